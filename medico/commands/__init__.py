@@ -1,0 +1,1 @@
+"""Command implementations for the ``medico`` CLI, one module per command or command group."""

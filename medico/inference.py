@@ -1,0 +1,69 @@
+"""Prediction at the original resolution: resize in, forward, probabilities back to each image's size, threshold."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from medico.metrics import THRESHOLD
+from medico.preprocess import resize_probabilities, to_tensor
+from medico.runtime import autocast
+
+__all__ = ["Predictor"]
+
+
+class Predictor:
+    """Wraps a model for inference on RGB uint8 images of any size.
+
+    Args:
+        model: a plugin's model (logits out).
+        input_size: the square side the model was trained at.
+        device: where to run it.
+        precision: 'fp32', 'bf16' or 'fp16' autocast.
+        threshold: probability at or above which a pixel is polyp.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        input_size: int,
+        device: torch.device | str = "cpu",
+        precision: str = "fp32",
+        threshold: float = THRESHOLD,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.input_size = input_size
+        self.precision = precision
+        self.threshold = threshold
+
+    @torch.no_grad()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Model logits ``(B, 1, S, S)`` in float32 for a normalised batch."""
+        with autocast(self.device, self.precision):
+            return self.model(batch.to(self.device, non_blocking=True)).float()
+
+    def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per image, a float32 probability map at the image's own height and width."""
+        if not images:
+            return []
+        small = torch.sigmoid(self.logits(to_tensor(list(images), self.input_size)))[:, 0].cpu().numpy()
+        return [resize_probabilities(p, *image.shape[:2]) for p, image in zip(small, images)]
+
+    def masks(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per image, a boolean mask at the image's own size (probability >= threshold)."""
+        return [p >= self.threshold for p in self.probabilities(images)]
+
+    def predict_all(self, images: Iterable[np.ndarray], batch_size: int = 8) -> Iterator[np.ndarray]:
+        """Masks for a stream of images, ``batch_size`` at a time, in order."""
+        pending: list[np.ndarray] = []
+        for image in images:
+            pending.append(image)
+            if len(pending) == batch_size:
+                yield from self.masks(pending)
+                pending = []
+        if pending:
+            yield from self.masks(pending)

@@ -1,0 +1,276 @@
+"""Model plugins: the interface, the registry and the three ways of registering one.
+
+A plugin is a name plus a builder ``build(**options) -> torch.nn.Module`` whose module maps a float tensor
+``(B, 3, H, W)`` normalised to [-1, 1] to logits ``(B, 1, H, W)`` (no sigmoid inside). Plugins come from
+
+1. ``@register_model("name")`` inside a module that medico imports (the built-ins in :mod:`medico.models`);
+2. the entry-point group ``medico.models`` of any installed distribution, loaded lazily, one failure never
+   hiding the other plugins;
+3. a spec ``path/to/file.py:builder`` or ``package.module:builder`` given where a model name is expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from medico.errors import MedicoError
+from medico.weights import WeightsSource
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ModelPlugin",
+    "PluginError",
+    "TrainingDefaults",
+    "UnknownModelError",
+    "create_model",
+    "get_plugin",
+    "is_model",
+    "list_models",
+    "plugin_errors",
+    "register_model",
+]
+
+ENTRY_POINT_GROUP = "medico.models"
+
+Builder = Callable[..., nn.Module]
+
+
+class PluginError(MedicoError):
+    """A plugin could not be imported, found or built."""
+
+
+class UnknownModelError(PluginError, LookupError):
+    """A model name that no plugin answers to."""
+
+
+@dataclass(frozen=True)
+class TrainingDefaults:
+    """Training options a plugin proposes; ``baselines/<model>.toml`` and the command line override them.
+
+    The values follow the source paper: 256x256 inputs, batch 16, Adam with lr 1e-4, L2 by weight decay.
+    """
+
+    input_size: int = 256
+    batch_size: int = 16
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    epochs: int = 50
+
+
+@dataclass(frozen=True)
+class ModelPlugin:
+    """A registered model: how to build it, what it proposes for training, where it came from."""
+
+    name: str
+    builder: Builder
+    description: str
+    defaults: TrainingDefaults = field(default_factory=TrainingDefaults)
+    pretrained: Mapping[str, WeightsSource] = field(default_factory=dict)
+    origin: str = "built-in"
+
+    def build(self, **options: Any) -> nn.Module:
+        """Build the model; options the builder does not accept are reported with the plugin's name."""
+        try:
+            inspect.signature(self.builder).bind(**options)
+        except TypeError as error:
+            raise PluginError(
+                f"model {self.name!r} does not accept options {options}: {error}; "
+                f"its parameters are {self.parameters}"
+            ) from error
+        model = self.builder(**options)
+        if not isinstance(model, nn.Module):
+            raise PluginError(
+                f"model {self.name!r} ({self.origin}): builder returned {type(model).__name__}, "
+                "expected a torch.nn.Module"
+            )
+        return model
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        """The builder's keyword options and their defaults (what ``build(**options)`` accepts)."""
+        signature = inspect.signature(self.builder)
+        return {
+            name: (None if p.default is inspect.Parameter.empty else p.default)
+            for name, p in signature.parameters.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
+
+
+_registry: dict[str, ModelPlugin] = {}
+_by_builder: dict[Builder, ModelPlugin] = {}
+_plugin_errors: dict[str, str] = {}
+_entry_points_loaded = False
+
+
+def register_model(
+    name: str,
+    *,
+    description: str | None = None,
+    defaults: TrainingDefaults | None = None,
+    pretrained: Mapping[str, WeightsSource] | None = None,
+) -> Callable[[Builder], Builder]:
+    """Register ``builder`` under ``name``; returns the builder unchanged.
+
+    Args:
+        name: the name users type (``medico run NAME``).
+        description: one line for ``medico models``; defaults to the builder docstring's first line.
+        defaults: proposed training options.
+        pretrained: named weight sources, e.g. ``{"brain-mri": WeightsSource(url=..., sha256=...)}``.
+    """
+
+    def decorate(builder: Builder) -> Builder:
+        doc = (inspect.getdoc(builder) or "").strip().splitlines()
+        module = getattr(builder, "__module__", "") or ""
+        plugin = ModelPlugin(
+            name=name,
+            builder=builder,
+            description=description or (doc[0] if doc else ""),
+            defaults=defaults or TrainingDefaults(),
+            pretrained=dict(pretrained or {}),
+            origin="built-in" if module.startswith("medico.") else f"module {module}",
+        )
+        _add(plugin)
+        return builder
+
+    return decorate
+
+
+def _add(plugin: ModelPlugin) -> None:
+    _registry[plugin.name] = plugin
+    _by_builder[plugin.builder] = plugin
+
+
+def _load_builtins() -> None:
+    importlib.import_module("medico.models")
+
+
+def _distribution_name(entry_point: importlib.metadata.EntryPoint) -> str:
+    dist = getattr(entry_point, "dist", None)
+    return dist.name if dist is not None else "an unknown distribution"
+
+
+def _load_entry_points() -> None:
+    """Import every ``medico.models`` entry point once; a broken one is recorded, not raised."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        origin = f"entry point of package {_distribution_name(entry_point)}"
+        try:
+            builder = entry_point.load()
+        except Exception as error:  # a plugin's import may raise anything; report it, keep the others
+            _plugin_errors[entry_point.name] = f"{origin}: {type(error).__name__}: {error}"
+            continue
+        if not callable(builder):
+            _plugin_errors[entry_point.name] = f"{origin}: {entry_point.value} is not callable"
+            continue
+        _add(_plugin_for(builder, name=entry_point.name, origin=origin))
+
+
+def _plugin_for(builder: Builder, *, name: str, origin: str) -> ModelPlugin:
+    """The registered plugin of ``builder`` renamed, or a new plugin with default training options."""
+    known = _by_builder.get(builder)
+    if known is not None:
+        return replace(known, name=name, origin=origin)
+    doc = (inspect.getdoc(builder) or "").strip().splitlines()
+    return ModelPlugin(name=name, builder=builder, description=doc[0] if doc else "", origin=origin)
+
+
+def _ensure_loaded() -> None:
+    _load_builtins()
+    _load_entry_points()
+
+
+def list_models() -> list[str]:
+    """Names of every registered plugin (built-in and entry points), sorted."""
+    _ensure_loaded()
+    return sorted(_registry)
+
+
+def is_model(name: str) -> bool:
+    """Whether ``name`` is a registered plugin name (specs with ``:`` are not looked up here)."""
+    _ensure_loaded()
+    return name in _registry
+
+
+def plugin_errors() -> dict[str, str]:
+    """Entry points that failed to load: name -> where it came from and the error."""
+    _ensure_loaded()
+    return dict(_plugin_errors)
+
+
+def get_plugin(name_or_spec: str) -> ModelPlugin:
+    """The plugin for a registered name, or for a ``file.py:builder`` / ``package.module:builder`` spec.
+
+    Raises:
+        UnknownModelError: no plugin has that name (the message lists the known ones and close matches).
+        PluginError: the plugin failed to load, or the spec does not point at a callable.
+    """
+    _ensure_loaded()
+    if name_or_spec in _registry:
+        return _registry[name_or_spec]
+    if name_or_spec in _plugin_errors:
+        raise PluginError(f"model {name_or_spec!r} failed to load: {_plugin_errors[name_or_spec]}")
+    if ":" in name_or_spec:
+        return _plugin_from_spec(name_or_spec)
+    known = sorted(_registry)
+    close = difflib.get_close_matches(name_or_spec, known, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise UnknownModelError(
+        f"unknown model {name_or_spec!r}.{hint} Known models: {', '.join(known)}. "
+        "A one-off plugin can be given as path/to/file.py:builder or package.module:builder."
+    )
+
+
+def _plugin_from_spec(spec: str) -> ModelPlugin:
+    target, _, attribute = spec.rpartition(":")
+    if not target or not attribute:
+        raise PluginError(f"model spec {spec!r}: expected path/to/file.py:builder or package.module:builder")
+    path = Path(target)
+    if target.endswith(".py") or path.exists():
+        module = _import_file(path, spec)
+        origin = f"file {path}"
+    else:
+        try:
+            module = importlib.import_module(target)
+        except Exception as error:
+            raise PluginError(f"model spec {spec!r}: cannot import {target!r}: {type(error).__name__}: {error}") from error
+        origin = f"module {target}"
+    builder = getattr(module, attribute, None)
+    if builder is None or not callable(builder):
+        raise PluginError(f"model spec {spec!r}: {target} has no callable named {attribute!r}")
+    return _plugin_for(builder, name=spec, origin=origin)
+
+
+def _import_file(path: Path, spec: str) -> Any:
+    if not path.is_file():
+        raise PluginError(f"model spec {spec!r}: file {path} does not exist")
+    module_name = f"medico_user_plugin_{abs(hash(path.resolve()))}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise PluginError(f"model spec {spec!r}: {path} cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as error:
+        del sys.modules[module_name]
+        raise PluginError(f"model spec {spec!r}: importing {path} raised {type(error).__name__}: {error}") from error
+    return module
+
+
+def create_model(name_or_spec: str, **options: Any) -> nn.Module:
+    """Build the model of a registered name or spec with the given builder options."""
+    return get_plugin(name_or_spec).build(**options)

@@ -1,0 +1,48 @@
+"""The model input convention, shared by training, evaluation, prediction and benchmarks.
+
+Images are RGB uint8 ``(H, W, 3)``; they are resized to the model's square input size with area
+interpolation (the right filter for shrinking 1920x1072 frames) and normalised to [-1, 1]. Probabilities are
+resized back to the original size bilinearly, then thresholded: never threshold first and resize a mask.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+__all__ = ["normalize", "resize_image", "resize_mask", "resize_probabilities", "to_tensor"]
+
+
+def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resize an ``(H, W, 3)`` uint8 image to ``size`` (square side, or (height, width)) with area filtering."""
+    height, width = (size, size) if isinstance(size, int) else size
+    if image.shape[:2] == (height, width):
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def resize_mask(mask: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Resize a boolean/0-1 mask for training targets: area-average then >= 0.5, so thin shapes do not vanish."""
+    height, width = (size, size) if isinstance(size, int) else size
+    if mask.shape[:2] == (height, width):
+        return mask.astype(bool)
+    resized = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_AREA)
+    return resized >= 0.5
+
+
+def normalize(image: np.ndarray) -> np.ndarray:
+    """uint8 ``(H, W, 3)`` -> float32 ``(3, H, W)`` in [-1, 1]."""
+    return (image.astype(np.float32).transpose(2, 0, 1) / 127.5) - 1.0
+
+
+def to_tensor(images: list[np.ndarray], size: int | tuple[int, int]) -> torch.Tensor:
+    """A batch ``(B, 3, S, S)`` of resized, normalised images."""
+    return torch.from_numpy(np.stack([normalize(resize_image(image, size)) for image in images]))
+
+
+def resize_probabilities(probabilities: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize an ``(h, w)`` float probability map back to ``(height, width)`` bilinearly."""
+    if probabilities.shape == (height, width):
+        return probabilities
+    return cv2.resize(probabilities.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
