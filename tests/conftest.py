@@ -1,0 +1,45 @@
+"""Shared fixtures: real data locations (skipped with a reason where absent) and an isolated workspace."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = Path(os.environ.get("MEDICO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+KVASIR = SHARED_DATA / "kvasir-seg"
+MEDICO2020_TEST = SHARED_DATA / "medico2020-test" / "images"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _few_threads() -> None:
+    """Two threads: the CI machine has two cores, and more threads only add contention."""
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def kvasir_path() -> Path:
+    """The real Kvasir-SEG folder (../shared/data/kvasir-seg)."""
+    if not (KVASIR / "images").is_dir():
+        pytest.skip(f"real Kvasir-SEG not found at {KVASIR}")
+    return KVASIR
+
+
+@pytest.fixture
+def medico2020_test_images() -> Path:
+    """The 160 real Medico 2020 test images (../shared/data/medico2020-test/images)."""
+    if not MEDICO2020_TEST.is_dir():
+        pytest.skip(f"Medico 2020 test images not found at {MEDICO2020_TEST}")
+    return MEDICO2020_TEST
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh workspace as the current folder, with runs, cache and leaderboard database inside it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MEDICO_CACHE", str(tmp_path / ".cache"))
+    monkeypatch.setenv("MEDICO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("MEDICO_DB", str(tmp_path / "leaderboard" / "medico.sqlite"))
+    return tmp_path
