@@ -23,6 +23,7 @@ class Entry:
     Scores are means over images in [0, 1] (None where a published source does not give them); ``*_std`` are
     standard deviations over images. ``sha256`` identifies what was scored (archive or checkpoint): the store
     keeps one entry per (sha256, task, split). ``fps_kind`` is ``"model"`` (forward only) or ``"end-to-end"``.
+    ``id`` is the store's row id (None until stored, and for published rows read from ``reported.csv``).
     """
 
     team: str
@@ -53,3 +54,4 @@ class Entry:
     created: str | None = None
     note: str = ""
     citation: str = ""
+    id: int | None = None

@@ -1,0 +1,222 @@
+"""The leaderboard database: SQLite in WAL mode, a versioned schema migrated in place, one transaction per write.
+
+Several processes (two ``medico score`` at once, a ``medico run`` beside them) may write to the same file: each
+write takes SQLite's write lock up front (``BEGIN IMMEDIATE``) and waits for it up to ``timeout`` seconds, so
+nothing is lost and the duplicate check cannot race with another insert.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from medico.errors import MedicoError
+from medico.leaderboard.entry import SOURCES, SPLITS, TASKS, Entry
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "LeaderboardError", "LeaderboardStore", "default_db_path"]
+
+# Each script takes the schema from version i to i + 1; a new file runs them all, an older file the rest.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the entries table.
+    """
+    CREATE TABLE entries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        team TEXT NOT NULL,
+        model TEXT NOT NULL,
+        task TEXT NOT NULL,
+        split TEXT NOT NULL,
+        run INTEGER,
+        dice REAL, iou REAL, precision REAL, recall REAL, f2 REAL, accuracy REAL,
+        dice_std REAL, iou_std REAL, precision_std REAL, recall_std REAL, f2_std REAL, accuracy_std REAL,
+        fps REAL,
+        fps_device TEXT,
+        fps_kind TEXT,
+        n_images INTEGER,
+        dataset_fingerprint TEXT,
+        metric_policy TEXT NOT NULL DEFAULT '{}',
+        source TEXT NOT NULL,
+        sha256 TEXT,
+        created TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT ''
+    );
+    """,
+    # 2: citations, and one entry per scored file (earlier duplicates win), and an index for the usual filters.
+    """
+    ALTER TABLE entries ADD COLUMN citation TEXT NOT NULL DEFAULT '';
+    DELETE FROM entries WHERE sha256 IS NOT NULL AND id NOT IN (
+        SELECT MIN(id) FROM entries WHERE sha256 IS NOT NULL GROUP BY sha256, task, split
+    );
+    CREATE UNIQUE INDEX entries_scored_once ON entries (sha256, task, split) WHERE sha256 IS NOT NULL;
+    CREATE INDEX entries_task_split ON entries (task, split);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_COLUMNS = tuple(f.name for f in fields(Entry) if f.name != "id")
+_SCORES = ("dice", "iou", "precision", "recall", "f2", "accuracy")
+
+
+class LeaderboardError(MedicoError):
+    """The leaderboard database cannot be used (corrupted, locked, newer schema) or an entry is invalid."""
+
+
+def default_db_path() -> Path:
+    """Where the leaderboard lives: ``$MEDICO_DB``, else ``./leaderboard/medico.sqlite`` in the workspace."""
+    return Path(os.environ.get("MEDICO_DB") or Path("leaderboard") / "medico.sqlite")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _check(entry: Entry) -> None:
+    """Refuse an entry the leaderboard could not rank honestly (unknown task/split/source, scores outside [0, 1])."""
+    for name, value, allowed in (("task", entry.task, TASKS), ("split", entry.split, SPLITS), ("source", entry.source, SOURCES)):
+        if value not in allowed:
+            raise LeaderboardError(f"entry {name}: expected one of {', '.join(allowed)}, got {value!r}")
+    for name in _SCORES:
+        value = getattr(entry, name)
+        if value is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise LeaderboardError(f"entry {name}: expected a fraction in [0, 1], got {value!r} (scores are not percentages)")
+    if entry.fps is not None and not (math.isfinite(entry.fps) and entry.fps > 0):
+        raise LeaderboardError(f"entry fps: expected a positive number, got {entry.fps!r}")
+
+
+def _row_to_entry(row: sqlite3.Row) -> Entry:
+    values = {name: row[name] for name in _COLUMNS}
+    values["metric_policy"] = json.loads(values["metric_policy"] or "{}")
+    return Entry(**values, id=row["id"])
+
+
+class LeaderboardStore:
+    """The leaderboard database at ``path`` (default :func:`default_db_path`), created and migrated on open.
+
+    Args:
+        path: the SQLite file; its folder is created when missing.
+        timeout: seconds to wait for another process's write lock before giving up with a LeaderboardError.
+    """
+
+    def __init__(self, path: Path | None = None, *, timeout: float = 30.0) -> None:
+        self.path = Path(path) if path is not None else default_db_path()
+        self.timeout = timeout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._migrate()
+
+    def __repr__(self) -> str:
+        return f"LeaderboardStore({str(self.path)!r})"
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection in autocommit mode (transactions are explicit); SQLite errors become LeaderboardError."""
+        connection = None
+        try:
+            connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            connection.row_factory = sqlite3.Row
+            yield connection
+        except sqlite3.OperationalError as error:
+            if "locked" in str(error) or "busy" in str(error):
+                raise LeaderboardError(
+                    f"leaderboard database {self.path} is locked by another process (waited {self.timeout:g} s): {error}"
+                ) from error
+            raise LeaderboardError(f"leaderboard database {self.path} cannot be used: {error}") from error
+        except sqlite3.DatabaseError as error:
+            raise LeaderboardError(
+                f"leaderboard database {self.path} is corrupted or not a SQLite file ({error}); "
+                "move it away to start a new leaderboard"
+            ) from error
+        finally:
+            if connection is not None:
+                connection.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding the write lock from the start (so read-check-insert cannot race)."""
+        with self._connect() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._connect() as connection:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+        with self._write() as connection:
+            connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = connection.execute("SELECT version FROM schema_version").fetchone()
+            version = 0 if row is None else row[0]
+            if version > SCHEMA_VERSION:
+                raise LeaderboardError(
+                    f"leaderboard database {self.path} has schema version {version}, newer than this medico "
+                    f"understands ({SCHEMA_VERSION}); upgrade medico"
+                )
+            for script in MIGRATIONS[version:]:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+            if row is None:
+                connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif version < SCHEMA_VERSION:
+                connection.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+
+    def schema_version(self) -> int:
+        """The schema version of the open file (:data:`SCHEMA_VERSION` once opened by this medico)."""
+        with self._connect() as connection:
+            return connection.execute("SELECT version FROM schema_version").fetchone()[0]
+
+    def add(self, entry: Entry) -> int | None:
+        """Insert ``entry`` in one transaction and return its row id; None (nothing inserted) when an entry with the
+        same (sha256, task, split) is already stored. ``created`` is set to the current UTC time when None."""
+        _check(entry)
+        if entry.created is None:
+            entry = replace(entry, created=_now())
+        values = [getattr(entry, name) for name in _COLUMNS]
+        values[_COLUMNS.index("metric_policy")] = json.dumps(entry.metric_policy, sort_keys=True)
+        with self._write() as connection:
+            if entry.sha256 is not None and connection.execute(
+                "SELECT 1 FROM entries WHERE sha256 = ? AND task = ? AND split = ?",
+                (entry.sha256, entry.task, entry.split),
+            ).fetchone():
+                return None
+            cursor = connection.execute(
+                f"INSERT INTO entries ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", values
+            )
+            return cursor.lastrowid
+
+    def entries(
+        self,
+        *,
+        task: str | None = None,
+        split: str | None = None,
+        model: str | None = None,
+        team: str | None = None,
+        device: str | None = None,
+    ) -> list[Entry]:
+        """Stored entries matching every filter given (``device`` matches ``fps_device``), oldest first, with ids."""
+        conditions = {"task": task, "split": split, "model": model, "team": team, "fps_device": device}
+        where = [(f"{column} = ?", value) for column, value in conditions.items() if value is not None]
+        sql = "SELECT * FROM entries"
+        if where:
+            sql += " WHERE " + " AND ".join(clause for clause, _ in where)
+        sql += " ORDER BY created, id"
+        with self._connect() as connection:
+            rows = connection.execute(sql, [value for _, value in where]).fetchall()
+        return [_row_to_entry(row) for row in rows]
+
+    def next_run_number(self, team: str, task: str) -> int:
+        """One more than the highest run number ``team`` has for ``task`` (1 for a first run)."""
+        with self._connect() as connection:
+            highest = connection.execute(
+                "SELECT MAX(run) FROM entries WHERE team = ? AND task = ?", (team, task)
+            ).fetchone()[0]
+        return 1 if highest is None else highest + 1
