@@ -1,0 +1,147 @@
+"""Scoring a model on a dataset split: predictions at each image's original resolution, per-image metrics.
+
+The model predicts at its input size; the probabilities are resized back to each image's own size, thresholded
+at the predictor's threshold and compared with the ground truth by :mod:`medico.metrics` (one image's confusion
+counts at a time, so images of different sizes mix freely). The reported figure is the mean over images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+
+from medico.errors import MedicoError
+from medico.inference import Predictor
+from medico.metrics import METRIC_NAMES, METRIC_POLICY, confusion_counts, scores_from_counts
+
+__all__ = ["COUNT_NAMES", "EvaluationError", "EvaluationResult", "ImageSource", "evaluate", "write_atomic"]
+
+COUNT_NAMES = ("tp", "fp", "fn", "tn")
+
+
+class EvaluationError(MedicoError):
+    """Nothing to evaluate, or an image and its ground truth disagree in size."""
+
+
+class ImageSource(Protocol):
+    """What :func:`evaluate` reads: images (RGB uint8) and masks (bool) at their original resolution, by name."""
+
+    def read_image(self, name: str) -> np.ndarray: ...
+
+    def read_mask(self, name: str) -> np.ndarray: ...
+
+
+def write_atomic(path: Path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+        os.replace(tmp_name, path)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+    return path
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Per-image scores, their summary (mean and population std over images) and the metric policy used.
+
+    ``per_image`` columns: name, height, width, tp, fp, fn, tn, dice, iou, precision, recall, f2, accuracy.
+    ``summary`` keys: each metric (mean), ``<metric>_std`` and ``n_images``.
+    """
+
+    per_image: pd.DataFrame
+    summary: dict[str, float]
+    policy: dict[str, Any]
+
+    @classmethod
+    def from_counts(
+        cls,
+        names: Sequence[str],
+        sizes: Sequence[tuple[int, int]],
+        counts: torch.Tensor,
+        policy: dict[str, Any] | None = None,
+    ) -> EvaluationResult:
+        """Build the result from per-image ``(height, width)`` and ``(N, 4)`` confusion counts."""
+        scores = scores_from_counts(counts)
+        frame = pd.DataFrame({"name": list(names)})
+        frame["height"] = [h for h, _ in sizes]
+        frame["width"] = [w for _, w in sizes]
+        for column, values in zip(COUNT_NAMES, counts.T):
+            frame[column] = values.numpy()
+        summary: dict[str, float] = {}
+        for metric in METRIC_NAMES:
+            values = scores[metric].numpy()
+            frame[metric] = values
+            summary[metric] = float(values.mean())
+        for metric in METRIC_NAMES:
+            summary[f"{metric}_std"] = float(scores[metric].numpy().std())
+        summary["n_images"] = len(frame)
+        return cls(per_image=frame, summary=summary, policy=dict(policy or METRIC_POLICY))
+
+    def write(self, folder: Path) -> None:
+        """Write ``per_image.csv`` and ``metrics.json`` (summary and policy) into ``folder``, each atomically."""
+        folder = Path(folder)
+        write_atomic(folder / "per_image.csv", self.per_image.to_csv(index=False))
+        write_atomic(
+            folder / "metrics.json", json.dumps({"summary": self.summary, "policy": self.policy}, indent=2) + "\n"
+        )
+
+
+def evaluate(
+    predictor: Predictor,
+    dataset: ImageSource,
+    names: Sequence[str],
+    *,
+    batch_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvaluationResult:
+    """Score ``predictor`` on the images ``names`` of ``dataset`` at their original resolution.
+
+    Args:
+        predictor: the model wrapped for inference (input size, device, precision, threshold).
+        dataset: anything with ``read_image(name)`` and ``read_mask(name)`` (see :class:`ImageSource`).
+        names: the images to score, in the order of the result's rows.
+        batch_size: images per forward pass.
+        progress: called as ``progress(done, total)`` after each batch.
+
+    Returns:
+        The per-image scores, their summary and the metric policy (with the threshold actually used).
+    """
+    names = list(names)
+    if not names:
+        raise EvaluationError("evaluate: no images to score (the split's name list is empty)")
+    if batch_size < 1:
+        raise EvaluationError(f"batch_size: expected a positive integer, got {batch_size}")
+    sizes: list[tuple[int, int]] = []
+    counts: list[torch.Tensor] = []
+    for start in range(0, len(names), batch_size):
+        batch = names[start : start + batch_size]
+        images = [dataset.read_image(name) for name in batch]
+        truths = [dataset.read_mask(name) for name in batch]
+        for name, image, truth in zip(batch, images, truths):
+            if image.shape[:2] != truth.shape:
+                raise EvaluationError(
+                    f"image {name!r}: the image is {image.shape[1]}x{image.shape[0]} but its mask is "
+                    f"{truth.shape[1]}x{truth.shape[0]} (width x height); they must match"
+                )
+        for truth, pred in zip(truths, predictor.masks(images)):
+            sizes.append(truth.shape)
+            counts.append(confusion_counts(torch.from_numpy(pred), torch.from_numpy(truth)))
+        if progress is not None:
+            progress(len(sizes), len(names))
+    policy = {**METRIC_POLICY, "threshold": float(predictor.threshold)}
+    return EvaluationResult.from_counts(names, sizes, torch.stack(counts), policy)
