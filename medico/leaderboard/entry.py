@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["SOURCES", "SPLITS", "TASKS", "Entry"]
+from medico.leaderboard.errors import LeaderboardError
+
+__all__ = ["SCORES", "SOURCES", "SPLITS", "TASKS", "Entry", "check_entry"]
 
 TASKS = ("segmentation", "efficiency")
 SPLITS = ("val", "test")
 SOURCES = ("measured", "submission", "published")
+SCORES = ("dice", "iou", "precision", "recall", "f2", "accuracy")
 
 Task = Literal["segmentation", "efficiency"]
 Split = Literal["val", "test"]
@@ -55,3 +59,16 @@ class Entry:
     note: str = ""
     citation: str = ""
     id: int | None = None
+
+
+def check_entry(entry: Entry) -> None:
+    """Refuse an entry the leaderboard could not rank honestly: unknown task/split/source, scores outside [0, 1]."""
+    for name, value, allowed in (("task", entry.task, TASKS), ("split", entry.split, SPLITS), ("source", entry.source, SOURCES)):
+        if value not in allowed:
+            raise LeaderboardError(f"entry {name}: expected one of {', '.join(allowed)}, got {value!r}")
+    for name in SCORES:
+        value = getattr(entry, name)
+        if value is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
+            raise LeaderboardError(f"entry {name}: expected a fraction in [0, 1], got {value!r} (scores are not percentages)")
+    if entry.fps is not None and not (math.isfinite(entry.fps) and entry.fps > 0):
+        raise LeaderboardError(f"entry fps: expected a positive number, got {entry.fps!r}")

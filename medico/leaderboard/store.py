@@ -8,7 +8,6 @@ nothing is lost and the duplicate check cannot race with another insert.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -17,10 +16,10 @@ from dataclasses import fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from medico.errors import MedicoError
-from medico.leaderboard.entry import SOURCES, SPLITS, TASKS, Entry
+from medico.leaderboard.entry import Entry, check_entry
+from medico.leaderboard.errors import LeaderboardError
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "LeaderboardError", "LeaderboardStore", "default_db_path"]
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "LeaderboardStore", "default_db_path"]
 
 # Each script takes the schema from version i to i + 1; a new file runs them all, an older file the rest.
 MIGRATIONS: tuple[str, ...] = (
@@ -60,11 +59,6 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = tuple(f.name for f in fields(Entry) if f.name != "id")
-_SCORES = ("dice", "iou", "precision", "recall", "f2", "accuracy")
-
-
-class LeaderboardError(MedicoError):
-    """The leaderboard database cannot be used (corrupted, locked, newer schema) or an entry is invalid."""
 
 
 def default_db_path() -> Path:
@@ -74,19 +68,6 @@ def default_db_path() -> Path:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _check(entry: Entry) -> None:
-    """Refuse an entry the leaderboard could not rank honestly (unknown task/split/source, scores outside [0, 1])."""
-    for name, value, allowed in (("task", entry.task, TASKS), ("split", entry.split, SPLITS), ("source", entry.source, SOURCES)):
-        if value not in allowed:
-            raise LeaderboardError(f"entry {name}: expected one of {', '.join(allowed)}, got {value!r}")
-    for name in _SCORES:
-        value = getattr(entry, name)
-        if value is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
-            raise LeaderboardError(f"entry {name}: expected a fraction in [0, 1], got {value!r} (scores are not percentages)")
-    if entry.fps is not None and not (math.isfinite(entry.fps) and entry.fps > 0):
-        raise LeaderboardError(f"entry fps: expected a positive number, got {entry.fps!r}")
 
 
 def _row_to_entry(row: sqlite3.Row) -> Entry:
@@ -177,7 +158,7 @@ class LeaderboardStore:
     def add(self, entry: Entry) -> int | None:
         """Insert ``entry`` in one transaction and return its row id; None (nothing inserted) when an entry with the
         same (sha256, task, split) is already stored. ``created`` is set to the current UTC time when None."""
-        _check(entry)
+        check_entry(entry)
         if entry.created is None:
             entry = replace(entry, created=_now())
         values = [getattr(entry, name) for name in _COLUMNS]
