@@ -1,0 +1,178 @@
+"""Speed: model FPS (forward only) and end-to-end FPS (decode to thresholded mask), plus forward FLOPs.
+
+Both are medians over repeated timed runs after a warm-up, with ``torch.cuda.synchronize()`` around every timed
+region on CUDA (kernels are asynchronous: without it the clock stops before the GPU has finished). The result
+records what was timed, the device, precision, threads and torch version, so numbers are never compared blind.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from medico.data.io import read_rgb
+from medico.errors import MedicoError
+from medico.inference import Predictor
+from medico.runtime import autocast, device_name
+
+__all__ = ["FLOP_CONVENTION", "SpeedResult", "count_flops", "measure_end_to_end_speed", "measure_model_speed"]
+
+FLOP_CONVENTION = "torch.utils.flop_counter: a multiply-add counts as 2 FLOPs; convolutions and matmuls only"
+
+
+@dataclass(frozen=True)
+class SpeedResult:
+    """One speed measurement: images/s (median, slowest and fastest run), latency per batch and the setting."""
+
+    kind: Literal["model", "end-to-end"]
+    fps: float
+    fps_min: float
+    fps_max: float
+    latency_ms: float
+    batch_size: int
+    input_size: int
+    device: str
+    precision: str
+    threads: int
+    torch_version: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict."""
+        return asdict(self)
+
+
+def _check_counts(**counts: int) -> None:
+    for name, value in counts.items():
+        minimum = 0 if name == "warmup" else 1
+        if value < minimum:
+            raise MedicoError(f"{name}: expected an integer >= {minimum}, got {value}")
+
+
+def _timed(device: torch.device, step: Callable[[], object]) -> float:
+    """Seconds taken by ``step``, synchronising CUDA before and after so queued kernels are counted."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def _result(
+    kind: Literal["model", "end-to-end"],
+    seconds: Sequence[float],
+    *,
+    batch_size: int,
+    input_size: int,
+    device: torch.device,
+    precision: str,
+) -> SpeedResult:
+    median = statistics.median(seconds)
+    return SpeedResult(
+        kind=kind,
+        fps=batch_size / median,
+        fps_min=batch_size / max(seconds),
+        fps_max=batch_size / min(seconds),
+        latency_ms=median * 1000,
+        batch_size=batch_size,
+        input_size=input_size,
+        device=device_name(device),
+        precision=precision,
+        threads=torch.get_num_threads(),
+        torch_version=torch.__version__,
+    )
+
+
+def measure_model_speed(
+    model: nn.Module,
+    input_size: int,
+    *,
+    device: torch.device | str,
+    precision: str = "fp32",
+    batch_size: int = 1,
+    warmup: int = 3,
+    repeats: int = 10,
+) -> SpeedResult:
+    """Forward-only images/s of ``model`` (moved to ``device``, eval mode) on a random ``(B, 3, S, S)`` batch.
+
+    Args:
+        model: a plugin's model.
+        input_size: the square input side ``S``.
+        device: where to run.
+        precision: 'fp32', 'bf16' or 'fp16' autocast.
+        batch_size: images per forward pass ``B``.
+        warmup: untimed passes first (allocator, cuDNN autotuning, lazy init).
+        repeats: timed passes; the median gives ``fps``, the slowest and fastest ``fps_min``/``fps_max``.
+    """
+    _check_counts(input_size=input_size, batch_size=batch_size, warmup=warmup, repeats=repeats)
+    device = torch.device(device)
+    model = model.to(device).eval()
+    batch = torch.randn(batch_size, 3, input_size, input_size, generator=torch.Generator().manual_seed(0)).to(device)
+
+    def forward() -> torch.Tensor:
+        with autocast(device, precision):
+            return model(batch)
+
+    with torch.inference_mode():
+        for _ in range(warmup):
+            forward()
+        seconds = [_timed(device, forward) for _ in range(repeats)]
+    return _result("model", seconds, batch_size=batch_size, input_size=input_size, device=device, precision=precision)
+
+
+def measure_end_to_end_speed(
+    predictor: Predictor, image_paths: Sequence[Path], *, warmup: int = 2, repeats: int = 1
+) -> SpeedResult:
+    """Per-image FPS at batch 1 of the whole path: decode, resize, forward, resize back, threshold.
+
+    The first ``warmup`` images (cycling through ``image_paths``) are processed untimed; then every image is
+    timed ``repeats`` times over; ``fps`` is one over the median time per image.
+    """
+    paths = [Path(p) for p in image_paths]
+    if not paths:
+        raise MedicoError("end-to-end speed: no images given (expected at least one image file)")
+    _check_counts(warmup=warmup, repeats=repeats)
+
+    def predict(path: Path) -> None:
+        predictor.masks([read_rgb(path)])  # masks come back to the CPU, so the GPU has finished
+
+    for index in range(warmup):
+        predict(paths[index % len(paths)])
+    seconds = [_timed(predictor.device, lambda p=path: predict(p)) for _ in range(repeats) for path in paths]
+    return _result(
+        "end-to-end",
+        seconds,
+        batch_size=1,
+        input_size=predictor.input_size,
+        device=predictor.device,
+        precision=predictor.precision,
+    )
+
+
+def count_flops(model: nn.Module, input_size: int) -> int:
+    """Forward FLOPs for one ``(1, 3, S, S)`` image, counted by ``FlopCounterMode`` (multiply-add = 2 FLOPs).
+
+    Only the operations torch's counter knows (convolutions, transposed convolutions, matmuls, attention) are
+    counted; activations, normalisation and pooling are not, as in most published GFLOPs figures.
+    """
+    _check_counts(input_size=input_size)
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.inference_mode(), counter:
+            model(torch.zeros(1, 3, input_size, input_size, device=device))
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
