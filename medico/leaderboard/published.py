@@ -1,0 +1,93 @@
+"""Published reference figures (``baselines/reported.csv``) as leaderboard rows marked ``source="published"``.
+
+They are figures from papers, each with its citation, never measured here: the leaderboard shows them only when
+asked and dims them. Scores in the file are fractions in [0, 1], like every score in medico.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import fields
+from pathlib import Path
+
+import medico
+from medico.leaderboard.entry import SCORES, Entry, check_entry
+from medico.leaderboard.errors import LeaderboardError
+
+__all__ = ["REPORTED_CSV", "load_published", "published_for_task", "reported_csv_path"]
+
+REPORTED_CSV = Path("baselines") / "reported.csv"
+
+_FLOATS = frozenset(SCORES) | {f"{name}_std" for name in SCORES} | {"fps"}
+_INTS = frozenset({"run", "n_images"})
+_OPTIONAL_TEXT = frozenset({"fps_device", "fps_kind", "dataset_fingerprint", "created"})
+_COLUMNS = frozenset(f.name for f in fields(Entry)) - {"id", "source", "sha256", "metric_policy"}
+_REQUIRED = ("team", "model", "citation")
+
+
+def reported_csv_path() -> Path:
+    """``baselines/reported.csv`` in the workspace, else the one shipped in the medico source checkout."""
+    local = REPORTED_CSV
+    if local.is_file():
+        return local
+    return Path(medico.__file__).resolve().parents[1] / REPORTED_CSV
+
+
+def _parse(path: Path, line: int, column: str, text: str) -> object:
+    text = text.strip()
+    try:
+        if column in _FLOATS:
+            return float(text) if text else None
+        if column in _INTS:
+            return int(text) if text else None
+    except ValueError:
+        kind = "a number" if column in _FLOATS else "an integer"
+        raise LeaderboardError(f"{path}, line {line}, column {column}: expected {kind} or nothing, got {text!r}") from None
+    if column in _OPTIONAL_TEXT:
+        return text or None
+    return text
+
+
+def load_published(path: Path | None = None) -> list[Entry]:
+    """The published rows of ``path`` (default :func:`reported_csv_path`), in file order, validated."""
+    path = reported_csv_path() if path is None else Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames or []
+            unknown = sorted(set(header) - _COLUMNS)
+            missing = [name for name in _REQUIRED if name not in header]
+            if unknown or missing:
+                raise LeaderboardError(
+                    f"{path}: expected columns among {', '.join(sorted(_COLUMNS))} including {', '.join(_REQUIRED)}; "
+                    f"unknown: {', '.join(unknown) or 'none'}, missing: {', '.join(missing) or 'none'}"
+                )
+            rows = [(reader.line_num, row) for row in reader]
+    except OSError as error:
+        raise LeaderboardError(f"published figures file {path} cannot be read: {error.strerror or error}") from error
+    entries = []
+    for line, row in rows:
+        if None in row:
+            raise LeaderboardError(f"{path}, line {line}: expected {len(header)} cells, found more")
+        values = {column: _parse(path, line, column, text or "") for column, text in row.items()}
+        for name in _REQUIRED:
+            if not values[name]:
+                raise LeaderboardError(f"{path}, line {line}: every published row needs a {name}, found none")
+        entry = Entry(**values, source="published")
+        try:
+            check_entry(entry)
+        except LeaderboardError as error:
+            raise LeaderboardError(f"{path}, line {line}: {error}") from None
+        entries.append(entry)
+    return entries
+
+
+def published_for_task(entries: Iterable[Entry], task: str) -> list[Entry]:
+    """The published rows that belong in ``task``'s view: segmentation needs Dice or IoU, efficiency needs FPS.
+
+    A paper reports accuracy and speed together rather than submitting to one task, so one row serves both views.
+    """
+    if task == "efficiency":
+        return [entry for entry in entries if entry.fps is not None]
+    return [entry for entry in entries if entry.dice is not None or entry.iou is not None]
