@@ -1,0 +1,242 @@
+"""The resolved configuration of a training run, and where each value came from.
+
+Layers, later ones winning: the plugin's :class:`~medico.plugins.TrainingDefaults`, ``baselines/<model>.toml``,
+the dataset's hints (the synthetic set asks for small inputs and few epochs), a ``--config FILE.toml``, the
+command line. A TOML layer holds flat training keys (``epochs = 30``) and an ``[options]`` table of builder
+options (``init_features = 8``). The resolved config and each key's source are written into the run record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medico.errors import MedicoError
+from medico.plugins import ModelPlugin
+from medico.runtime import PRECISIONS
+
+__all__ = [
+    "RESUMABLE_KEYS",
+    "ConfigError",
+    "Layer",
+    "RunConfig",
+    "baseline_path",
+    "parse_option",
+    "read_layer",
+    "resolve_config",
+]
+
+BASELINES = Path(__file__).resolve().parents[1] / "baselines"
+"""The registered baselines' settings (``baselines/<model>.toml`` in the repository)."""
+
+RESUMABLE_KEYS = frozenset({"epochs", "device", "precision", "workers", "eval_batch_size", "team"})
+"""What ``--resume`` may change: where and how long to go on, never what is being trained."""
+
+
+class ConfigError(MedicoError):
+    """A config file or option names an unknown key or gives a value of the wrong type."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides what a run trains and how (the run record's ``config.json``).
+
+    Attributes:
+        model: plugin name or ``file.py:builder`` spec.
+        options: builder options (``init_features=8``), passed to ``plugin.build``.
+        data: dataset folder or zip; None for the built-in synthetic set.
+        split: ``auto``, ``medico2020`` or ``random``.
+        epochs, batch_size, input_size, lr, weight_decay: the source paper's knobs (Adam, L2 by weight decay).
+        lr_patience, lr_factor, min_lr: ReduceLROnPlateau on validation mIoU.
+        early_stopping: epochs without a better validation mIoU before stopping (0: never stop early).
+        seed: seeds weights, shuffling and augmentation.
+        pretrained: ``brain-mri`` (a plugin's named weights), a path or a URL; None trains from scratch.
+        device, precision: ``auto`` picks CUDA with mixed precision when available, else CPU fp32.
+        workers: data-loader worker processes.
+        augment: the source paper's augmentations on training images.
+        eval_batch_size: images per forward pass during validation.
+        team: the leaderboard team name (None: the OS user name).
+    """
+
+    model: str
+    options: dict[str, Any] = field(default_factory=dict)
+    data: str | None = None
+    split: str = "auto"
+    epochs: int = 50
+    batch_size: int = 16
+    input_size: int = 256
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    lr_patience: int = 5
+    lr_factor: float = 0.1
+    min_lr: float = 1e-7
+    early_stopping: int = 15
+    seed: int = 0
+    pretrained: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    workers: int = 0
+    augment: bool = True
+    eval_batch_size: int = 8
+    team: str | None = None
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready values (``sources`` included: which layer set each key)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
+        """The config stored in a checkpoint or ``config.json``; unknown keys are ignored (newer versions)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def with_resume_overrides(self, overrides: Mapping[str, Any]) -> RunConfig:
+        """This config with command-line values a resumed run may change; anything else is refused."""
+        changed = {k: v for k, v in overrides.items() if v is not None and getattr(self, k, None) != v}
+        refused = sorted(set(changed) - RESUMABLE_KEYS)
+        if refused:
+            raise ConfigError(
+                f"--resume continues the run as it was configured; it cannot change {', '.join(refused)} "
+                f"(only {', '.join(sorted(RESUMABLE_KEYS))}). Start a new run instead."
+            )
+        sources = {**self.sources, **{k: "command line (resume)" for k in changed}}
+        return dataclasses.replace(self, **changed, sources=sources)
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "data": (str,),
+    "split": (str,),
+    "epochs": (int,),
+    "batch_size": (int,),
+    "input_size": (int,),
+    "lr": (float, int),
+    "weight_decay": (float, int),
+    "lr_patience": (int,),
+    "lr_factor": (float, int),
+    "min_lr": (float, int),
+    "early_stopping": (int,),
+    "seed": (int,),
+    "pretrained": (str,),
+    "device": (str,),
+    "precision": (str,),
+    "workers": (int,),
+    "augment": (bool,),
+    "eval_batch_size": (int,),
+    "team": (str,),
+}
+_PRECISIONS = ("auto", *PRECISIONS)
+_POSITIVE = ("epochs", "batch_size", "input_size", "lr", "eval_batch_size")
+_NON_NEGATIVE = ("weight_decay", "lr_patience", "min_lr", "early_stopping", "workers")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One source of settings: a label for the record, training values and builder options."""
+
+    label: str
+    values: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _check(label: str, key: str, value: Any) -> Any:
+    if key not in _TYPES:
+        raise ConfigError(f"{label}: unknown key {key!r}; known keys: {', '.join(sorted(_TYPES))}, and [options]")
+    expected = _TYPES[key]
+    # bool is an int in Python: refuse `epochs = true` and accept only real booleans for `augment`.
+    if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+        names = " or ".join(t.__name__ for t in expected)
+        raise ConfigError(f"{label}: {key} must be {names}, got {value!r} ({type(value).__name__})")
+    if float in expected:
+        value = float(value)
+    if key in _POSITIVE and value <= 0:
+        raise ConfigError(f"{label}: {key} must be positive, got {value!r}")
+    if key in _NON_NEGATIVE and value < 0:
+        raise ConfigError(f"{label}: {key} must not be negative, got {value!r}")
+    if key == "precision" and value not in _PRECISIONS:
+        raise ConfigError(f"{label}: precision must be one of {', '.join(_PRECISIONS)}, got {value!r}")
+    if key == "lr_factor" and not 0 < value < 1:
+        raise ConfigError(f"{label}: lr_factor must be between 0 and 1, got {value!r}")
+    return value
+
+
+def read_layer(path: Path, label: str | None = None) -> Layer:
+    """A TOML file's settings: flat training keys and an ``[options]`` table of builder options."""
+    path = Path(path)
+    label = label or str(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from error
+    options = document.pop("options", {})
+    if not isinstance(options, dict):
+        raise ConfigError(f"{label}: [options] must be a table of builder options, got {options!r}")
+    return Layer(label, {k: _check(label, k, v) for k, v in document.items()}, dict(options))
+
+
+def baseline_path(model: str) -> Path:
+    """Where the settings of a registered baseline live (the file may not exist for other models)."""
+    return BASELINES / f"{model}.toml"
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` from ``--option``; the value is read as a TOML value (8, 0.5, true, "x"), else a string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key.isidentifier():
+        raise ConfigError(f"--option {text!r}: expected KEY=VALUE with KEY a builder option name (e.g. init_features=8)")
+    try:
+        value = tomllib.loads(f"value = {raw.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key, value
+
+
+def resolve_config(
+    model: str,
+    plugin: ModelPlugin,
+    *,
+    dataset_hints: Mapping[str, Any] | None = None,
+    config_file: Path | None = None,
+    command_line: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Merge the layers (plugin, baseline file, dataset hints, config file, command line) into a RunConfig.
+
+    Args:
+        model: the name or spec the user typed.
+        plugin: its plugin (gives the defaults).
+        dataset_hints: the dataset's recommended settings (``input_size``, ``epochs``, ``batch_size``...).
+        config_file: a user's TOML file.
+        command_line: values given on the command line; None values mean "not given".
+        options: builder options from ``--option KEY=VALUE``.
+    """
+    defaults = dataclasses.asdict(plugin.defaults)
+    layers = [Layer(f"plugin {plugin.name} defaults", {k: _check("plugin", k, v) for k, v in defaults.items()})]
+    baseline = baseline_path(model)
+    if ":" not in model and baseline.is_file():
+        layers.append(read_layer(baseline, f"baselines/{baseline.name}"))
+    if dataset_hints:
+        layers.append(Layer("dataset hints", {k: _check("dataset hints", k, v) for k, v in dataset_hints.items()}))
+    if config_file is not None:
+        layers.append(read_layer(config_file, f"--config {config_file}"))
+    given = {k: v for k, v in (command_line or {}).items() if v is not None}
+    layers.append(Layer("command line", {k: _check("command line", k, v) for k, v in given.items()}, dict(options or {})))
+
+    values: dict[str, Any] = {}
+    merged_options: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for layer in layers:
+        for key, value in layer.values.items():
+            values[key] = value
+            sources[key] = layer.label
+        for key, value in layer.options.items():
+            merged_options[key] = value
+            sources[f"options.{key}"] = layer.label
+    return RunConfig(model=model, options=merged_options, sources=sources, **values)

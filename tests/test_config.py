@@ -1,0 +1,84 @@
+"""The run configuration: layers in order, each value's source recorded, bad files and options refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medico.config import ConfigError, RunConfig, baseline_path, parse_option, read_layer, resolve_config
+from medico.plugins import get_plugin
+
+
+def test_shipped_baselines_hold_the_source_papers_settings() -> None:
+    for model in ("unet", "attunet"):
+        layer = read_layer(baseline_path(model))
+        assert layer.values["input_size"] == 256
+        assert layer.values["batch_size"] == 16
+        assert layer.values["lr"] == pytest.approx(1e-4)
+        assert layer.options == {"init_features": 32}
+
+
+def test_later_layers_win_and_each_value_names_its_source(tmp_path: Path) -> None:
+    user = tmp_path / "mine.toml"
+    user.write_text("batch_size = 4\n[options]\ninit_features = 8\n")
+    config = resolve_config(
+        "unet",
+        get_plugin("unet"),
+        dataset_hints={"input_size": 64, "epochs": 6, "batch_size": 8},
+        config_file=user,
+        command_line={"epochs": 2, "lr": None},
+    )
+    assert config.input_size == 64 and config.sources["input_size"] == "dataset hints"
+    assert config.batch_size == 4 and config.sources["batch_size"] == f"--config {user}"
+    assert config.epochs == 2 and config.sources["epochs"] == "command line"
+    assert config.lr == pytest.approx(1e-4) and config.sources["lr"] == "baselines/unet.toml"
+    assert config.options == {"init_features": 8}
+    assert config.sources["options.init_features"] == f"--config {user}"
+
+
+def test_option_values_are_read_as_toml_values() -> None:
+    assert parse_option("init_features=8") == ("init_features", 8)
+    assert parse_option("scale=0.5") == ("scale", 0.5)
+    assert parse_option("flag=true") == ("flag", True)
+    assert parse_option("name=bilinear") == ("name", "bilinear")
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_option("init_features")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("epoch = 3\n", "unknown key 'epoch'"),
+        ('epochs = "ten"\n', "epochs must be int"),
+        ("epochs = true\n", "epochs must be int"),
+        ("lr = -1.0\n", "lr must be positive"),
+        ('precision = "fp8"\n', "precision must be one of"),
+        ("epochs = \n", "not valid TOML"),
+    ],
+)
+def test_a_bad_config_file_is_refused_naming_the_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as caught:
+        resolve_config("unet", get_plugin("unet"), config_file=path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_missing_config_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve_config("unet", get_plugin("unet"), config_file=tmp_path / "nope.toml")
+
+
+def test_resuming_may_extend_epochs_but_not_change_what_is_trained() -> None:
+    config = RunConfig(model="unet", epochs=2, lr=1e-4)
+    longer = config.with_resume_overrides({"epochs": 5, "lr": None, "device": None})
+    assert longer.epochs == 5 and longer.sources["epochs"] == "command line (resume)"
+    with pytest.raises(ConfigError, match="cannot change lr"):
+        config.with_resume_overrides({"lr": 1e-3})
+
+
+def test_a_config_round_trips_through_its_dict() -> None:
+    config = RunConfig(model="unet", options={"init_features": 4}, epochs=3, sources={"epochs": "command line"})
+    again = RunConfig.from_dict(config.as_dict())
+    assert again == config and again.sources == config.sources
