@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +16,16 @@ __all__ = [
     "MASK_THRESHOLD",
     "MAX_PIXELS",
     "ImageReadError",
+    "ImageSource",
+    "image_size",
     "list_images",
+    "read_grey",
     "read_mask",
     "read_rgb",
 ]
+
+ImageSource = Path | str | bytes
+"""A file path, or the bytes of an encoded image (a member of a zip archive)."""
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 MASK_THRESHOLD = 128
@@ -31,33 +38,50 @@ class ImageReadError(MedicoError):
     """An image or mask file is unreadable, truncated, or too large."""
 
 
-def _open(path: Path) -> Image.Image:
+def _open(source: ImageSource, label: str | None = None, *, decode: bool = True) -> Image.Image:
+    """Open ``source``; refuse decompression-bomb sizes from the header, then decode unless ``decode`` is False."""
+    label = label if label is not None else ("<bytes>" if isinstance(source, bytes) else str(source))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
-            if image.width * image.height > MAX_PIXELS:
-                raise ImageReadError(
-                    f"{path}: {image.width}x{image.height} exceeds {MAX_PIXELS:,} pixels (decompression bomb?)"
-                )
+            image = Image.open(BytesIO(source) if isinstance(source, bytes) else Path(source))
+        if image.width * image.height > MAX_PIXELS:
+            image.close()
+            raise ImageReadError(
+                f"{label}: {image.width}x{image.height} exceeds {MAX_PIXELS:,} pixels (decompression bomb?)"
+            )
+        if decode:
             image.load()
         return image
     except ImageReadError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageReadError(f"{path}: cannot read image ({type(error).__name__}: {error})") from error
+        raise ImageReadError(f"{label}: cannot read image ({type(error).__name__}: {error})") from error
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """An image file as RGB uint8 ``(H, W, 3)``; grey and RGBA images are converted."""
-    return np.asarray(_open(Path(path)).convert("RGB"))
+def read_rgb(path: ImageSource, *, label: str | None = None) -> np.ndarray:
+    """An image file (or its bytes) as RGB uint8 ``(H, W, 3)``; grey and RGBA images are converted.
+
+    ``label`` names the image in error messages (default: the path).
+    """
+    return np.asarray(_open(path, label).convert("RGB"))
 
 
-def read_mask(path: Path, threshold: int = MASK_THRESHOLD) -> np.ndarray:
-    """A mask file as boolean ``(H, W)``: grey value (first channel of RGB masks) >= ``threshold``."""
-    image = _open(Path(path))
-    grey = image.convert("L") if image.mode not in ("L", "1", "I", "I;16") else image
-    return np.asarray(grey) >= threshold
+def read_grey(path: ImageSource, *, label: str | None = None) -> np.ndarray:
+    """A mask file (or its bytes) as its grey values ``(H, W)`` (first channel of RGB masks), before thresholding."""
+    image = _open(path, label)
+    return np.asarray(image.convert("L") if image.mode not in ("L", "1", "I", "I;16") else image)
+
+
+def read_mask(path: ImageSource, threshold: int = MASK_THRESHOLD, *, label: str | None = None) -> np.ndarray:
+    """A mask file (or its bytes) as boolean ``(H, W)``: grey value >= ``threshold``."""
+    return read_grey(path, label=label) >= threshold
+
+
+def image_size(path: ImageSource, *, label: str | None = None) -> tuple[int, int]:
+    """``(height, width)`` read from the file header, without decoding pixels."""
+    with _open(path, label, decode=False) as image:
+        return image.height, image.width
 
 
 def list_images(folder: Path) -> list[Path]:

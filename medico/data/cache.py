@@ -1,0 +1,69 @@
+"""The decoded cache: each pair decoded and resized once, kept as a small uint8 ``.npy`` file read by memory map.
+
+Entries are keyed by the pair's content hash, the target size and the resizing convention, so a changed
+file, another size or a new convention never reuses a stale entry. Decoding a 1920x1072 JPEG and shrinking it
+costs tens of milliseconds; reading a 256x256 entry back costs well under one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from medico.data.dataset import DataError
+from medico.weights import cache_dir
+
+__all__ = ["CONVENTION", "DecodedCache"]
+
+CONVENTION = "resize_image:INTER_AREA;resize_mask:area>=0.5;v1"
+"""The resizing convention of :mod:`medico.preprocess` baked into every key; change it when that changes."""
+
+
+class DecodedCache:
+    """Resized image+mask pairs stored as ``(S, S, 4)`` uint8 (RGB, then the mask as 0/1) under ``root``."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else cache_dir() / "decoded"
+
+    @staticmethod
+    def key(content_hash: str, size: int) -> str:
+        """The entry key of a pair's content at ``size``."""
+        return hashlib.sha256(f"{content_hash}:{size}:{CONVENTION}".encode()).hexdigest()
+
+    def path(self, key: str, size: int) -> Path:
+        """Where the entry for ``key`` lives."""
+        return self.root / str(size) / key[:2] / f"{key}.npy"
+
+    def get(self, key: str, size: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The cached (image, mask) or None; an unreadable or wrongly shaped entry counts as absent."""
+        path = self.path(key, size)
+        try:
+            packed = np.load(path, mmap_mode="r")
+        except (OSError, ValueError):
+            return None
+        if packed.shape != (size, size, 4) or packed.dtype != np.uint8:
+            return None
+        return np.array(packed[..., :3]), packed[..., 3] > 0
+
+    def put(self, key: str, size: int, image: np.ndarray, mask: np.ndarray) -> None:
+        """Store an entry atomically (temporary file in the same folder, then rename)."""
+        path = self.path(key, size)
+        packed = np.concatenate([image, mask[..., None].astype(np.uint8)], axis=2)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    np.save(handle, packed)
+                os.replace(tmp, path)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        except OSError as error:
+            raise DataError(
+                f"decoded cache {self.root}: cannot write ({error.strerror or error}); "
+                "set MEDICO_CACHE to a writable folder or turn the cache off"
+            ) from error
