@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from medico.commands import models
+from medico.commands import leaderboard, models
 from medico import __version__
 from medico.console import console, err_console
 from medico.errors import MedicoError
@@ -57,3 +57,4 @@ def main(
 
 
 app.command("models")(models.models)
+app.command("leaderboard")(leaderboard.leaderboard)

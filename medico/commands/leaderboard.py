@@ -1,0 +1,94 @@
+"""``medico leaderboard``: the ranked results as a rich table or an export file."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from medico.console import console, err_console
+from medico.leaderboard import LeaderboardError, LeaderboardStore
+from medico.leaderboard.export import export_text, write_export
+from medico.leaderboard.render import leaderboard_tables
+from medico.leaderboard.view import leaderboard_rows
+
+
+class TaskChoice(str, Enum):
+    segmentation = "segmentation"
+    efficiency = "efficiency"
+
+
+class SplitChoice(str, Enum):
+    val = "val"
+    test = "test"
+
+
+class FormatChoice(str, Enum):
+    table = "table"
+    csv = "csv"
+    markdown = "markdown"
+    json = "json"
+    html = "html"
+
+
+_SUFFIX_FORMATS = {".csv": "csv", ".md": "markdown", ".markdown": "markdown", ".json": "json", ".html": "html", ".htm": "html"}
+
+
+def _output_format(fmt: FormatChoice, output: Path | None) -> str:
+    """The export format: the one asked for, or for ``--output`` with the table format, the one its suffix names."""
+    if output is None or fmt is not FormatChoice.table:
+        return fmt.value
+    try:
+        return _SUFFIX_FORMATS[output.suffix.lower()]
+    except KeyError:
+        raise LeaderboardError(
+            f"--output {output}: expected --format csv, markdown, json or html, or a file ending in "
+            f"{', '.join(_SUFFIX_FORMATS)}; got the table format and suffix {output.suffix or '(none)'!r}"
+        ) from None
+
+
+def leaderboard(
+    task: Annotated[TaskChoice, typer.Option(help="Task 1 (segmentation: mIoU) or task 2 (efficiency: FPS per device).")] = TaskChoice.segmentation,
+    split: Annotated[SplitChoice | None, typer.Option(help="Only this split (default: each split ranked on its own).")] = None,
+    all_runs: Annotated[bool, typer.Option("--all-runs", help="Every run, not only each team's best.")] = False,
+    latest: Annotated[bool, typer.Option("--latest", help="Each team's latest run instead of its best.")] = False,
+    with_published: Annotated[
+        bool, typer.Option("--with-published", help="Rank the published figures of baselines/reported.csv too (dimmed).")
+    ] = False,
+    model: Annotated[str | None, typer.Option(help="Only entries of this model.")] = None,
+    device: Annotated[str | None, typer.Option(help="Only entries whose FPS was measured on this device.")] = None,
+    fmt: Annotated[FormatChoice, typer.Option("--format", help="table (terminal), csv, markdown, json or html.")] = FormatChoice.table,
+    output: Annotated[Path | None, typer.Option(help="Write the export to this file (atomically) instead of stdout.")] = None,
+    db: Annotated[Path | None, typer.Option(help="Leaderboard database (default: $MEDICO_DB or ./leaderboard/medico.sqlite).")] = None,
+) -> None:
+    """Show the leaderboard: each team's best run ranked by mIoU then Dice (task 1) or by FPS on the same device
+    (task 2); published figures only with --with-published."""
+    if all_runs and latest:
+        raise LeaderboardError("--all-runs and --latest: expected at most one of them, got both")
+    store = LeaderboardStore(db)
+    rows = leaderboard_rows(
+        store,
+        task=task.value,
+        split=split.value if split else None,
+        model=model,
+        device=device,
+        view="all" if all_runs else "latest" if latest else "best",
+        with_published=with_published,
+    )
+    if output is not None:
+        written = write_export(rows, _output_format(fmt, output), task.value, output)
+        err_console.print(f"wrote {len(rows)} rows to [bold]{escape(str(written))}[/]")
+    elif fmt is not FormatChoice.table:
+        console.print(export_text(rows, fmt.value, task.value), markup=False, highlight=False, emoji=False, soft_wrap=True, end="")
+    elif not rows:
+        filters = ", ".join(f"{name} {value}" for name, value in (("split", split and split.value), ("model", model), ("device", device)) if value)
+        err_console.print(
+            f"No {task.value} entries{' for ' + escape(filters) if filters else ''} in {escape(str(store.path))} yet: "
+            "`medico run` and `medico score` add them; --with-published shows the published figures."
+        )
+    else:
+        for table in leaderboard_tables(rows, task.value, width=console.width):
+            console.print(table)

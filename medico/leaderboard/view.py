@@ -1,0 +1,50 @@
+"""What ``medico leaderboard`` shows: stored entries of one task, filtered, optionally with published figures, ranked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from medico.leaderboard.entry import SPLITS, TASKS, Entry
+from medico.leaderboard.errors import LeaderboardError
+from medico.leaderboard.published import load_published, published_for_task
+from medico.leaderboard.ranking import Ranked, View, select_view
+from medico.leaderboard.store import LeaderboardStore
+
+__all__ = ["filter_entries", "leaderboard_rows"]
+
+
+def filter_entries(
+    entries: Iterable[Entry], *, split: str | None = None, model: str | None = None, device: str | None = None
+) -> list[Entry]:
+    """The entries matching every filter given (``device`` matches ``fps_device``)."""
+    return [
+        entry
+        for entry in entries
+        if (split is None or entry.split == split)
+        and (model is None or entry.model == model)
+        and (device is None or entry.fps_device == device)
+    ]
+
+
+def leaderboard_rows(
+    store: LeaderboardStore,
+    *,
+    task: str = "segmentation",
+    split: str | None = None,
+    model: str | None = None,
+    device: str | None = None,
+    view: View = "best",
+    with_published: bool = False,
+    published_csv: Path | None = None,
+) -> list[Ranked]:
+    """The ranked rows for ``task``; published figures (from ``published_csv``, default the shipped file) are
+    ranked with the measured ones only when ``with_published``, so they never change a measured rank otherwise."""
+    for name, value, allowed in (("task", task, TASKS), ("split", split, SPLITS)):
+        if value is not None and value not in allowed:
+            raise LeaderboardError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
+    entries = store.entries(task=task, split=split, model=model, device=device)
+    if with_published:
+        published = published_for_task(load_published(published_csv), task)
+        entries += filter_entries(published, split=split, model=model, device=device)
+    return select_view(entries, task, view)
