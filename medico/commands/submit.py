@@ -1,0 +1,87 @@
+"""``medico submit``: task 1 masks archive or task 2 Docker build context for a team's run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from medico.console import console, err_console, task_progress
+from medico.data.io import list_images
+from medico.data.synthetic import synthetic_test_images
+from medico.runs import resolve_checkpoint
+from medico.runtime import PRECISIONS, resolve_device
+from medico.submission import MAX_RUNS, SubmissionFiles, check_team_name, write_task1, write_task2
+from medico.weights import cache_dir
+
+
+def _test_images(images: Path | None) -> list[Path]:
+    if images is not None:
+        return list_images(images)
+    folder = cache_dir() / "synthetic-test-images"
+    err_console.print(
+        f"[yellow]no --images given: using synthetic test images in {escape(str(folder))}[/] "
+        "(for the challenge: --images ../shared/data/medico2020-test/images)"
+    )
+    return synthetic_test_images(folder)
+
+
+def _print_summary(files: SubmissionFiles) -> None:
+    table = Table(title=f"team {escape(files.team)}: task {1 if files.task == 'segmentation' else 2}, run {files.run}")
+    table.add_column("", style="bold")
+    table.add_column("", overflow="fold")
+    what = "masks" if files.task == "segmentation" else "files"
+    table.add_row("written", escape(str(files.path)))
+    table.add_row("manifest", escape(str(files.manifest)))
+    table.add_row(what, f"{files.count:,}")
+    table.add_row("size", f"{files.size:,} bytes")
+    table.add_row("sha256" if files.task == "segmentation" else "weights sha256", files.sha256)
+    console.print(table)
+
+
+def submit(
+    team: Annotated[str, typer.Option("--team", help="Team name: a plain name (it becomes a folder and file name).")],
+    task: Annotated[
+        Literal["segmentation", "efficiency"],
+        typer.Option(help="segmentation: task 1 masks archive; efficiency: task 2 Docker build context."),
+    ] = "segmentation",
+    run: Annotated[int | None, typer.Option(help="Run number (default: the lowest free one).")] = None,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="A .pt checkpoint or a run (number, id, folder); default: the latest run.")
+    ] = None,
+    images: Annotated[
+        Path | None, typer.Option(help="Folder of test images (task 1); default: synthetic test images.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Submissions folder; files go to OUT/TEAM/.")] = Path("submissions"),
+    max_runs: Annotated[int, typer.Option(help="Most runs per team and task (the challenge allows 5).")] = MAX_RUNS,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing run given with --run.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (task 1 prediction).")] = "auto",
+    precision: Annotated[str, typer.Option(help=f"Task 1 prediction precision: {', '.join(PRECISIONS)}.")] = "fp32",
+) -> None:
+    """Write a submission: the task 1 masks archive (TEAM_task1_runN.zip) or the task 2 Docker build context."""
+    check_team_name(team)
+    weights = resolve_checkpoint(checkpoint)
+    if task == "efficiency":
+        if images is not None:
+            err_console.print("[yellow]--images is not used for task 2: the container reads /medico2020[/]")
+        _print_summary(write_task2(weights, out, team, run=run, max_runs=max_runs, force=force))
+        return
+    paths = _test_images(images)
+    with task_progress() as progress:
+        bar = progress.add_task("predicting masks", total=len(paths), status="")
+        files = write_task1(
+            weights,
+            paths,
+            out,
+            team,
+            run=run,
+            max_runs=max_runs,
+            force=force,
+            device=resolve_device(device),
+            precision=precision,
+            progress=lambda path: progress.update(bar, advance=1, status=path.name),
+        )
+    _print_summary(files)

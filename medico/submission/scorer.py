@@ -1,0 +1,152 @@
+"""Organiser scoring of a task 1 archive: validate, score every mask against the ground truth, record it.
+
+The masks are scored by :mod:`medico.metrics` through :class:`medico.evaluation.EvaluationResult`, the same
+code and policy as ``medico evaluate``. Results go next to the archive (``<stem>_scores.csv``,
+``<stem>_summary.json``) and onto the leaderboard as a ``test`` entry identified by the archive's SHA-256, so
+scoring the same archive twice adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medico import __version__
+from medico.data.io import list_images, read_mask
+from medico.download import file_sha256
+from medico.evaluation import EvaluationResult, write_atomic
+from medico.leaderboard import Entry, LeaderboardStore
+from medico.metrics import METRIC_NAMES, METRIC_POLICY, confusion_counts
+from medico.submission.names import check_team_name
+from medico.submission.validator import InvalidSubmissionError, ValidationReport, image_sizes, validate_archive
+
+__all__ = ["ScoreResult", "score_archive"]
+
+_RUN_IN_NAME = re.compile(r"_task1_run(\d+)$")
+_MAX_MANIFEST_BYTES = 2**20
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """A scored archive: where its results went, its mean scores, and the leaderboard entry id.
+
+    ``entry_id`` is None when the leaderboard already had this archive (same SHA-256, task and split).
+    """
+
+    archive: Path
+    sha256: str
+    team: str
+    run: int | None
+    model: str
+    evaluation: EvaluationResult
+    scores_csv: Path
+    summary_json: Path
+    entry_id: int | None
+    report: ValidationReport
+
+
+def _manifest_model(archive: Path) -> str:
+    """The model named in the participant's manifest beside the archive, if there is a readable one."""
+    manifest = archive.with_suffix(".json")
+    if manifest.is_file() and manifest.stat().st_size <= _MAX_MANIFEST_BYTES:
+        try:
+            model = json.loads(manifest.read_text(encoding="utf-8")).get("model")
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            return "submission"
+        if isinstance(model, str) and model:
+            return model
+    return "submission"
+
+
+def score_archive(
+    archive: Path, truth: Path, team: str, *, run: int | None = None, db: Path | None = None
+) -> ScoreResult:
+    """Validate ``archive`` against the ground-truth masks in ``truth``, score it, write results, record it.
+
+    Args:
+        archive: a task 1 zip.
+        truth: folder of ground-truth masks named by image stem (binarised at 128).
+        team: the team the entry is recorded for.
+        run: the run number; default: ``N`` from a name ending in ``_task1_runN``.
+        db: the leaderboard database (default: the store's default).
+
+    Raises:
+        InvalidSubmissionError: the archive breaks a rule (exit code 1); ``error.report`` lists the problems.
+    """
+    check_team_name(team)
+    archive = Path(archive)
+    paths = {p.stem: p for p in list_images(truth)}
+    counts: dict[str, torch.Tensor] = {}
+
+    def score(stem: str, mask: np.ndarray) -> None:
+        counts[stem] = confusion_counts(torch.from_numpy(mask), torch.from_numpy(read_mask(paths[stem])))
+
+    expected = image_sizes(truth)
+    report = validate_archive(archive, expected, on_mask=score)
+    if not report.ok:
+        raise InvalidSubmissionError(report)
+    names = sorted(counts)
+    heights_widths = [(expected[n][1], expected[n][0]) for n in names]
+    evaluation = EvaluationResult.from_counts(names, heights_widths, torch.stack([counts[n] for n in names]), METRIC_POLICY)
+    if run is None and (match := _RUN_IN_NAME.search(archive.stem)):
+        run = int(match.group(1))
+    digest = file_sha256(archive)
+    model = _manifest_model(archive)
+    summary = evaluation.summary
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    entry = Entry(
+        team=team,
+        model=model,
+        task="segmentation",
+        split="test",
+        run=run,
+        **{name: summary[name] for name in METRIC_NAMES},
+        **{f"{name}_std": summary[f"{name}_std"] for name in METRIC_NAMES},
+        n_images=len(names),
+        metric_policy=evaluation.policy,
+        source="submission",
+        sha256=digest,
+        created=created,
+        note=f"archive {archive.name}",
+    )
+    scores_csv = write_atomic(archive.with_name(f"{archive.stem}_scores.csv"), evaluation.per_image.to_csv(index=False))
+    entry_id = LeaderboardStore(db).add(entry)
+    summary_json = write_atomic(
+        archive.with_name(f"{archive.stem}_summary.json"),
+        json.dumps(_summary(archive, digest, team, run, model, evaluation, entry_id, created), indent=2) + "\n",
+    )
+    return ScoreResult(archive, digest, team, run, model, evaluation, scores_csv, summary_json, entry_id, report)
+
+
+def _summary(
+    archive: Path,
+    digest: str,
+    team: str,
+    run: int | None,
+    model: str,
+    evaluation: EvaluationResult,
+    entry_id: int | None,
+    created: str,
+) -> dict[str, Any]:
+    return {
+        "archive": archive.name,
+        "archive_sha256": digest,
+        "team": team,
+        "run": run,
+        "model": model,
+        "task": "segmentation",
+        "split": "test",
+        "scores": evaluation.summary,
+        "metric_policy": evaluation.policy,
+        "leaderboard_entry": entry_id,
+        "already_on_leaderboard": entry_id is None,
+        "scored": created,
+        "medico_version": __version__,
+    }

@@ -1,0 +1,161 @@
+"""Task 1 (segmentation): predict every test image and write ``TEAM_task1_runN.zip`` plus its manifest.
+
+The archive holds one single-channel PNG per image, named ``<stem>.png``, values 0/255, at the image's exact
+width x height. Members carry a fixed date so that the same masks give the same archive (and SHA-256). The
+manifest (model, checkpoint hash, input size, threshold, date, medico version) sits beside the zip, not in it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from medico import __version__
+from medico.checkpoint import load_model
+from medico.data.io import read_rgb
+from medico.download import file_sha256
+from medico.errors import MedicoError
+from medico.evaluation import write_atomic
+from medico.inference import Predictor
+from medico.metrics import THRESHOLD
+from medico.submission.names import MAX_RUNS, Task, choose_run, run_name, team_dir
+
+__all__ = ["SubmissionFiles", "mask_png", "write_manifest", "write_mask_archive", "write_task1"]
+
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class SubmissionFiles:
+    """What ``medico submit`` wrote: the archive (task 1) or Docker context (task 2), its manifest, the number
+    of masks (task 1) or files (task 2), their size in bytes, and the SHA-256 of the archive (task 1) or weights."""
+
+    path: Path
+    manifest: Path
+    team: str
+    task: Task
+    run: int
+    count: int
+    size: int
+    sha256: str
+
+
+def mask_png(mask: np.ndarray) -> bytes:
+    """A boolean ``(H, W)`` mask as PNG bytes: single channel ('L'), values 0 and 255, same height and width."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def write_mask_archive(destination: Path, masks: Iterable[tuple[str, np.ndarray]]) -> int:
+    """Write ``(stem, mask)`` pairs as ``<stem>.png`` members of a zip, atomically; returns the mask count.
+
+    The zip is assembled in memory (binary PNG masks are a few kB each) and written in one go.
+    """
+    count = 0
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for stem, mask in masks:
+            info = zipfile.ZipInfo(f"{stem}.png", date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o100644 << 16  # a regular file, rw-r--r--
+            archive.writestr(info, mask_png(mask))
+            count += 1
+    write_atomic(destination, buffer.getvalue())
+    return count
+
+
+def write_manifest(path: Path, manifest: dict[str, Any]) -> Path:
+    """The manifest as indented JSON beside the archive (written atomically)."""
+    return write_atomic(path, json.dumps(manifest, indent=2) + "\n")
+
+
+def _check_stems(images: Sequence[Path]) -> None:
+    if not images:
+        raise MedicoError("--images: expected a folder with test images, found none")
+    seen: dict[str, Path] = {}
+    for path in images:
+        if path.stem in seen:
+            raise MedicoError(
+                f"--images: {seen[path.stem].name} and {path.name} share the stem {path.stem!r}; "
+                "each mask is named by its image's stem, so stems must be unique"
+            )
+        seen[path.stem] = path
+
+
+def write_task1(
+    checkpoint: Path,
+    images: Sequence[Path],
+    root: Path,
+    team: str,
+    *,
+    run: int | None = None,
+    max_runs: int = MAX_RUNS,
+    force: bool = False,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    batch_size: int = 4,
+    progress: Callable[[Path], None] | None = None,
+) -> SubmissionFiles:
+    """Predict ``images`` with ``checkpoint`` and write ``root/TEAM/TEAM_task1_runN.zip`` and its ``.json``.
+
+    Args:
+        checkpoint: a medico checkpoint file.
+        images: the test images; their stems name the masks and must be unique.
+        root: the submissions folder.
+        team: the team name (checked: a name, never a path).
+        run, max_runs, force: the run number rules of :func:`medico.submission.names.choose_run`.
+        device, precision: where and how the model runs.
+        batch_size: images per forward pass.
+        progress: called with each image's path once its mask is predicted.
+    """
+    folder = team_dir(root, team)
+    _check_stems(images)
+    number = choose_run(folder, team, "segmentation", run, max_runs, force)
+    model, spec = load_model(checkpoint)
+    predictor = Predictor(model, spec.input_size, device=device, precision=precision, threshold=THRESHOLD)
+
+    def named_masks() -> Iterable[tuple[str, np.ndarray]]:
+        for path, mask in zip(images, predictor.predict_all((read_rgb(p) for p in images), batch_size)):
+            yield path.stem, mask
+            if progress is not None:
+                progress(path)
+
+    base = run_name(team, "segmentation", number)
+    archive = folder / f"{base}.zip"
+    count = write_mask_archive(archive, named_masks())
+    digest = file_sha256(archive)
+    manifest = write_manifest(
+        folder / f"{base}.json",
+        {
+            "team": team,
+            "task": "segmentation",
+            "run": number,
+            "archive": archive.name,
+            "archive_sha256": digest,
+            "archive_bytes": archive.stat().st_size,
+            "images": count,
+            "model": spec.model_spec,
+            "model_options": spec.model_options,
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": file_sha256(checkpoint),
+            "input_size": spec.input_size,
+            "threshold": predictor.threshold,
+            "device": str(predictor.device),
+            "precision": precision,
+            "mask_format": "PNG, single channel, values 0/255, each image's own width x height",
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "medico_version": __version__,
+        },
+    )
+    return SubmissionFiles(archive, manifest, team, "segmentation", number, count, archive.stat().st_size, digest)
