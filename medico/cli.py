@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from medico.commands import leaderboard, models
+from medico.commands import leaderboard, models, score, submit, validate
 from medico import __version__
 from medico.console import console, err_console
 from medico.errors import MedicoError
@@ -58,3 +58,6 @@ def main(
 
 app.command("models")(models.models)
 app.command("leaderboard")(leaderboard.leaderboard)
+app.command("submit")(submit.submit)
+app.command("validate")(validate.validate)
+app.command("score")(score.score)
