@@ -1,0 +1,406 @@
+"""Training one model: loss, optimiser, schedule, early stopping, the epoch loop, checkpoints and resuming.
+
+After the source paper: BCE + soft Dice loss, Adam with L2 by weight decay, the learning rate reduced when the
+validation mIoU plateaus, early stopping on it, the best checkpoint by validation mIoU kept beside the last.
+Validation scores every epoch at each image's ORIGINAL resolution through :func:`medico.evaluation.evaluate`.
+Both checkpoints are written atomically after every epoch with the full training state, so a run stopped at
+any point (Ctrl-C, a crash, a power cut) resumes from its last completed epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medico.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from medico.config import RunConfig
+from medico.data import PolypTrainingSet, make_loader
+from medico.errors import MedicoError
+from medico.evaluation import ImageSource, evaluate
+from medico.inference import Predictor
+from medico.plugins import ModelPlugin, get_plugin
+from medico.runtime import autocast, default_precision, resolve_device
+from medico.weights import LoadReport, WeightsError, WeightsSource, fetch_weights, load_matching, read_state_dict
+
+__all__ = [
+    "EarlyStopping",
+    "EpochRecord",
+    "NonFiniteLossError",
+    "Trainer",
+    "TrainingObserver",
+    "TrainingResult",
+    "bce_dice_loss",
+    "build_model",
+    "load_resume_checkpoint",
+    "seed_everything",
+    "soft_dice_loss",
+]
+
+SCORE = "iou"
+"""The validation score that picks the best checkpoint, drives the lr schedule and early stopping (mIoU)."""
+
+
+class NonFiniteLossError(MedicoError):
+    """The loss became NaN or infinite: training stops instead of going on with broken weights."""
+
+
+class Split(Protocol):
+    """What the trainer needs of a split: train and validation names, and how to name the split."""
+
+    name: str
+    train: Sequence[str]
+    val: Sequence[str]
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Soft Dice loss on probabilities: per image ``1 - 2*sum(y*p) / (sum(y^2) + sum(p^2) + eps)``, then the mean.
+
+    Sums run over each image's pixels (all dims but the batch); ``p = sigmoid(logits)``. Computed in float32.
+    An image with an empty target contributes about 1 whatever the prediction (only BCE pushes it to zero).
+    """
+    p = torch.sigmoid(logits.float()).flatten(1)
+    y = target.float().flatten(1)
+    dice = 2 * (y * p).sum(1) / ((y * y).sum(1) + (p * p).sum(1) + eps)
+    return (1 - dice).mean()
+
+
+def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The source paper's loss: binary cross-entropy (mean over pixels, stable logits form) + soft Dice.
+
+    L2 regularisation is not in the loss: it is Adam's ``weight_decay``.
+    """
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float()) + soft_dice_loss(logits, target)
+
+
+@dataclass
+class EarlyStopping:
+    """Stops after ``patience`` epochs without a better score (higher is better); patience 0 never stops."""
+
+    patience: int
+    best: float = -math.inf
+    bad_epochs: int = 0
+
+    def update(self, score: float) -> bool:
+        """Record an epoch's score; True when it is the best so far."""
+        if score > self.best:
+            self.best, self.bad_epochs = score, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        """Whether the patience has run out."""
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One line of the history: the epoch's training loss and speed, validation scores, lr and time."""
+
+    epoch: int
+    train_loss: float
+    val_dice: float
+    val_iou: float
+    lr: float
+    seconds: float
+    images_per_second: float
+    best: bool
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What :meth:`Trainer.fit` leaves: the history, the best epoch and why it stopped."""
+
+    run_dir: Path
+    history: list[EpochRecord]
+    best_epoch: int | None
+    best_score: float
+    stopped_early: bool
+    device: torch.device
+    precision: str
+
+    @property
+    def best_checkpoint(self) -> Path:
+        """``checkpoints/best.pt``: the weights of the epoch with the best validation mIoU."""
+        return self.run_dir / "checkpoints" / "best.pt"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        """``checkpoints/last.pt``: the last completed epoch, with everything needed to resume."""
+        return self.run_dir / "checkpoints" / "last.pt"
+
+
+class TrainingObserver:
+    """Hooks through which the command line shows progress; each does nothing unless overridden."""
+
+    def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
+        """An epoch of ``steps`` batches begins."""
+
+    def step_done(self, step: int, loss: float, images_per_second: float) -> None:
+        """A batch was trained: its loss and the epoch's running throughput."""
+
+    def validation_progress(self, done: int, total: int) -> None:
+        """Validation images scored so far."""
+
+    def epoch_done(self, record: EpochRecord) -> None:
+        """An epoch ended and its checkpoints are written."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so a run repeats on the same machine."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    # NumPy's state holds an ndarray, which weights_only loading refuses: store it as a tensor.
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _restore_rng(state: dict[str, Any]) -> None:
+    random.setstate(_as_tuple(state["python"]))
+    kind, keys, position, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available() and state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value: Any) -> Any:
+    """Lists back to tuples, recursively (``random.setstate`` wants the tuples it gave)."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def _pretrained_source(plugin: ModelPlugin, pretrained: str) -> WeightsSource:
+    if pretrained in plugin.pretrained:
+        return plugin.pretrained[pretrained]
+    if pretrained.startswith(("http://", "https://", "file://")):
+        return WeightsSource(url=pretrained)
+    if Path(pretrained).is_file():
+        return WeightsSource(path=Path(pretrained))
+    named = ", ".join(plugin.pretrained) or "none"
+    raise WeightsError(
+        f"--pretrained {pretrained!r}: not a named weight of model {plugin.name!r} (it has: {named}), "
+        "nor an existing file, nor an http(s) URL"
+    )
+
+
+def build_model(config: RunConfig) -> tuple[nn.Module, LoadReport | None]:
+    """The configured model, with pretrained weights loaded where keys and shapes match.
+
+    Raises:
+        WeightsError: the weights cannot be fetched or read, or not one tensor fits the model.
+    """
+    plugin = get_plugin(config.model)
+    model = plugin.build(**config.options)
+    if config.pretrained is None:
+        return model, None
+    path = fetch_weights(_pretrained_source(plugin, config.pretrained))
+    report = load_matching(model, read_state_dict(path))
+    if not report.loaded:
+        raise WeightsError(
+            f"--pretrained {config.pretrained}: no tensor of {path} matches model {config.model!r} "
+            f"with options {config.options} (key names or shapes differ)"
+        )
+    return model, report
+
+
+class Trainer:
+    """Trains ``config.model`` on ``split.train`` of ``dataset``, validating on ``split.val`` every epoch.
+
+    State (model, optimizer, scheduler, early stopping, epoch, history, RNG) lives here and in
+    ``run_dir/checkpoints/last.pt``; :meth:`resume` restores it from there.
+
+    On CPU a run repeats exactly with the same seed and thread count. On CUDA it uses mixed precision,
+    channels_last and cuDNN autotuning, which trade bitwise repeatability for speed.
+    """
+
+    def __init__(self, config: RunConfig, dataset: ImageSource, split: Split, run_dir: Path) -> None:
+        self.config = config
+        self.dataset = dataset
+        self.split = split
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(config.device)
+        self.precision = default_precision(self.device) if config.precision == "auto" else config.precision
+        seed_everything(config.seed)
+        model, self.pretrained_report = build_model(config)
+        self.memory_format = torch.preserve_format
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input size: autotuned kernels pay off from epoch 1
+            self.memory_format = torch.channels_last
+        self.model = model.to(self.device, memory_format=self.memory_format)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
+        )
+        # Loss scaling only for fp16: bf16 has fp32's exponent range, fp32 needs none.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.stopper = EarlyStopping(config.early_stopping)
+        self.epoch = 0
+        self.history: list[EpochRecord] = []
+        self.train_set = PolypTrainingSet(
+            dataset, list(split.train), config.input_size, augment=config.augment, seed=config.seed
+        )
+
+    @property
+    def checkpoints(self) -> Path:
+        """The run's checkpoint folder."""
+        return self.run_dir / "checkpoints"
+
+    def resume(self, checkpoint: Checkpoint) -> None:
+        """Continue from a ``last.pt``: weights, optimizer, scheduler, early stopping, epoch, history, RNG."""
+        state = checkpoint.training
+        if not state or "optimizer" not in state:
+            raise CheckpointError(f"{self.checkpoints / 'last.pt'} holds no training state to resume from")
+        self.model.load_state_dict(checkpoint.model)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.stopper = EarlyStopping(**state["early_stopping"])
+        self.epoch = int(state["epoch"])
+        self.history = [EpochRecord(**row) for row in state["history"]]
+        _restore_rng(state["rng"])
+
+    def fit(self, observer: TrainingObserver | None = None) -> TrainingResult:
+        """Train until ``config.epochs`` or early stopping; checkpoints after every epoch.
+
+        Raises:
+            NonFiniteLossError: the loss became NaN or infinite (the message names the epoch and step).
+            KeyboardInterrupt: passed on; ``last.pt`` then holds the last completed epoch.
+        """
+        observer = observer or TrainingObserver()
+        stopped_early = self.stopper.should_stop
+        while self.epoch < self.config.epochs and not stopped_early:
+            epoch = self.epoch + 1
+            started = time.perf_counter()
+            lr = self.optimizer.param_groups[0]["lr"]
+            train_loss, images_per_second = self._train_epoch(epoch, observer)
+            scores = self.validate(observer)
+            self.scheduler.step(scores[SCORE])
+            improved = self.stopper.update(scores[SCORE])
+            record = EpochRecord(
+                epoch=epoch,
+                train_loss=train_loss,
+                val_dice=scores["dice"],
+                val_iou=scores["iou"],
+                lr=lr,
+                seconds=time.perf_counter() - started,
+                images_per_second=images_per_second,
+                best=improved,
+            )
+            self.history.append(record)
+            self.epoch = epoch
+            if improved:
+                self._save("best.pt", scores)
+            self._save("last.pt", scores)
+            observer.epoch_done(record)
+            stopped_early = self.stopper.should_stop
+        best = [r for r in self.history if r.best]
+        return TrainingResult(
+            run_dir=self.run_dir,
+            history=list(self.history),
+            best_epoch=best[-1].epoch if best else None,
+            best_score=self.stopper.best,
+            stopped_early=stopped_early,
+            device=self.device,
+            precision=self.precision,
+        )
+
+    def _train_epoch(self, epoch: int, observer: TrainingObserver) -> tuple[float, float]:
+        """One pass over the training set; returns the mean loss per image and images per second."""
+        # Order and augmentation depend on (seed, epoch) only, so a resumed run repeats the epochs it missed.
+        seed = self.config.seed + epoch
+        self.train_set.reseed(seed)
+        loader = make_loader(self.train_set, self.config.batch_size, shuffle=True, seed=seed, workers=self.config.workers)
+        observer.epoch_started(epoch, self.config.epochs, len(loader))
+        self.model.train()
+        total_loss, seen, started = 0.0, 0, time.perf_counter()
+        for step, (images, masks) in enumerate(loader, start=1):
+            images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
+            masks = masks.to(self.device, non_blocking=True)
+            with autocast(self.device, self.precision):
+                logits = self.model(images)
+            loss = bce_dice_loss(logits, masks)
+            # .item() waits for the GPU; the NaN guard and the progress bar both need the value now.
+            value = loss.item()
+            if not math.isfinite(value):
+                raise NonFiniteLossError(
+                    f"the training loss became {value} at epoch {epoch}, step {step} of {len(loader)}; stopped "
+                    f"instead of training on. Try a lower --lr (now {self.optimizer.param_groups[0]['lr']:g})"
+                    + ("" if self.precision == "fp32" else " or --precision fp32")
+                    + f". The last good epoch is in {self.checkpoints / 'last.pt'} (if any)."
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            total_loss += value * len(images)
+            seen += len(images)
+            observer.step_done(step, value, seen / max(time.perf_counter() - started, 1e-9))
+        return total_loss / max(seen, 1), seen / max(time.perf_counter() - started, 1e-9)
+
+    def validate(self, observer: TrainingObserver | None = None) -> dict[str, float]:
+        """Mean validation scores of the current weights at each image's original resolution."""
+        observer = observer or TrainingObserver()
+        predictor = Predictor(self.model, self.config.input_size, self.device, self.precision)
+        result = evaluate(
+            predictor,
+            self.dataset,
+            list(self.split.val),
+            batch_size=self.config.eval_batch_size,
+            progress=observer.validation_progress,
+        )
+        return result.summary
+
+    def _save(self, name: str, scores: dict[str, float]) -> Path:
+        training = {
+            "epoch": self.epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "early_stopping": dataclasses.asdict(self.stopper),
+            "history": [dataclasses.asdict(r) for r in self.history],
+            "rng": _rng_state(),
+            "device": str(self.device),
+            "precision": self.precision,
+        }
+        weights = {k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in self.model.state_dict().items()}
+        checkpoint = Checkpoint(
+            model_spec=self.config.model,
+            model_options=dict(self.config.options),
+            input_size=self.config.input_size,
+            model=weights,
+            config=self.config.as_dict(),
+            training=training,
+            metrics={"epoch": self.epoch, "split": self.split.name, **scores},
+        )
+        return save_checkpoint(self.checkpoints / name, checkpoint)
+
+
+def load_resume_checkpoint(run_dir: Path) -> Checkpoint:
+    """The ``last.pt`` of a run to resume, with a clear error when the run has none."""
+    path = Path(run_dir) / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(
+            f"--resume {run_dir.name}: {path} is missing (the run ended before its first epoch); start a new run"
+        )
+    return load_checkpoint(path)

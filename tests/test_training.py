@@ -1,0 +1,134 @@
+"""Training: the loss, early stopping, the NaN guard, seeded repeatability, resuming and pretrained weights."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from medico.checkpoint import load_checkpoint
+from medico.config import RunConfig
+from medico.data.splits import random_split
+from medico.data.synthetic import SyntheticDataset
+from medico.training import (
+    EarlyStopping,
+    NonFiniteLossError,
+    Trainer,
+    bce_dice_loss,
+    soft_dice_loss,
+)
+from medico.weights import WeightsError
+
+NAN_MODEL = f"{Path(__file__).with_name('nan_model.py')}:nan_model"
+
+
+def tiny_config(**changes: object) -> RunConfig:
+    """A 4-feature U-Net at 32 px: an epoch on the small synthetic set takes about a second."""
+    values = dict(model="unet", options={"init_features": 4}, input_size=32, batch_size=8, epochs=1, lr=1e-3)
+    return RunConfig(**{**values, **changes})
+
+
+@pytest.fixture(scope="module")
+def small_data() -> tuple[SyntheticDataset, object]:
+    """24 synthetic frames (19 train, 5 val), generated once for the module."""
+    dataset = SyntheticDataset(seed=0, count=24)
+    return dataset, random_split(dataset.names, seed=0)
+
+
+def test_soft_dice_loss_is_the_per_image_formula_averaged_over_images() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(3, 1, 5, 7)
+    target = (torch.rand(3, 1, 5, 7) > 0.5).float()
+    p = torch.sigmoid(logits)
+    naive = []
+    for i in range(3):
+        y, q = target[i], p[i]
+        naive.append(1 - 2 * (y * q).sum() / ((y**2).sum() + (q**2).sum() + 1e-6))
+    assert soft_dice_loss(logits, target).item() == pytest.approx(torch.stack(naive).mean().item(), rel=1e-6)
+
+
+def test_a_confident_correct_prediction_has_a_loss_near_zero_and_a_wrong_one_does_not() -> None:
+    target = torch.zeros(2, 1, 8, 8)
+    target[:, :, 2:6, 2:6] = 1
+    right = (target * 2 - 1) * 30
+    assert bce_dice_loss(right, target).item() < 1e-3
+    assert bce_dice_loss(-right, target).item() > 2
+
+
+def test_early_stopping_waits_for_its_patience_and_zero_never_stops() -> None:
+    stopper = EarlyStopping(patience=2)
+    assert [stopper.update(s) for s in (0.5, 0.6, 0.6, 0.55)] == [True, True, False, False]
+    assert stopper.should_stop and stopper.best == 0.6
+    never = EarlyStopping(patience=0)
+    for score in (0.5, 0.1, 0.1, 0.1):
+        never.update(score)
+    assert not never.should_stop
+
+
+def test_a_nan_loss_stops_training_naming_the_epoch_and_step(small_data, workspace: Path) -> None:
+    dataset, split = small_data
+    trainer = Trainer(tiny_config(model=NAN_MODEL, options={}), dataset, split, workspace / "run")
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 1, step 1 of \d+"):
+        trainer.fit()
+    assert not (workspace / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_the_same_seed_gives_the_same_loss_history(small_data, workspace: Path) -> None:
+    dataset, split = small_data
+    runs = [Trainer(tiny_config(seed=3), dataset, split, workspace / f"run{i}").fit() for i in range(2)]
+    losses = [[r.train_loss for r in run.history] for run in runs]
+    assert losses[0] == losses[1]
+    other = Trainer(tiny_config(seed=4), dataset, split, workspace / "other").fit()
+    assert [r.train_loss for r in other.history] != losses[0]
+
+
+def test_a_resumed_run_continues_from_its_last_epoch_as_if_never_stopped(small_data, workspace: Path) -> None:
+    dataset, split = small_data
+    straight = Trainer(tiny_config(epochs=2), dataset, split, workspace / "straight").fit()
+
+    first = Trainer(tiny_config(epochs=1), dataset, split, workspace / "stopped").fit()
+    last = load_checkpoint(first.last_checkpoint)
+    assert last.training["epoch"] == 1
+    resumed = Trainer(tiny_config(epochs=2), dataset, split, workspace / "stopped")
+    resumed.resume(last)
+    assert resumed.epoch == 1
+    result = resumed.fit()
+
+    assert [r.epoch for r in result.history] == [1, 2]
+    strip = lambda rows: [dataclasses.replace(r, seconds=0.0, images_per_second=0.0) for r in rows]  # noqa: E731
+    assert strip(result.history) == strip(straight.history)
+    assert load_checkpoint(result.last_checkpoint).training["epoch"] == 2
+
+
+def test_checkpoints_hold_what_is_needed_to_rebuild_and_rank_the_model(small_data, workspace: Path) -> None:
+    dataset, split = small_data
+    result = Trainer(tiny_config(epochs=2), dataset, split, workspace / "run").fit()
+    best = load_checkpoint(result.best_checkpoint)
+    assert best.model_spec == "unet" and best.model_options == {"init_features": 4} and best.input_size == 32
+    assert best.metrics["epoch"] == result.best_epoch
+    assert best.metrics["iou"] == max(r.val_iou for r in result.history)
+    assert best.config["seed"] == 0
+    assert best.build()(torch.zeros(1, 3, 32, 32)).shape == (1, 1, 32, 32)
+
+
+def test_pretrained_weights_from_a_file_load_where_keys_match(small_data, workspace: Path) -> None:
+    dataset, split = small_data
+    source = Trainer(tiny_config(), dataset, split, workspace / "a")
+    weights = workspace / "weights.pt"
+    torch.save(source.model.state_dict(), weights)
+    trainer = Trainer(tiny_config(model="attunet", pretrained=str(weights), seed=9), dataset, split, workspace / "b")
+    report = trainer.pretrained_report
+    assert report is not None and report.loaded and report.new  # the U-Net tensors load, the gates start fresh
+    assert torch.equal(trainer.model.state_dict()["encoder1.enc1conv1.weight"], source.model.state_dict()["encoder1.enc1conv1.weight"])
+
+
+def test_pretrained_weights_that_fit_nothing_are_refused(small_data, workspace: Path) -> None:
+    dataset, split = small_data
+    weights = workspace / "other.pt"
+    torch.save({"something.else": torch.zeros(3)}, weights)
+    with pytest.raises(WeightsError, match="no tensor of"):
+        Trainer(tiny_config(pretrained=str(weights)), dataset, split, workspace / "run")
+    with pytest.raises(WeightsError, match="not a named weight of model 'unet'.*brain-mri"):
+        Trainer(tiny_config(pretrained="imagenet"), dataset, split, workspace / "run")
