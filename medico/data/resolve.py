@@ -10,7 +10,7 @@ from medico.data.kvasir import KvasirDataset
 from medico.data.storage import FolderStorage, Storage, StorageError, ZipStorage
 from medico.data.synthetic import SyntheticDataset
 
-__all__ = ["open_dataset"]
+__all__ = ["open_dataset", "open_kvasir"]
 
 _LAYOUT = "a folder (or .zip) with images/ and masks/ whose files match by name, as Kvasir-SEG is distributed"
 
@@ -42,8 +42,11 @@ def open_dataset(path: str | Path | None, *, seed: int = 0) -> PolypDataset:
     Raises:
         DataError: the path does not exist, is not laid out like Kvasir-SEG, or holds no image/mask pair.
     """
-    if path is None:
-        return SyntheticDataset(seed=seed)
+    return SyntheticDataset(seed=seed) if path is None else open_kvasir(path)
+
+
+def open_kvasir(path: str | Path) -> KvasirDataset:
+    """The Kvasir-SEG-style folder or zip at ``path`` (see :func:`open_dataset`)."""
     path = Path(path).expanduser()
     if path.is_dir():
         storage = _folder_storage(path)

@@ -16,9 +16,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from medico.data.dataset import PolypDataset
+from medico.data.dataset import DataError, PolypDataset
 
-__all__ = ["GENERATOR_VERSION", "SIZES", "SyntheticDataset", "synthetic_frame", "synthetic_test_images"]
+__all__ = [
+    "GENERATOR_VERSION",
+    "SIZES",
+    "SyntheticDataset",
+    "synthetic_frame",
+    "synthetic_test_images",
+    "write_synthetic_kvasir",
+]
 
 GENERATOR_VERSION = 1
 """Bumped whenever the generator's output changes, so that caches keyed by content hash are not reused."""
@@ -162,21 +169,58 @@ class SyntheticDataset(PolypDataset):
         return 0, 0
 
 
+def _write(path: Path, data: bytes) -> None:
+    """Write atomically: a temporary file in the same folder, then rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+def _write_image(path: Path, pixels: np.ndarray) -> None:
+    """Encode by suffix (JPEG at quality 95, PNG, TIFF...) and write atomically."""
+    if pixels.ndim == 3:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(path.suffix, pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    if not ok:
+        raise DataError(f"{path}: cannot encode an image as {path.suffix!r}")
+    _write(path, encoded.tobytes())
+
+
 def synthetic_test_images(folder: Path, *, count: int = 20, seed: int = 1) -> list[Path]:
     """Write ``count`` synthetic frames (JPEG, no masks, several sizes) into ``folder`` for trying ``medico submit``.
 
-    Returns the written paths, sorted. Each file is written atomically.
+    Returns the written paths, sorted.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for index in range(count):
-        image, _ = _make(seed, index, stream=1)
-        ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
         path = folder / f"synthetic-test-{index:03d}.jpg"
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(encoded.tobytes())
-        os.replace(tmp, path)
+        _write_image(path, _make(seed, index, stream=1)[0])
         paths.append(path)
     return paths
+
+
+def write_synthetic_kvasir(
+    folder: Path, *, count: int = 20, seed: int = 0, mask_suffix: str = ".jpg", val_count: int | None = None
+) -> Path:
+    """Write frames of the synthetic set in Kvasir-SEG's layout: ``images/``, ``masks/`` and, when ``val_count``
+    is given, ``splits/medico2020/{train,val}.txt`` (the last ``val_count`` names validate).
+
+    Useful to try folder and zip handling without real data; masks are 0/255 (JPEG by default, as Kvasir-SEG).
+    """
+    folder = Path(folder)
+    dataset = SyntheticDataset(seed=seed, count=count)
+    for sub in ("images", "masks"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for name in dataset.names:
+        _write_image(folder / "images" / f"{name}.jpg", dataset.read_image(name))
+        _write_image(folder / "masks" / f"{name}{mask_suffix}", dataset.read_mask(name).astype(np.uint8) * 255)
+    if val_count is not None:
+        lists = folder / "splits" / "medico2020"
+        lists.mkdir(parents=True, exist_ok=True)
+        cut = count - val_count
+        _write(lists / "train.txt", "".join(f"{n}\n" for n in dataset.names[:cut]).encode())
+        _write(lists / "val.txt", "".join(f"{n}\n" for n in dataset.names[cut:]).encode())
+    return folder
