@@ -19,11 +19,23 @@ import numpy as np
 import pandas as pd
 import torch
 
+from medico.checkpoint import Checkpoint, load_model
+from medico.data import PolypDataset, Split, open_dataset, resolve_split
 from medico.errors import MedicoError
 from medico.inference import Predictor
-from medico.metrics import METRIC_NAMES, METRIC_POLICY, confusion_counts, scores_from_counts
+from medico.metrics import METRIC_NAMES, METRIC_POLICY, THRESHOLD, confusion_counts, scores_from_counts
+from medico.runtime import PRECISIONS, default_precision, resolve_device
 
-__all__ = ["COUNT_NAMES", "EvaluationError", "EvaluationResult", "ImageSource", "evaluate", "write_atomic"]
+__all__ = [
+    "COUNT_NAMES",
+    "EvaluationError",
+    "EvaluationResult",
+    "ImageSource",
+    "evaluate",
+    "load_predictor",
+    "validation_data",
+    "write_atomic",
+]
 
 COUNT_NAMES = ("tp", "fp", "fn", "tn")
 
@@ -145,3 +157,35 @@ def evaluate(
             progress(len(sizes), len(names))
     policy = {**METRIC_POLICY, "threshold": float(predictor.threshold)}
     return EvaluationResult.from_counts(names, sizes, torch.stack(counts), policy)
+
+
+def load_predictor(
+    path: Path, *, device: str | None = None, precision: str | None = None, threshold: float = THRESHOLD
+) -> tuple[Predictor, Checkpoint]:
+    """The model of a checkpoint file, wrapped for inference at the input size it was trained at.
+
+    ``device`` None or 'auto' picks CUDA when available; ``precision`` None or 'auto' picks the device's default.
+    """
+    if precision not in (None, "auto", *PRECISIONS):
+        raise EvaluationError(f"--precision: expected auto or one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if not 0.0 < threshold < 1.0:
+        raise EvaluationError(f"--threshold: expected a probability strictly between 0 and 1, got {threshold}")
+    model, checkpoint = load_model(path)
+    chosen = resolve_device(device)
+    chosen_precision = default_precision(chosen) if precision in (None, "auto") else precision
+    return Predictor(model, checkpoint.input_size, chosen, chosen_precision, threshold), checkpoint
+
+
+def validation_data(
+    checkpoint: Checkpoint, *, data: str | Path | None = None, split: str | None = None
+) -> tuple[PolypDataset, Split]:
+    """The dataset and split a checkpoint was trained with (its stored config), unless ``data``/``split`` differ.
+
+    Returns ``(dataset, split)`` from :func:`medico.data.open_dataset` and :func:`medico.data.resolve_split`;
+    ``split.val`` are the names to score. ``split`` None or 'val' means the checkpoint's own split.
+    """
+    config = checkpoint.config
+    seed = int(config.get("seed", 0))
+    dataset = open_dataset(data if data is not None else config.get("data"), seed=seed)
+    name = config.get("split", "auto") if split in (None, "val") else split
+    return dataset, resolve_split(dataset, name, seed=seed)

@@ -7,17 +7,31 @@ they stay visible on 1920x1072 frames and on thumbnails alike. Contact sheets ti
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 from PIL import Image
 
-from medico.evaluation import write_atomic
+from medico.evaluation import ImageSource, write_atomic
+from medico.inference import Predictor
 from medico.preprocess import resize_image
 
-__all__ = ["PREDICTION_COLOUR", "TRUTH_COLOUR", "contact_sheet", "draw_overlay", "outline", "save_png"]
+__all__ = [
+    "CONTACT_SHEET",
+    "PREDICTION_COLOUR",
+    "TRUTH_COLOUR",
+    "best_and_worst",
+    "contact_sheet",
+    "draw_overlay",
+    "outline",
+    "save_png",
+    "write_overlays",
+]
+
+CONTACT_SHEET = "contact_sheet.png"
 
 TRUTH_COLOUR = (0, 255, 0)
 PREDICTION_COLOUR = (255, 0, 0)
@@ -67,17 +81,26 @@ def draw_overlay(
     return result
 
 
+_CAPTION_LINES = 2
+_LINE_HEIGHT = 16
+
+
 def _caption(tile: np.ndarray, text: str) -> np.ndarray:
-    """The tile with ``text`` on a dark band below it."""
-    band = np.zeros((22, tile.shape[1], 3), np.uint8)
-    cv2.putText(band, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    """The tile with up to two lines of ``text`` on a dark band below it."""
+    band = np.zeros((_CAPTION_LINES * _LINE_HEIGHT + 6, tile.shape[1], 3), np.uint8)
+    for index, line in enumerate(text.splitlines()[:_CAPTION_LINES]):
+        baseline = (index + 1) * _LINE_HEIGHT
+        cv2.putText(band, line, (4, baseline), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
     return np.concatenate([tile, band])
 
 
 def contact_sheet(
     images: Sequence[np.ndarray], captions: Sequence[str] | None = None, *, columns: int = 4, tile: int = 256
 ) -> np.ndarray:
-    """Images resized to fit ``tile`` x ``tile`` (aspect kept, padded black), captioned, in a grid of ``columns``."""
+    """Images resized to fit ``tile`` x ``tile`` (aspect kept, padded black), in a grid of ``columns``.
+
+    Each caption (up to two lines) is written on a band below its image.
+    """
     if not images:
         raise ValueError("contact_sheet: no images to tile")
     captions = list(captions) if captions is not None else [""] * len(images)
@@ -104,3 +127,49 @@ def save_png(path: Path, array: np.ndarray) -> Path:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
     return write_atomic(Path(path), buffer.getvalue())
+
+
+def best_and_worst(per_image: pd.DataFrame, count: int) -> list[tuple[str, pd.Series]]:
+    """Up to ``count`` best rows (highest IoU, then Dice) and up to ``count`` worst others, worst first.
+
+    Returns ``("best" | "worst", row)`` pairs; an image is never both.
+    """
+    if count < 1:
+        raise ValueError(f"count: expected at least 1, got {count}")
+    missing = {"name", "iou", "dice"} - set(per_image.columns)
+    if missing:
+        raise ValueError(f"per-image scores: missing columns {', '.join(sorted(missing))}")
+    ranked = per_image.sort_values(["iou", "dice", "name"], ascending=[False, False, True], kind="stable")
+    best = ranked.head(count)
+    worst = ranked.iloc[len(best) :].tail(count).iloc[::-1]
+    return [("best", row) for _, row in best.iterrows()] + [("worst", row) for _, row in worst.iterrows()]
+
+
+def write_overlays(
+    predictor: Predictor,
+    dataset: ImageSource,
+    chosen: Sequence[tuple[str, pd.Series]],
+    folder: Path,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Path]:
+    """One overlay PNG per chosen row (``best-01-NAME.png``...) and a captioned contact sheet of them all.
+
+    Returns the written paths, the contact sheet last.
+    """
+    folder = Path(folder)
+    paths, tiles, captions = [], [], []
+    rank = {"best": 0, "worst": 0}
+    for label, row in chosen:
+        rank[label] += 1
+        name = str(row["name"])
+        image = dataset.read_image(name)
+        [prediction] = predictor.masks([image])
+        overlay = draw_overlay(image, dataset.read_mask(name), prediction)
+        paths.append(save_png(folder / f"{label}-{rank[label]:02d}-{name}.png", overlay))
+        tiles.append(overlay)
+        captions.append(f"{label} {rank[label]}: IoU {row['iou']:.3f} Dice {row['dice']:.3f}\n{name}")
+        if progress is not None:
+            progress(len(paths), len(chosen))
+    paths.append(save_png(folder / CONTACT_SHEET, contact_sheet(tiles, captions)))
+    return paths

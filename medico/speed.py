@@ -18,12 +18,23 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from medico.checkpoint import load_model
 from medico.data.io import read_rgb
 from medico.errors import MedicoError
 from medico.inference import Predictor
+from medico.plugins import UnknownModelError, get_plugin, is_model
+from medico.runs import RunNotFoundError, resolve_checkpoint
 from medico.runtime import autocast, device_name
 
-__all__ = ["FLOP_CONVENTION", "SpeedResult", "count_flops", "measure_end_to_end_speed", "measure_model_speed"]
+__all__ = [
+    "FLOP_CONVENTION",
+    "BenchmarkTarget",
+    "SpeedResult",
+    "benchmark_target",
+    "count_flops",
+    "measure_end_to_end_speed",
+    "measure_model_speed",
+]
 
 FLOP_CONVENTION = "torch.utils.flop_counter: a multiply-add counts as 2 FLOPs; convolutions and matmuls only"
 
@@ -47,6 +58,43 @@ class SpeedResult:
     def as_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class BenchmarkTarget:
+    """What to time: a model, the input size it runs at, and a label saying where it came from."""
+
+    model: nn.Module
+    input_size: int
+    label: str
+
+    @property
+    def parameters(self) -> int:
+        """The number of parameters (trainable or not)."""
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def benchmark_target(model_or_checkpoint: str) -> BenchmarkTarget:
+    """A ``.pt`` checkpoint file, a registered model name or spec (fresh weights, the plugin's input size), or a run.
+
+    Weights do not change the speed of these models, so a model name is enough to time an architecture.
+    """
+    if Path(model_or_checkpoint).is_file() and not model_or_checkpoint.endswith(".py"):
+        model, checkpoint = load_model(Path(model_or_checkpoint))
+        return BenchmarkTarget(model, checkpoint.input_size, f"checkpoint {model_or_checkpoint}")
+    if is_model(model_or_checkpoint) or ":" in model_or_checkpoint:
+        plugin = get_plugin(model_or_checkpoint)
+        return BenchmarkTarget(plugin.build().eval(), plugin.defaults.input_size, f"model {plugin.name} (untrained)")
+    try:
+        path = resolve_checkpoint(model_or_checkpoint)
+    except RunNotFoundError as run_error:
+        try:
+            get_plugin(model_or_checkpoint)
+        except UnknownModelError as model_error:
+            raise UnknownModelError(f"{model_error} Nor is it a checkpoint or a run: {run_error}") from run_error
+        raise
+    model, checkpoint = load_model(path)
+    return BenchmarkTarget(model, checkpoint.input_size, f"checkpoint {path}")
 
 
 def _check_counts(**counts: int) -> None:

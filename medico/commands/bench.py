@@ -1,0 +1,99 @@
+"""``medico bench``: model FPS (forward only) and end-to-end FPS, parameters and forward FLOPs."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from medico import speed
+from medico.console import console, err_console
+from medico.data.io import list_images
+from medico.data.synthetic import synthetic_test_images
+from medico.evaluation import write_atomic
+from medico.inference import Predictor
+from medico.runtime import default_precision, resolve_device
+
+SYNTHETIC_IMAGES = 8
+
+
+def bench(
+    model: Annotated[
+        str, typer.Argument(help="A model name or file.py:builder spec, a .pt checkpoint, or a run (number, id).")
+    ],
+    input_size: Annotated[
+        int | None, typer.Option(min=8, help="Square input side (default: the checkpoint's or the plugin's).")
+    ] = None,
+    batch_size: Annotated[
+        list[int] | None, typer.Option("--batch-size", min=1, help="Batch sizes to time; repeat the option.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    repeats: Annotated[int, typer.Option(min=1, help="Timed runs; the median is reported.")] = 10,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed runs first.")] = 3,
+    images: Annotated[
+        Path | None, typer.Option(help="Images for end-to-end FPS (default: a few synthetic frames).")
+    ] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Also write the results to this JSON file.")] = None,
+) -> None:
+    """Time a model: model FPS (forward only) and end-to-end FPS, parameters and forward GFLOPs.
+
+    Model FPS at batch 1 and a larger batch; end-to-end FPS (decode, resize, forward, resize back, threshold) at
+    batch 1; medians over repeated runs after a warm-up, with device, threads, precision and torch version.
+    """
+    target = speed.benchmark_target(model)
+    size = input_size or target.input_size
+    chosen = resolve_device(device)
+    chosen_precision = default_precision(chosen) if precision == "auto" else precision
+    flops = speed.count_flops(target.model, size)
+    results = [
+        speed.measure_model_speed(
+            target.model, size, device=chosen, precision=chosen_precision, batch_size=b, warmup=warmup, repeats=repeats
+        )
+        for b in dict.fromkeys(batch_size or [1, 8])
+    ]
+    predictor = Predictor(target.model, size, chosen, chosen_precision)
+    with tempfile.TemporaryDirectory(prefix="medico-bench-") as scratch:
+        if images is None:
+            paths, source = synthetic_test_images(Path(scratch), count=SYNTHETIC_IMAGES), "synthetic frames"
+        else:
+            paths, source = list_images(images), str(images)
+        results.append(speed.measure_end_to_end_speed(predictor, paths, warmup=min(warmup, len(paths)), repeats=1))
+
+    table = Table(title=f"speed of {escape(target.label)}")
+    for column in ("timed", "batch", "input", "FPS (median)", "FPS min–max", "latency ms"):
+        table.add_column(column, justify="left" if column == "timed" else "right")
+    for result in results:
+        timed = "forward only" if result.kind == "model" else f"end to end ({len(paths)} {escape(source)})"
+        table.add_row(
+            timed,
+            str(result.batch_size),
+            f"{result.input_size}x{result.input_size}",
+            f"{result.fps:.1f}",
+            f"{result.fps_min:.1f}–{result.fps_max:.1f}",
+            f"{result.latency_ms:.1f}",
+        )
+    console.print(table)
+    first = results[0]
+    console.print(f"parameters: {target.parameters:,}")
+    console.print(f"forward: {flops / 1e9:.2f} GFLOPs per image at {size}x{size} ({speed.FLOP_CONVENTION})")
+    console.print(
+        f"device: {escape(first.device)} · threads {first.threads} · precision {first.precision} · "
+        f"torch {first.torch_version}"
+    )
+    if json_file is not None:
+        report = {
+            "target": target.label,
+            "parameters": target.parameters,
+            "flops": flops,
+            "flop_convention": speed.FLOP_CONVENTION,
+            "end_to_end_images": source,
+            "results": [r.as_dict() for r in results],
+        }
+        write_atomic(json_file, json.dumps(report, indent=2) + "\n")
+        err_console.print(f"results written to {escape(str(json_file))}")

@@ -1,0 +1,47 @@
+"""``medico predict``: masks for a folder of images, one PNG per image at the image's own size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.markup import escape
+
+from medico import evaluation
+from medico.console import console, task_progress
+from medico.data.io import IMAGE_SUFFIXES, list_images, read_rgb
+from medico.errors import MedicoError
+from medico.metrics import THRESHOLD
+from medico.overlay import save_png
+from medico.runs import resolve_checkpoint
+
+
+def predict(
+    checkpoint: Annotated[str, typer.Argument(help="A .pt checkpoint, or a run: number, id, folder or 'latest'.")],
+    images: Annotated[Path, typer.Argument(help="Folder of images (JPEG, PNG...).")],
+    out: Annotated[Path, typer.Option(help="Folder for the masks: NAME.png, values 0/255.")],
+    threshold: Annotated[float, typer.Option(help="Probability at or above which a pixel is polyp.")] = THRESHOLD,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 8,
+) -> None:
+    """Predict a mask for every image in a folder: single-channel PNG, 0/255, at the image's own width and height."""
+    predictor, _ = evaluation.load_predictor(
+        resolve_checkpoint(checkpoint), device=device, precision=precision, threshold=threshold
+    )
+    paths = list_images(images)
+    if not paths:
+        raise MedicoError(f"{images}: no images found (expected files ending in {', '.join(IMAGE_SUFFIXES)})")
+    stems = [p.stem for p in paths]
+    duplicates = sorted({s for s in stems if stems.count(s) > 1})
+    if duplicates:
+        raise MedicoError(f"{images}: several images share the name {duplicates[0]!r}; their masks would collide")
+    with task_progress() as progress:
+        task = progress.add_task("predicting", total=len(paths), status="")
+        masks = predictor.predict_all((read_rgb(p) for p in paths), batch_size=batch_size)
+        for path, mask in zip(paths, masks):
+            save_png(out / f"{path.stem}.png", mask.astype(np.uint8) * 255)
+            progress.advance(task)
+    console.print(f"wrote {len(paths)} masks to {escape(str(out))}")

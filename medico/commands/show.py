@@ -1,0 +1,70 @@
+"""``medico show`` and ``medico overlay``: ground truth (green outline) and prediction (red outline) on images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.markup import escape
+
+from medico import evaluation
+from medico.console import console, task_progress
+from medico.data.io import read_mask, read_rgb
+from medico.errors import MedicoError
+from medico.overlay import CONTACT_SHEET, best_and_worst, draw_overlay, save_png, write_overlays
+from medico.runs import find_run, resolve_checkpoint
+
+
+def show(
+    run: Annotated[str, typer.Argument(help="A run: number, id, folder or 'latest'.")],
+    data: Annotated[
+        Path | None, typer.Option(help="Dataset folder or zip (default: the one the run was trained on).")
+    ] = None,
+    count: Annotated[int, typer.Option(min=1, help="How many best and how many worst validation images.")] = 4,
+    out: Annotated[Path | None, typer.Option(help="Folder for the PNGs (default: RUN/overlays).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Overlay PNGs of a run's best and worst validation images, plus one contact sheet.
+
+    Images are ranked by IoU in the run's per_image.csv; ground truth is outlined green, the prediction red.
+    """
+    run_dir = find_run(run)
+    scores_file = run_dir / "per_image.csv"
+    if not scores_file.is_file():
+        raise MedicoError(
+            f"run {run_dir.name}: {scores_file} is missing (the run did not reach its evaluation); "
+            f"score it with `medico evaluate {run_dir.name} --out {run_dir}`"
+        )
+    chosen = best_and_worst(pd.read_csv(scores_file, dtype={"name": str}), count)
+    predictor, checkpoint = evaluation.load_predictor(resolve_checkpoint(str(run_dir)), device=device)
+    dataset, _ = evaluation.validation_data(checkpoint, data=data)
+    folder = out or run_dir / "overlays"
+    with task_progress() as progress:
+        task = progress.add_task("drawing overlays", total=len(chosen), status="")
+        paths = write_overlays(
+            predictor, dataset, chosen, folder, progress=lambda done, total: progress.update(task, completed=done)
+        )
+    console.print(f"wrote {len(paths) - 1} overlays and {CONTACT_SHEET} to {escape(str(folder))}")
+    console.print("[green]green[/]: ground truth outline · [red]red[/]: prediction outline")
+
+
+def overlay(
+    image: Annotated[Path, typer.Argument(help="The image (JPEG, PNG...).")],
+    mask: Annotated[Path, typer.Argument(help="Its ground-truth mask (grey values >= 128 are polyp).")],
+    out: Annotated[Path, typer.Option(help="The PNG to write.")],
+    pred: Annotated[Path | None, typer.Option(help="A predicted mask to outline in red.")] = None,
+) -> None:
+    """Draw one image with its ground truth outlined green (and a predicted mask outlined red) into a PNG."""
+    pixels = read_rgb(image)
+    truth = read_mask(mask)
+    prediction = read_mask(pred) if pred is not None else None
+    for argument, path, values in (("MASK", mask, truth), ("--pred", pred, prediction)):
+        if values is not None and values.shape != pixels.shape[:2]:
+            raise MedicoError(
+                f"{argument} {path}: expected a mask of the image's size {pixels.shape[1]}x{pixels.shape[0]}, "
+                f"found {values.shape[1]}x{values.shape[0]} (width x height)"
+            )
+    save_png(out, draw_overlay(pixels, truth, prediction))
+    console.print(f"wrote {escape(str(out))}")
