@@ -1,0 +1,75 @@
+"""`medico bench`: a model name, a checkpoint or a run; both FPS kinds, parameters, FLOPs, JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from medico.checkpoint import Checkpoint, save_checkpoint
+from medico.cli import app
+from medico.models import unet
+from medico.plugins import UnknownModelError
+from medico.speed import benchmark_target
+
+runner = CliRunner()
+
+
+def invoke(*args: object):
+    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "10000"})
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+@pytest.fixture
+def checkpoint(workspace: Path) -> Path:
+    model = unet(init_features=4)
+    return save_checkpoint(
+        workspace / "runs" / "1-unet" / "checkpoints" / "best.pt",
+        Checkpoint("unet", {"init_features": 4}, 48, model.state_dict()),
+    )
+
+
+def test_a_checkpoint_is_timed_at_its_input_size_with_both_fps_kinds(checkpoint: Path, workspace: Path) -> None:
+    images = workspace / "images"
+    images.mkdir()
+    for index in range(2):
+        Image.fromarray(np.zeros((30 + index, 40, 3), np.uint8)).save(images / f"{index}.png")
+    result = invoke(
+        "bench", checkpoint, "--batch-size", "1", "--batch-size", "2", "--repeats", "2", "--warmup", "1",
+        "--images", images, "--json", "bench.json", "--device", "cpu",
+    )
+    assert result.exit_code == 0, result.output
+    assert "forward only" in result.output and "end to end (2" in result.output
+    assert "GFLOPs" in result.output and "multiply-add counts as 2" in result.output
+    report = json.loads((workspace / "bench.json").read_text())
+    assert [(r["kind"], r["batch_size"], r["input_size"]) for r in report["results"]] == [
+        ("model", 1, 48), ("model", 2, 48), ("end-to-end", 1, 48)
+    ]
+    assert report["parameters"] == sum(p.numel() for p in unet(init_features=4).parameters())
+    assert report["flops"] > 0 and all(r["precision"] == "fp32" for r in report["results"])
+
+
+def test_a_run_number_and_an_input_size_override(checkpoint: Path) -> None:
+    result = invoke("bench", "1", "--input-size", "32", "--batch-size", "1", "--repeats", "1", "--json", "b.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(Path("b.json").read_text())
+    assert {r["input_size"] for r in report["results"]} == {32}
+    assert report["end_to_end_images"] == "synthetic frames"
+
+
+def test_a_model_name_is_timed_untrained_at_the_plugins_input_size(workspace: Path) -> None:
+    target = benchmark_target("unet")
+    assert target.input_size == 256 and "untrained" in target.label
+    assert target.parameters == sum(p.numel() for p in unet().parameters())
+
+
+def test_an_unknown_name_lists_the_models_and_says_it_is_no_run(workspace: Path) -> None:
+    with pytest.raises(UnknownModelError, match=r"unknown model 'unett'.*unet.*Nor is it a checkpoint or a run"):
+        benchmark_target("unett")
+    result = invoke("bench", "unett")
+    assert result.exit_code == 2 and "Did you mean" in result.output
