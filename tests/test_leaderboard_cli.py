@@ -1,0 +1,185 @@
+"""``medico leaderboard``: the views, team names printed literally, exports that round-trip, a spreadsheet-safe CSV,
+a self-contained sortable HTML page, atomic --output, and clean errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import asdict, fields
+from html.parser import HTMLParser
+
+import pytest
+from typer.testing import CliRunner
+
+from medico.cli import app
+from medico.leaderboard import Entry, LeaderboardStore
+
+WIDE = {"COLUMNS": "220"}
+HOSTILE_TEAM = "[bold red]x"
+FORMULA_TEAM = "=HYPERLINK(\"http://evil\",\"x\")"
+
+
+def _invoke(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(app, ["leaderboard", *args], env=env or WIDE)
+
+
+@pytest.fixture
+def store(workspace) -> LeaderboardStore:
+    store = LeaderboardStore()
+    store.add(Entry(team=HOSTILE_TEAM, model="attunet", run=1, iou=0.70, dice=0.80, precision=0.81, recall=0.85,
+                    f2=0.83, accuracy=0.95, fps=120.0, fps_device="cpu", fps_kind="model", created="2020-12-01T10:00:00+00:00"))
+    store.add(Entry(team="b|pipes", model="unet", run=1, iou=0.75, dice=0.85, fps=80.0, fps_device="cpu",
+                    fps_kind="model", created="2020-12-02T10:00:00+00:00", note="first try"))
+    store.add(Entry(team="b|pipes", model="unet", run=2, iou=0.72, dice=0.82, fps=85.0, fps_device="cpu",
+                    fps_kind="model", created="2020-12-03T10:00:00+00:00", metric_policy={"threshold": 0.5}))
+    store.add(Entry(team=FORMULA_TEAM, model="-unet", run=1, iou=0.6, dice=0.7, split="test",
+                    created="2020-12-04T10:00:00+00:00", note="@mention +1"))
+    store.add(Entry(team="fast", model="unet", task="efficiency", run=1, iou=0.5, dice=0.6, fps=300.0,
+                    fps_device="NVIDIA H100", fps_kind="end-to-end", created="2020-12-05T10:00:00+00:00"))
+    return store
+
+
+def _runs(output: str) -> list[tuple[str, str]]:
+    """(team, run) of each data row of a rich table printed at a wide terminal."""
+    rows = []
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if len(cells) > 3 and cells[0]:
+            rows.append((cells[1], cells[2]))
+    return rows
+
+
+def test_without_entries_it_says_how_to_add_some(workspace):
+    result = _invoke()
+    assert result.exit_code == 0
+    assert "No segmentation entries" in result.stderr and "medico score" in result.stderr
+
+
+def test_each_team_best_by_default_every_run_or_each_team_latest_on_request(store):
+    assert _runs(_invoke("--split", "val").stdout) == [("b|pipes", "1"), (HOSTILE_TEAM, "1")]
+    assert _runs(_invoke("--split", "val", "--all-runs").stdout) == [("b|pipes", "1"), ("b|pipes", "2"), (HOSTILE_TEAM, "1")]
+    assert _runs(_invoke("--split", "val", "--latest").stdout) == [("b|pipes", "2"), (HOSTILE_TEAM, "1")]
+    assert _runs(_invoke("--model", "attunet").stdout) == [(HOSTILE_TEAM, "1")]
+
+
+def test_team_names_are_printed_literally(store):
+    result = _invoke("--split", "val")
+    assert result.exit_code == 0
+    assert HOSTILE_TEAM in result.stdout
+
+
+def test_splits_are_ranked_separately_when_no_split_is_chosen(store):
+    output = _invoke().stdout
+    assert "(test split)" in output and "(val split)" in output
+    assert re.search(r"│\s+1 │ =HYPERLINK", output), "the only test entry ranks first among test entries"
+
+
+def test_published_rows_appear_marked_only_with_published(store):
+    assert "(published)" not in _invoke().stdout
+    output = _invoke("--with-published").stdout
+    assert "HarDNet-MSEG" in output and "(published)" in output and "not measured here" in output
+
+
+def test_efficiency_ranks_fps_per_device(store):
+    output = _invoke("--task", "efficiency").stdout
+    assert "NVIDIA H100, end-to-end FPS" in output and "300.0" in output
+    assert _invoke("--task", "efficiency", "--device", "cpu").stderr.startswith("No efficiency entries")
+
+
+def test_the_csv_is_safe_in_a_spreadsheet_and_reads_back(store):
+    result = _invoke("--format", "csv", "--all-runs")
+    assert result.exit_code == 0
+    records = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(records) == 4
+    for record in records:
+        for value in record.values():
+            assert not value.startswith(("=", "+", "-", "@")), value
+    formula = next(r for r in records if "HYPERLINK" in r["team"])
+    assert (formula["team"], formula["model"], formula["note"]) == ("'" + FORMULA_TEAM, "'-unet", "'@mention +1")
+    stored = {e.id: e for e in store.entries()}
+    for record in records:
+        entry = stored[int(record["id"])]
+        assert record["team"].removeprefix("'") == entry.team
+        assert float(record["iou"]) == entry.iou and float(record["dice"]) == entry.dice
+        assert json.loads(record["metric_policy"]) == entry.metric_policy
+
+
+def test_the_json_export_round_trips_to_the_stored_entries(store):
+    result = _invoke("--format", "json", "--all-runs", "--split", "val")
+    records = json.loads(result.stdout)
+    names = {f.name for f in fields(Entry)}
+    entries = [Entry(**{k: v for k, v in record.items() if k in names}) for record in records]
+    assert sorted(entries, key=lambda e: e.id) == store.entries(task="segmentation", split="val")
+    assert [(r["rank"], r["group"]) for r in records] == [(1, "val split"), (2, "val split"), (3, "val split")]
+
+
+def test_the_markdown_table_keeps_its_columns_whatever_the_team_is_called(store):
+    output = _invoke("--format", "markdown", "--all-runs", "--with-published").stdout
+    table_lines = [line for line in output.splitlines() if line.startswith("|")]
+    widths = {len(re.findall(r"(?<!\\)\|", line)) for line in table_lines}
+    assert widths == {13}, "12 columns: 13 unescaped pipes per line"
+    assert r"b\|pipes" in output and r"\[bold red\]x" in output
+    assert "Published figures (not measured here)" in output and "arXiv:2101.07172" in output
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_the_html_page_is_self_contained_sortable_and_escapes_names(store, workspace):
+    result = _invoke("--format", "html", "--all-runs", "--with-published", "--output", "board.html")
+    assert result.exit_code == 0, result.output
+    page_text = (workspace / "board.html").read_text()
+    page = _Page()
+    page.feed(page_text)
+    tags = [tag for tag, _ in page.tags]
+    assert "link" not in tags and "img" not in tags and "iframe" not in tags
+    assert all("src" not in attrs and "href" not in attrs for _, attrs in page.tags), "no network resources"
+    assert tags.count("table") == 2 and tags.count("script") == 1 and "addEventListener" in page_text
+    assert "<b>" not in page_text and HOSTILE_TEAM in "".join(page.text)
+    assert any(attrs.get("data-value") == "0.75" for tag, attrs in page.tags if tag == "td")
+    assert any(attrs.get("class") == "published" for tag, attrs in page.tags if tag == "tr")
+
+
+def test_output_writes_the_same_export_atomically(store, workspace):
+    stdout = _invoke("--format", "markdown").stdout
+    result = _invoke("--format", "markdown", "--output", "out/board.md")
+    assert result.exit_code == 0 and "wrote" in result.stderr
+    assert (workspace / "out" / "board.md").read_text() == stdout
+    assert [p.name for p in (workspace / "out").iterdir()] == ["board.md"]
+    assert _invoke("--output", "board.json").exit_code == 0, "the suffix chooses the format"
+    assert json.loads((workspace / "board.json").read_text())
+
+
+def test_an_output_without_a_format_it_can_infer_is_refused(store):
+    result = _invoke("--output", "board.txt")
+    assert result.exit_code == 2 and "board.txt" in result.stderr
+
+
+def test_all_runs_and_latest_together_are_refused(store):
+    result = _invoke("--all-runs", "--latest")
+    assert result.exit_code == 2 and "--all-runs and --latest" in result.stderr
+
+
+def test_a_corrupted_database_is_a_clean_error_naming_the_file(workspace):
+    path = workspace / "broken.sqlite"
+    path.write_bytes(b"garbage" * 1000)
+    result = _invoke("--db", str(path))
+    assert result.exit_code == 2
+    assert "broken.sqlite" in result.stderr and "Traceback" not in result.output
+
+
+def test_exports_include_every_entry_field(store):
+    records = json.loads(_invoke("--format", "json").stdout)
+    assert set(records[0]) == {"group", "rank", *asdict(store.entries()[0])}
