@@ -10,10 +10,14 @@ import typer
 from rich.markup import escape
 
 from medico.console import console, err_console
-from medico.leaderboard import LeaderboardError, LeaderboardStore
-from medico.leaderboard.export import export_text, write_export
-from medico.leaderboard.render import leaderboard_tables
-from medico.leaderboard.view import leaderboard_rows
+from medico.leaderboard import (
+    LeaderboardError,
+    LeaderboardStore,
+    export_text,
+    leaderboard_rows,
+    leaderboard_tables,
+    write_export,
+)
 
 
 class TaskChoice(str, Enum):

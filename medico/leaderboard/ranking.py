@@ -11,7 +11,7 @@ An entry lacking the figure its task ranks by (no mIoU, no FPS) is listed after 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -104,7 +104,10 @@ def rank_entries(entries: Iterable[Entry], task: str) -> list[Ranked]:
     return ranked
 
 
-def _per_team(entries: Iterable[Entry], task: str, key, pick) -> list[Entry]:
+def _per_team(
+    entries: Iterable[Entry], task: str, key: Callable[[Entry], tuple], pick: Callable[[tuple, tuple], bool]
+) -> list[Entry]:
+    """One entry per (team, comparison group): the one ``pick`` prefers by ``key``."""
     chosen: dict[tuple[str, str], Entry] = {}
     for entry in entries:
         slot = (entry.team, comparison_group(entry, task))

@@ -128,32 +128,40 @@ class LeaderboardStore:
                 raise
             connection.execute("COMMIT")
 
+    def _version(self, connection: sqlite3.Connection) -> int:
+        """The file's schema version (0 for a new file); a version newer than this medico knows is refused."""
+        if not connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchone():
+            return 0
+        row = connection.execute("SELECT version FROM schema_version").fetchone()
+        version = 0 if row is None else row[0]
+        if version > SCHEMA_VERSION:
+            raise LeaderboardError(
+                f"leaderboard database {self.path} has schema version {version}, newer than this medico "
+                f"understands ({SCHEMA_VERSION}); upgrade medico"
+            )
+        return version
+
     def _migrate(self) -> None:
+        """Bring the file to :data:`SCHEMA_VERSION`; an up-to-date file is only read, so viewing needs no write lock."""
         with self._connect() as connection:
+            if self._version(connection) == SCHEMA_VERSION:
+                return
             if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA journal_mode=WAL")  # persistent; cannot change inside a transaction
         with self._write() as connection:
-            connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = connection.execute("SELECT version FROM schema_version").fetchone()
-            version = 0 if row is None else row[0]
-            if version > SCHEMA_VERSION:
-                raise LeaderboardError(
-                    f"leaderboard database {self.path} has schema version {version}, newer than this medico "
-                    f"understands ({SCHEMA_VERSION}); upgrade medico"
-                )
+            version = self._version(connection)  # again under the lock: another process may have migrated meanwhile
             for script in MIGRATIONS[version:]:
                 for statement in script.split(";"):
                     if statement.strip():
                         connection.execute(statement)
-            if row is None:
-                connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif version < SCHEMA_VERSION:
-                connection.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+            connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            connection.execute("DELETE FROM schema_version")
+            connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
     def schema_version(self) -> int:
         """The schema version of the open file (:data:`SCHEMA_VERSION` once opened by this medico)."""
         with self._connect() as connection:
-            return connection.execute("SELECT version FROM schema_version").fetchone()[0]
+            return self._version(connection)
 
     def add(self, entry: Entry) -> int | None:
         """Insert ``entry`` in one transaction and return its row id; None (nothing inserted) when an entry with the
