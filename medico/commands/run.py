@@ -1,0 +1,244 @@
+"""``medico run MODEL``: train, score the best checkpoint on validation, measure FPS, record and rank the run."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import Progress
+
+from medico.config import parse_option
+from medico.console import console, err_console, task_progress
+from medico.leaderboard import LeaderboardStore
+from medico.leaderboard.render import leaderboard_tables
+from medico.leaderboard.view import leaderboard_rows
+from medico.experiment import RunOutcome, RunPlan, finish_run, make_trainer, plan_run, train_run
+from medico.training import EpochRecord, Trainer, TrainingObserver, TrainingResult
+
+__all__ = ["execute", "run"]
+
+Data = Annotated[
+    Path | None,
+    typer.Option("--data", help="Kvasir-SEG-style folder or zip; none: the built-in synthetic set."),
+]
+SplitName = Annotated[str | None, typer.Option("--split", help="auto, medico2020 or random (seeded 80:20).")]
+Epochs = Annotated[int | None, typer.Option("--epochs", help="Maximum epochs (early stopping may end sooner).")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Training batch size.")]
+InputSize = Annotated[int | None, typer.Option("--input-size", help="Square input side images are resized to.")]
+Lr = Annotated[float | None, typer.Option("--lr", help="Adam learning rate.")]
+Seed = Annotated[int | None, typer.Option("--seed", help="Seed for weights, shuffling and augmentation.")]
+Pretrained = Annotated[
+    str | None,
+    typer.Option("--pretrained", help="Start from weights: brain-mri (unet/attunet), a file or a URL."),
+]
+Device = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+PrecisionOption = Annotated[
+    str | None, typer.Option("--precision", help="fp32, bf16 or fp16 (default: mixed on CUDA, fp32 on CPU).")
+]
+Workers = Annotated[int | None, typer.Option("--workers", help="Data-loader worker processes.")]
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", help="TOML file of settings (same keys as baselines/<model>.toml).")
+]
+Resume = Annotated[str | None, typer.Option("--resume", help="Continue a run (number, id or latest) from last.pt.")]
+Options = Annotated[
+    list[str] | None,
+    typer.Option("--option", help="Builder option KEY=VALUE (repeatable), e.g. init_features=8."),
+]
+
+
+class ConsoleObserver(TrainingObserver):
+    """Shows a progress bar per epoch (loss, images/s, ETA) on stderr and one summary line per epoch."""
+
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+        self.task: Any = None
+        self.validation: Any = None
+
+    def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
+        self.close()
+        if not err_console.is_terminal:  # logs and pipes get the per-epoch lines only
+            return
+        self.progress = task_progress()
+        self.progress.start()
+        self.task = self.progress.add_task(f"epoch {epoch}/{epochs}", total=steps, status="")
+        self.validation = None
+
+    def step_done(self, step: int, loss: float, images_per_second: float) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step, status=f"loss {loss:.4f}  {images_per_second:.1f} img/s")
+
+    def validation_progress(self, done: int, total: int) -> None:
+        if self.progress is None:
+            return
+        if self.validation is None:
+            self.validation = self.progress.add_task("validation", total=total, status="")
+        self.progress.update(self.validation, completed=done)
+
+    def epoch_done(self, record: EpochRecord) -> None:
+        self.close()
+        best = " [green]best[/]" if record.best else ""
+        console.print(
+            f"epoch {record.epoch:>3}  train loss {record.train_loss:.4f}  val Dice {record.val_dice:.4f}  "
+            f"val mIoU {record.val_iou:.4f}  lr {record.lr:.1e}  {record.seconds:.1f}s "
+            f"({record.images_per_second:.1f} img/s){best}"
+        )
+
+    def close(self) -> None:
+        """Remove the bar (before printing, and when training stops for any reason)."""
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+@contextlib.contextmanager
+def _bar(description: str, total: int) -> Iterator[Callable[[int, int], None] | None]:
+    """A ``progress(done, total)`` callback drawing a bar on a terminal; None for logs and pipes."""
+    if not err_console.is_terminal:
+        yield None
+        return
+    with task_progress() as progress:
+        task = progress.add_task(description, total=total, status="")
+        yield lambda done, _total: progress.update(task, completed=done)
+
+
+def _announce(plan: RunPlan, trainer: Trainer) -> None:
+    config, dataset, split = plan.config, plan.dataset, plan.split
+    if dataset.is_synthetic:
+        err_console.print(
+            "[yellow]No --data given: training on the built-in SYNTHETIC polyp set[/] "
+            f"({len(dataset.names)} generated images; settings scaled down for it). Scores on it say the "
+            "pipeline works, not how well the model segments real polyps. For real results get Kvasir-SEG "
+            "(https://datasets.simula.no/kvasir-seg/) and pass [bold]--data PATH/kvasir-seg[/] "
+            "(a folder with images/ and masks/, or the zip)."
+        )
+    parameters = sum(p.numel() for p in trainer.model.parameters())
+    action = f"resuming {plan.run_dir.name} after epoch {trainer.epoch}" if plan.resume_from else plan.run_dir.name
+    console.print(
+        f"[bold]{escape(action)}[/]: {escape(config.model)} ({parameters:,} parameters"
+        f"{', ' + escape(str(config.options)) if config.options else ''}) on {escape(dataset.description)}, "
+        f"split {split.name} ({len(split.train)} train / {len(split.val)} val), input {config.input_size}, "
+        f"batch {config.batch_size}, lr {config.lr:g}, up to {config.epochs} epochs, "
+        f"{trainer.device} {trainer.precision}, seed {config.seed}"
+    )
+    if trainer.pretrained_report is not None:
+        console.print(f"pretrained {escape(str(config.pretrained))}: {trainer.pretrained_report.summary()}")
+
+
+def _interrupted(plan: RunPlan, trainer: Trainer) -> None:
+    last = plan.run_dir / "checkpoints" / "last.pt"
+    if trainer.epoch == 0:
+        err_console.print(f"[yellow]interrupted[/] before the first epoch ended; nothing to resume in {plan.run_dir}")
+        return
+    err_console.print(
+        f"[yellow]interrupted[/] during epoch {trainer.epoch + 1}; {last} holds epoch {trainer.epoch}. "
+        f"Resume with: [bold]medico run {escape(plan.config.model)} --resume {plan.run_dir.name}[/]"
+    )
+
+
+def _print_outcome(result: TrainingResult, outcome: RunOutcome) -> None:
+    scores = outcome.evaluation.summary
+    stop = "early stopping" if result.stopped_early else f"{len(result.history)} epochs"
+    console.print(
+        f"best epoch {result.best_epoch} ({stop}): val Dice {scores['dice']:.4f} ± {scores['dice_std']:.4f}, "
+        f"mIoU {scores['iou']:.4f} ± {scores['iou_std']:.4f} over {scores['n_images']} images at their "
+        "original resolution"
+    )
+    if outcome.speed is not None:
+        speed = outcome.speed
+        console.print(
+            f"model FPS {speed.fps:.1f} (batch {speed.batch_size}, {speed.input_size}x{speed.input_size}, "
+            f"forward only, {escape(speed.device)}, {speed.precision})"
+        )
+    console.print(f"record: {result.run_dir}/ (summary.json, history.csv, training_curve.png, per_image.csv)")
+    if outcome.entry is not None:
+        rows = leaderboard_rows(LeaderboardStore(), task="segmentation", split="val", view="all")
+        mine = [row for row in rows if row.entry.sha256 == outcome.entry.sha256]
+        stored = "added" if outcome.entry_id is not None else "already stored (same best.pt)"
+        console.print(f"leaderboard ({stored}; rank {mine[0].rank} of {len(rows)} validation runs):")
+        for table in leaderboard_tables(mine, "segmentation", width=console.width):
+            console.print(table)
+
+
+def execute(
+    model: str,
+    *,
+    command_line: dict[str, Any],
+    options: list[str] | None,
+    config_file: Path | None,
+    resume: str | None,
+    measure_speed: bool,
+    leaderboard: bool,
+) -> None:
+    """Plan, train and finish a run, printing progress; shared by ``medico run`` and ``medico train``."""
+    if command_line.get("data") is not None:
+        command_line["data"] = str(Path(command_line["data"]).resolve())
+    parsed = dict(parse_option(text) for text in options or [])
+    plan = plan_run(model, command_line=command_line, options=parsed, config_file=config_file, resume=resume)
+    trainer = make_trainer(plan)
+    _announce(plan, trainer)
+    observer = ConsoleObserver()
+    try:
+        result = train_run(plan, trainer, observer)
+    except KeyboardInterrupt:
+        observer.close()
+        _interrupted(plan, trainer)
+        raise typer.Exit(130) from None
+    finally:
+        observer.close()
+    with _bar("scoring best.pt", len(plan.split.val)) as progress:
+        outcome = finish_run(plan, result, measure_speed=measure_speed, leaderboard=leaderboard, progress=progress)
+    _print_outcome(result, outcome)
+
+
+def run(
+    model: Annotated[str, typer.Argument(help="Plugin name (see `medico models`) or path/to/file.py:builder.")],
+    data: Data = None,
+    split: SplitName = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    input_size: InputSize = None,
+    lr: Lr = None,
+    seed: Seed = None,
+    pretrained: Pretrained = None,
+    device: Device = None,
+    precision: PrecisionOption = None,
+    workers: Workers = None,
+    config: ConfigFile = None,
+    resume: Resume = None,
+    option: Options = None,
+    team: Annotated[str | None, typer.Option("--team", help="Leaderboard team (default: your user name).")] = None,
+    no_leaderboard: Annotated[
+        bool, typer.Option("--no-leaderboard", help="Do not add the result to the leaderboard.")
+    ] = False,
+) -> None:
+    """Train MODEL, score its best checkpoint on validation, measure FPS, record the run, show its leaderboard row.
+
+    Without --data it trains on the built-in synthetic set (announced), so it works on a fresh machine.
+    Settings: plugin defaults, then baselines/MODEL.toml, then --config, then these options.
+    """
+    execute(
+        model,
+        command_line={
+            "data": data,
+            "split": split,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "input_size": input_size,
+            "lr": lr,
+            "seed": seed,
+            "pretrained": pretrained,
+            "device": device,
+            "precision": precision,
+            "workers": workers,
+            "team": team,
+        },
+        options=option,
+        config_file=config,
+        resume=resume,
+        measure_speed=True,
+        leaderboard=not no_leaderboard,
+    )

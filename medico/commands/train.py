@@ -1,0 +1,71 @@
+"""``medico train MODEL``: the training part of ``medico run`` (no FPS measurement, no leaderboard entry)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from medico.commands.run import (
+    BatchSize,
+    ConfigFile,
+    Data,
+    Device,
+    Epochs,
+    InputSize,
+    Lr,
+    Options,
+    PrecisionOption,
+    Pretrained,
+    Resume,
+    Seed,
+    SplitName,
+    Workers,
+    execute,
+)
+
+__all__ = ["train"]
+
+
+def train(
+    model: Annotated[str, typer.Argument(help="Plugin name (see `medico models`) or path/to/file.py:builder.")],
+    data: Data = None,
+    split: SplitName = None,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    input_size: InputSize = None,
+    lr: Lr = None,
+    seed: Seed = None,
+    pretrained: Pretrained = None,
+    device: Device = None,
+    precision: PrecisionOption = None,
+    workers: Workers = None,
+    config: ConfigFile = None,
+    resume: Resume = None,
+    option: Options = None,
+) -> None:
+    """Train MODEL and record the run (checkpoints, history, curve, validation scores of the best checkpoint).
+
+    The same settings as `medico run`, without the FPS measurement and the leaderboard entry.
+    """
+    execute(
+        model,
+        command_line={
+            "data": data,
+            "split": split,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "input_size": input_size,
+            "lr": lr,
+            "seed": seed,
+            "pretrained": pretrained,
+            "device": device,
+            "precision": precision,
+            "workers": workers,
+        },
+        options=option,
+        config_file=config,
+        resume=resume,
+        measure_speed=False,
+        leaderboard=False,
+    )

@@ -1,0 +1,273 @@
+"""The steps of ``medico run`` and ``medico train``: plan the run, train it, then score, time, record and rank it.
+
+``plan_run`` resolves the config (or reloads it to resume), opens the dataset and split and creates the run
+folder; ``train_run`` writes the record's first files and trains, keeping ``history.csv`` and the curve up to
+date after every epoch; ``finish_run`` scores the best checkpoint at the original resolution, optionally
+measures model FPS and adds a ``val`` entry to the leaderboard, and writes ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medico.checkpoint import Checkpoint, load_model
+from medico.config import ConfigError, RunConfig, resolve_config
+from medico.data import open_dataset, resolve_split
+from medico.download import file_sha256
+from medico.evaluation import EvaluationResult, evaluate
+from medico.inference import Predictor
+from medico.leaderboard import Entry, LeaderboardStore
+from medico.metrics import METRIC_NAMES
+from medico.plugins import get_plugin
+from medico.record import (
+    dataset_info,
+    environment_info,
+    write_history,
+    write_json,
+    write_training_curve,
+)
+from medico.runs import create_run_dir, find_run
+from medico.speed import SpeedResult, measure_model_speed
+from medico.training import EpochRecord, Trainer, TrainingObserver, TrainingResult, load_resume_checkpoint
+
+__all__ = [
+    "RunOutcome",
+    "RunPlan",
+    "default_team",
+    "finish_run",
+    "make_trainer",
+    "plan_run",
+    "run_number",
+    "train_run",
+]
+
+
+@dataclass
+class RunPlan:
+    """A run ready to train: its config, data, split, folder, and the checkpoint it resumes from (if any)."""
+
+    config: RunConfig
+    dataset: Any
+    split: Any
+    run_dir: Path
+    resume_from: Checkpoint | None = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What ``finish_run`` produced: the best checkpoint's validation scores, FPS, leaderboard row id, summary."""
+
+    evaluation: EvaluationResult
+    speed: SpeedResult | None
+    entry: Entry | None
+    entry_id: int | None
+    summary: dict[str, Any]
+
+
+def default_team() -> str:
+    """The leaderboard team when ``--team`` is not given: the OS user name."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "anonymous"
+
+
+def run_number(run_dir: Path) -> int | None:
+    """The number of a run folder (``3`` for ``runs/3-attunet``)."""
+    match = re.match(r"^(\d+)-", Path(run_dir).name)
+    return int(match.group(1)) if match else None
+
+
+def plan_run(
+    model: str,
+    *,
+    command_line: Mapping[str, Any],
+    options: Mapping[str, Any] | None = None,
+    config_file: Path | None = None,
+    resume: str | None = None,
+) -> RunPlan:
+    """Resolve everything a run needs before it trains; nothing is trained and, on error, no folder is left.
+
+    Args:
+        model: plugin name or ``file.py:builder`` spec.
+        command_line: values given as options (None: not given); keys as in :class:`RunConfig`.
+        options: builder options from ``--option KEY=VALUE``.
+        config_file: ``--config FILE.toml``.
+        resume: a run (number, id, folder, ``latest``) whose ``last.pt`` to continue from.
+    """
+    if resume is not None:
+        run_dir = find_run(resume)
+        checkpoint = load_resume_checkpoint(run_dir)
+        if model != checkpoint.model_spec:
+            raise ConfigError(
+                f"--resume {resume}: run {run_dir.name} trains {checkpoint.model_spec!r}, not {model!r}"
+            )
+        if options or config_file is not None:
+            raise ConfigError("--resume continues the run as configured: --option and --config cannot be given with it")
+        config = RunConfig.from_dict(checkpoint.config).with_resume_overrides(command_line)
+        dataset = open_dataset(config.data, seed=config.seed)
+        return RunPlan(config, dataset, resolve_split(dataset, config.split, seed=config.seed), run_dir, checkpoint)
+
+    plugin = get_plugin(model)
+    first = resolve_config(model, plugin, config_file=config_file, command_line=command_line, options=options)
+    dataset = open_dataset(first.data, seed=first.seed)
+    config = resolve_config(
+        model,
+        plugin,
+        dataset_hints=dataset.recommended,
+        config_file=config_file,
+        command_line=command_line,
+        options=options,
+    )
+    plugin.build(**config.options)  # refuse unknown builder options now, before a run folder exists
+    split = resolve_split(dataset, config.split, seed=config.seed)
+    return RunPlan(config, dataset, split, create_run_dir(model))
+
+
+class _RecordingObserver(TrainingObserver):
+    """Passes every hook on, and rewrites ``history.csv`` and the training curve after each epoch."""
+
+    def __init__(self, inner: TrainingObserver, run_dir: Path, trainer: Trainer, title: str) -> None:
+        self.inner, self.run_dir, self.trainer, self.title = inner, run_dir, trainer, title
+
+    def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
+        self.inner.epoch_started(epoch, epochs, steps)
+
+    def step_done(self, step: int, loss: float, images_per_second: float) -> None:
+        self.inner.step_done(step, loss, images_per_second)
+
+    def validation_progress(self, done: int, total: int) -> None:
+        self.inner.validation_progress(done, total)
+
+    def epoch_done(self, record: EpochRecord) -> None:
+        write_history(self.run_dir / "history.csv", self.trainer.history)
+        write_training_curve(self.run_dir / "training_curve.png", self.trainer.history, self.title)
+        self.inner.epoch_done(record)
+
+
+def make_trainer(plan: RunPlan) -> Trainer:
+    """The trainer of a plan, restored from its checkpoint when resuming."""
+    trainer = Trainer(plan.config, plan.dataset, plan.split, plan.run_dir)
+    if plan.resume_from is not None:
+        trainer.resume(plan.resume_from)
+    return trainer
+
+
+def train_run(plan: RunPlan, trainer: Trainer, observer: TrainingObserver | None = None) -> TrainingResult:
+    """Write config, environment and dataset records, then train; history and curve follow every epoch."""
+    write_json(plan.run_dir / "config.json", plan.config.as_dict())
+    write_json(plan.run_dir / "environment.json", environment_info(trainer.device, trainer.precision))
+    write_json(plan.run_dir / "dataset.json", dataset_info(plan.dataset, plan.split))
+    title = f"{plan.run_dir.name}: {plan.config.model} on {plan.dataset.description} ({plan.split.name} split)"
+    return trainer.fit(_RecordingObserver(observer or TrainingObserver(), plan.run_dir, trainer, title))
+
+
+def finish_run(
+    plan: RunPlan,
+    result: TrainingResult,
+    *,
+    measure_speed: bool,
+    leaderboard: bool,
+    progress: Any = None,
+) -> RunOutcome:
+    """Score the best checkpoint on the validation split, optionally time it and rank it; write the summary.
+
+    Args:
+        plan: the run.
+        result: what training left.
+        measure_speed: measure model FPS (batch 1, forward only) at the input size.
+        leaderboard: add a ``val`` entry (source ``measured``) to the leaderboard store.
+        progress: ``progress(done, total)`` during scoring.
+    """
+    config, run_dir = plan.config, plan.run_dir
+    model, checkpoint = load_model(result.best_checkpoint)
+    predictor = Predictor(model, checkpoint.input_size, result.device, result.precision)
+    evaluation = evaluate(
+        predictor, plan.dataset, list(plan.split.val), batch_size=config.eval_batch_size, progress=progress
+    )
+    evaluation.write(run_dir)
+    speed = None
+    if measure_speed:
+        speed = measure_model_speed(model, checkpoint.input_size, device=result.device, precision=result.precision)
+    sha256 = file_sha256(result.best_checkpoint)
+    fingerprint = plan.dataset.fingerprint()
+    entry = entry_id = None
+    if leaderboard:
+        entry = Entry(
+            team=config.team or default_team(),
+            model=config.model,
+            task="segmentation",
+            split="val",
+            run=run_number(run_dir),
+            **{k: evaluation.summary[k] for m in METRIC_NAMES for k in (m, f"{m}_std")},
+            fps=speed.fps if speed else None,
+            fps_device=speed.device if speed else None,
+            fps_kind=speed.kind if speed else None,
+            n_images=int(evaluation.summary["n_images"]),
+            dataset_fingerprint=fingerprint,
+            metric_policy=evaluation.policy,
+            source="measured",
+            sha256=sha256,
+            note=_note(plan, result),
+        )
+        entry_id = LeaderboardStore().add(entry)
+    summary = _summary(plan, result, evaluation, speed, sha256, entry_id)
+    write_json(run_dir / "summary.json", summary)
+    return RunOutcome(evaluation, speed, entry, entry_id, summary)
+
+
+def _note(plan: RunPlan, result: TrainingResult) -> str:
+    data = "SYNTHETIC data" if plan.dataset.is_synthetic else plan.dataset.description
+    return (
+        f"run {plan.run_dir.name}: {data}, {plan.split.name} split, input {plan.config.input_size}, "
+        f"{len(result.history)} epochs (best {result.best_epoch}), {result.device.type} {result.precision}"
+    )
+
+
+def _summary(
+    plan: RunPlan,
+    result: TrainingResult,
+    evaluation: EvaluationResult,
+    speed: SpeedResult | None,
+    sha256: str,
+    entry_id: int | None,
+) -> dict[str, Any]:
+    history = result.history
+    return {
+        "run": plan.run_dir.name,
+        "model": plan.config.model,
+        "options": plan.config.options,
+        "dataset": {
+            "description": plan.dataset.description,
+            "synthetic": bool(plan.dataset.is_synthetic),
+            "fingerprint": plan.dataset.fingerprint(),
+            "split": plan.split.name,
+            "split_digest": plan.split.digest,
+        },
+        "validation": {
+            "checkpoint": "checkpoints/best.pt",
+            "checkpoint_sha256": sha256,
+            "best_epoch": result.best_epoch,
+            "scores": evaluation.summary,
+        },
+        "metric_policy": evaluation.policy,
+        "training": {
+            "epochs_run": len(history),
+            "epochs_planned": plan.config.epochs,
+            "stopped_early": result.stopped_early,
+            "seconds": sum(r.seconds for r in history),
+            "images_per_second": (sum(r.images_per_second for r in history) / len(history)) if history else None,
+            "device": str(result.device),
+            "precision": result.precision,
+            "threads": torch.get_num_threads(),
+        },
+        "fps": speed.as_dict() if speed else None,
+        "leaderboard_id": entry_id,
+    }

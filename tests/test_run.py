@@ -1,0 +1,122 @@
+"""``medico run`` and ``medico train`` end to end on the synthetic set with a 4-feature U-Net at 32 px."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from medico.checkpoint import load_checkpoint
+from medico.cli import app
+from medico.data.synthetic import SyntheticDataset
+from medico.download import file_sha256
+from medico.leaderboard import LeaderboardStore
+from medico.training import Trainer
+
+runner = CliRunner()
+TINY = ["--option", "init_features=4", "--input-size", "32"]
+NAN_MODEL = f"{Path(__file__).with_name('nan_model.py')}:nan_model"
+
+
+@pytest.fixture(scope="module")
+def small_synthetic() -> SyntheticDataset:
+    """24 synthetic frames generated once for the module (the built-in set has 200)."""
+    return SyntheticDataset(seed=0, count=24)
+
+
+@pytest.fixture
+def small_data(workspace: Path, small_synthetic: SyntheticDataset, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Runs without --data train on the small synthetic set instead of the built-in one."""
+    monkeypatch.setattr("medico.experiment.open_dataset", lambda path, seed=0: small_synthetic)
+    return workspace
+
+
+def history(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "history.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_run_trains_on_announced_synthetic_data_records_the_run_and_ranks_it(small_data: Path) -> None:
+    result = runner.invoke(app, ["run", "unet", *TINY, "--epochs", "1", "--team", "alice"])
+    assert result.exit_code == 0, result.output
+    assert "SYNTHETIC" in result.output and "--data" in result.output
+    assert "epoch   1  train loss" in result.output and "val mIoU" in result.output
+    assert "rank 1 of 1" in result.output
+
+    run_dir = small_data / "runs" / "1-unet"
+    for name in ("config.json", "environment.json", "dataset.json", "history.csv", "training_curve.png",
+                 "per_image.csv", "metrics.json", "summary.json", "checkpoints/best.pt", "checkpoints/last.pt"):
+        assert (run_dir / name).is_file(), name
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["input_size"] == 32 and config["sources"]["input_size"] == "command line"
+    assert config["sources"]["batch_size"] == "dataset hints"
+    dataset = json.loads((run_dir / "dataset.json").read_text())
+    assert dataset["synthetic"] and len(dataset["fingerprint"]) == 64 and dataset["split"]["digest"]
+    assert json.loads((run_dir / "environment.json").read_text())["torch"]
+    assert len(history(run_dir)) == 1
+    with Image.open(run_dir / "training_curve.png") as curve:
+        assert curve.format == "PNG" and curve.width > 300
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert "both empty" in summary["metric_policy"]["empty"]
+    assert summary["fps"]["kind"] == "model" and summary["fps"]["batch_size"] == 1 and summary["fps"]["fps"] > 0
+    assert summary["validation"]["scores"]["n_images"] == dataset["split"]["n_val"]
+
+    [entry] = LeaderboardStore().entries(split="val")
+    assert (entry.team, entry.model, entry.run, entry.source) == ("alice", "unet", 1, "measured")
+    assert entry.sha256 == file_sha256(run_dir / "checkpoints" / "best.pt")
+    assert entry.iou == pytest.approx(summary["validation"]["scores"]["iou"])
+    assert entry.fps_kind == "model" and "SYNTHETIC" in entry.note
+
+
+def test_train_with_a_spec_records_the_run_without_fps_or_leaderboard(small_data: Path) -> None:
+    result = runner.invoke(app, ["train", "medico.models.unet:unet", *TINY, "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    [run_dir] = (small_data / "runs").iterdir()
+    assert load_checkpoint(run_dir / "checkpoints" / "best.pt").model_spec == "medico.models.unet:unet"
+    assert json.loads((run_dir / "summary.json").read_text())["fps"] is None
+    assert LeaderboardStore().entries() == []
+
+
+def test_an_interrupted_run_resumes_from_its_last_epoch(small_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    validate = Trainer.validate
+    calls = {"n": 0}
+
+    def interrupt_in_epoch_two(self: Trainer, observer: object = None) -> dict[str, float]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return validate(self, observer)
+
+    monkeypatch.setattr(Trainer, "validate", interrupt_in_epoch_two)
+    stopped = runner.invoke(app, ["run", "unet", *TINY, "--epochs", "3", "--no-leaderboard"])
+    assert stopped.exit_code == 130
+    assert "holds epoch 1" in stopped.output and "--resume 1-unet" in stopped.output
+    run_dir = small_data / "runs" / "1-unet"
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt").training["epoch"] == 1
+    first_epoch = history(run_dir)[0]
+
+    monkeypatch.setattr(Trainer, "validate", validate)
+    refused = runner.invoke(app, ["run", "unet", "--resume", "1", "--lr", "0.1"])
+    assert refused.exit_code == 2 and "cannot change lr" in refused.output
+    resumed = runner.invoke(app, ["run", "unet", "--resume", "1", "--no-leaderboard"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming 1-unet after epoch 1" in resumed.output
+    rows = history(run_dir)
+    assert [row["epoch"] for row in rows] == ["1", "2", "3"] and rows[0] == first_epoch
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt").training["epoch"] == 3
+
+
+def test_a_nan_loss_ends_the_run_with_a_clear_message(small_data: Path) -> None:
+    result = runner.invoke(app, ["run", NAN_MODEL, "--input-size", "32", "--epochs", "1"])
+    assert result.exit_code == 2
+    assert "loss became nan at epoch 1, step 1" in result.output and "Traceback" not in result.output
+
+
+def test_an_unknown_builder_option_is_refused_before_a_run_folder_exists(small_data: Path) -> None:
+    result = runner.invoke(app, ["run", "unet", "--option", "width=3"])
+    assert result.exit_code == 2 and "does not accept options" in result.output
+    assert not (small_data / "runs").exists()
