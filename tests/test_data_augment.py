@@ -1,0 +1,95 @@
+"""The training tensors: augmentation contract, the inference input convention, the decoded cache, loaders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from medico.data import PolypTrainingSet, make_loader, open_dataset
+from medico.data.augment import augment, training_augmentation
+from medico.data.synthetic import SyntheticDataset, write_synthetic_kvasir
+from medico.preprocess import normalize, resize_image, resize_mask
+
+
+@given(size=st.sampled_from([32, 48, 64]), seed=st.integers(0, 2**32 - 1), data=st.data())
+@settings(max_examples=40, deadline=None)
+def test_augmentation_keeps_shapes_a_binary_mask_and_the_image_aligned_with_it(size: int, seed: int, data) -> None:
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((size, size), bool)
+    top, left = data.draw(st.integers(0, size // 2)), data.draw(st.integers(0, size // 2))
+    mask[top : top + size // 3, left : left + size // 3] = True
+    image = np.repeat(np.where(mask, 220, 30).astype(np.uint8)[..., None], 3, axis=2)
+    image = np.clip(image + rng.integers(-5, 6, image.shape), 0, 255).astype(np.uint8)
+
+    out_image, out_mask = augment(training_augmentation(size, seed=seed), image, mask)
+
+    assert out_image.shape == (size, size, 3) and out_image.dtype == np.uint8
+    assert out_mask.shape == (size, size) and out_mask.dtype == bool
+    assert 0.6 < out_mask.sum() / mask.sum() < 1.5
+    bright = out_image.mean(axis=2) > 125
+    assert (bright == out_mask).mean() > 0.8  # the same geometry moved both
+
+
+def test_the_same_seed_gives_the_same_augmentation() -> None:
+    dataset = SyntheticDataset(count=8)
+    first = PolypTrainingSet(dataset, dataset.names, 48, augment=True, seed=5, cache=False)
+    second = PolypTrainingSet(dataset, dataset.names, 48, augment=True, seed=5, cache=False)
+    other = PolypTrainingSet(dataset, dataset.names, 48, augment=True, seed=6, cache=False)
+    items = [first[i][0] for i in range(8)]
+    assert all(torch.equal(a, second[i][0]) for i, a in enumerate(items))
+    assert not all(torch.equal(a, other[i][0]) for i, a in enumerate(items))
+
+
+def test_items_are_normalised_images_and_binary_masks_as_inference_sees_them(workspace: Path) -> None:
+    dataset = SyntheticDataset(count=6)
+    validation = PolypTrainingSet(dataset, dataset.names, 40, augment=False)
+    for index, name in enumerate(dataset.names):
+        image, mask = validation[index]
+        assert image.shape == (3, 40, 40) and image.dtype == torch.float32
+        assert -1.0 <= image.min() and image.max() <= 1.0
+        assert mask.shape == (1, 40, 40) and set(mask.unique().tolist()) <= {0.0, 1.0}
+        assert torch.equal(image, torch.from_numpy(normalize(resize_image(dataset.read_image(name), 40))))
+        assert torch.equal(mask[0].bool(), torch.from_numpy(resize_mask(dataset.read_mask(name), 40)))
+
+
+def test_the_decoded_cache_is_filled_once_and_notices_a_changed_image(workspace: Path) -> None:
+    folder = write_synthetic_kvasir(workspace / "data", count=4)
+    first = PolypTrainingSet(open_dataset(folder), ["synthetic-0000", "synthetic-0001"], 32, augment=False)
+    before = first[0][0]
+    entries = sorted((workspace / ".cache" / "decoded" / "32").rglob("*.npy"))
+    assert len(entries) == 1
+    assert torch.equal(PolypTrainingSet(open_dataset(folder), ["synthetic-0000"], 32, augment=False)[0][0], before)
+
+    replacement = np.zeros((160, 192, 3), np.uint8)
+    replacement[:, :96] = 200
+    Image.fromarray(replacement).save(folder / "images" / "synthetic-0000.jpg")
+    after = PolypTrainingSet(open_dataset(folder), ["synthetic-0000"], 32, augment=False)[0][0]
+    fresh = PolypTrainingSet(open_dataset(folder), ["synthetic-0000"], 32, augment=False, cache=False)[0][0]
+    assert torch.equal(after, fresh) and not torch.equal(after, before)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_loader_with_the_same_seed_repeats_order_and_augmentation(workspace: Path, workers: int) -> None:
+    dataset = SyntheticDataset(count=12)
+
+    def epoch() -> list[torch.Tensor]:
+        train = PolypTrainingSet(dataset, dataset.names, 32, augment=True, seed=1)
+        return [images for images, _ in make_loader(train, 4, shuffle=True, seed=3, workers=workers)]
+
+    first, second = epoch(), epoch()
+    assert len(first) == 3
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_only_a_shuffled_loader_drops_the_last_incomplete_batch() -> None:
+    dataset = SyntheticDataset(count=10)
+    items = PolypTrainingSet(dataset, dataset.names, 16, augment=False, cache=False)
+    assert [len(m) for _, m in make_loader(items, 4, shuffle=True)] == [4, 4]
+    assert [len(m) for _, m in make_loader(items, 4, shuffle=False)] == [4, 4, 2]
+    assert [len(m) for _, m in make_loader(items, 16, shuffle=True)] == [10]
