@@ -1,0 +1,166 @@
+"""``medico score``: validate, score against the truth with the evaluation's metric code, record once."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import medico
+from medico.checkpoint import Checkpoint, save_checkpoint
+from medico.cli import app
+from medico.data.synthetic import synthetic_frame
+from medico.download import file_sha256
+from medico.leaderboard import LeaderboardStore
+from medico.metrics import METRIC_NAMES, METRIC_POLICY
+from medico.preprocess import resize_mask, to_tensor
+from medico.submission import mask_png
+
+SIZES = [(80, 48), (48, 72), (96, 40), (64, 56)]  # (width, height), none square
+
+
+def _frames(seed: int, sizes: list[tuple[int, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [synthetic_frame(rng, height, width, polyps=1 if i % 4 else 0) for i, (width, height) in enumerate(sizes)]
+
+
+@pytest.fixture
+def test_set(workspace: Path) -> tuple[Path, Path]:
+    """Test images of several non-square sizes and their ground-truth masks (PNG, 0/255)."""
+    images, truth = workspace / "test-images", workspace / "truth"
+    images.mkdir()
+    truth.mkdir()
+    for index, (image, mask) in enumerate(_frames(7, SIZES)):
+        Image.fromarray(image).save(images / f"case{index}.png")
+        (truth / f"case{index}.png").write_bytes(mask_png(mask))
+    return images, truth
+
+
+def _trained_checkpoint(path: Path, steps: int = 8) -> Path:
+    """A tiny U-Net trained for a few steps on synthetic frames at 32x32."""
+    torch.manual_seed(0)
+    model = medico.create_model("unet", init_features=4)
+    frames = _frames(3, [(48, 40)] * 4)
+    x = to_tensor([image for image, _ in frames], 32)
+    y = torch.from_numpy(np.stack([resize_mask(mask, 32) for _, mask in frames])).float()[:, None]
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        optimiser.zero_grad()
+        torch.nn.functional.binary_cross_entropy_with_logits(model(x), y).backward()
+        optimiser.step()
+    return save_checkpoint(path, Checkpoint("unet", {"init_features": 4}, 32, model.eval().state_dict()))
+
+
+def _perfect_archive(path: Path, truth: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for mask in sorted(truth.iterdir()):
+            archive.writestr(f"masks/{mask.name}", mask.read_bytes())
+    return path
+
+
+def _score(*args: str) -> object:
+    return CliRunner().invoke(app, ["score", *args])
+
+
+def test_end_to_end_train_submit_validate_score_and_see_the_leaderboard(
+    workspace: Path, test_set: tuple[Path, Path]
+) -> None:
+    images, truth = test_set
+    checkpoint = _trained_checkpoint(workspace / "tiny.pt")
+    runner = CliRunner()
+    submitted = runner.invoke(app, ["submit", "--team", "E2E", "--checkpoint", str(checkpoint), "--images", str(images)])
+    assert submitted.exit_code == 0, submitted.output
+    archive = workspace / "submissions" / "E2E" / "E2E_task1_run1.zip"
+    validated = runner.invoke(app, ["validate", str(archive), "--images", str(images)])
+    assert validated.exit_code == 0, validated.output
+
+    scored = _score(str(archive), "--truth", str(truth), "--team", "E2E")
+    assert scored.exit_code == 0, scored.output
+    per_image = pd.read_csv(archive.with_name("E2E_task1_run1_scores.csv"))
+    assert sorted(per_image["name"]) == [f"case{i}" for i in range(len(SIZES))]
+    (entry,) = LeaderboardStore().entries(split="test")
+    assert (entry.team, entry.model, entry.run, entry.source) == ("E2E", "unet", 1, "submission")
+    assert entry.sha256 == file_sha256(archive) and entry.n_images == len(SIZES)
+    assert entry.iou == pytest.approx(per_image["iou"].mean()) and entry.dice == pytest.approx(per_image["dice"].mean())
+
+
+def test_the_truth_itself_scores_one_and_results_sit_next_to_the_archive(
+    workspace: Path, test_set: tuple[Path, Path]
+) -> None:
+    _, truth = test_set
+    archive = _perfect_archive(workspace / "Oracle_task1_run2.zip", truth)
+    result = _score(str(archive), "--truth", str(truth), "--team", "Oracle")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((workspace / "Oracle_task1_run2_summary.json").read_text())
+    assert all(summary["scores"][name] == 1.0 for name in METRIC_NAMES)
+    assert summary["metric_policy"] == METRIC_POLICY and summary["run"] == 2
+    assert summary["archive_sha256"] == file_sha256(archive)
+    per_image = pd.read_csv(workspace / "Oracle_task1_run2_scores.csv")
+    assert len(per_image) == len(SIZES) and (per_image["fp"] == 0).all() and (per_image["fn"] == 0).all()
+
+
+def test_scores_match_the_metric_on_a_known_prediction(workspace: Path, test_set: tuple[Path, Path]) -> None:
+    _, truth = test_set
+    with zipfile.ZipFile(workspace / "half.zip", "w") as archive:
+        for path in sorted(truth.iterdir()):
+            mask = np.asarray(Image.open(path)) >= 128
+            width = mask.shape[1]
+            prediction = np.zeros_like(mask)
+            prediction[:, : width // 2] = mask[:, : width // 2]  # keep only the left half of the polyp
+            archive.writestr(path.name, mask_png(prediction))
+    assert _score(str(workspace / "half.zip"), "--truth", str(truth), "--team", "Half").exit_code == 0
+    rows = pd.read_csv(workspace / "half_scores.csv").set_index("name")
+    for path in sorted(truth.iterdir()):
+        mask = np.asarray(Image.open(path)) >= 128
+        kept, total = mask[:, : mask.shape[1] // 2].sum(), mask.sum()
+        expected_recall = 1.0 if total == 0 else kept / total
+        assert rows.loc[path.stem, "recall"] == pytest.approx(expected_recall)
+        assert rows.loc[path.stem, "precision"] == pytest.approx(1.0 if total == 0 or kept else 0.0)
+
+
+def test_scoring_the_same_archive_twice_adds_one_entry(workspace: Path, test_set: tuple[Path, Path]) -> None:
+    _, truth = test_set
+    archive = _perfect_archive(workspace / "T_task1_run1.zip", truth)
+    assert _score(str(archive), "--truth", str(truth), "--team", "T").exit_code == 0
+    again = _score(str(archive), "--truth", str(truth), "--team", "T")
+    assert again.exit_code == 0 and "already on the leaderboard" in again.output
+    assert len(LeaderboardStore().entries(split="test")) == 1
+
+
+def test_an_invalid_archive_exits_1_with_the_report_and_records_nothing(
+    workspace: Path, test_set: tuple[Path, Path]
+) -> None:
+    _, truth = test_set
+    with zipfile.ZipFile(workspace / "bad.zip", "w") as archive:
+        archive.writestr("case0.png", mask_png(np.zeros((80, 48), bool)))  # case0 is 80 wide, 48 high
+    result = _score(str(workspace / "bad.zip"), "--truth", str(truth), "--team", "T", "--db", str(workspace / "lb.sqlite"))
+    assert result.exit_code == 1
+    assert "width and height are swapped" in result.output and "case3" in result.output
+    assert not (workspace / "bad_scores.csv").exists()
+    assert LeaderboardStore(workspace / "lb.sqlite").entries() == []
+
+
+def test_usage_errors_exit_2(workspace: Path, test_set: tuple[Path, Path]) -> None:
+    _, truth = test_set
+    archive = _perfect_archive(workspace / "ok.zip", truth)
+    assert _score(str(archive), "--team", "T").exit_code == 2
+    assert _score(str(archive), "--truth", str(truth), "--team", "a/b").exit_code == 2
+    assert _score(str(workspace / "missing.zip"), "--truth", str(truth), "--team", "T").exit_code == 2
+    assert _score(str(archive), "--truth", str(workspace / "nowhere"), "--team", "T").exit_code == 2
+
+
+def test_a_participant_manifest_cannot_break_scoring(workspace: Path, test_set: tuple[Path, Path]) -> None:
+    _, truth = test_set
+    archive = _perfect_archive(workspace / "M_task1_run1.zip", truth)
+    archive.with_suffix(".json").write_text("[not, json")
+    assert _score(str(archive), "--truth", str(truth), "--team", "M").exit_code == 0
+    (entry,) = LeaderboardStore().entries(team="M")
+    assert entry.model == "submission"

@@ -1,0 +1,125 @@
+"""``medico submit`` task 1: one single-channel 0/255 PNG per image, exactly the image's size, plus a manifest."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import medico
+from medico.checkpoint import Checkpoint, save_checkpoint
+from medico.cli import app
+from medico.data.io import list_images
+from medico.download import file_sha256
+
+SIZES = [(72, 40), (33, 61), (96, 54)]  # (width, height), none square
+
+
+def _tiny_checkpoint(path: Path) -> Path:
+    torch.manual_seed(0)
+    model = medico.create_model("unet", init_features=4)
+    return save_checkpoint(path, Checkpoint("unet", {"init_features": 4}, 32, model.state_dict()))
+
+
+@pytest.fixture
+def checkpoint(workspace: Path) -> Path:
+    return _tiny_checkpoint(workspace / "tiny.pt")
+
+
+@pytest.fixture
+def images(workspace: Path) -> Path:
+    folder = workspace / "test-images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index, (width, height) in enumerate(SIZES):
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(folder / f"frame-{index}.jpg")
+    return folder
+
+
+def _submit(*args: str) -> object:
+    return CliRunner().invoke(app, ["submit", *args])
+
+
+def _members(archive: Path) -> dict[str, Image.Image]:
+    with zipfile.ZipFile(archive) as zipped:
+        return {name: Image.open(io.BytesIO(zipped.read(name))) for name in zipped.namelist()}
+
+
+def test_the_archive_holds_one_binary_grey_png_per_image_at_its_size(
+    workspace: Path, checkpoint: Path, images: Path
+) -> None:
+    result = _submit("--team", "Polyp Hunters", "--checkpoint", str(checkpoint), "--images", str(images))
+    assert result.exit_code == 0, result.output
+    archive = workspace / "submissions" / "Polyp Hunters" / "Polyp Hunters_task1_run1.zip"
+    masks = _members(archive)
+    assert sorted(masks) == [f"frame-{i}.png" for i in range(len(SIZES))]
+    for index, size in enumerate(SIZES):
+        mask = masks[f"frame-{index}.png"]
+        assert mask.format == "PNG" and mask.mode == "L" and mask.size == size
+        assert set(np.unique(np.asarray(mask))) <= {0, 255}
+    assert file_sha256(archive) in result.output
+    assert [p.name for p in archive.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_the_manifest_beside_the_archive_describes_the_run(workspace: Path, checkpoint: Path, images: Path) -> None:
+    assert _submit("--team", "T", "--checkpoint", str(checkpoint), "--images", str(images)).exit_code == 0
+    archive = workspace / "submissions" / "T" / "T_task1_run1.zip"
+    manifest = json.loads(archive.with_suffix(".json").read_text())
+    assert manifest["model"] == "unet" and manifest["model_options"] == {"init_features": 4}
+    assert manifest["checkpoint_sha256"] == file_sha256(checkpoint)
+    assert manifest["archive_sha256"] == file_sha256(archive)
+    assert manifest["input_size"] == 32 and manifest["threshold"] == 0.5 and manifest["images"] == len(SIZES)
+    assert manifest["medico_version"] == medico.__version__ and manifest["created"]
+    assert not any(name.endswith(".json") for name in _members(archive))
+
+
+def test_runs_are_numbered_and_never_overwritten_without_force(workspace: Path, checkpoint: Path, images: Path) -> None:
+    base = ["--team", "T", "--checkpoint", str(checkpoint), "--images", str(images)]
+    assert _submit(*base).exit_code == 0
+    assert _submit(*base).exit_code == 0
+    folder = workspace / "submissions" / "T"
+    assert sorted(p.name for p in folder.glob("*.zip")) == ["T_task1_run1.zip", "T_task1_run2.zip"]
+    first = (folder / "T_task1_run1.zip").stat().st_mtime_ns
+    refused = _submit(*base, "--run", "1")
+    assert refused.exit_code == 2 and "--force" in refused.output
+    assert (folder / "T_task1_run1.zip").stat().st_mtime_ns == first
+    assert _submit(*base, "--run", "1", "--force").exit_code == 0
+    limited = _submit(*base, "--max-runs", "2")
+    assert limited.exit_code == 2 and "at most 2" in limited.output
+
+
+def test_a_path_as_team_name_is_refused_before_anything_is_written(workspace: Path, checkpoint: Path) -> None:
+    result = _submit("--team", "../escape", "--checkpoint", str(checkpoint))
+    assert result.exit_code == 2 and "--team" in result.output
+    assert not (workspace / "escape").exists() and not (workspace / "submissions").exists()
+
+
+def test_without_images_or_checkpoint_it_uses_synthetic_images_and_the_latest_run(workspace: Path) -> None:
+    _tiny_checkpoint(workspace / "runs" / "1-unet" / "checkpoints" / "best.pt")
+    result = _submit("--team", "T")
+    assert result.exit_code == 0, result.output
+    assert "synthetic test images" in result.output
+    masks = _members(workspace / "submissions" / "T" / "T_task1_run1.zip")
+    frames = list_images(workspace / ".cache" / "synthetic-test-images")
+    assert sorted(masks) == sorted(f"{p.stem}.png" for p in frames)
+    assert all(masks[f"{p.stem}.png"].size == Image.open(p).size for p in frames)
+
+
+@pytest.mark.slow
+def test_the_real_test_set_gives_160_masks_at_their_sizes(workspace: Path, medico2020_test_images: Path) -> None:
+    checkpoint = _tiny_checkpoint(workspace / "tiny.pt")
+    result = _submit("--team", "T", "--checkpoint", str(checkpoint), "--images", str(medico2020_test_images))
+    assert result.exit_code == 0, result.output
+    masks = _members(workspace / "submissions" / "T" / "T_task1_run1.zip")
+    frames = list_images(medico2020_test_images)
+    assert len(frames) == len(masks) == 160
+    for frame in frames:
+        mask = masks[f"{frame.stem}.png"]
+        assert mask.mode == "L" and mask.size == Image.open(frame).size

@@ -1,0 +1,91 @@
+"""``medico submit --task efficiency``: a Docker build context whose entry script segments /medico2020 into /mask."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import medico
+from medico.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from medico.cli import app
+
+SIZES = [(64, 48), (40, 70)]  # (width, height)
+
+
+@pytest.fixture
+def checkpoint(workspace: Path) -> Path:
+    torch.manual_seed(0)
+    model = medico.create_model("unet", init_features=4)
+    training = {"optimizer": {"step": torch.tensor(3)}, "epoch": 3}
+    return save_checkpoint(
+        workspace / "tiny.pt", Checkpoint("unet", {"init_features": 4}, 32, model.state_dict(), training=training)
+    )
+
+
+@pytest.fixture
+def context(workspace: Path, checkpoint: Path) -> Path:
+    result = CliRunner().invoke(app, ["submit", "--team", "T", "--task", "efficiency", "--checkpoint", str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    return workspace / "submissions" / "T" / "T_task2_run1"
+
+
+def test_the_dockerfile_builds_on_pytorch_and_copies_weights_package_and_entry_script(context: Path) -> None:
+    text = (context / "Dockerfile").read_text()
+    assert re.search(r"^FROM pytorch/pytorch:\S+-runtime$", text, re.MULTILINE)
+    assert "COPY weights/model.pt /weights/model.pt" in text
+    assert "COPY medico_entry.py /app/medico_entry.py" in text
+    assert "RUN pip install --no-cache-dir /opt/medico-src" in text
+    assert "MEDICO_INPUT=/medico2020" in text and "MEDICO_OUTPUT=/mask" in text
+    assert text.rstrip().endswith('CMD ["python", "/app/medico_entry.py"]')
+    for copied in ("weights/model.pt", "medico_entry.py", "medico-src/pyproject.toml", "medico-src/medico/__init__.py"):
+        assert (context / copied).is_file(), copied
+    assert not list(context.rglob("__pycache__"))
+    assert '"torch>=' in (context / "medico-src" / "pyproject.toml").read_text()
+
+
+def test_the_weights_are_the_model_without_training_state(context: Path, checkpoint: Path) -> None:
+    copied, original = load_checkpoint(context / "weights" / "model.pt"), load_checkpoint(checkpoint)
+    assert copied.training == {} and copied.input_size == 32 and copied.model_spec == "unet"
+    assert all(torch.equal(copied.model[key], original.model[key]) for key in original.model)
+
+
+def test_the_entry_script_writes_masks_and_prints_timings_and_mean_fps(workspace: Path, context: Path) -> None:
+    images, masks = workspace / "medico2020", workspace / "mask"
+    images.mkdir()
+    rng = np.random.default_rng(1)
+    for index, (width, height) in enumerate(SIZES):
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(images / f"img{index}.jpg")
+    env = {**os.environ, "MEDICO_INPUT": str(images), "MEDICO_OUTPUT": str(masks), "OMP_NUM_THREADS": "1"}
+    weights = str(context / "weights" / "model.pt")
+    run = subprocess.run(
+        [sys.executable, str(context / "medico_entry.py"), "--weights", weights, "--device", "cpu"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert [line.split(" - ")[0] for line in lines[:-1]] == ["img0.jpg", "img1.jpg"]
+    assert all(re.fullmatch(r"\S+ - \d+\.\d+", line) for line in lines[:-1])
+    assert re.fullmatch(r"Mean FPS: \d+\.\d+", lines[-1])
+    for index, size in enumerate(SIZES):
+        mask = Image.open(masks / f"img{index}.png")
+        assert mask.mode == "L" and mask.size == size and set(np.unique(np.asarray(mask))) <= {0, 255}
+
+
+def test_a_model_from_a_local_file_cannot_be_packaged(workspace: Path) -> None:
+    plugin = workspace / "my_model.py"
+    plugin.write_text("import medico\n\ndef build():\n    return medico.create_model('unet', init_features=4)\n")
+    spec = f"{plugin}:build"
+    model = medico.create_model(spec)
+    weights = save_checkpoint(workspace / "mine.pt", Checkpoint(spec, {}, 32, model.state_dict()))
+    result = CliRunner().invoke(app, ["submit", "--team", "T", "--task", "efficiency", "--checkpoint", str(weights)])
+    assert result.exit_code == 2 and "built-in" in result.output
+    assert not (workspace / "submissions" / "T" / "T_task2_run1").exists()
