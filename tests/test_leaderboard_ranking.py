@@ -142,5 +142,8 @@ def test_fps_on_different_devices_is_never_compared():
 
 
 def test_an_entry_without_miou_is_listed_last_without_a_rank():
-    entries = [Entry(team="dice only", model="m", dice=0.99, id=1), Entry(team="full", model="m", iou=0.1, dice=0.1, id=2)]
+    entries = [
+        Entry(team="dice only", model="m", dice=0.99, id=1),
+        Entry(team="full", model="m", iou=0.1, dice=0.1, id=2),
+    ]
     assert [(r.rank, r.entry.team) for r in rank_entries(entries, "segmentation")] == [(1, "full"), (None, "dice only")]

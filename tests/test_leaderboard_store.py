@@ -113,7 +113,8 @@ def test_several_processes_writing_at_once_lose_nothing(tmp_path):
     inserted = [i for ids in results for i in ids if i is not None]
     assert sorted(inserted) == sorted(e.id for e in entries)
     for w in range(workers):
-        assert sorted(e.run for e in entries if e.team == f"team{w}" and e.sha256 != "the same archive") == list(range(count))
+        own = [e.run for e in entries if e.team == f"team{w}" and e.sha256 != "the same archive"]
+        assert sorted(own) == list(range(count))
 
 
 _VERSION_1 = """
@@ -128,7 +129,8 @@ CREATE TABLE entries (
     note TEXT NOT NULL DEFAULT ''
 );
 INSERT INTO entries (team, model, task, split, dice, iou, metric_policy, source, sha256, created)
-VALUES ('old', 'unet', 'segmentation', 'val', 0.7, 0.6, '{"threshold": 0.5}', 'submission', 'abc', '2020-10-01T00:00:00+00:00'),
+VALUES ('old', 'unet', 'segmentation', 'val', 0.7, 0.6, '{"threshold": 0.5}', 'submission', 'abc',
+        '2020-10-01T00:00:00+00:00'),
        ('old', 'unet', 'segmentation', 'val', 0.9, 0.8, '{}', 'submission', 'abc', '2020-10-02T00:00:00+00:00'),
        ('old', 'unet', 'segmentation', 'test', 0.5, 0.4, '{}', 'measured', NULL, '2020-10-03T00:00:00+00:00');
 """

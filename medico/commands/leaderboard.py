@@ -38,7 +38,14 @@ class FormatChoice(str, Enum):
     html = "html"
 
 
-_SUFFIX_FORMATS = {".csv": "csv", ".md": "markdown", ".markdown": "markdown", ".json": "json", ".html": "html", ".htm": "html"}
+_SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".json": "json",
+    ".html": "html",
+    ".htm": "html",
+}
 
 
 def _output_format(fmt: FormatChoice, output: Path | None) -> str:
@@ -55,18 +62,28 @@ def _output_format(fmt: FormatChoice, output: Path | None) -> str:
 
 
 def leaderboard(
-    task: Annotated[TaskChoice, typer.Option(help="Task 1 (segmentation: mIoU) or task 2 (efficiency: FPS per device).")] = TaskChoice.segmentation,
-    split: Annotated[SplitChoice | None, typer.Option(help="Only this split (default: each split ranked on its own).")] = None,
+    task: Annotated[
+        TaskChoice, typer.Option(help="Task 1 (segmentation: mIoU) or task 2 (efficiency: FPS per device).")
+    ] = TaskChoice.segmentation,
+    split: Annotated[
+        SplitChoice | None, typer.Option(help="Only this split (default: each split ranked on its own).")
+    ] = None,
     all_runs: Annotated[bool, typer.Option("--all-runs", help="Every run, not only each team's best.")] = False,
     latest: Annotated[bool, typer.Option("--latest", help="Each team's latest run instead of its best.")] = False,
     with_published: Annotated[
-        bool, typer.Option("--with-published", help="Rank the published figures of baselines/reported.csv too (dimmed).")
+        bool, typer.Option("--with-published", help="Rank the published figures of baselines/reported.csv too.")
     ] = False,
     model: Annotated[str | None, typer.Option(help="Only entries of this model.")] = None,
     device: Annotated[str | None, typer.Option(help="Only entries whose FPS was measured on this device.")] = None,
-    fmt: Annotated[FormatChoice, typer.Option("--format", help="table (terminal), csv, markdown, json or html.")] = FormatChoice.table,
-    output: Annotated[Path | None, typer.Option(help="Write the export to this file (atomically) instead of stdout.")] = None,
-    db: Annotated[Path | None, typer.Option(help="Leaderboard database (default: $MEDICO_DB or ./leaderboard/medico.sqlite).")] = None,
+    fmt: Annotated[
+        FormatChoice, typer.Option("--format", help="table (terminal), csv, markdown, json or html.")
+    ] = FormatChoice.table,
+    output: Annotated[
+        Path | None, typer.Option(help="Write the export to this file (atomically) instead of stdout.")
+    ] = None,
+    db: Annotated[
+        Path | None, typer.Option(help="Leaderboard database (default: $MEDICO_DB or ./leaderboard/medico.sqlite).")
+    ] = None,
 ) -> None:
     """Show the leaderboard: each team's best run ranked by mIoU then Dice (task 1) or by FPS on the same device
     (task 2); published figures only with --with-published."""
@@ -86,9 +103,11 @@ def leaderboard(
         written = write_export(rows, _output_format(fmt, output), task.value, output)
         err_console.print(f"wrote {len(rows)} rows to [bold]{escape(str(written))}[/]")
     elif fmt is not FormatChoice.table:
-        console.print(export_text(rows, fmt.value, task.value), markup=False, highlight=False, emoji=False, soft_wrap=True, end="")
+        text = export_text(rows, fmt.value, task.value)
+        console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True, end="")
     elif not rows:
-        filters = ", ".join(f"{name} {value}" for name, value in (("split", split and split.value), ("model", model), ("device", device)) if value)
+        chosen = (("split", split.value if split else None), ("model", model), ("device", device))
+        filters = ", ".join(f"{name} {value}" for name, value in chosen if value)
         err_console.print(
             f"No {task.value} entries{' for ' + escape(filters) if filters else ''} in {escape(str(store.path))} yet: "
             "`medico run` and `medico score` add them; --with-published shows the published figures."

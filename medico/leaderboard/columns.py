@@ -40,7 +40,12 @@ class Column:
 
 def _score(name: str, header: str, secondary: bool = False) -> Column:
     return Column(
-        header, lambda row: getattr(row.entry, name), format_score, higher_is_better=True, numeric=True, secondary=secondary
+        header,
+        lambda row: getattr(row.entry, name),
+        format_score,
+        higher_is_better=True,
+        numeric=True,
+        secondary=secondary,
     )
 
 

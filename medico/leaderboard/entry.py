@@ -63,12 +63,15 @@ class Entry:
 
 def check_entry(entry: Entry) -> None:
     """Refuse an entry the leaderboard could not rank honestly: unknown task/split/source, scores outside [0, 1]."""
-    for name, value, allowed in (("task", entry.task, TASKS), ("split", entry.split, SPLITS), ("source", entry.source, SOURCES)):
+    choices = (("task", entry.task, TASKS), ("split", entry.split, SPLITS), ("source", entry.source, SOURCES))
+    for name, value, allowed in choices:
         if value not in allowed:
             raise LeaderboardError(f"entry {name}: expected one of {', '.join(allowed)}, got {value!r}")
     for name in SCORES:
         value = getattr(entry, name)
         if value is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
-            raise LeaderboardError(f"entry {name}: expected a fraction in [0, 1], got {value!r} (scores are not percentages)")
+            raise LeaderboardError(
+                f"entry {name}: expected a fraction in [0, 1], got {value!r} (scores are not percentages)"
+            )
     if entry.fps is not None and not (math.isfinite(entry.fps) and entry.fps > 0):
         raise LeaderboardError(f"entry fps: expected a positive number, got {entry.fps!r}")

@@ -43,7 +43,9 @@ def _parse(path: Path, line: int, column: str, text: str) -> object:
             return int(text) if text else None
     except ValueError:
         kind = "a number" if column in _FLOATS else "an integer"
-        raise LeaderboardError(f"{path}, line {line}, column {column}: expected {kind} or nothing, got {text!r}") from None
+        raise LeaderboardError(
+            f"{path}, line {line}, column {column}: expected {kind} or nothing, got {text!r}"
+        ) from None
     if column in _OPTIONAL_TEXT:
         return text or None
     return text

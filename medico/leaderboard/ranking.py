@@ -41,7 +41,7 @@ class Ranked:
 
 
 def comparison_group(entry: Entry, task: str) -> str:
-    """The set of entries ``entry`` is compared with: its split (segmentation), or its device and FPS kind (efficiency)."""
+    """Which entries ``entry`` is compared with: its split (segmentation), or its device and FPS kind (efficiency)."""
     if task == "efficiency":
         kind = f"{entry.fps_kind} FPS" if entry.fps_kind else "FPS kind not stated"
         return f"{entry.fps_device or 'device not stated'}, {kind}"

@@ -104,7 +104,8 @@ class LeaderboardStore:
         except sqlite3.OperationalError as error:
             if "locked" in str(error) or "busy" in str(error):
                 raise LeaderboardError(
-                    f"leaderboard database {self.path} is locked by another process (waited {self.timeout:g} s): {error}"
+                    f"leaderboard database {self.path} is locked by another process "
+                    f"(waited {self.timeout:g} s): {error}"
                 ) from error
             raise LeaderboardError(f"leaderboard database {self.path} cannot be used: {error}") from error
         except sqlite3.DatabaseError as error:

@@ -1,4 +1,5 @@
-"""What ``medico leaderboard`` shows: stored entries of one task, filtered, optionally with published figures, ranked."""
+"""What ``medico leaderboard`` shows: the stored entries of one task, filtered, with published figures when asked,
+ranked."""
 
 from __future__ import annotations
 
