@@ -83,7 +83,9 @@ def test_a_single_image_scores_as_it_does_inside_a_batch(pair: tuple[np.ndarray,
 def test_integer_masks_score_like_boolean_ones_and_the_mean_is_over_images(pair: tuple[np.ndarray, np.ndarray]) -> None:
     preds, truths = pair
     as_bool = segmentation_scores(zip(torch.from_numpy(preds), torch.from_numpy(truths)))
-    as_int = segmentation_scores(zip(torch.from_numpy(preds.astype(np.uint8)), torch.from_numpy(truths.astype(np.int64))))
+    as_int = segmentation_scores(
+        zip(torch.from_numpy(preds.astype(np.uint8)), torch.from_numpy(truths.astype(np.int64)))
+    )
     naive = [naive_scores(p, t) for p, t in zip(preds, truths)]
     for name in METRIC_NAMES:
         assert as_bool[name] == pytest.approx(as_int[name])
