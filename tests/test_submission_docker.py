@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 import medico
 from medico.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from medico.cli import app
+from medico.submission import dockerfile
 
 SIZES = [(64, 48), (40, 70)]  # (width, height)
 
@@ -50,6 +51,10 @@ def test_the_dockerfile_builds_on_pytorch_and_copies_weights_package_and_entry_s
         assert (context / copied).is_file(), copied
     assert not list(context.rglob("__pycache__"))
     assert '"torch>=' in (context / "medico-src" / "pyproject.toml").read_text()
+
+
+def test_the_image_tag_in_the_instructions_is_a_valid_docker_tag() -> None:
+    assert "docker build -t polyp-hunters-task2-run2 ." in dockerfile("Polyp Hunters", 2, "0" * 64)
 
 
 def test_the_weights_are_the_model_without_training_state(context: Path, checkpoint: Path) -> None:

@@ -20,16 +20,22 @@ def score(
     truth: Annotated[Path, typer.Option("--truth", help="Folder of ground-truth masks named by image stem.")],
     team: Annotated[str, typer.Option("--team", help="The team the result is recorded for.")],
     run: Annotated[int | None, typer.Option(help="Run number (default: N from a name ending in _task1_runN).")] = None,
-    db: Annotated[Path | None, typer.Option(help="Leaderboard database (default: $MEDICO_DB or ./leaderboard).")] = None,
+    db: Annotated[
+        Path | None, typer.Option(help="Leaderboard database (default: $MEDICO_DB or ./leaderboard).")
+    ] = None,
 ) -> None:
-    """Validate a task 1 archive, score every mask against the ground truth, add a test entry to the leaderboard."""
+    """Validate a task 1 archive, score every mask against the ground truth, add a test entry to the leaderboard.
+
+    Exits 0 when scored, 1 when the archive is invalid (with the report), 2 on a usage error.
+    """
     try:
         result = score_archive(archive, truth, team, run=run, db=db)
     except InvalidSubmissionError as error:
         print_report(error.report)
         raise
     summary = result.evaluation.summary
-    table = Table(title=f"{escape(result.archive.name)}: team {escape(team)}, run {result.run or '-'}, {summary['n_images']} images")
+    run_label = result.run if result.run is not None else "-"
+    table = Table(title=f"{escape(result.archive.name)}: team {escape(team)}, run {run_label}, {summary['n_images']} images")
     for name in METRIC_NAMES:
         table.add_column(name, justify="right")
     table.add_row(*(f"{summary[name]:.4f} ± {summary[f'{name}_std']:.4f}" for name in METRIC_NAMES))

@@ -40,7 +40,10 @@ def validate(
     archive: Annotated[Path, typer.Argument(help="The task 1 zip to check.")],
     images: Annotated[Path, typer.Option("--images", help="Folder of the test images the masks belong to.")],
 ) -> None:
-    """Check a task 1 archive: names, sizes, grey binary masks, no missing/extra files, safe paths (exit 1 if invalid)."""
+    """Check a task 1 archive: names, sizes, grey binary masks, no missing or extra files, safe paths.
+
+    Exits 0 when valid, 1 when invalid (the report lists each offending entry), 2 on a usage error.
+    """
     report = validate_archive(archive, image_sizes(images))
     print_report(report)
     if not report.ok:

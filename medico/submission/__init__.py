@@ -1,6 +1,6 @@
 """Submissions: task 1 masks archives, task 2 Docker build contexts, archive validation and organiser scoring."""
 
-from medico.submission.efficiency import BASE_IMAGE, write_task2
+from medico.submission.efficiency import BASE_IMAGE, dockerfile, write_task2
 from medico.submission.names import (
     MAX_RUNS,
     MAX_TEAM_NAME,
@@ -37,6 +37,7 @@ __all__ = [
     "ValidationReport",
     "check_team_name",
     "choose_run",
+    "dockerfile",
     "existing_runs",
     "image_sizes",
     "mask_png",

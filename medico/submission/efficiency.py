@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -35,10 +36,11 @@ ENTRY_SCRIPT = Path(__file__).with_name("container_entry.py")
 
 def dockerfile(team: str, run: int, weights_sha256: str) -> str:
     """The Dockerfile text of the build context (explained in its comments)."""
+    tag = f"{re.sub(r'[^a-z0-9_.-]+', '-', team.lower()).strip('-_.') or 'team'}-task2-run{run}"
     return f"""\
 # MediaEval 2020 Medico, task 2 (efficiency): team {team}, run {run}, written by medico {__version__}.
-# Build:  docker build -t {team.lower()}-task2-run{run} .
-# Run:    docker run --rm --gpus all -v /path/to/images:/medico2020:ro -v /path/to/masks:/mask {team.lower()}-task2-run{run}
+# Build:  docker build -t {tag} .
+# Run:    docker run --rm --gpus all -v /path/to/images:/medico2020:ro -v /path/to/masks:/mask {tag}
 # The container segments every image in /medico2020, writes /mask/<stem>.png (single channel, 0/255, the
 # image's own size) and prints "NAME - SECONDS" per image and "Mean FPS: X" at the end.
 FROM {BASE_IMAGE}
@@ -63,7 +65,9 @@ def _pyproject() -> str:
     try:
         requires = importlib.metadata.requires("medico") or []
     except importlib.metadata.PackageNotFoundError as error:
-        raise MedicoError("the medico package is not installed (pip install -e .), so its dependencies are unknown") from error
+        raise MedicoError(
+            "the medico package is not installed (pip install -e .), so its dependencies are unknown"
+        ) from error
     runtime = [r for r in requires if "extra ==" not in r]
     return (
         '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n\n'
@@ -81,7 +85,8 @@ def _write_context(folder: Path, checkpoint: Checkpoint, team: str, run: int) ->
     )
     digest = file_sha256(weights)
     source = folder / "medico-src"
-    shutil.copytree(Path(medico.__file__).parent, source / "medico", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    package = Path(medico.__file__).parent
+    shutil.copytree(package, source / "medico", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (source / "pyproject.toml").write_text(_pyproject(), encoding="utf-8")
     shutil.copyfile(ENTRY_SCRIPT, folder / "medico_entry.py")
     (folder / "Dockerfile").write_text(dockerfile(team, run, digest), encoding="utf-8")

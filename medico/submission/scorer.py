@@ -94,7 +94,8 @@ def score_archive(
         raise InvalidSubmissionError(report)
     names = sorted(counts)
     heights_widths = [(expected[n][1], expected[n][0]) for n in names]
-    evaluation = EvaluationResult.from_counts(names, heights_widths, torch.stack([counts[n] for n in names]), METRIC_POLICY)
+    stacked = torch.stack([counts[n] for n in names])
+    evaluation = EvaluationResult.from_counts(names, heights_widths, stacked, METRIC_POLICY)
     if run is None and (match := _RUN_IN_NAME.search(archive.stem)):
         run = int(match.group(1))
     digest = file_sha256(archive)

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from medico.data.io import MASK_THRESHOLD, MAX_PIXELS, ImageReadError, list_images
+from medico.data.io import MASK_THRESHOLD, MAX_PIXELS, image_size, list_images
 from medico.errors import MedicoError
 
 __all__ = [
@@ -130,13 +130,10 @@ def image_sizes(folder: Path) -> dict[str, tuple[int, int]]:
     for path in list_images(folder):
         if path.stem in sizes:
             raise MedicoError(f"{folder}: two images share the stem {path.stem!r}; stems must be unique")
-        try:
-            with Image.open(path) as image:
-                sizes[path.stem] = image.size
-        except (OSError, SyntaxError, ValueError) as error:
-            raise ImageReadError(f"{path}: cannot read image ({type(error).__name__}: {error})") from error
+        height, width = image_size(path)
+        sizes[path.stem] = (width, height)
     if not sizes:
-        raise MedicoError(f"{folder}: expected images ({', '.join(MASK_SUFFIXES)}...), found none")
+        raise MedicoError(f"{folder}: expected image files, found none")
     return sizes
 
 
@@ -202,7 +199,8 @@ def _decode(data: bytes, width: int, height: int) -> tuple[np.ndarray | None, tu
         spread = rgb.max(axis=-1) - rgb.min(axis=-1)
         differing = int((spread > GREY_TOLERANCE).sum())
         if differing:
-            return None, ("not_grey", f"mode {image.mode}: {differing:,} pixels whose channels differ by more than {GREY_TOLERANCE}")
+            found = f"mode {image.mode}: {differing:,} pixels whose channels differ by more than {GREY_TOLERANCE}"
+            return None, ("not_grey", found)
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         values = np.asarray(image)
     else:
@@ -231,7 +229,8 @@ def validate_archive(
     """
     archive = Path(archive)
     if not archive.is_file():
-        raise MedicoError(f"ARCHIVE {archive}: expected a zip file, found {'a folder' if archive.is_dir() else 'nothing'}")
+        found = "a folder" if archive.is_dir() else "nothing"
+        raise MedicoError(f"ARCHIVE {archive}: expected a zip file, found {found}")
     report = ValidationReport(archive, len(expected))
     size = archive.stat().st_size
     if size > MAX_ARCHIVE_BYTES:
@@ -280,7 +279,7 @@ def _check_members(
             _check_mask(zipped, members[0], stem, expected[stem], report, on_mask)
     for stem in expected:
         if stem not in by_stem:
-            report.add("missing", stem, f"expected a mask named {stem}.png (or .jpg)")
+            report.add("missing", stem, "no PNG or JPEG mask with this stem in the archive")
 
 
 def _check_mask(
@@ -301,7 +300,8 @@ def _check_mask(
             problem = ("unreadable", f"{type(error).__name__}: {error}")
         else:
             if len(data) > limit:
-                problem = ("oversized", f"more than {limit:,} bytes uncompressed (the zip header says {info.file_size:,})")
+                found = f"more than {limit:,} bytes uncompressed (the zip header says {info.file_size:,})"
+                problem = ("oversized", found)
             else:
                 mask, problem = _decode(data, width, height)
     if problem is not None:
