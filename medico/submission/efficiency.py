@@ -114,6 +114,7 @@ def write_task2(
     destination = folder / base
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{base}.", dir=folder))
+    staging.chmod(0o755)  # mkdtemp makes it private; the context is meant to be shared with docker build
     try:
         digest = _write_context(staging, spec, team, number)
         if destination.exists():  # only reached with --force (choose_run refuses otherwise)
