@@ -11,9 +11,11 @@ import pytest
 import torch
 from torch import nn
 
+from medico.data import open_dataset, resolve_split
 from medico.evaluation import EvaluationError, EvaluationResult, evaluate
 from medico.inference import Predictor
 from medico.metrics import METRIC_NAMES, METRIC_POLICY
+from medico.models import unet
 
 
 class RedIsPolyp(nn.Module):
@@ -142,3 +144,14 @@ def test_write_produces_the_csv_and_json_a_reader_expects(predictor: Predictor, 
 def test_a_result_can_be_built_from_counts_alone() -> None:
     result = EvaluationResult.from_counts(["a", "b"], [(2, 2), (2, 2)], torch.tensor([[4, 0, 0, 0], [0, 0, 0, 4]]))
     assert result.summary["dice"] == 1.0 and result.summary["dice_std"] == 0.0
+
+
+@pytest.mark.slow
+def test_real_kvasir_validation_images_are_scored_at_their_own_resolution(kvasir_path: Path) -> None:
+    dataset = open_dataset(kvasir_path)
+    names = resolve_split(dataset, "medico2020").val[:4]
+    result = evaluate(Predictor(unet(init_features=4), input_size=64), dataset, names, batch_size=2)
+    for row in result.per_image.itertuples():
+        assert (row.height, row.width) == dataset.read_mask(row.name).shape
+        assert row.tp + row.fp + row.fn + row.tn == row.height * row.width
+    assert result.summary["n_images"] == 4

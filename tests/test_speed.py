@@ -80,3 +80,10 @@ def test_flops_grow_with_the_input_area_and_leave_the_training_mode_alone() -> N
     small, large = count_flops(model, 32), count_flops(model, 64)
     assert large == 4 * small
     assert model.training
+
+
+@pytest.mark.slow
+def test_end_to_end_speed_on_real_test_images(medico2020_test_images: Path) -> None:
+    paths = sorted(medico2020_test_images.iterdir())[:3]
+    result = measure_end_to_end_speed(Predictor(unet(init_features=4), 64), paths, warmup=1)
+    assert result.kind == "end-to-end" and result.fps > 0
