@@ -88,19 +88,16 @@ class EvaluationResult:
         policy: dict[str, Any] | None = None,
     ) -> EvaluationResult:
         """Build the result from per-image ``(height, width)`` and ``(N, 4)`` confusion counts."""
-        scores = scores_from_counts(counts)
+        scores = {name: values.numpy() for name, values in scores_from_counts(counts).items()}
         frame = pd.DataFrame({"name": list(names)})
         frame["height"] = [h for h, _ in sizes]
         frame["width"] = [w for _, w in sizes]
         for column, values in zip(COUNT_NAMES, counts.T):
             frame[column] = values.numpy()
-        summary: dict[str, float] = {}
         for metric in METRIC_NAMES:
-            values = scores[metric].numpy()
-            frame[metric] = values
-            summary[metric] = float(values.mean())
-        for metric in METRIC_NAMES:
-            summary[f"{metric}_std"] = float(scores[metric].numpy().std())
+            frame[metric] = scores[metric]
+        summary: dict[str, float] = {metric: float(scores[metric].mean()) for metric in METRIC_NAMES}
+        summary |= {f"{metric}_std": float(scores[metric].std()) for metric in METRIC_NAMES}
         summary["n_images"] = len(frame)
         return cls(per_image=frame, summary=summary, policy=dict(policy or METRIC_POLICY))
 
