@@ -28,6 +28,7 @@ from medico.metrics import METRIC_NAMES
 from medico.plugins import get_plugin
 from medico.record import (
     dataset_info,
+    read_json,
     environment_info,
     write_history,
     write_json,
@@ -113,7 +114,9 @@ def plan_run(
             raise ConfigError("--resume continues the run as configured: --option and --config cannot be given with it")
         config = RunConfig.from_dict(checkpoint.config).with_resume_overrides(command_line)
         dataset = open_dataset(config.data, seed=config.seed)
-        return RunPlan(config, dataset, resolve_split(dataset, config.split, seed=config.seed), run_dir, checkpoint)
+        split = resolve_split(dataset, config.split, seed=config.seed)
+        _check_same_data(run_dir, dataset, split)
+        return RunPlan(config, dataset, split, run_dir, checkpoint)
 
     plugin = get_plugin(model)
     first = resolve_config(model, plugin, config_file=config_file, command_line=command_line, options=options)
@@ -129,6 +132,19 @@ def plan_run(
     plugin.build(**config.options)  # refuse unknown builder options now, before a run folder exists
     split = resolve_split(dataset, config.split, seed=config.seed)
     return RunPlan(config, dataset, split, create_run_dir(model))
+
+
+def _check_same_data(run_dir: Path, dataset: Any, split: Any) -> None:
+    """Refuse to resume on data or a split that differ from those the run started with."""
+    recorded_path = run_dir / "dataset.json"
+    if not recorded_path.is_file():
+        return
+    recorded = read_json(recorded_path)
+    if recorded["fingerprint"] != dataset.fingerprint() or recorded["split"]["digest"] != split.digest:
+        raise ConfigError(
+            f"--resume {run_dir.name}: the dataset or split differs from the one recorded in {recorded_path} "
+            f"({recorded['description']}, split {recorded['split']['name']}); start a new run instead"
+        )
 
 
 class _RecordingObserver(TrainingObserver):

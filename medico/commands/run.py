@@ -128,14 +128,19 @@ def _announce(plan: RunPlan, trainer: Trainer) -> None:
         console.print(f"pretrained {escape(str(config.pretrained))}: {trainer.pretrained_report.summary()}")
 
 
-def _interrupted(plan: RunPlan, trainer: Trainer) -> None:
+def _interrupted(command: str, plan: RunPlan, trainer: Trainer) -> None:
     last = plan.run_dir / "checkpoints" / "last.pt"
     if trainer.epoch == 0:
         err_console.print(f"[yellow]interrupted[/] before the first epoch ended; nothing to resume in {plan.run_dir}")
         return
+    where = (
+        "after training, while scoring"
+        if trainer.epoch >= plan.config.epochs or trainer.stopper.should_stop
+        else f"during epoch {trainer.epoch + 1}"
+    )
     err_console.print(
-        f"[yellow]interrupted[/] during epoch {trainer.epoch + 1}; {last} holds epoch {trainer.epoch}. "
-        f"Resume with: [bold]medico run {escape(plan.config.model)} --resume {plan.run_dir.name}[/]"
+        f"[yellow]interrupted[/] {where}; {last} holds epoch {trainer.epoch}. "
+        f"Resume (or finish) with: [bold]medico {command} {escape(plan.config.model)} --resume {plan.run_dir.name}[/]"
     )
 
 
@@ -164,6 +169,7 @@ def _print_outcome(result: TrainingResult, outcome: RunOutcome) -> None:
 
 
 def execute(
+    command: str,
     model: str,
     *,
     command_line: dict[str, Any],
@@ -183,14 +189,15 @@ def execute(
     observer = ConsoleObserver()
     try:
         result = train_run(plan, trainer, observer)
+        observer.close()
+        with _bar("scoring best.pt", len(plan.split.val)) as progress:
+            outcome = finish_run(plan, result, measure_speed=measure_speed, leaderboard=leaderboard, progress=progress)
     except KeyboardInterrupt:
         observer.close()
-        _interrupted(plan, trainer)
+        _interrupted(command, plan, trainer)
         raise typer.Exit(130) from None
     finally:
         observer.close()
-    with _bar("scoring best.pt", len(plan.split.val)) as progress:
-        outcome = finish_run(plan, result, measure_speed=measure_speed, leaderboard=leaderboard, progress=progress)
     _print_outcome(result, outcome)
 
 
@@ -221,6 +228,7 @@ def run(
     Settings: plugin defaults, then baselines/MODEL.toml, then --config, then these options.
     """
     execute(
+        "run",
         model,
         command_line={
             "data": data,

@@ -49,6 +49,7 @@ def train(
     The same settings as `medico run`, without the FPS measurement and the leaderboard entry.
     """
     execute(
+        "train",
         model,
         command_line={
             "data": data,
