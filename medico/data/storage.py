@@ -12,7 +12,7 @@ import zipfile
 from abc import ABC, abstractmethod
 from pathlib import Path, PurePosixPath
 
-from medico.errors import MedicoError
+from medico.data.dataset import DataError
 
 __all__ = ["MAX_MEMBER_BYTES", "FolderStorage", "Storage", "StorageError", "ZipStorage", "is_safe_member"]
 
@@ -20,7 +20,7 @@ MAX_MEMBER_BYTES = 256 * 1024 * 1024
 """Archive members that would inflate to more than this are refused (no image of a polyp set is that big)."""
 
 
-class StorageError(MedicoError):
+class StorageError(DataError):
     """A dataset folder or archive cannot be read."""
 
 

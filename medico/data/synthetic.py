@@ -141,7 +141,8 @@ class SyntheticDataset(PolypDataset):
         self.seed = seed
         self.names = tuple(f"synthetic-{i:04d}" for i in range(count))
         self.description = f"synthetic polyps (seed {seed}, {count} frames)"
-        self.recommended = {"input_size": 128, "epochs": 8, "batch_size": 8}
+        # Small inputs and a higher learning rate: `medico run attunet` learns in a few minutes on 2 CPU cores.
+        self.recommended = {"input_size": 64, "epochs": 8, "batch_size": 8, "lr": 1e-3}
         self._frames: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def _index(self, name: str) -> int:
