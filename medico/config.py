@@ -190,7 +190,9 @@ def parse_option(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key.isidentifier():
-        raise ConfigError(f"--option {text!r}: expected KEY=VALUE with KEY a builder option name (e.g. init_features=8)")
+        raise ConfigError(
+            f"--option {text!r}: expected KEY=VALUE with KEY a builder option name (e.g. init_features=8)"
+        )
     try:
         value = tomllib.loads(f"value = {raw.strip()}")["value"]
     except tomllib.TOMLDecodeError:
@@ -227,7 +229,8 @@ def resolve_config(
     if config_file is not None:
         layers.append(read_layer(config_file, f"--config {config_file}"))
     given = {k: v for k, v in (command_line or {}).items() if v is not None}
-    layers.append(Layer("command line", {k: _check("command line", k, v) for k, v in given.items()}, dict(options or {})))
+    checked = {k: _check("command line", k, v) for k, v in given.items()}
+    layers.append(Layer("command line", checked, dict(options or {})))
 
     values: dict[str, Any] = {}
     merged_options: dict[str, Any] = {}

@@ -327,11 +327,12 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, observer: TrainingObserver) -> tuple[float, float]:
         """One pass over the training set; returns the mean loss per image and images per second."""
+        config = self.config
         # Order and augmentation depend on (seed, epoch) only, so a resumed run repeats the epochs it missed.
-        seed = self.config.seed + epoch
+        seed = config.seed + epoch
         self.train_set.reseed(seed)
-        loader = make_loader(self.train_set, self.config.batch_size, shuffle=True, seed=seed, workers=self.config.workers)
-        observer.epoch_started(epoch, self.config.epochs, len(loader))
+        loader = make_loader(self.train_set, config.batch_size, shuffle=True, seed=seed, workers=config.workers)
+        observer.epoch_started(epoch, config.epochs, len(loader))
         self.model.train()
         total_loss, seen, started = 0.0, 0, time.perf_counter()
         for step, (images, masks) in enumerate(loader, start=1):
@@ -383,7 +384,9 @@ class Trainer:
             "device": str(self.device),
             "precision": self.precision,
         }
-        weights = {k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in self.model.state_dict().items()}
+        weights = {
+            k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in self.model.state_dict().items()
+        }
         checkpoint = Checkpoint(
             model_spec=self.config.model,
             model_options=dict(self.config.options),

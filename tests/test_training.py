@@ -121,7 +121,8 @@ def test_pretrained_weights_from_a_file_load_where_keys_match(small_data, worksp
     trainer = Trainer(tiny_config(model="attunet", pretrained=str(weights), seed=9), dataset, split, workspace / "b")
     report = trainer.pretrained_report
     assert report is not None and report.loaded and report.new  # the U-Net tensors load, the gates start fresh
-    assert torch.equal(trainer.model.state_dict()["encoder1.enc1conv1.weight"], source.model.state_dict()["encoder1.enc1conv1.weight"])
+    key = "encoder1.enc1conv1.weight"
+    assert torch.equal(trainer.model.state_dict()[key], source.model.state_dict()[key])
 
 
 def test_pretrained_weights_that_fit_nothing_are_refused(small_data, workspace: Path) -> None:
