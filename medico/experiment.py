@@ -169,8 +169,16 @@ class _RecordingObserver(TrainingObserver):
 
 
 def make_trainer(plan: RunPlan) -> Trainer:
-    """The trainer of a plan, restored from its checkpoint when resuming."""
-    trainer = Trainer(plan.config, plan.dataset, plan.split, plan.run_dir)
+    """The trainer of a plan, restored from its checkpoint when resuming.
+
+    A new run's folder is removed again when the trainer cannot be built (no such device, weights missing).
+    """
+    try:
+        trainer = Trainer(plan.config, plan.dataset, plan.split, plan.run_dir)
+    except BaseException:
+        if plan.resume_from is None and not any(plan.run_dir.iterdir()):
+            plan.run_dir.rmdir()
+        raise
     if plan.resume_from is not None:
         trainer.resume(plan.resume_from)
     return trainer

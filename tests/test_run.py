@@ -130,3 +130,9 @@ def test_an_unknown_builder_option_is_refused_before_a_run_folder_exists(small_d
     result = runner.invoke(app, ["run", "unet", "--option", "width=3"])
     assert result.exit_code == 2 and "does not accept options" in said(result)
     assert not (small_data / "runs").exists()
+
+
+def test_missing_pretrained_weights_are_refused_without_leaving_a_run_folder(small_data: Path) -> None:
+    result = runner.invoke(app, ["run", "unet", *TINY, "--pretrained", "no/such/weights.pt"])
+    assert result.exit_code == 2 and "--pretrained 'no/such/weights.pt'" in said(result)
+    assert list((small_data / "runs").iterdir()) == []
