@@ -77,11 +77,14 @@ def test_run_trains_on_announced_synthetic_data_records_the_run_and_ranks_it(sma
     assert entry.fps_kind == "model" and "SYNTHETIC" in entry.note
 
 
-def test_train_with_a_spec_records_the_run_without_fps_or_leaderboard(small_data: Path) -> None:
-    result = runner.invoke(app, ["train", "medico.models.unet:unet", *TINY, "--epochs", "1"])
+def test_train_with_a_spec_and_a_config_file_records_the_run_without_fps_or_leaderboard(small_data: Path) -> None:
+    (small_data / "tiny.toml").write_text("input_size = 32\nepochs = 1\n[options]\ninit_features = 4\n")
+    result = runner.invoke(app, ["train", "medico.models.unet:unet", "--config", "tiny.toml"])
     assert result.exit_code == 0, result.output
     [run_dir] = (small_data / "runs").iterdir()
-    assert load_checkpoint(run_dir / "checkpoints" / "best.pt").model_spec == "medico.models.unet:unet"
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    assert best.model_spec == "medico.models.unet:unet" and best.model_options == {"init_features": 4}
+    assert best.config["sources"]["input_size"] == "--config tiny.toml"
     assert json.loads((run_dir / "summary.json").read_text())["fps"] is None
     assert LeaderboardStore().entries() == []
 

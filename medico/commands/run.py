@@ -13,10 +13,10 @@ from rich.progress import Progress
 
 from medico.config import parse_option
 from medico.console import console, err_console, task_progress
+from medico.experiment import RunOutcome, RunPlan, finish_run, make_trainer, plan_run, train_run
 from medico.leaderboard import LeaderboardStore
 from medico.leaderboard.render import leaderboard_tables
 from medico.leaderboard.view import leaderboard_rows
-from medico.experiment import RunOutcome, RunPlan, finish_run, make_trainer, plan_run, train_run
 from medico.training import EpochRecord, Trainer, TrainingObserver, TrainingResult
 
 __all__ = ["execute", "run"]
@@ -146,7 +146,8 @@ def _interrupted(command: str, plan: RunPlan, trainer: Trainer) -> None:
 
 def _print_outcome(result: TrainingResult, outcome: RunOutcome) -> None:
     scores = outcome.evaluation.summary
-    stop = "early stopping" if result.stopped_early else f"{len(result.history)} epochs"
+    epochs = len(result.history)
+    stop = f"{epochs} epoch{'' if epochs == 1 else 's'}" + (", stopped early" if result.stopped_early else "")
     console.print(
         f"best epoch {result.best_epoch} ({stop}): val Dice {scores['dice']:.4f} ± {scores['dice_std']:.4f}, "
         f"mIoU {scores['iou']:.4f} ± {scores['iou_std']:.4f} over {scores['n_images']} images at their "
@@ -189,7 +190,6 @@ def execute(
     observer = ConsoleObserver()
     try:
         result = train_run(plan, trainer, observer)
-        observer.close()
         with _bar("scoring best.pt", len(plan.split.val)) as progress:
             outcome = finish_run(plan, result, measure_speed=measure_speed, leaderboard=leaderboard, progress=progress)
     except KeyboardInterrupt:
