@@ -53,7 +53,8 @@ class RunConfig:
         epochs, batch_size, input_size, lr, weight_decay: the source paper's knobs (Adam, L2 by weight decay).
         lr_patience, lr_factor, min_lr: ReduceLROnPlateau on validation mIoU.
         early_stopping: epochs without a better validation mIoU before stopping (0: never stop early).
-        seed: seeds weights, shuffling and augmentation.
+        seed: seeds weights, shuffling and augmentation; not the data: the synthetic set and the random split
+            stay the same, so runs with different seeds are scored on the same images.
         pretrained: ``brain-mri`` (a plugin's named weights), a path or a URL; None trains from scratch.
         device, precision: ``auto`` picks CUDA with mixed precision when available, else CPU fp32.
         workers: data-loader worker processes.

@@ -1,7 +1,7 @@
 """The steps of ``medico run`` and ``medico train``: plan the run, train it, then score, time, record and rank it.
 
-``plan_run`` resolves the config (or reloads it to resume), opens the dataset and split and creates the run
-folder; ``train_run`` writes the record's first files and trains, keeping ``history.csv`` and the curve up to
+``plan_run`` resolves the config (or reloads it to resume), opens the dataset and split (both independent of
+``--seed``, so runs differing only in seed are scored on the same images) and creates the run folder; ``train_run`` writes the record's first files and trains, keeping ``history.csv`` and the curve up to
 date after every epoch; ``finish_run`` scores the best checkpoint at the original resolution, optionally
 measures model FPS and adds a ``val`` entry to the leaderboard, and writes ``summary.json``.
 """
@@ -113,14 +113,14 @@ def plan_run(
         if options or config_file is not None:
             raise ConfigError("--resume continues the run as configured: --option and --config cannot be given with it")
         config = RunConfig.from_dict(checkpoint.config).with_resume_overrides(command_line)
-        dataset = open_dataset(config.data, seed=config.seed)
-        split = resolve_split(dataset, config.split, seed=config.seed)
+        dataset = open_dataset(config.data)
+        split = resolve_split(dataset, config.split)
         _check_same_data(run_dir, dataset, split)
         return RunPlan(config, dataset, split, run_dir, checkpoint)
 
     plugin = get_plugin(model)
     first = resolve_config(model, plugin, config_file=config_file, command_line=command_line, options=options)
-    dataset = open_dataset(first.data, seed=first.seed)
+    dataset = open_dataset(first.data)
     config = resolve_config(
         model,
         plugin,
@@ -130,7 +130,7 @@ def plan_run(
         options=options,
     )
     plugin.build(**config.options)  # refuse unknown builder options now, before a run folder exists
-    split = resolve_split(dataset, config.split, seed=config.seed)
+    split = resolve_split(dataset, config.split)
     return RunPlan(config, dataset, split, create_run_dir(model))
 
 
