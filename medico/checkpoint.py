@@ -7,8 +7,6 @@ and optional ``config``, ``training`` (optimizer/scheduler/epoch state for resum
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import torch
 from torch import nn
 
 from medico.errors import MedicoError
+from medico.files import atomic_path
 from medico.plugins import get_plugin
 
 __all__ = ["FORMAT", "Checkpoint", "CheckpointError", "load_checkpoint", "load_model", "save_checkpoint"]
@@ -53,7 +52,6 @@ class Checkpoint:
 def save_checkpoint(path: Path, checkpoint: Checkpoint) -> Path:
     """Write ``checkpoint`` to ``path`` atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "model_spec": checkpoint.model_spec,
@@ -64,13 +62,8 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> Path:
         "training": checkpoint.training,
         "metrics": checkpoint.metrics,
     }
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

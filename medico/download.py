@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 from medico.errors import MedicoError
+from medico.files import atomic_path
 
 __all__ = ["DownloadError", "Progress", "download", "file_sha256", "sha256_matches"]
 
@@ -65,31 +64,24 @@ def download(
         DownloadError: the server could not be reached or answered with an error, or the hash differs.
     """
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".part", dir=destination.parent)
-    tmp_path = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            received = 0
-            for chunk in iter(lambda: response.read(_CHUNK), b""):
-                out.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                if progress is not None:
-                    progress(received, total)
-        if total is not None and received != total:
-            raise DownloadError(f"download of {url} stopped after {received} of {total} bytes")
-        actual = digest.hexdigest()
-        if sha256 is not None and not sha256_matches(actual, sha256):
-            raise DownloadError(
-                f"{url}: SHA-256 mismatch (expected {sha256}, got {actual}); the file was deleted"
-            )
-        os.replace(tmp_path, destination)
+        with atomic_path(destination, suffix=".part") as tmp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                received = 0
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    if progress is not None:
+                        progress(received, total)
+            if total is not None and received != total:
+                raise DownloadError(f"download of {url} stopped after {received} of {total} bytes")
+            actual = digest.hexdigest()
+            if sha256 is not None and not sha256_matches(actual, sha256):
+                raise DownloadError(f"{url}: SHA-256 mismatch (expected {sha256}, got {actual}); the file was deleted")
     except (urllib.error.URLError, OSError) as error:
         raise DownloadError(f"could not download {url}: {getattr(error, 'reason', error)}") from error
-    finally:
-        tmp_path.unlink(missing_ok=True)
     return destination

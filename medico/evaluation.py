@@ -8,8 +8,6 @@ counts at a time, so images of different sizes mix freely). The reported figure 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import torch
 from medico.checkpoint import Checkpoint, load_model
 from medico.data import PolypDataset, Split, open_dataset, resolve_split
 from medico.errors import MedicoError
+from medico.files import write_atomic
 from medico.inference import Predictor
 from medico.metrics import METRIC_NAMES, METRIC_POLICY, THRESHOLD, confusion_counts, scores_from_counts
 from medico.runtime import PRECISIONS, default_precision, resolve_device
@@ -34,7 +33,6 @@ __all__ = [
     "evaluate",
     "load_predictor",
     "validation_data",
-    "write_atomic",
 ]
 
 COUNT_NAMES = ("tp", "fp", "fn", "tn")
@@ -50,21 +48,6 @@ class ImageSource(Protocol):
     def read_image(self, name: str) -> np.ndarray: ...
 
     def read_mask(self, name: str) -> np.ndarray: ...
-
-
-def write_atomic(path: Path, data: bytes | str) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-    return path
 
 
 @dataclass(frozen=True)

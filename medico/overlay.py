@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from medico.evaluation import ImageSource, write_atomic
+from medico.evaluation import ImageSource
+from medico.files import write_atomic
 from medico.inference import Predictor
 from medico.preprocess import resize_image
 

@@ -25,7 +25,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 import medico
-from medico.evaluation import write_atomic
+from medico.files import write_atomic
 from medico.runtime import device_name
 from medico.training import EpochRecord
 

@@ -15,7 +15,7 @@ from medico import speed
 from medico.console import console, err_console
 from medico.data.io import list_images
 from medico.data.synthetic import synthetic_test_images
-from medico.evaluation import write_atomic
+from medico.files import write_atomic
 from medico.inference import Predictor
 from medico.runtime import default_precision, resolve_device
 

@@ -8,13 +8,12 @@ costs tens of milliseconds; reading a 256x256 entry back costs well under one.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from medico.data.dataset import DataError
+from medico.files import atomic_path
 from medico.weights import cache_dir
 
 __all__ = ["CONVENTION", "DecodedCache"]
@@ -54,14 +53,8 @@ class DecodedCache:
         path = self.path(key, size)
         packed = np.concatenate([image, mask[..., None].astype(np.uint8)], axis=2)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    np.save(handle, packed)
-                os.replace(tmp, path)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
+            with atomic_path(path, suffix=".npy") as tmp:
+                np.save(tmp, packed)
         except OSError as error:
             raise DataError(
                 f"decoded cache {self.root}: cannot write ({error.strerror or error}); "

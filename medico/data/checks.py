@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from medico.data import io
 from medico.data.dataset import DataError, PolypDataset, Problem

@@ -9,14 +9,13 @@ enough that ``medico run attunet`` learns something real on two CPU cores in a f
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from medico.data.dataset import DataError, PolypDataset
+from medico.files import write_atomic
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -170,14 +169,6 @@ class SyntheticDataset(PolypDataset):
         return 0, 0
 
 
-def _write(path: Path, data: bytes) -> None:
-    """Write atomically: a temporary file in the same folder, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
-
-
 def _write_image(path: Path, pixels: np.ndarray) -> None:
     """Encode by suffix (JPEG at quality 95, PNG, TIFF...) and write atomically."""
     if pixels.ndim == 3:
@@ -185,7 +176,7 @@ def _write_image(path: Path, pixels: np.ndarray) -> None:
     ok, encoded = cv2.imencode(path.suffix, pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])
     if not ok:
         raise DataError(f"{path}: cannot encode an image as {path.suffix!r}")
-    _write(path, encoded.tobytes())
+    write_atomic(path, encoded.tobytes())
 
 
 def synthetic_test_images(folder: Path, *, count: int = 20, seed: int = 1) -> list[Path]:
@@ -222,6 +213,6 @@ def write_synthetic_kvasir(
         lists = folder / "splits" / "medico2020"
         lists.mkdir(parents=True, exist_ok=True)
         cut = count - val_count
-        _write(lists / "train.txt", "".join(f"{n}\n" for n in dataset.names[:cut]).encode())
-        _write(lists / "val.txt", "".join(f"{n}\n" for n in dataset.names[cut:]).encode())
+        write_atomic(lists / "train.txt", "".join(f"{n}\n" for n in dataset.names[:cut]).encode())
+        write_atomic(lists / "val.txt", "".join(f"{n}\n" for n in dataset.names[cut:]).encode())
     return folder

@@ -13,7 +13,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Literal
 
-from medico.evaluation import write_atomic
+from medico.files import write_atomic
 from medico.leaderboard.columns import best_values, display_columns
 from medico.leaderboard.entry import Entry
 from medico.leaderboard.ranking import Ranked

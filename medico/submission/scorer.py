@@ -21,7 +21,8 @@ import torch
 from medico import __version__
 from medico.data.io import list_images, read_mask
 from medico.download import file_sha256
-from medico.evaluation import EvaluationResult, write_atomic
+from medico.evaluation import EvaluationResult
+from medico.files import write_atomic
 from medico.leaderboard import Entry, LeaderboardStore
 from medico.metrics import METRIC_NAMES, METRIC_POLICY, confusion_counts
 from medico.submission.names import check_team_name

@@ -25,7 +25,7 @@ from medico.checkpoint import load_model
 from medico.data.io import read_rgb
 from medico.download import file_sha256
 from medico.errors import MedicoError
-from medico.evaluation import write_atomic
+from medico.files import write_atomic
 from medico.inference import Predictor
 from medico.metrics import THRESHOLD
 from medico.submission.names import MAX_RUNS, Task, choose_run, run_name, team_dir
