@@ -11,6 +11,7 @@ from PIL import Image
 
 from medico.data import DataError, open_dataset
 from medico.data.checks import check_dataset
+from medico.data.io import read_mask
 from medico.data.synthetic import write_synthetic_kvasir
 
 
@@ -149,3 +150,13 @@ def test_the_real_kvasir_seg_checks_clean(kvasir_path: Path) -> None:
     assert report.usable, report.problems[:5]
     assert len(set(report.sizes)) == 333 and max(report.sizes) == (1072, 1920)
     assert report.splits["medico2020"] == "880 train / 120 val"
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "RGB", "P"])
+def test_a_mask_reads_the_same_in_every_image_mode(tmp_path: Path, mode: str) -> None:
+    """1-bit, grey, colour and palette PNG masks of the same shape all read as that shape."""
+    truth = np.zeros((6, 8), dtype=bool)
+    truth[1:4, 2:7] = True
+    path = tmp_path / f"mask-{mode}.png"
+    Image.fromarray(truth.astype(np.uint8) * 255).convert(mode).save(path)
+    np.testing.assert_array_equal(read_mask(path), truth)

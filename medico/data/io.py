@@ -68,9 +68,12 @@ def read_rgb(path: ImageSource, *, label: str | None = None) -> np.ndarray:
 
 
 def read_grey(path: ImageSource, *, label: str | None = None) -> np.ndarray:
-    """A mask file (or its bytes) as its grey values ``(H, W)`` (first channel of RGB masks), before thresholding."""
+    """A mask file (or its bytes) as its grey values ``(H, W)`` before thresholding.
+
+    Colour masks are converted to luminance; 1-bit masks become 0/255 (their True pixels are polyp).
+    """
     image = _open(path, label)
-    return np.asarray(image.convert("L") if image.mode not in ("L", "1", "I", "I;16") else image)
+    return np.asarray(image.convert("L") if image.mode not in ("L", "I", "I;16") else image)
 
 
 def read_mask(path: ImageSource, threshold: int = MASK_THRESHOLD, *, label: str | None = None) -> np.ndarray:
