@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import threading
 import zipfile
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NamedTuple
 
@@ -18,11 +15,7 @@ from medico.cli import app
 from medico.data.fetch import ArchiveSpec, fetch_dataset
 from medico.data.synthetic import write_synthetic_kvasir
 from medico.download import DownloadError
-
-
-class _Quiet(SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
+from tests.http_server import closed_port_url, serve_folder
 
 
 class Served(NamedTuple):
@@ -35,12 +28,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
     """A folder served over HTTP on 127.0.0.1, and its base URL."""
     root = tmp_path / "www"
     root.mkdir()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield Served(root, f"http://127.0.0.1:{server.server_address[1]}")
-    server.shutdown()
-    server.server_close()
+    with serve_folder(root) as (url, _):
+        yield Served(root, url)
 
 
 def build_archive(tmp_path: Path, archive: Path, count: int = 4, extra: dict[str, bytes] | None = None) -> str:
@@ -91,7 +80,7 @@ def test_an_archive_with_a_member_leaving_its_folder_is_refused(served: Served, 
 
 def test_an_unreachable_server_is_a_clean_error(tmp_path: Path) -> None:
     with pytest.raises(DownloadError, match="could not download"):
-        fetch_dataset("tiny", tmp_path / "data", spec=spec("http://127.0.0.1:9/tiny.zip"))
+        fetch_dataset("tiny", tmp_path / "data", spec=spec(closed_port_url("tiny.zip")))
 
 
 def test_the_command_fetches_from_a_mirror_with_a_stated_checksum(
