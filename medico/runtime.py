@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import platform
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -34,9 +36,18 @@ def device_name(device: torch.device) -> str:
     """A human name for reports: the GPU's name, or the CPU with its thread count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    import platform
+    return f"CPU {_cpu_model()} ({torch.get_num_threads()} threads)"
 
-    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+def _cpu_model() -> str:
+    """The processor's marketing name from /proc/cpuinfo where there is one, else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def default_precision(device: torch.device) -> Precision:
