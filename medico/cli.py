@@ -16,6 +16,7 @@ from medico.commands import bench, data, evaluate, leaderboard, models, predict,
 from medico import __version__
 from medico.console import console, err_console
 from medico.errors import MedicoError
+from medico.runtime import tune_allocator
 
 __all__ = ["app"]
 
@@ -54,6 +55,7 @@ def main(
     ] = False,
 ) -> None:
     """A harness for polyp-segmentation challenges (MediaEval 2020 Medico)."""
+    tune_allocator()
 
 
 app.command("models")(models.models)

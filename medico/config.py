@@ -56,7 +56,8 @@ class RunConfig:
         seed: seeds weights, shuffling and augmentation; not the data: the synthetic set and the random split
             stay the same, so runs with different seeds are scored on the same images.
         pretrained: ``brain-mri`` (a plugin's named weights), a path or a URL; None trains from scratch.
-        device, precision: ``auto`` picks CUDA with mixed precision when available, else CPU fp32.
+        device, precision: ``auto`` picks CUDA when available, else the CPU; precision ``auto`` is bf16
+            where the device computes it natively, fp16 on older GPUs, else fp32 (medico.runtime).
         workers: data-loader worker processes.
         augment: the source paper's augmentations on training images.
         eval_batch_size: images per forward pass during validation.

@@ -10,7 +10,7 @@ from torch import nn
 
 from medico.metrics import THRESHOLD
 from medico.preprocess import resize_probabilities, to_tensor
-from medico.runtime import autocast
+from medico.runtime import MEMORY_FORMAT, autocast
 
 __all__ = ["Predictor"]
 
@@ -35,7 +35,7 @@ class Predictor:
         threshold: float = THRESHOLD,
     ) -> None:
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device, memory_format=MEMORY_FORMAT).eval()
         self.input_size = input_size
         self.precision = precision
         self.threshold = threshold
@@ -44,7 +44,7 @@ class Predictor:
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Model logits ``(B, 1, S, S)`` in float32 for a normalised batch."""
         with autocast(self.device, self.precision):
-            return self.model(batch.to(self.device, non_blocking=True)).float()
+            return self.model(batch.to(self.device, non_blocking=True, memory_format=MEMORY_FORMAT)).float()
 
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per image, a float32 probability map at the image's own height and width."""

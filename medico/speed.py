@@ -7,6 +7,7 @@ records what was timed, the device, precision, threads and torch version, so num
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +25,8 @@ from medico.errors import MedicoError
 from medico.inference import Predictor
 from medico.plugins import UnknownModelError, get_plugin, is_model
 from medico.runs import RunNotFoundError, resolve_checkpoint
-from medico.runtime import autocast, device_name
+from medico.runtime import MEMORY_FORMAT, autocast, device_name
+from medico.training import bce_dice_loss
 
 __all__ = [
     "FLOP_CONVENTION",
@@ -34,6 +36,7 @@ __all__ = [
     "count_flops",
     "measure_end_to_end_speed",
     "measure_model_speed",
+    "measure_training_speed",
 ]
 
 FLOP_CONVENTION = "torch.utils.flop_counter: a multiply-add counts as 2 FLOPs; convolutions and matmuls only"
@@ -43,7 +46,7 @@ FLOP_CONVENTION = "torch.utils.flop_counter: a multiply-add counts as 2 FLOPs; c
 class SpeedResult:
     """One speed measurement: images/s (median, slowest and fastest run), latency per batch and the setting."""
 
-    kind: Literal["model", "end-to-end"]
+    kind: Literal["model", "end-to-end", "training"]
     fps: float
     fps_min: float
     fps_max: float
@@ -116,7 +119,7 @@ def _timed(device: torch.device, step: Callable[[], object]) -> float:
 
 
 def _result(
-    kind: Literal["model", "end-to-end"],
+    kind: Literal["model", "end-to-end", "training"],
     seconds: Sequence[float],
     *,
     batch_size: int,
@@ -149,6 +152,7 @@ def measure_model_speed(
     batch_size: int = 1,
     warmup: int = 3,
     repeats: int = 10,
+    memory_format: torch.memory_format = MEMORY_FORMAT,
 ) -> SpeedResult:
     """Forward-only images/s of ``model`` (moved to ``device``, eval mode) on a random ``(B, 3, S, S)`` batch.
 
@@ -160,11 +164,13 @@ def measure_model_speed(
         batch_size: images per forward pass ``B``.
         warmup: untimed passes first (allocator, cuDNN autotuning, lazy init).
         repeats: timed passes; the median gives ``fps``, the slowest and fastest ``fps_min``/``fps_max``.
+        memory_format: layout of weights and input (channels_last is medico's default; contiguous_format is
+            the plain eager baseline).
     """
     _check_counts(input_size=input_size, batch_size=batch_size, warmup=warmup, repeats=repeats)
     device = torch.device(device)
-    model = model.to(device).eval()
-    batch = torch.randn(batch_size, 3, input_size, input_size, generator=torch.Generator().manual_seed(0)).to(device)
+    model = model.to(device, memory_format=memory_format).eval()
+    batch = _random_batch(batch_size, input_size, device, memory_format)
 
     def forward() -> torch.Tensor:
         with autocast(device, precision):
@@ -175,6 +181,53 @@ def measure_model_speed(
             forward()
         seconds = [_timed(device, forward) for _ in range(repeats)]
     return _result("model", seconds, batch_size=batch_size, input_size=input_size, device=device, precision=precision)
+
+
+def measure_training_speed(
+    model: nn.Module,
+    input_size: int,
+    *,
+    device: torch.device | str,
+    precision: str = "fp32",
+    batch_size: int = 16,
+    warmup: int = 1,
+    repeats: int = 3,
+    memory_format: torch.memory_format = MEMORY_FORMAT,
+) -> SpeedResult:
+    """Training images/s: forward, the BCE + Dice loss, backward and an Adam step on a random batch.
+
+    The model is trained on a copy of itself (deep-copied) so that timing never changes the caller's weights.
+    ``warmup`` steps are untimed; ``fps`` is ``batch_size`` over the median step time.
+    """
+    _check_counts(input_size=input_size, batch_size=batch_size, warmup=warmup, repeats=repeats)
+    device = torch.device(device)
+    model = copy.deepcopy(model).to(device, memory_format=memory_format).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-5)
+    images = _random_batch(batch_size, input_size, device, memory_format)
+    masks = (images[:, :1] > 0).float()
+
+    def step() -> None:
+        with autocast(device, precision):
+            logits = model(images)
+        loss = bce_dice_loss(logits, masks)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(warmup):
+        step()
+    seconds = [_timed(device, step) for _ in range(repeats)]
+    return _result(
+        "training", seconds, batch_size=batch_size, input_size=input_size, device=device, precision=precision
+    )
+
+
+def _random_batch(
+    batch_size: int, input_size: int, device: torch.device, memory_format: torch.memory_format
+) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.rand(batch_size, 3, input_size, input_size, generator=generator) * 2 - 1
+    return batch.to(device).contiguous(memory_format=memory_format)
 
 
 def measure_end_to_end_speed(

@@ -30,7 +30,7 @@ from medico.errors import MedicoError
 from medico.evaluation import ImageSource, evaluate
 from medico.inference import Predictor
 from medico.plugins import ModelPlugin, get_plugin
-from medico.runtime import autocast, default_precision, resolve_device
+from medico.runtime import MEMORY_FORMAT, autocast, default_precision, resolve_device
 from medico.weights import LoadReport, WeightsError, WeightsSource, fetch_weights, load_matching, read_state_dict
 
 __all__ = [
@@ -230,8 +230,8 @@ class Trainer:
     State (model, optimizer, scheduler, early stopping, epoch, history, RNG) lives here and in
     ``run_dir/checkpoints/last.pt``; :meth:`resume` restores it from there.
 
-    On CPU a run repeats exactly with the same seed and thread count. On CUDA it uses mixed precision,
-    channels_last and cuDNN autotuning, which trade bitwise repeatability for speed.
+    On CPU a run repeats exactly with the same seed, thread count and precision. Weights and batches are
+    channels_last everywhere; on CUDA cuDNN autotuning trades bitwise repeatability for speed.
     """
 
     def __init__(self, config: RunConfig, dataset: ImageSource, split: Split, run_dir: Path) -> None:
@@ -243,11 +243,9 @@ class Trainer:
         self.precision = default_precision(self.device) if config.precision == "auto" else config.precision
         seed_everything(config.seed)
         model, self.pretrained_report = build_model(config)
-        self.memory_format = torch.preserve_format
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: autotuned kernels pay off from epoch 1
-            self.memory_format = torch.channels_last
-        self.model = model.to(self.device, memory_format=self.memory_format)
+        self.model = model.to(self.device, memory_format=MEMORY_FORMAT)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
@@ -336,7 +334,7 @@ class Trainer:
         self.model.train()
         total_loss, seen, started = 0.0, 0, time.perf_counter()
         for step, (images, masks) in enumerate(loader, start=1):
-            images = images.to(self.device, non_blocking=True, memory_format=self.memory_format)
+            images = images.to(self.device, non_blocking=True, memory_format=MEMORY_FORMAT)
             masks = masks.to(self.device, non_blocking=True)
             with autocast(self.device, self.precision):
                 logits = self.model(images)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -14,6 +15,7 @@ from medico.checkpoint import Checkpoint, save_checkpoint
 from medico.cli import app
 from medico.models import unet
 from medico.plugins import UnknownModelError
+from medico.runtime import default_precision
 from medico.speed import benchmark_target
 
 runner = CliRunner()
@@ -51,7 +53,8 @@ def test_a_checkpoint_is_timed_at_its_input_size_with_both_fps_kinds(checkpoint:
         ("model", 1, 48), ("model", 2, 48), ("end-to-end", 1, 48)
     ]
     assert report["parameters"] == sum(p.numel() for p in unet(init_features=4).parameters())
-    assert report["flops"] > 0 and all(r["precision"] == "fp32" for r in report["results"])
+    expected = default_precision(torch.device("cpu"))  # bf16 on CPUs that compute it natively, else fp32
+    assert report["flops"] > 0 and all(r["precision"] == expected for r in report["results"])
 
 
 def test_a_run_number_and_an_input_size_override(checkpoint: Path) -> None:
