@@ -37,6 +37,7 @@ __all__ = [
     "measure_end_to_end_speed",
     "measure_model_speed",
     "measure_training_speed",
+    "time_call",
 ]
 
 FLOP_CONVENTION = "torch.utils.flop_counter: a multiply-add counts as 2 FLOPs; convolutions and matmuls only"
@@ -107,7 +108,7 @@ def _check_counts(**counts: int) -> None:
             raise MedicoError(f"{name}: expected an integer >= {minimum}, got {value}")
 
 
-def _timed(device: torch.device, step: Callable[[], object]) -> float:
+def time_call(device: torch.device, step: Callable[[], object]) -> float:
     """Seconds taken by ``step``, synchronising CUDA before and after so queued kernels are counted."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -179,7 +180,7 @@ def measure_model_speed(
     with torch.inference_mode():
         for _ in range(warmup):
             forward()
-        seconds = [_timed(device, forward) for _ in range(repeats)]
+        seconds = [time_call(device, forward) for _ in range(repeats)]
     return _result("model", seconds, batch_size=batch_size, input_size=input_size, device=device, precision=precision)
 
 
@@ -216,7 +217,7 @@ def measure_training_speed(
 
     for _ in range(warmup):
         step()
-    seconds = [_timed(device, step) for _ in range(repeats)]
+    seconds = [time_call(device, step) for _ in range(repeats)]
     return _result(
         "training", seconds, batch_size=batch_size, input_size=input_size, device=device, precision=precision
     )
@@ -248,7 +249,7 @@ def measure_end_to_end_speed(
 
     for index in range(warmup):
         predict(paths[index % len(paths)])
-    seconds = [_timed(predictor.device, lambda p=path: predict(p)) for _ in range(repeats) for path in paths]
+    seconds = [time_call(predictor.device, lambda p=path: predict(p)) for _ in range(repeats) for path in paths]
     return _result(
         "end-to-end",
         seconds,

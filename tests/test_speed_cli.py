@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +77,30 @@ def test_an_unknown_name_lists_the_models_and_says_it_is_no_run(workspace: Path)
         benchmark_target("unett")
     result = invoke("bench", "unett")
     assert result.exit_code == 2 and "Did you mean" in result.output
+
+
+def test_training_speed_is_compared_with_the_plain_fp32_loop_in_one_process(checkpoint: Path) -> None:
+    result = invoke(
+        "bench", checkpoint, "--input-size", "16", "--batch-size", "1", "--repeats", "1", "--warmup", "0",
+        "--train-batch-size", "2", "--json", "cmp.json", "--device", "cpu",
+    )
+    assert result.exit_code == 0, result.output
+    assert "speed against baselines" in result.output and "of the measured" in result.output
+    rows = json.loads(Path("cmp.json").read_text())["comparison"]["rows"]
+    assert [(r["precision"], r["layout"], r["baseline"]) for r in rows] == [
+        (default_precision(torch.device("cpu")), "NHWC", False),
+        ("fp32", "NCHW", True),
+    ]
+    assert all(r["training"]["batch_size"] == 2 and r["training"]["kind"] == "training" for r in rows)
+
+
+def test_a_missing_peer_library_says_how_to_install_it(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "monai", None)  # as if MONAI were not installed
+    result = invoke("bench", checkpoint, "--vs", "monai", "--repeats", "1", "--device", "cpu")
+    assert result.exit_code == 2
+    assert "pip install 'medico[monai]'" in result.stderr
+
+
+def test_an_unknown_peer_lists_the_known_ones(checkpoint: Path) -> None:
+    result = invoke("bench", checkpoint, "--vs", "tensorflow", "--repeats", "1", "--device", "cpu")
+    assert result.exit_code == 2 and "known peers: monai" in result.stderr

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import torch
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from medico import speed
+from medico import comparison, speed
 from medico.console import console, err_console
 from medico.data.io import list_images
 from medico.data.synthetic import synthetic_test_images
@@ -40,6 +41,14 @@ def bench(
         Path | None, typer.Option(help="Images for end-to-end FPS (default: a few synthetic frames).")
     ] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write the results to this JSON file.")] = None,
+    vs: Annotated[
+        list[str] | None,
+        typer.Option("--vs", help="Also time a peer implementation in this process (monai); repeatable."),
+    ] = None,
+    train_batch_size: Annotated[
+        int | None,
+        typer.Option(min=1, help="Also time training steps at this batch (default 16 with --vs); with ratios."),
+    ] = None,
 ) -> None:
     """Time a model: model FPS (forward only) and end-to-end FPS, parameters and forward GFLOPs.
 
@@ -50,6 +59,9 @@ def bench(
     size = input_size or target.input_size
     chosen = resolve_device(device)
     chosen_precision = default_precision(chosen) if precision == "auto" else precision
+    # Peers are built first, so that a missing or unknown one fails before anything is timed.
+    wanted = bool(vs or train_batch_size)
+    contenders = comparison.contenders(target.model, target.label, chosen_precision, vs or []) if wanted else None
     flops = speed.count_flops(target.model, size)
     results = [
         speed.measure_model_speed(
@@ -86,6 +98,9 @@ def bench(
         f"device: {escape(first.device)} · threads {first.threads} · precision {first.precision} · "
         f"torch {first.torch_version}"
     )
+    compared = None
+    if contenders is not None:
+        compared = _compare(target, contenders, size, chosen, chosen_precision, train_batch_size or 16, warmup, repeats)
     if json_file is not None:
         report = {
             "target": target.label,
@@ -94,6 +109,74 @@ def bench(
             "flop_convention": speed.FLOP_CONVENTION,
             "end_to_end_images": source,
             "results": [r.as_dict() for r in results],
+            "comparison": compared,
         }
         write_atomic(json_file, json.dumps(report, indent=2) + "\n")
         err_console.print(f"results written to {escape(str(json_file))}")
+
+
+def _compare(
+    target: speed.BenchmarkTarget,
+    rows: list[comparison.Contender],
+    size: int,
+    device: torch.device,
+    precision: str,
+    train_batch_size: int,
+    warmup: int,
+    repeats: int,
+) -> dict[str, Any]:
+    """Time medico's defaults, the plain eager fp32 loop and peers in this process; print ratios and the roof."""
+    with err_console.status("timing") as status:
+        measured = comparison.compare(
+            rows, size, device=device, train_batch_size=train_batch_size, warmup=warmup, repeats=repeats,
+            progress=lambda label: status.update(f"timing {escape(label)}"),
+        )
+        roof = {p: comparison.matmul_peak_flops(device, p) for p in dict.fromkeys(["fp32", precision])}
+    baselines = [row for row in measured if row.contender.baseline]
+    table = Table(title=f"speed against baselines, {size}x{size}, measured in one process")
+    table.add_column("contender")
+    table.add_column("precision · layout")
+    table.add_column("inference b1 FPS (min–max)", justify="right")
+    table.add_column(f"training b{train_batch_size} img/s (min–max)", justify="right")
+    for base in baselines:
+        table.add_column(f"× {escape(base.contender.label)}\ninference · training", justify="right")
+    for row in measured:
+        cells = [
+            escape(row.contender.label),
+            f"{row.contender.precision} · {row.contender.layout}",
+            _speed_cell(row.inference),
+            _speed_cell(row.training),
+        ]
+        for base in baselines:
+            cells.append(f"{row.inference.fps / base.inference.fps:.2f} · {row.training.fps / base.training.fps:.2f}")
+        table.add_row(*cells)
+    console.print(table)
+    flops = speed.count_flops(target.model, size)
+    ours = measured[0]
+    # A training step costs about 3 forward passes (forward, and backward through activations and weights).
+    achieved = {"inference": flops * ours.inference.fps, "training": 3 * flops * ours.training.fps}
+    for kind, value in achieved.items():
+        console.print(
+            f"{kind}: {value / 1e9:.1f} GFLOP/s achieved = {value / roof[precision]:.0%} of the measured "
+            f"{precision} matmul roof ({roof[precision] / 1e9:.0f} GFLOP/s; fp32 roof {roof['fp32'] / 1e9:.0f})"
+        )
+    return {
+        "train_batch_size": train_batch_size,
+        "rows": [
+            {
+                "label": row.contender.label,
+                "precision": row.contender.precision,
+                "layout": row.contender.layout,
+                "baseline": row.contender.baseline,
+                "inference": row.inference.as_dict(),
+                "training": row.training.as_dict(),
+            }
+            for row in measured
+        ],
+        "matmul_roof_flops": roof,
+        "achieved_flops": achieved,
+    }
+
+
+def _speed_cell(result: speed.SpeedResult) -> str:
+    return f"{result.fps:.2f} ({result.fps_min:.2f}–{result.fps_max:.2f})"

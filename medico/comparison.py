@@ -1,0 +1,127 @@
+"""Speed against baselines, measured in one process: medico's defaults vs the plain eager fp32 loop vs peers.
+
+Ratios are only meaningful between numbers taken on the same machine in the same process, so every contender
+is timed here, one after the other, with the same input size, batch sizes and repeats. The plain baseline is
+the same model in eager fp32 with the default (NCHW) layout; peers are other implementations of the same
+architecture (MONAI's ``AttentionUnet``, an optional dependency: ``pip install medico[monai]``).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from medico.errors import MedicoError
+from medico.runtime import MEMORY_FORMAT
+from medico.speed import (
+    SpeedResult,
+    measure_model_speed,
+    measure_training_speed,
+    time_call,
+)
+
+__all__ = ["PEERS", "ComparisonRow", "Contender", "compare", "contenders", "matmul_peak_flops"]
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A model and how it is run; ``baseline`` marks the rows that ratios are taken against."""
+
+    label: str
+    model: nn.Module
+    precision: str
+    memory_format: torch.memory_format
+    baseline: bool = False
+
+    @property
+    def layout(self) -> str:
+        """'NHWC' (channels_last) or 'NCHW'."""
+        return "NHWC" if self.memory_format == torch.channels_last else "NCHW"
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """One contender's inference (batch 1) and optional training speed."""
+
+    contender: Contender
+    inference: SpeedResult
+    training: SpeedResult | None
+
+
+def _monai_attention_unet(init_features: int = 32) -> nn.Module:
+    """MONAI's AttentionUnet with the same widths and depth as medico's (32 ... 512, four 2x downsamplings)."""
+    try:
+        from monai.networks.nets import AttentionUnet
+    except ImportError as error:
+        raise MedicoError(
+            "--vs monai: MONAI is not installed; install it with `pip install 'medico[monai]'` (or `pip install monai`)"
+        ) from error
+    channels = tuple(init_features << level for level in range(5))
+    return AttentionUnet(spatial_dims=2, in_channels=3, out_channels=1, channels=channels, strides=(2, 2, 2, 2))
+
+
+PEERS: dict[str, Callable[[], nn.Module]] = {"monai": _monai_attention_unet}
+"""Peer implementations of the Attention U-Net, by the name given to ``medico bench --vs``."""
+
+
+def contenders(model: nn.Module, label: str, precision: str, peers: Sequence[str]) -> list[Contender]:
+    """medico's way of running ``model``, the same model as a plain eager fp32 loop, and each peer (plain).
+
+    Peers are run the plain way only: that is how a user of that library runs it unless they tune it.
+    """
+    unknown = [name for name in peers if name not in PEERS]
+    if unknown:
+        raise MedicoError(f"--vs: unknown peer {', '.join(unknown)}; known peers: {', '.join(PEERS)}")
+    rows = [
+        Contender(f"{label} · medico defaults", model, precision, MEMORY_FORMAT),
+        Contender(f"{label} · plain eager fp32", model, "fp32", torch.contiguous_format, baseline=True),
+    ]
+    for name in dict.fromkeys(peers):
+        rows.append(Contender(f"{name} AttentionUnet · plain eager fp32", PEERS[name](), "fp32", torch.contiguous_format, True))
+    return rows
+
+
+def compare(
+    rows: Sequence[Contender],
+    input_size: int,
+    *,
+    device: torch.device,
+    train_batch_size: int | None,
+    warmup: int,
+    repeats: int,
+    progress: Callable[[str], None] | None = None,
+) -> list[ComparisonRow]:
+    """Time each contender's batch-1 inference and, when ``train_batch_size`` is given, its training step."""
+    results = []
+    for row in rows:
+        if progress is not None:
+            progress(row.label)
+        inference = measure_model_speed(
+            row.model, input_size, device=device, precision=row.precision, batch_size=1,
+            warmup=warmup, repeats=repeats, memory_format=row.memory_format,
+        )
+        training = None
+        if train_batch_size is not None:
+            training = measure_training_speed(
+                row.model, input_size, device=device, precision=row.precision, batch_size=train_batch_size,
+                warmup=1, repeats=max(2, repeats // 3), memory_format=row.memory_format,
+            )
+        results.append(ComparisonRow(row, inference, training))
+    return results
+
+
+def matmul_peak_flops(device: torch.device, precision: str, size: int = 2048, repeats: int = 5) -> float:
+    """The machine's compute roof as measured: FLOP/s of a large square matmul in ``precision`` (median).
+
+    A ``size``-square matmul costs ``2 * size**3`` FLOPs (multiply-add = 2, as in :func:`medico.speed.count_flops`).
+    """
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    torch.mm(a, b)
+    seconds = [time_call(device, lambda: torch.mm(a, b)) for _ in range(repeats)]
+    return 2 * size**3 / statistics.median(seconds)
