@@ -81,7 +81,8 @@ def contenders(model: nn.Module, label: str, precision: str, peers: Sequence[str
         Contender(f"{label} · plain eager fp32", model, "fp32", torch.contiguous_format, baseline=True),
     ]
     for name in dict.fromkeys(peers):
-        rows.append(Contender(f"{name} AttentionUnet · plain eager fp32", PEERS[name](), "fp32", torch.contiguous_format, True))
+        peer = Contender(f"{name} AttentionUnet · plain eager fp32", PEERS[name](), "fp32", torch.contiguous_format, True)
+        rows.append(peer)
     return rows
 
 
