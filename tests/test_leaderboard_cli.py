@@ -87,7 +87,14 @@ def test_published_rows_appear_marked_only_with_published(store):
 def test_efficiency_ranks_fps_per_device(store):
     output = _invoke("--task", "efficiency").stdout
     assert "NVIDIA H100, end-to-end FPS" in output and "300.0" in output
-    assert _invoke("--task", "efficiency", "--device", "cpu").stderr.startswith("No efficiency entries")
+    assert _invoke("--task", "efficiency", "--device", "NVIDIA A100").stderr.startswith("No efficiency entries")
+
+
+def test_measured_runs_with_fps_are_ranked_for_efficiency_too(store):
+    """A run's entry carries its validation scores and its model FPS: it stands on both boards."""
+    output = _invoke("--task", "efficiency", "--device", "cpu").stdout
+    assert _runs(output) == [(HOSTILE_TEAM, "1"), ("b|pipes", "2")]  # by FPS: 120, then the team's best 85
+    assert "HYPERLINK" not in output  # no FPS, no place on the efficiency board
 
 
 def test_the_csv_is_safe_in_a_spreadsheet_and_reads_back(store):

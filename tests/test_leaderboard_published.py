@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from medico.leaderboard import Entry, LeaderboardError, LeaderboardStore
-from medico.leaderboard.published import load_published, published_for_task, reported_csv_path
+from medico.leaderboard.published import load_published, reported_csv_path
+from medico.leaderboard.view import entries_for_task
 from medico.leaderboard.view import leaderboard_rows
 
 SHIPPED = Path(__file__).resolve().parents[1] / "baselines" / "reported.csv"
@@ -81,10 +82,10 @@ def test_a_malformed_published_file_names_the_file_and_line(tmp_path, text, mess
 
 def test_published_rows_join_a_task_only_with_the_figure_it_ranks_by():
     entries = load_published(SHIPPED)
-    assert {e.model for e in published_for_task(entries, "efficiency")} == {
+    assert {e.model for e in entries_for_task(entries, "efficiency")} == {
         "PraNet", "AttUNet (brain-MRI U-Net + attention)", "HarDNet-MSEG", "DoubleU-Net",
     }
-    assert len(published_for_task(entries, "segmentation")) == 5
+    assert len(entries_for_task(entries, "segmentation")) == 5
 
 
 def test_published_figures_never_change_measured_ranks_unless_asked(workspace):

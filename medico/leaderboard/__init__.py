@@ -3,7 +3,7 @@
 from medico.leaderboard.entry import SCORES, SOURCES, SPLITS, TASKS, Entry, check_entry
 from medico.leaderboard.errors import LeaderboardError
 from medico.leaderboard.export import FORMATS, export_text, write_export
-from medico.leaderboard.published import load_published, published_for_task, reported_csv_path
+from medico.leaderboard.published import load_published, reported_csv_path
 from medico.leaderboard.ranking import Ranked, best_per_team, latest_per_team, rank_entries, select_view
 from medico.leaderboard.render import leaderboard_tables
 from medico.leaderboard.store import LeaderboardStore, default_db_path
@@ -27,7 +27,6 @@ __all__ = [
     "leaderboard_rows",
     "leaderboard_tables",
     "load_published",
-    "published_for_task",
     "rank_entries",
     "reported_csv_path",
     "select_view",

@@ -15,7 +15,7 @@ import medico
 from medico.leaderboard.entry import SCORES, Entry, check_entry
 from medico.leaderboard.errors import LeaderboardError
 
-__all__ = ["REPORTED_CSV", "load_published", "published_for_task", "reported_csv_path"]
+__all__ = ["REPORTED_CSV", "load_published", "reported_csv_path"]
 
 REPORTED_CSV = Path("baselines") / "reported.csv"
 
@@ -83,13 +83,3 @@ def load_published(path: Path | None = None) -> list[Entry]:
             raise LeaderboardError(f"{path}, line {line}: {error}") from None
         entries.append(entry)
     return entries
-
-
-def published_for_task(entries: Iterable[Entry], task: str) -> list[Entry]:
-    """The published rows that belong in ``task``'s view: segmentation needs Dice or IoU, efficiency needs FPS.
-
-    A paper reports accuracy and speed together rather than submitting to one task, so one row serves both views.
-    """
-    if task == "efficiency":
-        return [entry for entry in entries if entry.fps is not None]
-    return [entry for entry in entries if entry.dice is not None or entry.iou is not None]

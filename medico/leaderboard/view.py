@@ -8,11 +8,11 @@ from pathlib import Path
 
 from medico.leaderboard.entry import SPLITS, TASKS, Entry
 from medico.leaderboard.errors import LeaderboardError
-from medico.leaderboard.published import load_published, published_for_task
+from medico.leaderboard.published import load_published
 from medico.leaderboard.ranking import Ranked, View, select_view
 from medico.leaderboard.store import LeaderboardStore
 
-__all__ = ["filter_entries", "leaderboard_rows"]
+__all__ = ["entries_for_task", "filter_entries", "leaderboard_rows"]
 
 
 def filter_entries(
@@ -26,6 +26,18 @@ def filter_entries(
         and (model is None or entry.model == model)
         and (device is None or entry.fps_device == device)
     ]
+
+
+def entries_for_task(entries: Iterable[Entry], task: str) -> list[Entry]:
+    """The entries that belong in ``task``'s view.
+
+    Segmentation: segmentation entries with Dice or IoU. Efficiency: every entry with an FPS, since a measured run
+    or a paper reports accuracy and speed together (``medico run`` records its validation scores and its model
+    FPS in one entry); a task 2 entry's mIoU is shown beside its FPS but never ranked in task 1.
+    """
+    if task == "efficiency":
+        return [entry for entry in entries if entry.fps is not None]
+    return [e for e in entries if e.task == "segmentation" and (e.dice is not None or e.iou is not None)]
 
 
 def leaderboard_rows(
@@ -44,8 +56,7 @@ def leaderboard_rows(
     for name, value, allowed in (("task", task, TASKS), ("split", split, SPLITS)):
         if value is not None and value not in allowed:
             raise LeaderboardError(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
-    entries = store.entries(task=task, split=split, model=model, device=device)
+    entries = store.entries(split=split, model=model, device=device)
     if with_published:
-        published = published_for_task(load_published(published_csv), task)
-        entries += filter_entries(published, split=split, model=model, device=device)
-    return select_view(entries, task, view)
+        entries += filter_entries(load_published(published_csv), split=split, model=model, device=device)
+    return select_view(entries_for_task(entries, task), task, view)
