@@ -24,6 +24,7 @@ from medico.download import file_sha256
 from medico.evaluation import EvaluationResult, evaluate
 from medico.inference import Predictor
 from medico.leaderboard import Entry, LeaderboardStore
+from medico.leaderboard.entry import INTERVALS
 from medico.metrics import METRIC_NAMES
 from medico.plugins import get_plugin
 from medico.record import (
@@ -36,6 +37,7 @@ from medico.record import (
 )
 from medico.runs import create_run_dir, find_run
 from medico.speed import SpeedResult, measure_model_speed
+from medico.stats import describe
 from medico.training import EpochRecord, Trainer, TrainingObserver, TrainingResult, load_resume_checkpoint
 
 __all__ = [
@@ -217,6 +219,8 @@ def finish_run(
         predictor, plan.dataset, list(plan.split.val), batch_size=config.eval_batch_size, progress=progress
     )
     evaluation.write(run_dir)
+    intervals = {name: describe(evaluation.per_image[name].to_numpy()) for name in INTERVALS}
+    bounds = {f"{name}_ci_{end}": getattr(i, f"ci_{end}") for name, i in intervals.items() for end in ("low", "high")}
     speed = None
     if measure_speed:
         speed = measure_model_speed(model, checkpoint.input_size, device=result.device, precision=result.precision)
@@ -231,6 +235,7 @@ def finish_run(
             split="val",
             run=run_number(run_dir),
             **{k: evaluation.summary[k] for m in METRIC_NAMES for k in (m, f"{m}_std")},
+            **bounds,
             fps=speed.fps if speed else None,
             fps_device=speed.device if speed else None,
             fps_kind=speed.kind if speed else None,
@@ -243,6 +248,7 @@ def finish_run(
         )
         entry_id = LeaderboardStore().add(entry)
     summary = _summary(plan, result, evaluation, speed, sha256, entry_id)
+    summary["validation"]["intervals"] = {name: i.as_dict() for name, i in intervals.items()}  # 95% bootstrap
     write_json(run_dir / "summary.json", summary)
     return RunOutcome(evaluation, speed, entry, entry_id, summary)
 

@@ -73,6 +73,14 @@ def leaderboard(
     with_published: Annotated[
         bool, typer.Option("--with-published", help="Rank the published figures of baselines/reported.csv too.")
     ] = False,
+    ci: Annotated[
+        bool,
+        typer.Option(
+            "--ci",
+            help="Show mIoU and Dice with their 95% bootstrap interval over images, e.g. 0.812 [0.78, 0.84] "
+            "(table; CSV and JSON always hold the bounds).",
+        ),
+    ] = False,
     model: Annotated[str | None, typer.Option(help="Only entries of this model.")] = None,
     device: Annotated[str | None, typer.Option(help="Only entries whose FPS was measured on this device.")] = None,
     fmt: Annotated[
@@ -113,5 +121,5 @@ def leaderboard(
             "`medico run` and `medico score` add them; --with-published shows the published figures."
         )
     else:
-        for table in leaderboard_tables(rows, task.value, width=console.width):
+        for table in leaderboard_tables(rows, task.value, width=console.width, intervals=ci):
             console.print(table)

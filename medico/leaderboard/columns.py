@@ -1,14 +1,16 @@
 """The columns people read on the leaderboard (terminal, markdown, html): header, value, text, and whether higher is
-better. Scores are shown as fractions with four decimals (0.8988), FPS with one decimal, dates as YYYY-MM-DD."""
+better. Scores are shown as fractions with four decimals (0.8988), FPS with one decimal, dates as YYYY-MM-DD; with
+intervals, mIoU and Dice read ``0.812 [0.78, 0.84]`` (mean and 95% bootstrap interval over images)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from medico.leaderboard.ranking import Ranked
 
-__all__ = ["Column", "best_values", "display_columns", "format_fps", "format_score"]
+__all__ = ["Column", "best_values", "display_columns", "format_fps", "format_interval", "format_score"]
 
 
 def format_score(value: float | None) -> str:
@@ -21,6 +23,16 @@ def format_fps(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def format_interval(mean: float | None, low: float | None, high: float | None) -> str:
+    """``0.812 [0.78, 0.84]``: the mean with three decimals and its interval with two, the bounds rounded outwards so
+    the printed interval is never narrower than the computed one; the plain score when there is no interval."""
+    if mean is None or low is None or high is None:
+        return format_score(mean)
+    low_text = math.floor(round(low * 100, 6)) / 100
+    high_text = math.ceil(round(high * 100, 6)) / 100
+    return f"{mean:.3f} [{low_text:.2f}, {high_text:.2f}]"
+
+
 def _text(value: object) -> str:
     return "-" if value is None or value == "" else str(value)
 
@@ -28,7 +40,8 @@ def _text(value: object) -> str:
 @dataclass(frozen=True)
 class Column:
     """One displayed column: ``value`` gives the raw value of a row, ``text`` formats it; ``higher_is_better`` marks
-    the columns whose best value is highlighted; ``secondary`` ones are left out where space is short."""
+    the columns whose best value is highlighted; ``secondary`` ones are left out where space is short; ``row_text``,
+    where given, writes a row's cell from more than the value (a mean and its interval)."""
 
     header: str
     value: Callable[[Ranked], object]
@@ -36,9 +49,18 @@ class Column:
     higher_is_better: bool = False
     numeric: bool = False
     secondary: bool = False
+    row_text: Callable[[Ranked], str] | None = None
+
+    def cell(self, row: Ranked) -> str:
+        """The text of this column for ``row``."""
+        return self.row_text(row) if self.row_text is not None else self.text(self.value(row))
 
 
-def _score(name: str, header: str, secondary: bool = False) -> Column:
+def _score(name: str, header: str, secondary: bool = False, interval: bool = False) -> Column:
+    def with_interval(row: Ranked) -> str:
+        low, high = (getattr(row.entry, f"{name}_ci_{side}") for side in ("low", "high"))
+        return format_interval(getattr(row.entry, name), low, high)
+
     return Column(
         header,
         lambda row: getattr(row.entry, name),
@@ -46,14 +68,16 @@ def _score(name: str, header: str, secondary: bool = False) -> Column:
         higher_is_better=True,
         numeric=True,
         secondary=secondary,
+        row_text=with_interval if interval else None,
     )
 
 
-def display_columns(task: str) -> list[Column]:
-    """rank, team, run, model, the scores (FPS first for the efficiency task), device, date."""
+def display_columns(task: str, intervals: bool = False) -> list[Column]:
+    """rank, team, run, model, the scores (FPS first for the efficiency task), device, date; ``intervals`` shows
+    mIoU and Dice with their 95% bootstrap interval where an entry has one."""
     scores = [
-        _score("iou", "mIoU"),
-        _score("dice", "Dice"),
+        _score("iou", "mIoU", interval=intervals),
+        _score("dice", "Dice", interval=intervals),
         _score("precision", "precision", secondary=True),
         _score("recall", "recall", secondary=True),
         _score("f2", "F2", secondary=True),

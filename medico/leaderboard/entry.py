@@ -8,12 +8,14 @@ from typing import Any, Literal
 
 from medico.leaderboard.errors import LeaderboardError
 
-__all__ = ["SCORES", "SOURCES", "SPLITS", "TASKS", "Entry", "check_entry"]
+__all__ = ["INTERVALS", "SCORES", "SOURCES", "SPLITS", "TASKS", "Entry", "check_entry"]
 
 TASKS = ("segmentation", "efficiency")
 SPLITS = ("val", "test")
 SOURCES = ("measured", "submission", "published")
 SCORES = ("dice", "iou", "precision", "recall", "f2", "accuracy")
+INTERVALS = ("iou", "dice")
+"""The scores whose bootstrap interval an entry can hold (``iou_ci_low``, ``iou_ci_high``, ...)."""
 
 Task = Literal["segmentation", "efficiency"]
 Split = Literal["val", "test"]
@@ -25,8 +27,9 @@ class Entry:
     """A result as stored on the leaderboard.
 
     Scores are means over images in [0, 1] (None where a published source does not give them); ``*_std`` are
-    standard deviations over images. ``sha256`` identifies what was scored (archive or checkpoint): the store
-    keeps one entry per (sha256, task, split). ``fps_kind`` is ``"model"`` (forward only) or ``"end-to-end"``.
+    standard deviations over images; ``*_ci_low``/``*_ci_high`` bound the 95% bootstrap interval of the mean over
+    images (:mod:`medico.stats`). ``sha256`` identifies what was scored (archive or checkpoint): the store keeps one
+    entry per (sha256, task, split). ``fps_kind`` is ``"model"`` (forward only) or ``"end-to-end"``.
     ``id`` is the store's row id (None until stored, and for published rows read from ``reported.csv``).
     """
 
@@ -47,6 +50,10 @@ class Entry:
     recall_std: float | None = None
     f2_std: float | None = None
     accuracy_std: float | None = None
+    iou_ci_low: float | None = None
+    iou_ci_high: float | None = None
+    dice_ci_low: float | None = None
+    dice_ci_high: float | None = None
     fps: float | None = None
     fps_device: str | None = None
     fps_kind: str | None = None
@@ -72,6 +79,16 @@ def check_entry(entry: Entry) -> None:
         if value is not None and not (math.isfinite(value) and 0.0 <= value <= 1.0):
             raise LeaderboardError(
                 f"entry {name}: expected a fraction in [0, 1], got {value!r} (scores are not percentages)"
+            )
+    for name in INTERVALS:
+        low, high = getattr(entry, f"{name}_ci_low"), getattr(entry, f"{name}_ci_high")
+        if (low is None) != (high is None):
+            raise LeaderboardError(
+                f"entry {name}_ci_low/{name}_ci_high: expected both or neither, got {low!r} and {high!r}"
+            )
+        if low is not None and not (0.0 <= low <= high <= 1.0):
+            raise LeaderboardError(
+                f"entry {name}_ci_low/{name}_ci_high: expected 0 <= low <= high <= 1, got [{low!r}, {high!r}]"
             )
     if entry.fps is not None and not (math.isfinite(entry.fps) and entry.fps > 0):
         raise LeaderboardError(f"entry fps: expected a positive number, got {entry.fps!r}")

@@ -19,11 +19,14 @@ _BEST_STYLE = "bold green"
 FULL_WIDTH = 130  # below this many terminal columns, precision, recall and F2 are left out so the rest stays legible
 
 
-def leaderboard_tables(rows: list[Ranked], task: str, width: int | None = None) -> list[Table]:
+def leaderboard_tables(
+    rows: list[Ranked], task: str, width: int | None = None, intervals: bool = False
+) -> list[Table]:
     """One table per comparison group (a split, or a device and FPS kind), in the order of ``rows``; for a terminal
-    ``width`` under :data:`FULL_WIDTH` the secondary columns (precision, recall, F2) are left out."""
+    ``width`` under :data:`FULL_WIDTH` the secondary columns (precision, recall, F2) are left out; ``intervals``
+    shows mIoU and Dice as ``0.812 [0.78, 0.84]`` (mean and 95% bootstrap interval over images)."""
     narrow = width is not None and width < FULL_WIDTH
-    columns = [column for column in display_columns(task) if not (narrow and column.secondary)]
+    columns = [column for column in display_columns(task, intervals) if not (narrow and column.secondary)]
     tables = []
     for group, members in groupby(rows, key=lambda row: row.group):
         members = list(members)
@@ -39,13 +42,15 @@ def leaderboard_tables(rows: list[Ranked], task: str, width: int | None = None) 
             for column in columns:
                 value = column.value(row)
                 style = _BEST_STYLE if value is not None and best.get(column.header) == value else ""
-                cells.append(Text(column.text(value), style=style))
+                cells.append(Text(column.cell(row), style=style))
             if row.entry.source == "published":
                 cells[1].append(" (published)", style="italic")
             table.add_row(*cells, style="dim" if row.entry.source == "published" else None)
         notes = []
         if any(row.entry.source == "published" for row in members):
             notes.append("dimmed: published figures (citations in baselines/reported.csv), not measured here")
+        if intervals:
+            notes.append(escape("[low, high]: 95% bootstrap interval of the mean over images, where recorded"))
         if narrow:
             notes.append("precision, recall and F2 hidden in a narrow terminal (--format markdown shows every column)")
         table.caption = "; ".join(notes) or None

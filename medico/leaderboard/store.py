@@ -55,6 +55,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX entries_scored_once ON entries (sha256, task, split) WHERE sha256 IS NOT NULL;
     CREATE INDEX entries_task_split ON entries (task, split);
     """,
+    # 3: the 95% bootstrap interval of mIoU and Dice over images (NULL for older and published entries).
+    """
+    ALTER TABLE entries ADD COLUMN iou_ci_low REAL;
+    ALTER TABLE entries ADD COLUMN iou_ci_high REAL;
+    ALTER TABLE entries ADD COLUMN dice_ci_low REAL;
+    ALTER TABLE entries ADD COLUMN dice_ci_high REAL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
