@@ -11,14 +11,17 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from medico.errors import MedicoError
+from medico.inference import Predictor
 from medico.runtime import MEMORY_FORMAT
 from medico.speed import (
     SpeedResult,
+    measure_end_to_end_speed,
     measure_model_speed,
     measure_training_speed,
     time_call,
@@ -45,10 +48,11 @@ class Contender:
 
 @dataclass(frozen=True)
 class ComparisonRow:
-    """One contender's inference (batch 1) and optional training speed."""
+    """One contender's model FPS (batch 1), and its end-to-end FPS and training speed where asked."""
 
     contender: Contender
     inference: SpeedResult
+    end_to_end: SpeedResult | None
     training: SpeedResult | None
 
 
@@ -81,8 +85,8 @@ def contenders(model: nn.Module, label: str, precision: str, peers: Sequence[str
         Contender(f"{label} · plain eager fp32", model, "fp32", torch.contiguous_format, baseline=True),
     ]
     for name in dict.fromkeys(peers):
-        peer = Contender(f"{name} AttentionUnet · plain eager fp32", PEERS[name](), "fp32", torch.contiguous_format, True)
-        rows.append(peer)
+        plain = torch.contiguous_format
+        rows.append(Contender(f"{name} AttentionUnet · plain eager fp32", PEERS[name](), "fp32", plain, baseline=True))
     return rows
 
 
@@ -94,9 +98,11 @@ def compare(
     train_batch_size: int | None,
     warmup: int,
     repeats: int,
+    image_paths: Sequence[Path] = (),
     progress: Callable[[str], None] | None = None,
 ) -> list[ComparisonRow]:
-    """Time each contender's batch-1 inference and, when ``train_batch_size`` is given, its training step."""
+    """Time each contender's batch-1 inference, its end-to-end prediction of ``image_paths`` (when given) and,
+    when ``train_batch_size`` is given, its training step."""
     results = []
     for row in rows:
         if progress is not None:
@@ -105,13 +111,17 @@ def compare(
             row.model, input_size, device=device, precision=row.precision, batch_size=1,
             warmup=warmup, repeats=repeats, memory_format=row.memory_format,
         )
+        end_to_end = None
+        if image_paths:
+            predictor = Predictor(row.model, input_size, device, row.precision, memory_format=row.memory_format)
+            end_to_end = measure_end_to_end_speed(predictor, image_paths, warmup=min(warmup, len(image_paths)))
         training = None
         if train_batch_size is not None:
             training = measure_training_speed(
                 row.model, input_size, device=device, precision=row.precision, batch_size=train_batch_size,
                 warmup=1, repeats=max(2, repeats // 3), memory_format=row.memory_format,
             )
-        results.append(ComparisonRow(row, inference, training))
+        results.append(ComparisonRow(row, inference, end_to_end, training))
     return results
 
 

@@ -24,6 +24,7 @@ class Predictor:
         device: where to run it.
         precision: 'fp32', 'bf16' or 'fp16' autocast.
         threshold: probability at or above which a pixel is polyp.
+        memory_format: layout of weights and batches (channels_last by default, see medico.runtime).
     """
 
     def __init__(
@@ -33,9 +34,11 @@ class Predictor:
         device: torch.device | str = "cpu",
         precision: str = "fp32",
         threshold: float = THRESHOLD,
+        memory_format: torch.memory_format = MEMORY_FORMAT,
     ) -> None:
         self.device = torch.device(device)
-        self.model = model.to(self.device, memory_format=MEMORY_FORMAT).eval()
+        self.memory_format = memory_format
+        self.model = model.to(self.device, memory_format=memory_format).eval()
         self.input_size = input_size
         self.precision = precision
         self.threshold = threshold
@@ -44,7 +47,7 @@ class Predictor:
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Model logits ``(B, 1, S, S)`` in float32 for a normalised batch."""
         with autocast(self.device, self.precision):
-            return self.model(batch.to(self.device, non_blocking=True, memory_format=MEMORY_FORMAT)).float()
+            return self.model(batch.to(self.device, non_blocking=True, memory_format=self.memory_format)).float()
 
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per image, a float32 probability map at the image's own height and width."""

@@ -76,6 +76,11 @@ def bench(
         else:
             paths, source = list_images(images), str(images)
         results.append(speed.measure_end_to_end_speed(predictor, paths, warmup=min(warmup, len(paths)), repeats=1))
+        compared = None
+        if contenders is not None:
+            compared = _compare(
+                target, contenders, size, chosen, chosen_precision, train_batch_size or 16, warmup, repeats, paths
+            )
 
     table = Table(title=f"speed of {escape(target.label)}")
     for column in ("timed", "batch", "input", "FPS (median)", "FPS min–max", "latency ms"):
@@ -98,9 +103,6 @@ def bench(
         f"device: {escape(first.device)} · threads {first.threads} · precision {first.precision} · "
         f"torch {first.torch_version}"
     )
-    compared = None
-    if contenders is not None:
-        compared = _compare(target, contenders, size, chosen, chosen_precision, train_batch_size or 16, warmup, repeats)
     if json_file is not None:
         report = {
             "target": target.label,
@@ -124,31 +126,39 @@ def _compare(
     train_batch_size: int,
     warmup: int,
     repeats: int,
+    paths: list[Path],
 ) -> dict[str, Any]:
     """Time medico's defaults, the plain eager fp32 loop and peers in this process; print ratios and the roof."""
     with err_console.status("timing") as status:
         measured = comparison.compare(
             rows, size, device=device, train_batch_size=train_batch_size, warmup=warmup, repeats=repeats,
-            progress=lambda label: status.update(f"timing {escape(label)}"),
+            image_paths=paths, progress=lambda label: status.update(f"timing {escape(label)}"),
         )
         roof = {p: comparison.matmul_peak_flops(device, p) for p in dict.fromkeys(["fp32", precision])}
     baselines = [row for row in measured if row.contender.baseline]
     table = Table(title=f"speed against baselines, {size}x{size}, measured in one process")
     table.add_column("contender")
     table.add_column("precision · layout")
-    table.add_column("inference b1 FPS (min–max)", justify="right")
+    table.add_column("model FPS b1 (min–max)", justify="right")
+    table.add_column("end-to-end FPS (min–max)", justify="right")
     table.add_column(f"training b{train_batch_size} img/s (min–max)", justify="right")
     for base in baselines:
-        table.add_column(f"× {escape(base.contender.label)}\ninference · training", justify="right")
+        table.add_column(f"× {escape(base.contender.label)}\nmodel · end-to-end · training", justify="right")
     for row in measured:
         cells = [
             escape(row.contender.label),
             f"{row.contender.precision} · {row.contender.layout}",
             _speed_cell(row.inference),
+            _speed_cell(row.end_to_end),
             _speed_cell(row.training),
         ]
         for base in baselines:
-            cells.append(f"{row.inference.fps / base.inference.fps:.2f} · {row.training.fps / base.training.fps:.2f}")
+            ratios = [
+                ours.fps / theirs.fps
+                for ours, theirs in ((row.inference, base.inference), (row.end_to_end, base.end_to_end),
+                                     (row.training, base.training))
+            ]
+            cells.append(" · ".join(f"{ratio:.2f}" for ratio in ratios))
         table.add_row(*cells)
     console.print(table)
     flops = speed.count_flops(target.model, size)
@@ -169,6 +179,7 @@ def _compare(
                 "layout": row.contender.layout,
                 "baseline": row.contender.baseline,
                 "inference": row.inference.as_dict(),
+                "end_to_end": row.end_to_end.as_dict(),
                 "training": row.training.as_dict(),
             }
             for row in measured
