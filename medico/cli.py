@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from medico.commands import bench, data, evaluate, leaderboard, models, predict, run, score, show, submit, train, validate
+from medico.commands import bench, compare, data, evaluate, leaderboard, models, predict, run, score, show, submit, train, validate
 from medico import __version__
 from medico.console import console, err_console
 from medico.errors import MedicoError
@@ -59,6 +59,7 @@ def main(
 
 
 app.command("models")(models.models)
+app.command("compare")(compare.compare)
 app.command("run")(run.run)
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)

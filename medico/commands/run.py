@@ -11,15 +11,24 @@ import typer
 from rich.markup import escape
 from rich.progress import Progress
 
-from medico.config import parse_option
+from medico.config import ConfigError, parse_option
 from medico.console import console, err_console, task_progress
 from medico.experiment import RunOutcome, RunPlan, finish_run, make_trainer, plan_run, train_run
 from medico.leaderboard import LeaderboardStore
 from medico.leaderboard.render import leaderboard_tables
 from medico.leaderboard.view import leaderboard_rows
+from medico.sweep import (
+    MemberResult,
+    parse_seeds,
+    plan_member,
+    summarise_sweep,
+    sweep_members,
+    sweep_table,
+    write_sweep,
+)
 from medico.training import EpochRecord, Trainer, TrainingObserver, TrainingResult
 
-__all__ = ["execute", "run"]
+__all__ = ["execute", "execute_sweep", "run"]
 
 Data = Annotated[
     Path | None,
@@ -186,6 +195,11 @@ def execute(
         command_line["data"] = str(Path(command_line["data"]).resolve())
     parsed = dict(parse_option(text) for text in options or [])
     plan = plan_run(model, command_line=command_line, options=parsed, config_file=config_file, resume=resume)
+    _train_and_finish(command, plan, measure_speed=measure_speed, leaderboard=leaderboard)
+
+
+def _train_and_finish(command: str, plan: RunPlan, *, measure_speed: bool, leaderboard: bool) -> RunOutcome:
+    """Train a planned run, score, time and rank it, printing progress and the outcome."""
     trainer = make_trainer(plan)
     _announce(plan, trainer)
     observer = ConsoleObserver()
@@ -200,6 +214,40 @@ def execute(
     finally:
         observer.close()
     _print_outcome(result, outcome)
+    return outcome
+
+
+def execute_sweep(
+    model: str,
+    *,
+    command_line: dict[str, Any],
+    options: list[str] | None,
+    config_file: Path | None,
+    folds: int | None,
+    seeds: str | None,
+    measure_speed: bool,
+    leaderboard: bool,
+) -> None:
+    """One run per fold and seed, then the sweep summary (written and shown); fold runs stay off the leaderboard,
+    since they are scored on training images rather than the validation split."""
+    if command_line.get("data") is not None:
+        command_line["data"] = str(Path(command_line["data"]).resolve())
+    parsed = dict(parse_option(text) for text in options or [])
+    seed_list = parse_seeds(seeds) if seeds is not None else None
+    members = sweep_members(folds, seed_list)
+    results = []
+    for index, member in enumerate(members, start=1):
+        console.rule(f"sweep run {index}/{len(members)}: {member.label}")
+        plan = plan_member(model, member, command_line=command_line, options=parsed, config_file=config_file)
+        ranked = leaderboard and member.fold is None
+        outcome = _train_and_finish("run", plan, measure_speed=measure_speed, leaderboard=ranked)
+        results.append(MemberResult.from_evaluation(member, plan, outcome.evaluation))
+    summary = summarise_sweep(results)
+    folder = write_sweep(summary, model, folds=folds, seeds=seed_list)
+    console.print(sweep_table(summary, title=f"sweep {folder.name}: {escape(model)}"))
+    if folds:
+        console.print("fold runs are scored on held-out training images, so they are not on the leaderboard")
+    console.print(f"sweep record: {escape(str(folder))}/ (summary.json, per_image.csv)")
 
 
 def run(
@@ -222,29 +270,53 @@ def run(
     no_leaderboard: Annotated[
         bool, typer.Option("--no-leaderboard", help="Do not add the result to the leaderboard.")
     ] = False,
+    folds: Annotated[
+        int | None,
+        typer.Option("--folds", help="K-fold cross-validation over the training split: one run per fold (seeded)."),
+    ] = None,
+    seeds: Annotated[
+        str | None, typer.Option("--seeds", help="One run per seed, e.g. 1,2,3 (with --folds: per fold and seed).")
+    ] = None,
 ) -> None:
     """Train MODEL, score its best checkpoint on validation, measure FPS, record the run, show its leaderboard row.
 
     Without --data it trains on the built-in synthetic set (announced), so it works on a fresh machine.
     Settings: plugin defaults, then baselines/MODEL.toml, then --config, then these options.
+    With --folds or --seeds: one run per fold and seed, and a summary (mean, std, 95% bootstrap interval over
+    images) in runs/sweeps/.
     """
+    command_line = {
+        "data": data,
+        "split": split,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "input_size": input_size,
+        "lr": lr,
+        "seed": seed,
+        "pretrained": pretrained,
+        "device": device,
+        "precision": precision,
+        "workers": workers,
+        "team": team,
+    }
+    if folds is not None or seeds is not None:
+        if resume is not None:
+            raise ConfigError("--resume continues one run: it cannot be given with --folds or --seeds")
+        execute_sweep(
+            model,
+            command_line=command_line,
+            options=option,
+            config_file=config,
+            folds=folds,
+            seeds=seeds,
+            measure_speed=True,
+            leaderboard=not no_leaderboard,
+        )
+        return
     execute(
         "run",
         model,
-        command_line={
-            "data": data,
-            "split": split,
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "input_size": input_size,
-            "lr": lr,
-            "seed": seed,
-            "pretrained": pretrained,
-            "device": device,
-            "precision": precision,
-            "workers": workers,
-            "team": team,
-        },
+        command_line=command_line,
         options=option,
         config_file=config,
         resume=resume,

@@ -1,0 +1,108 @@
+"""Two runs compared image by image: their ``per_image.csv`` scores on the same validation images, paired.
+
+A paired comparison only means something when both runs scored exactly the same images of the same data, so
+runs scored on different image sets (another split, another fold) or on different data (fingerprints in their
+``dataset.json`` differ) are refused with what differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from medico.errors import MedicoError
+from medico.metrics import METRIC_NAMES
+from medico.record import read_json
+from medico.runs import find_run
+from medico.stats import CONFIDENCE, RESAMPLES, PairedComparison, compare_paired
+
+__all__ = ["ComparisonError", "RunComparison", "compare_runs", "read_run_scores"]
+
+
+class ComparisonError(MedicoError):
+    """Two runs that cannot be compared image by image: unscored, different images or data, an unknown metric."""
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    """Run A against run B on ``metric`` over the same images (``result``: differences are A - B)."""
+
+    run_a: str
+    run_b: str
+    metric: str
+    result: PairedComparison
+
+
+def read_run_scores(run: str) -> tuple[Path, pd.DataFrame]:
+    """A run's folder (``run``: number, id, folder or ``latest``) and its per-image scores, indexed by image name."""
+    folder = find_run(run)
+    path = folder / "per_image.csv"
+    if not path.is_file():
+        raise ComparisonError(
+            f"run {folder.name}: {path} is missing; the run has not been scored (finish it with "
+            f"`medico run MODEL --resume {folder.name}`)"
+        )
+    frame = pd.read_csv(path, dtype={"name": str})
+    if "name" not in frame.columns or frame["name"].duplicated().any():
+        raise ComparisonError(f"{path}: expected one row per image with a name column, got {list(frame.columns)}")
+    return folder, frame.set_index("name")
+
+
+def _fingerprint(folder: Path) -> str | None:
+    path = folder / "dataset.json"
+    return read_json(path).get("fingerprint") if path.is_file() else None
+
+
+def _some(names: Sequence[str], limit: int = 3) -> str:
+    shown = ", ".join(names[:limit])
+    return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
+
+
+def compare_runs(
+    run_a: str,
+    run_b: str,
+    *,
+    metric: str = "iou",
+    confidence: float = CONFIDENCE,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> RunComparison:
+    """Compare two runs on ``metric`` over their validation images (paired bootstrap, Wilcoxon, wins and ties).
+
+    Raises:
+        ComparisonError: unknown metric, a run not scored, different image sets or different data.
+    """
+    if metric not in METRIC_NAMES:
+        raise ComparisonError(f"--metric: expected one of {', '.join(METRIC_NAMES)}, got {metric!r}")
+    folder_a, scores_a = read_run_scores(run_a)
+    folder_b, scores_b = read_run_scores(run_b)
+    name_a, name_b = folder_a.name, folder_b.name
+    only_a = sorted(set(scores_a.index) - set(scores_b.index))
+    only_b = sorted(set(scores_b.index) - set(scores_a.index))
+    if only_a or only_b:
+        parts = [
+            f"{len(names)} only in {run}: {_some(names)}"
+            for run, names in ((name_a, only_a), (name_b, only_b))
+            if names
+        ]
+        raise ComparisonError(
+            f"runs {name_a} and {name_b} were scored on different validation images ({len(scores_a)} and "
+            f"{len(scores_b)}; {'; '.join(parts)}); a paired comparison needs the same images (same split, no folds)"
+        )
+    fingerprints = _fingerprint(folder_a), _fingerprint(folder_b)
+    if None not in fingerprints and fingerprints[0] != fingerprints[1]:
+        raise ComparisonError(
+            f"runs {name_a} and {name_b} were scored on different data (dataset fingerprints "
+            f"{fingerprints[0][:12]}... and {fingerprints[1][:12]}..., see their dataset.json)"
+        )
+    for folder, frame in ((folder_a, scores_a), (folder_b, scores_b)):
+        if metric not in frame.columns:
+            raise ComparisonError(f"{folder / 'per_image.csv'}: has no {metric} column")
+    b_aligned = scores_b.loc[scores_a.index, metric]
+    result = compare_paired(
+        scores_a[metric].to_numpy(), b_aligned.to_numpy(), confidence=confidence, resamples=resamples, seed=seed
+    )
+    return RunComparison(name_a, name_b, metric, result)
