@@ -4,6 +4,9 @@
 ``--seed``, so runs differing only in seed are scored on the same images) and creates the run folder; ``train_run`` writes the record's first files and trains, keeping ``history.csv`` and the curve up to
 date after every epoch; ``finish_run`` scores the best checkpoint at the original resolution, optionally
 measures model FPS and adds a ``val`` entry to the leaderboard, and writes ``summary.json``.
+
+With several processes (:mod:`medico.distributed`) every process runs these steps; rank 0 creates the run folder
+(the others learn its name), writes every file and the leaderboard entry; scoring is shared out and gathered.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import torch
 from medico.checkpoint import Checkpoint, load_model
 from medico.config import ConfigError, RunConfig, resolve_config
 from medico.data import open_dataset, resolve_split
+from medico.distributed import broadcast_object, evaluate_sharded, is_main
 from medico.download import file_sha256
-from medico.evaluation import EvaluationResult, evaluate
+from medico.evaluation import EvaluationResult
 from medico.inference import Predictor
 from medico.leaderboard import Entry, LeaderboardStore
 from medico.leaderboard.entry import INTERVALS
@@ -133,7 +137,7 @@ def plan_run(
     )
     plugin.build(**config.options)  # refuse unknown builder options now, before a run folder exists
     split = resolve_split(dataset, config.split)
-    return RunPlan(config, dataset, split, create_run_dir(model))
+    return RunPlan(config, dataset, split, broadcast_object(create_run_dir(model) if is_main() else None))
 
 
 def _check_same_data(run_dir: Path, dataset: Any, split: Any) -> None:
@@ -170,15 +174,15 @@ class _RecordingObserver(TrainingObserver):
         self.inner.epoch_done(record)
 
 
-def make_trainer(plan: RunPlan) -> Trainer:
-    """The trainer of a plan, restored from its checkpoint when resuming.
+def make_trainer(plan: RunPlan, *, sync_bn: bool | None = None) -> Trainer:
+    """The trainer of a plan, restored from its checkpoint when resuming; ``sync_bn`` as in :class:`Trainer`.
 
     A new run's folder is removed again when the trainer cannot be built (no such device, weights missing).
     """
     try:
-        trainer = Trainer(plan.config, plan.dataset, plan.split, plan.run_dir)
+        trainer = Trainer(plan.config, plan.dataset, plan.split, plan.run_dir, sync_bn=sync_bn)
     except BaseException:
-        if plan.resume_from is None and not any(plan.run_dir.iterdir()):
+        if plan.resume_from is None and is_main() and not any(plan.run_dir.iterdir()):
             plan.run_dir.rmdir()
         raise
     if plan.resume_from is not None:
@@ -187,7 +191,12 @@ def make_trainer(plan: RunPlan) -> Trainer:
 
 
 def train_run(plan: RunPlan, trainer: Trainer, observer: TrainingObserver | None = None) -> TrainingResult:
-    """Write config, environment and dataset records, then train; history and curve follow every epoch."""
+    """Write config, environment and dataset records, then train; history and curve follow every epoch.
+
+    Processes other than rank 0 write nothing and report nothing to ``observer``.
+    """
+    if not is_main():
+        return trainer.fit()
     write_json(plan.run_dir / "config.json", plan.config.as_dict())
     write_json(plan.run_dir / "environment.json", environment_info(trainer.device, trainer.precision))
     write_json(plan.run_dir / "dataset.json", dataset_info(plan.dataset, plan.split))
@@ -211,23 +220,26 @@ def finish_run(
         measure_speed: measure model FPS (batch 1, forward only) at the input size.
         leaderboard: add a ``val`` entry (source ``measured``) to the leaderboard store.
         progress: ``progress(done, total)`` during scoring.
+
+    With several processes each scores a share of the images; rank 0 alone measures, ranks and writes.
     """
     config, run_dir = plan.config, plan.run_dir
     model, checkpoint = load_model(result.best_checkpoint)
     predictor = Predictor(model, checkpoint.input_size, result.device, result.precision)
-    evaluation = evaluate(
+    evaluation = evaluate_sharded(
         predictor, plan.dataset, list(plan.split.val), batch_size=config.eval_batch_size, progress=progress
     )
-    evaluation.write(run_dir)
+    if is_main():
+        evaluation.write(run_dir)
     intervals = {name: describe(evaluation.per_image[name].to_numpy()) for name in INTERVALS}
     bounds = {f"{name}_ci_{end}": getattr(i, f"ci_{end}") for name, i in intervals.items() for end in ("low", "high")}
     speed = None
-    if measure_speed:
+    if measure_speed and is_main():
         speed = measure_model_speed(model, checkpoint.input_size, device=result.device, precision=result.precision)
     sha256 = file_sha256(result.best_checkpoint)
     fingerprint = plan.dataset.fingerprint()
     entry = entry_id = None
-    if leaderboard:
+    if leaderboard and is_main():
         entry = Entry(
             team=config.team or default_team(),
             model=config.model,
@@ -249,7 +261,8 @@ def finish_run(
         entry_id = LeaderboardStore().add(entry)
     summary = _summary(plan, result, evaluation, speed, sha256, entry_id)
     summary["validation"]["intervals"] = {name: i.as_dict() for name, i in intervals.items()}  # 95% bootstrap
-    write_json(run_dir / "summary.json", summary)
+    if is_main():
+        write_json(run_dir / "summary.json", summary)
     return RunOutcome(evaluation, speed, entry, entry_id, summary)
 
 
@@ -258,6 +271,7 @@ def _note(plan: RunPlan, result: TrainingResult) -> str:
     return (
         f"run {plan.run_dir.name}: {data}, {plan.split.name} split, input {plan.config.input_size}, "
         f"{len(result.history)} epochs (best {result.best_epoch}), {result.device.type} {result.precision}"
+        + (f", {result.processes} processes" if result.processes > 1 else "")
     )
 
 
@@ -297,6 +311,8 @@ def _summary(
             "device": str(result.device),
             "precision": result.precision,
             "threads": torch.get_num_threads(),
+            "processes": result.processes,
+            "sync_batchnorm": result.sync_bn,
         },
         "fps": speed.as_dict() if speed else None,
         "leaderboard_id": entry_id,

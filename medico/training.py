@@ -5,6 +5,10 @@ validation mIoU plateaus, early stopping on it, the best checkpoint by validatio
 Validation scores every epoch at each image's ORIGINAL resolution through :func:`medico.evaluation.evaluate`.
 Both checkpoints are written atomically after every epoch with the full training state, so a run stopped at
 any point (Ctrl-C, a crash, a power cut) resumes from its last completed epoch.
+
+With several processes (:mod:`medico.distributed`) each trains on its shard of every epoch under
+DistributedDataParallel, validation is shared out and gathered (so the lr schedule and early stopping follow the
+same numbers everywhere), and rank 0 alone writes the checkpoints.
 """
 
 from __future__ import annotations
@@ -26,8 +30,21 @@ from torch import nn
 from medico.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from medico.config import RunConfig
 from medico.data import PolypTrainingSet, make_loader
+from medico.distributed import (
+    barrier,
+    broadcast_buffers,
+    evaluate_sharded,
+    is_main,
+    local_device,
+    mean_over_ranks,
+    per_rank_batch,
+    prepare_model,
+    rank,
+    shard,
+    world_size,
+)
 from medico.errors import MedicoError
-from medico.evaluation import ImageSource, evaluate
+from medico.evaluation import ImageSource
 from medico.inference import Predictor
 from medico.plugins import ModelPlugin, get_plugin
 from medico.runtime import MEMORY_FORMAT, autocast, default_precision, resolve_device
@@ -130,6 +147,8 @@ class TrainingResult:
     stopped_early: bool
     device: torch.device
     precision: str
+    processes: int = 1
+    sync_bn: bool = False
 
     @property
     def best_checkpoint(self) -> Path:
@@ -230,22 +249,33 @@ class Trainer:
     State (model, optimizer, scheduler, early stopping, epoch, history, RNG) lives here and in
     ``run_dir/checkpoints/last.pt``; :meth:`resume` restores it from there.
 
-    On CPU a run repeats exactly with the same seed, thread count and precision. Weights and batches are
-    channels_last everywhere; on CUDA cuDNN autotuning trades bitwise repeatability for speed.
+    On CPU a run repeats exactly with the same seed, thread count, precision and number of processes. Weights
+    and batches are channels_last everywhere; on CUDA cuDNN autotuning trades bitwise repeatability for speed.
+
+    In a process group (:mod:`medico.distributed`) ``config.batch_size`` is the global batch, split evenly over
+    the processes; ``sync_bn`` turns BatchNorm into SyncBatchNorm (None: on GPUs yes, on CPUs no).
     """
 
-    def __init__(self, config: RunConfig, dataset: ImageSource, split: Split, run_dir: Path) -> None:
+    def __init__(
+        self, config: RunConfig, dataset: ImageSource, split: Split, run_dir: Path, *, sync_bn: bool | None = None
+    ) -> None:
         self.config = config
         self.dataset = dataset
         self.split = split
         self.run_dir = Path(run_dir)
-        self.device = resolve_device(config.device)
+        self.device = local_device(resolve_device(config.device))
         self.precision = default_precision(self.device) if config.precision == "auto" else config.precision
+        self.processes = world_size()
+        self.batch_size = per_rank_batch(config.batch_size)
         seed_everything(config.seed)
         model, self.pretrained_report = build_model(config)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: autotuned kernels pay off from epoch 1
-        self.model = model.to(self.device, memory_format=MEMORY_FORMAT)
+        # self.model is what is saved and validated; self.step_model what a training step calls (with several
+        # processes the DDP wrapper around it, whose backward averages the gradients over the processes).
+        self.model, self.step_model, self.sync_bn = prepare_model(
+            model.to(self.device, memory_format=MEMORY_FORMAT), self.device, sync_bn
+        )
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
@@ -307,9 +337,11 @@ class Trainer:
             )
             self.history.append(record)
             self.epoch = epoch
-            if improved:
-                self._save("best.pt", scores)
-            self._save("last.pt", scores)
+            if is_main():
+                if improved:
+                    self._save("best.pt", scores)
+                self._save("last.pt", scores)
+            barrier()  # the checkpoints exist before any process goes on (finish_run reads best.pt everywhere)
             observer.epoch_done(record)
             stopped_early = self.stopper.should_stop
         best = [r for r in self.history if r.best]
@@ -321,26 +353,31 @@ class Trainer:
             stopped_early=stopped_early,
             device=self.device,
             precision=self.precision,
+            processes=self.processes,
+            sync_bn=self.sync_bn,
         )
 
     def _train_epoch(self, epoch: int, observer: TrainingObserver) -> tuple[float, float]:
-        """One pass over the training set; returns the mean loss per image and images per second."""
+        """One pass over the training set; returns the mean loss per image and images per second (all processes)."""
         config = self.config
-        # Order and augmentation depend on (seed, epoch) only, so a resumed run repeats the epochs it missed.
-        seed = config.seed + epoch
+        # Order and augmentation depend on (seed, epoch) only (and on the rank, out of several processes), so a
+        # resumed run repeats the epochs it missed. The shard's permutation is the same on every process.
+        seed = (config.seed + epoch) * self.processes + rank()
         self.train_set.reseed(seed)
-        loader = make_loader(self.train_set, config.batch_size, shuffle=True, seed=seed, workers=config.workers)
+        part = shard(self.train_set, seed=config.seed, epoch=epoch)
+        loader = make_loader(part, self.batch_size, shuffle=True, seed=seed, workers=config.workers)
         observer.epoch_started(epoch, config.epochs, len(loader))
-        self.model.train()
+        self.step_model.train()
         total_loss, seen, started = 0.0, 0, time.perf_counter()
         for step, (images, masks) in enumerate(loader, start=1):
             images = images.to(self.device, non_blocking=True, memory_format=MEMORY_FORMAT)
             masks = masks.to(self.device, non_blocking=True)
             with autocast(self.device, self.precision):
-                logits = self.model(images)
+                logits = self.step_model(images)
             loss = bce_dice_loss(logits, masks)
-            # .item() waits for the GPU; the NaN guard and the progress bar both need the value now.
-            value = loss.item()
+            # .item() waits for the GPU; the NaN guard and the progress bar both need the value now. The mean
+            # over the processes makes a NaN anywhere stop every process at the same step.
+            value = mean_over_ranks(loss.detach()).item()
             if not math.isfinite(value):
                 raise NonFiniteLossError(
                     f"the training loss became {value} at epoch {epoch}, step {step} of {len(loader)}; stopped "
@@ -352,16 +389,21 @@ class Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            total_loss += value * len(images)
-            seen += len(images)
+            total_loss += value * len(images) * self.processes
+            seen += len(images) * self.processes
             observer.step_done(step, value, seen / max(time.perf_counter() - started, 1e-9))
         return total_loss / max(seen, 1), seen / max(time.perf_counter() - started, 1e-9)
 
     def validate(self, observer: TrainingObserver | None = None) -> dict[str, float]:
-        """Mean validation scores of the current weights at each image's original resolution."""
+        """Mean validation scores of the current weights at each image's original resolution.
+
+        With several processes each scores its share of the images with rank 0's BatchNorm statistics; the
+        gathered scores are the same on every process.
+        """
         observer = observer or TrainingObserver()
+        broadcast_buffers(self.model)
         predictor = Predictor(self.model, self.config.input_size, self.device, self.precision)
-        result = evaluate(
+        result = evaluate_sharded(
             predictor,
             self.dataset,
             list(self.split.val),
@@ -381,6 +423,8 @@ class Trainer:
             "rng": _rng_state(),
             "device": str(self.device),
             "precision": self.precision,
+            "processes": self.processes,
+            "sync_bn": self.sync_bn,
         }
         weights = {
             k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in self.model.state_dict().items()

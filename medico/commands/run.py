@@ -13,6 +13,7 @@ from rich.progress import Progress
 
 from medico.config import ConfigError, parse_option
 from medico.console import console, err_console, task_progress
+from medico.distributed import DistributedError, is_main, launch, launched_by_torchrun, process_group, spawn_needed
 from medico.experiment import RunOutcome, RunPlan, finish_run, make_trainer, plan_run, train_run
 from medico.leaderboard import LeaderboardStore
 from medico.leaderboard.render import leaderboard_tables
@@ -28,7 +29,7 @@ from medico.sweep import (
 )
 from medico.training import EpochRecord, Trainer, TrainingObserver, TrainingResult
 
-__all__ = ["execute", "execute_sweep", "run"]
+__all__ = ["execute", "execute_distributed", "execute_sweep", "run"]
 
 Data = Annotated[
     Path | None,
@@ -36,7 +37,9 @@ Data = Annotated[
 ]
 SplitName = Annotated[str | None, typer.Option("--split", help="auto, medico2020 or random (seeded 80:20).")]
 Epochs = Annotated[int | None, typer.Option("--epochs", help="Maximum epochs (early stopping may end sooner).")]
-BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Training batch size.")]
+BatchSize = Annotated[
+    int | None, typer.Option("--batch-size", help="Training batch size (of all processes together, with --nproc).")
+]
 InputSize = Annotated[int | None, typer.Option("--input-size", help="Square input side images are resized to.")]
 Lr = Annotated[float | None, typer.Option("--lr", help="Adam learning rate.")]
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed for weights, shuffling and augmentation.")]
@@ -57,6 +60,22 @@ Resume = Annotated[str | None, typer.Option("--resume", help="Continue a run (nu
 Options = Annotated[
     list[str] | None,
     typer.Option("--option", help="Builder option KEY=VALUE (repeatable), e.g. init_features=8."),
+]
+NProc = Annotated[
+    int | None,
+    typer.Option(
+        "--nproc",
+        help="Train with N processes on this machine (DistributedDataParallel: NCCL on GPUs, gloo on CPUs). "
+        "Under torchrun leave it out.",
+    ),
+]
+SyncBn = Annotated[
+    bool | None,
+    typer.Option(
+        "--sync-bn/--no-sync-bn",
+        help="With several processes, synchronise BatchNorm statistics (SyncBatchNorm; default: on GPUs only).",
+        show_default=False,
+    ),
 ]
 
 
@@ -189,18 +208,35 @@ def execute(
     resume: str | None,
     measure_speed: bool,
     leaderboard: bool,
+    sync_bn: bool | None = None,
 ) -> None:
     """Plan, train and finish a run, printing progress; shared by ``medico run`` and ``medico train``."""
     if command_line.get("data") is not None:
         command_line["data"] = str(Path(command_line["data"]).resolve())
     parsed = dict(parse_option(text) for text in options or [])
     plan = plan_run(model, command_line=command_line, options=parsed, config_file=config_file, resume=resume)
-    _train_and_finish(command, plan, measure_speed=measure_speed, leaderboard=leaderboard)
+    _train_and_finish(command, plan, measure_speed=measure_speed, leaderboard=leaderboard, sync_bn=sync_bn)
 
 
-def _train_and_finish(command: str, plan: RunPlan, *, measure_speed: bool, leaderboard: bool) -> RunOutcome:
+def execute_distributed(nproc: int | None, fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+    """``fn(*args, **kwargs)`` here, in each process torchrun started, or in ``nproc`` processes spawned here.
+
+    Only rank 0 prints: the other processes' consoles are quiet.
+    """
+    if spawn_needed(nproc):
+        launch(nproc, execute_distributed, nproc, fn, *args, **kwargs)
+        return
+    with process_group():
+        if not is_main():
+            console.quiet = err_console.quiet = True
+        fn(*args, **kwargs)
+
+
+def _train_and_finish(
+    command: str, plan: RunPlan, *, measure_speed: bool, leaderboard: bool, sync_bn: bool | None = None
+) -> RunOutcome:
     """Train a planned run, score, time and rank it, printing progress and the outcome."""
-    trainer = make_trainer(plan)
+    trainer = make_trainer(plan, sync_bn=sync_bn)
     _announce(plan, trainer)
     observer = ConsoleObserver()
     try:
@@ -270,6 +306,8 @@ def run(
     no_leaderboard: Annotated[
         bool, typer.Option("--no-leaderboard", help="Do not add the result to the leaderboard.")
     ] = False,
+    nproc: NProc = None,
+    sync_bn: SyncBn = None,
     folds: Annotated[
         int | None,
         typer.Option("--folds", help="K-fold cross-validation over the training split: one run per fold (seeded)."),
@@ -282,6 +320,7 @@ def run(
 
     Without --data it trains on the built-in synthetic set (announced), so it works on a fresh machine.
     Settings: plugin defaults, then baselines/MODEL.toml, then --config, then these options.
+    With --nproc N (or under torchrun) N processes train together; --batch-size is split evenly over them.
     With --folds or --seeds: one run per fold and seed, and a summary (mean, std, 95% bootstrap interval over
     images) in runs/sweeps/.
     """
@@ -302,6 +341,8 @@ def run(
     if folds is not None or seeds is not None:
         if resume is not None:
             raise ConfigError("--resume continues one run: it cannot be given with --folds or --seeds")
+        if (nproc or 1) > 1 or launched_by_torchrun():
+            raise DistributedError("--folds and --seeds run on one process; leave out --nproc and torchrun")
         execute_sweep(
             model,
             command_line=command_line,
@@ -313,7 +354,9 @@ def run(
             leaderboard=not no_leaderboard,
         )
         return
-    execute(
+    execute_distributed(
+        nproc,
+        execute,
         "run",
         model,
         command_line=command_line,
@@ -322,4 +365,5 @@ def run(
         resume=resume,
         measure_speed=True,
         leaderboard=not no_leaderboard,
+        sync_bn=sync_bn,
     )

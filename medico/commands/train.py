@@ -14,14 +14,17 @@ from medico.commands.run import (
     Epochs,
     InputSize,
     Lr,
+    NProc,
     Options,
     PrecisionOption,
     Pretrained,
     Resume,
     Seed,
     SplitName,
+    SyncBn,
     Workers,
     execute,
+    execute_distributed,
 )
 
 __all__ = ["train"]
@@ -43,12 +46,16 @@ def train(
     config: ConfigFile = None,
     resume: Resume = None,
     option: Options = None,
+    nproc: NProc = None,
+    sync_bn: SyncBn = None,
 ) -> None:
     """Train MODEL and record the run (checkpoints, history, curve, validation scores of the best checkpoint).
 
     The same settings as `medico run`, without the FPS measurement and the leaderboard entry.
     """
-    execute(
+    execute_distributed(
+        nproc,
+        execute,
         "train",
         model,
         command_line={
@@ -69,4 +76,5 @@ def train(
         resume=resume,
         measure_speed=False,
         leaderboard=False,
+        sync_bn=sync_bn,
     )
