@@ -9,11 +9,12 @@ options (``init_features = 8``). The resolved config and each key's source are w
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from medico.errors import MedicoError
 from medico.plugins import ModelPlugin

@@ -65,7 +65,9 @@ def confusion_counts(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         [1, 1, 1, 1]
     """
     if preds.shape != target.shape:
-        raise ValueError(f"preds and target must have the same shape, got {tuple(preds.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"preds and target must have the same shape, got {tuple(preds.shape)} and {tuple(target.shape)}"
+        )
     if preds.dim() not in (2, 3):
         raise ValueError(f"preds: expected shape (H, W) or (N, H, W), got {tuple(preds.shape)}")
     p, t = _as_bool("preds", preds), _as_bool("target", target)

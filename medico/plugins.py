@@ -246,7 +246,9 @@ def _plugin_from_spec(spec: str) -> ModelPlugin:
         try:
             module = importlib.import_module(target)
         except Exception as error:
-            raise PluginError(f"model spec {spec!r}: cannot import {target!r}: {type(error).__name__}: {error}") from error
+            raise PluginError(
+                f"model spec {spec!r}: cannot import {target!r}: {type(error).__name__}: {error}"
+            ) from error
         origin = f"module {target}"
     builder = getattr(module, attribute, None)
     if builder is None or not callable(builder):

@@ -9,8 +9,7 @@ import pytest
 
 from medico.leaderboard import Entry, LeaderboardError, LeaderboardStore
 from medico.leaderboard.published import load_published, reported_csv_path
-from medico.leaderboard.view import entries_for_task
-from medico.leaderboard.view import leaderboard_rows
+from medico.leaderboard.view import entries_for_task, leaderboard_rows
 
 SHIPPED = Path(__file__).resolve().parents[1] / "baselines" / "reported.csv"
 

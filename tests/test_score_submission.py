@@ -76,7 +76,8 @@ def test_end_to_end_train_submit_validate_score_and_see_the_leaderboard(
     images, truth = test_set
     checkpoint = _trained_checkpoint(workspace / "tiny.pt")
     runner = CliRunner()
-    submitted = runner.invoke(app, ["submit", "--team", "E2E", "--checkpoint", str(checkpoint), "--images", str(images)])
+    arguments = ["submit", "--team", "E2E", "--checkpoint", str(checkpoint), "--images", str(images)]
+    submitted = runner.invoke(app, arguments)
     assert submitted.exit_code == 0, submitted.output
     archive = workspace / "submissions" / "E2E" / "E2E_task1_run1.zip"
     validated = runner.invoke(app, ["validate", str(archive), "--images", str(images)])
@@ -141,7 +142,8 @@ def test_an_invalid_archive_exits_1_with_the_report_and_records_nothing(
     _, truth = test_set
     with zipfile.ZipFile(workspace / "bad.zip", "w") as archive:
         archive.writestr("case0.png", mask_png(np.zeros((80, 48), bool)))  # case0 is 80 wide, 48 high
-    result = _score(str(workspace / "bad.zip"), "--truth", str(truth), "--team", "T", "--db", str(workspace / "lb.sqlite"))
+    database = str(workspace / "lb.sqlite")
+    result = _score(str(workspace / "bad.zip"), "--truth", str(truth), "--team", "T", "--db", database)
     assert result.exit_code == 1
     assert "width and height are swapped" in result.output and "case3" in result.output
     assert not (workspace / "bad_scores.csv").exists()

@@ -33,7 +33,9 @@ def test_any_accepted_name_stays_one_folder_inside_the_submissions_folder(name: 
     assert (folder / f"{run_name(name, 'segmentation', 1)}.zip").parent == folder
 
 
-@given(st.text(alphabet=st.characters(categories=("L", "N")) | st.sampled_from("-_ "), min_size=1, max_size=MAX_TEAM_NAME))
+@given(
+    st.text(alphabet=st.characters(categories=("L", "N")) | st.sampled_from("-_ "), min_size=1, max_size=MAX_TEAM_NAME)
+)
 def test_plain_names_are_accepted_unchanged(name: str) -> None:
     assume(name == name.strip())
     assert check_team_name(name) == name

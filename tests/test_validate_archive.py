@@ -15,8 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from medico.cli import app
-from medico.submission import image_sizes, mask_png, validate_archive
-from medico.submission import validator
+from medico.submission import image_sizes, mask_png, validate_archive, validator
 
 SIZES = {"a": (40, 30), "b": (24, 56), "c": (50, 20)}  # stem: (width, height)
 
@@ -154,7 +153,9 @@ def test_symlinks_are_refused(tmp_path: Path, images: Path) -> None:
     assert [p.entry for p in _problems(archive, images, "symlink")] == ["a.png"]
 
 
-def test_an_archive_over_the_size_limit_is_refused(tmp_path: Path, images: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_archive_over_the_size_limit_is_refused(
+    tmp_path: Path, images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     archive = _zip(tmp_path / "x.zip", _good_members())
     monkeypatch.setattr(validator, "MAX_ARCHIVE_BYTES", archive.stat().st_size - 1)
     assert [p.entry for p in _problems(archive, images, "too_big")] == ["x.zip"]

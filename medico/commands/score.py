@@ -35,7 +35,8 @@ def score(
         raise
     summary = result.evaluation.summary
     run_label = result.run if result.run is not None else "-"
-    table = Table(title=f"{escape(result.archive.name)}: team {escape(team)}, run {run_label}, {summary['n_images']} images")
+    title = f"{escape(result.archive.name)}: team {escape(team)}, run {run_label}, {summary['n_images']} images"
+    table = Table(title=title)
     for name in METRIC_NAMES:
         table.add_column(name, justify="right")
     table.add_row(*(f"{summary[name]:.4f} ± {summary[f'{name}_std']:.4f}" for name in METRIC_NAMES))

@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from medico.data import io
 from medico.data.dataset import DataError, PolypDataset, Problem
 from medico.data.kvasir import KvasirDataset
@@ -88,9 +87,8 @@ def _check_pair(dataset: KvasirDataset, name: str) -> PairStats:
     if grey is not None:
         band = float(((grey >= GREY_BAND[0]) & (grey < GREY_BAND[1])).mean())
         if band > NON_BINARY_FRACTION:
-            problems.append(
-                Problem(mask_file, f"not binary: {band:.1%} of pixels are grey values in [{GREY_BAND[0]}, {GREY_BAND[1]})")
-            )
+            low, high = GREY_BAND
+            problems.append(Problem(mask_file, f"not binary: {band:.1%} of pixels are grey values in [{low}, {high})"))
     if image is not None and grey is not None and image.shape[:2] != grey.shape:
         problems.append(
             Problem(

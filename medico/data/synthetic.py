@@ -163,7 +163,8 @@ class SyntheticDataset(PolypDataset):
         return SIZES[self._index(name) % len(SIZES)]
 
     def content_hash(self, name: str) -> str:
-        return hashlib.sha256(f"medico-synthetic:{GENERATOR_VERSION}:{self.seed}:{self._index(name)}".encode()).hexdigest()
+        key = f"medico-synthetic:{GENERATOR_VERSION}:{self.seed}:{self._index(name)}"
+        return hashlib.sha256(key.encode()).hexdigest()
 
     def file_sizes(self, name: str) -> tuple[int, int]:
         return 0, 0

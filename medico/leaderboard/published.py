@@ -7,7 +7,6 @@ asked and dims them. Scores in the file are fractions in [0, 1], like every scor
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
 
