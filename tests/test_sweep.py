@@ -100,7 +100,10 @@ def test_seeds_are_averaged_per_image_before_the_interval_over_images() -> None:
 
 def test_folds_pool_their_images_so_each_training_image_counts_once() -> None:
     summary = summarise_sweep(
-        [_result("1-unet", 0, ["a", "b"], [0.2, 0.4], fold=1), _result("2-unet", 0, ["c", "d", "e"], [0.6, 0.8, 1.0], 2)],
+        [
+            _result("1-unet", 0, ["a", "b"], [0.2, 0.4], fold=1),
+            _result("2-unet", 0, ["c", "d", "e"], [0.6, 0.8, 1.0], fold=2),
+        ],
         resamples=2_000,
     )
     iou = summary.metrics["iou"]
