@@ -166,14 +166,20 @@ def launch(nproc: int, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Non
         raise failure
 
 
-def _wait(context: ProcessContext) -> ProcessException | None:
-    """Wait for every process; None when all succeeded, else the first failure (the others are then ended)."""
+def _wait(context: ProcessContext, grace: float = 30.0) -> ProcessException | None:
+    """Wait for every process; None when all succeeded, else the first failure (the others are then ended).
+
+    Ctrl-C reaches the processes too (the terminal signals the whole process group): they stop, say how to
+    resume and exit; each gets ``grace`` seconds to do so before a failure elsewhere ends it.
+    """
     while True:
         try:
             if context.join():
                 return None
         except KeyboardInterrupt:
-            continue  # Ctrl-C reaches the processes too: they stop, report and exit, and join() sees it
+            for process in context.processes:
+                with contextlib.suppress(KeyboardInterrupt):
+                    process.join(grace)
         except ProcessException as failure:
             return failure
 

@@ -152,6 +152,7 @@ def _announce(plan: RunPlan, trainer: Trainer) -> None:
         f"split {split.name} ({len(split.train)} train / {len(split.val)} val), input {config.input_size}, "
         f"batch {config.batch_size}, lr {config.lr:g}, up to {config.epochs} epochs, "
         f"{trainer.device} {trainer.precision}, seed {config.seed}"
+        + (f", {trainer.processes} processes (batch {trainer.batch_size} each)" if trainer.processes > 1 else "")
     )
     if trainer.pretrained_report is not None:
         console.print(f"pretrained {escape(str(config.pretrained))}: {trainer.pretrained_report.summary()}")
