@@ -351,19 +351,21 @@ def evaluate_sharded(
 
     The single-process batches are dealt out whole (batch ``b`` to rank ``b % world``): no image is padded in
     or scored twice, each batch holds the images it would hold in one process, and the result, rebuilt from the
-    gathered per-image counts in the order of ``names``, is exactly that of ``evaluate``. ``progress`` reports
-    this process's share.
+    gathered per-image counts in the order of ``names``, is exactly that of ``evaluate``. ``progress`` gets an
+    estimate of the images scored by all processes (this process's count times the number of processes).
     """
     names = list(names)
-    if world_size() == 1 or not names:
+    world = world_size()
+    if world == 1 or not names:
         return evaluate(predictor, dataset, names, batch_size=batch_size, progress=progress)
     mine = _my_batches(len(names), batch_size)
     part = None
     if mine:
-        local = evaluate(predictor, dataset, [names[i] for i in mine], batch_size=batch_size, progress=progress)
+        overall = None if progress is None else lambda done, _: progress(min(done * world, len(names)), len(names))
+        local = evaluate(predictor, dataset, [names[i] for i in mine], batch_size=batch_size, progress=overall)
         rows = local.per_image
         part = (mine, list(zip(rows["height"], rows["width"])), rows[list(COUNT_NAMES)].to_numpy(), local.policy)
-    parts: list[Any] = [None] * world_size()
+    parts: list[Any] = [None] * world
     dist.all_gather_object(parts, part)
     parts = [p for p in parts if p is not None]
     order = np.argsort(np.concatenate([p[0] for p in parts]), kind="stable")

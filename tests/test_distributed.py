@@ -122,6 +122,12 @@ def test_nproc_is_refused_under_torchrun(workspace: Path, monkeypatch: pytest.Mo
     assert result.exit_code == 2 and "started by torchrun" in " ".join(result.output.split())
 
 
+def test_sweeps_are_refused_on_several_processes(workspace: Path) -> None:
+    result = runner.invoke(app, ["run", "unet", "--seeds", "1,2", "--nproc", "2"])
+    assert result.exit_code == 2 and "--folds and --seeds run on one process" in " ".join(result.output.split())
+    assert not (workspace / "runs").exists()
+
+
 def test_torchrun_starts_medico_as_a_module(workspace: Path, tiny_kvasir: Path, settings: Path) -> None:
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     args = ["-m", "medico", "train", "unet", *TINY, "--data", str(tiny_kvasir), "--config", str(settings)]
