@@ -12,8 +12,22 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from medico.commands import bench, compare, data, evaluate, leaderboard, models, predict, run, score, show, submit, train, validate
 from medico import __version__
+from medico.commands import (
+    bench,
+    compare,
+    data,
+    evaluate,
+    leaderboard,
+    models,
+    predict,
+    run,
+    score,
+    show,
+    submit,
+    train,
+    validate,
+)
 from medico.console import console, err_console
 from medico.errors import MedicoError
 from medico.runtime import tune_allocator
