@@ -63,24 +63,25 @@ def bench(
     wanted = bool(vs or train_batch_size)
     contenders = comparison.contenders(target.model, target.label, chosen_precision, vs or []) if wanted else None
     flops = speed.count_flops(target.model, size)
-    results = [
-        speed.measure_model_speed(
-            target.model, size, device=chosen, precision=chosen_precision, batch_size=b, warmup=warmup, repeats=repeats
-        )
-        for b in dict.fromkeys(batch_size or [1, 8])
-    ]
-    predictor = Predictor(target.model, size, chosen, chosen_precision)
     with tempfile.TemporaryDirectory(prefix="medico-bench-") as scratch:
         if images is None:
             paths, source = synthetic_test_images(Path(scratch), count=SYNTHETIC_IMAGES), "synthetic frames"
         else:
             paths, source = list_images(images), str(images)
-        results.append(speed.measure_end_to_end_speed(predictor, paths, warmup=min(warmup, len(paths)), repeats=1))
         compared = None
-        if contenders is not None:
+        if contenders is not None:  # first, while the allocator is fresh (see medico.comparison.compare)
             compared = _compare(
                 target, contenders, size, chosen, chosen_precision, train_batch_size or 16, warmup, repeats, paths
             )
+        results = [
+            speed.measure_model_speed(
+                target.model, size, device=chosen, precision=chosen_precision, batch_size=b, warmup=warmup,
+                repeats=repeats,
+            )
+            for b in dict.fromkeys(batch_size or [1, 8])
+        ]
+        predictor = Predictor(target.model, size, chosen, chosen_precision)
+        results.append(speed.measure_end_to_end_speed(predictor, paths, warmup=min(warmup, len(paths)), repeats=1))
 
     table = Table(title=f"speed of {escape(target.label)}")
     for column in ("timed", "batch", "input", "FPS (median)", "FPS min–max", "latency ms"):
