@@ -53,8 +53,11 @@ def compare(
     ] = "iou",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resampling.")] = 0,
 ) -> None:
-    """Compare two runs image by image on the same validation images: the per-image differences A - B, their
-    mean with a paired-bootstrap 95% interval, Wilcoxon's signed-rank test, and how often each run is better."""
+    """Compare two runs image by image on the same validation images.
+
+    Shows the per-image differences A - B, their mean with a paired-bootstrap 95% interval, Wilcoxon's
+    signed-rank test, and how often each run is better.
+    """
     comparison = compare_runs(run_a, run_b, metric=metric, seed=seed)
     console.print(_table(comparison))
     console.print(_verdict(comparison))

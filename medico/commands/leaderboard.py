@@ -93,8 +93,10 @@ def leaderboard(
         Path | None, typer.Option(help="Leaderboard database (default: $MEDICO_DB or ./leaderboard/medico.sqlite).")
     ] = None,
 ) -> None:
-    """Show the leaderboard: each team's best run ranked by mIoU then Dice (task 1) or by FPS on the same device
-    (task 2); published figures only with --with-published."""
+    """Show the leaderboard: each team's best run, ranked by mIoU then Dice (task 1) or by FPS per device (task 2).
+
+    Published figures appear only with --with-published, dimmed and marked.
+    """
     if all_runs and latest:
         raise LeaderboardError("--all-runs and --latest: expected at most one of them, got both")
     store = LeaderboardStore(db)
