@@ -47,6 +47,7 @@ from medico.training import EpochRecord, Trainer, TrainingObserver, TrainingResu
 __all__ = [
     "RunOutcome",
     "RunPlan",
+    "dataset_label",
     "default_team",
     "finish_run",
     "make_trainer",
@@ -253,6 +254,7 @@ def finish_run(
             fps_kind=speed.kind if speed else None,
             n_images=int(evaluation.summary["n_images"]),
             dataset_fingerprint=fingerprint,
+            dataset=dataset_label(plan.dataset, plan.config.data, fingerprint),
             metric_policy=evaluation.policy,
             source="measured",
             sha256=sha256,
@@ -264,6 +266,13 @@ def finish_run(
     if is_main():
         write_json(run_dir / "summary.json", summary)
     return RunOutcome(evaluation, speed, entry, entry_id, summary)
+
+
+def dataset_label(dataset: Any, data: str | None, fingerprint: str) -> str:
+    """A short name of the scored data for the leaderboard: the folder's (or zip's) name, or ``synthetic``, with the
+    first 8 hex digits of its fingerprint, so results on other data or another copy are grouped apart."""
+    name = "synthetic" if dataset.is_synthetic else Path(data).stem if data else "data"
+    return f"{name} {fingerprint[:8]}"
 
 
 def _note(plan: RunPlan, result: TrainingResult) -> str:

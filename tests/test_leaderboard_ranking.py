@@ -147,3 +147,14 @@ def test_an_entry_without_miou_is_listed_last_without_a_rank():
         Entry(team="full", model="m", iou=0.1, dice=0.1, id=2),
     ]
     assert [(r.rank, r.entry.team) for r in rank_entries(entries, "segmentation")] == [(1, "full"), (None, "dice only")]
+
+
+def test_results_on_other_data_are_ranked_apart() -> None:
+    """A high synthetic-data score never outranks a Kvasir-SEG score: each dataset is its own group."""
+    synthetic = Entry(team="a", model="attunet", iou=0.89, dice=0.94, dataset="synthetic 1a2b3c4d")
+    real = Entry(team="b", model="attunet", iou=0.61, dice=0.71, dataset="kvasir-seg fefb3f19")
+    ranked = rank_entries([synthetic, real], "segmentation")
+    assert {(r.entry.team, r.rank, r.group) for r in ranked} == {
+        ("a", 1, "val split, synthetic 1a2b3c4d"),
+        ("b", 1, "val split, kvasir-seg fefb3f19"),
+    }

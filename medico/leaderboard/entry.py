@@ -59,6 +59,7 @@ class Entry:
     fps_kind: str | None = None
     n_images: int | None = None
     dataset_fingerprint: str | None = None
+    dataset: str = ""
     metric_policy: dict[str, Any] = field(default_factory=dict)
     source: Source = "measured"
     sha256: str | None = None

@@ -62,6 +62,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE entries ADD COLUMN dice_ci_low REAL;
     ALTER TABLE entries ADD COLUMN dice_ci_high REAL;
     """,
+    # 4: which data a result was scored on, so that synthetic and real results are never ranked together.
+    """
+    ALTER TABLE entries ADD COLUMN dataset TEXT NOT NULL DEFAULT '';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
