@@ -1,8 +1,9 @@
 """The steps of ``medico run`` and ``medico train``: plan the run, train it, then score, time, record and rank it.
 
 ``plan_run`` resolves the config (or reloads it to resume), opens the dataset and split (both independent of
-``--seed``, so runs differing only in seed are scored on the same images) and creates the run folder; ``train_run`` writes the record's first files and trains, keeping ``history.csv`` and the curve up to
-date after every epoch; ``finish_run`` scores the best checkpoint at the original resolution, optionally
+``--seed``, so runs differing only in seed are scored on the same images) and creates the run folder;
+``train_run`` writes the record's first files and trains, keeping ``history.csv`` and the curve up to date after
+every epoch; ``finish_run`` scores the best checkpoint at the original resolution, optionally
 measures model FPS and adds a ``val`` entry to the leaderboard, and writes ``summary.json``.
 
 With several processes (:mod:`medico.distributed`) every process runs these steps; rank 0 creates the run folder
@@ -33,8 +34,8 @@ from medico.metrics import METRIC_NAMES
 from medico.plugins import get_plugin
 from medico.record import (
     dataset_info,
-    read_json,
     environment_info,
+    read_json,
     write_history,
     write_json,
     write_training_curve,

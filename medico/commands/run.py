@@ -50,7 +50,9 @@ Pretrained = Annotated[
 Device = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 PrecisionOption = Annotated[
     str | None,
-    typer.Option("--precision", help="fp32, bf16 or fp16 (default: bf16 where computed natively, else fp16 on GPU, fp32)."),
+    typer.Option(
+        "--precision", help="fp32, bf16 or fp16 (default: bf16 where computed natively, else fp16 on GPU, fp32)."
+    ),
 ]
 Workers = Annotated[int | None, typer.Option("--workers", help="Data-loader worker processes.")]
 ConfigFile = Annotated[
