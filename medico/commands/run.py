@@ -196,7 +196,8 @@ def _print_outcome(result: TrainingResult, outcome: RunOutcome) -> None:
         rows = leaderboard_rows(LeaderboardStore(), task="segmentation", split="val", view="all")
         mine = [row for row in rows if row.entry.sha256 == outcome.entry.sha256]
         stored = "added" if outcome.entry_id is not None else "already stored (same best.pt)"
-        console.print(f"leaderboard ({stored}; rank {mine[0].rank} of {len(rows)} validation runs):")
+        peers = sum(row.group == mine[0].group for row in rows)  # ranked only among runs on the same data
+        console.print(f"leaderboard ({stored}; rank {mine[0].rank} of {peers} runs, {escape(mine[0].group)}):")
         for table in leaderboard_tables(mine, "segmentation", width=console.width):
             console.print(table)
 
