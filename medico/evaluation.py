@@ -140,11 +140,17 @@ def evaluate(
 
 
 def load_predictor(
-    path: Path, *, device: str | None = None, precision: str | None = None, threshold: float = THRESHOLD
+    path: Path,
+    *,
+    device: str | None = None,
+    precision: str | None = None,
+    threshold: float = THRESHOLD,
+    compile: bool = False,
 ) -> tuple[Predictor, Checkpoint]:
     """The model of a checkpoint file, wrapped for inference at the input size it was trained at.
 
-    ``device`` None or 'auto' picks CUDA when available; ``precision`` None or 'auto' picks the device's default.
+    ``device`` None or 'auto' picks CUDA when available; ``precision`` None or 'auto' picks the device's default;
+    ``compile`` compiles the model for inference (see :class:`medico.inference.Predictor`).
     """
     if precision not in (None, "auto", *PRECISIONS):
         raise EvaluationError(f"--precision: expected auto or one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -153,7 +159,8 @@ def load_predictor(
     model, checkpoint = load_model(path)
     chosen = resolve_device(device)
     chosen_precision = default_precision(chosen) if precision in (None, "auto") else precision
-    return Predictor(model, checkpoint.input_size, chosen, chosen_precision, threshold), checkpoint
+    predictor = Predictor(model, checkpoint.input_size, chosen, chosen_precision, threshold, compile=compile)
+    return predictor, checkpoint
 
 
 def validation_data(

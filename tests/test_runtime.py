@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -38,3 +39,17 @@ def test_a_missing_cuda_device_is_a_clear_error() -> None:
 def test_allocator_tuning_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEDICO_NO_ALLOCATOR_TUNING", "1")
     assert tune_allocator() is False
+
+
+@pytest.mark.slow
+def test_a_model_compiled_for_inference_predicts_the_same_masks() -> None:
+    from medico.inference import Predictor
+    from medico.models import unet
+
+    torch.manual_seed(0)
+    model = unet(init_features=4)
+    images = [np.random.default_rng(i).integers(0, 256, (40, 56, 3), dtype=np.uint8) for i in range(2)]
+    eager = Predictor(model, 32, "cpu", "fp32").probabilities(images)
+    compiled = Predictor(model, 32, "cpu", "fp32", compile=True).probabilities(images)
+    for a, b in zip(eager, compiled):
+        np.testing.assert_allclose(a, b, atol=1e-4)

@@ -104,3 +104,15 @@ def test_a_missing_peer_library_says_how_to_install_it(checkpoint: Path, monkeyp
 def test_an_unknown_peer_lists_the_known_ones(checkpoint: Path) -> None:
     result = invoke("bench", checkpoint, "--vs", "tensorflow", "--repeats", "1", "--device", "cpu")
     assert result.exit_code == 2 and "known peers: monai" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_compiled_model_is_timed_after_its_compilation(checkpoint: Path) -> None:
+    result = invoke(
+        "bench", checkpoint, "--compile", "--input-size", "32", "--batch-size", "1", "--repeats", "2",
+        "--warmup", "1", "--json", "compiled.json", "--device", "cpu",
+    )
+    assert result.exit_code == 0, result.output
+    assert "compiled for inference (frozen weights) in" in result.stderr
+    report = json.loads(Path("compiled.json").read_text())
+    assert report["compiled"] is True and all(r["fps"] > 0 for r in report["results"])

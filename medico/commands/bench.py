@@ -14,7 +14,7 @@ from rich.table import Table
 
 from medico import comparison, speed
 from medico.console import console, err_console
-from medico.data.io import list_images
+from medico.data.io import list_images, read_rgb
 from medico.data.synthetic import synthetic_test_images
 from medico.files import write_atomic
 from medico.inference import Predictor
@@ -49,6 +49,12 @@ def bench(
         int | None,
         typer.Option(min=1, help="Also time training steps at this batch (default 16 with --vs); with ratios."),
     ] = None,
+    compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile/--no-compile", help="Time the model compiled for inference (frozen weights); compile time shown."
+        ),
+    ] = False,
 ) -> None:
     """Time a model: model FPS (forward only) and end-to-end FPS, parameters and forward GFLOPs.
 
@@ -73,14 +79,17 @@ def bench(
             compared = _compare(
                 target, contenders, size, chosen, chosen_precision, train_batch_size or 16, warmup, repeats, paths
             )
+        predictor = Predictor(target.model, size, chosen, chosen_precision, compile=compile)
+        if compile:  # the first call compiles: time it apart so that no FPS figure includes it
+            compile_seconds = speed.time_call(chosen, lambda: predictor.masks([read_rgb(paths[0])]))
+            err_console.print(f"compiled for inference (frozen weights) in {compile_seconds:.1f} s")
         results = [
             speed.measure_model_speed(
-                target.model, size, device=chosen, precision=chosen_precision, batch_size=b, warmup=warmup,
+                predictor.model, size, device=chosen, precision=chosen_precision, batch_size=b, warmup=warmup,
                 repeats=repeats,
             )
             for b in dict.fromkeys(batch_size or [1, 8])
         ]
-        predictor = Predictor(target.model, size, chosen, chosen_precision)
         results.append(speed.measure_end_to_end_speed(predictor, paths, warmup=min(warmup, len(paths)), repeats=1))
 
     table = Table(title=f"speed of {escape(target.label)}")
@@ -102,11 +111,13 @@ def bench(
     console.print(f"forward: {flops / 1e9:.2f} GFLOPs per image at {size}x{size} ({speed.FLOP_CONVENTION})")
     console.print(
         f"device: {escape(first.device)} · threads {first.threads} · precision {first.precision} · "
-        f"torch {first.torch_version}"
+        + ("compiled (frozen weights) · " if compile else "")
+        + f"torch {first.torch_version}"
     )
     if json_file is not None:
         report = {
             "target": target.label,
+            "compiled": compile,
             "parameters": target.parameters,
             "flops": flops,
             "flop_convention": speed.FLOP_CONVENTION,

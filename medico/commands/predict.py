@@ -26,10 +26,13 @@ def predict(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 8,
+    compile: Annotated[
+        bool, typer.Option("--compile/--no-compile", help="torch.compile with frozen weights: faster after ~20 s.")
+    ] = False,
 ) -> None:
     """Predict a mask for every image in a folder: single-channel PNG, 0/255, at the image's own width and height."""
     predictor, _ = evaluation.load_predictor(
-        resolve_checkpoint(checkpoint), device=device, precision=precision, threshold=threshold
+        resolve_checkpoint(checkpoint), device=device, precision=precision, threshold=threshold, compile=compile
     )
     paths = list_images(images)
     if not paths:
