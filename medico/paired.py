@@ -11,15 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from medico.errors import MedicoError
 from medico.metrics import METRIC_NAMES
 from medico.record import read_json
-from medico.runs import find_run
+from medico.runs import read_per_image
 from medico.stats import CONFIDENCE, RESAMPLES, PairedComparison, compare_paired
 
-__all__ = ["ComparisonError", "RunComparison", "compare_runs", "read_run_scores"]
+__all__ = ["ComparisonError", "RunComparison", "compare_runs"]
 
 
 class ComparisonError(MedicoError):
@@ -34,21 +32,6 @@ class RunComparison:
     run_b: str
     metric: str
     result: PairedComparison
-
-
-def read_run_scores(run: str) -> tuple[Path, pd.DataFrame]:
-    """A run's folder (``run``: number, id, folder or ``latest``) and its per-image scores, indexed by image name."""
-    folder = find_run(run)
-    path = folder / "per_image.csv"
-    if not path.is_file():
-        raise ComparisonError(
-            f"run {folder.name}: {path} is missing; the run has not been scored (finish it with "
-            f"`medico run MODEL --resume {folder.name}`)"
-        )
-    frame = pd.read_csv(path, dtype={"name": str})
-    if "name" not in frame.columns or frame["name"].duplicated().any():
-        raise ComparisonError(f"{path}: expected one row per image with a name column, got {list(frame.columns)}")
-    return folder, frame.set_index("name")
 
 
 def _fingerprint(folder: Path) -> str | None:
@@ -77,8 +60,8 @@ def compare_runs(
     """
     if metric not in METRIC_NAMES:
         raise ComparisonError(f"--metric: expected one of {', '.join(METRIC_NAMES)}, got {metric!r}")
-    folder_a, scores_a = read_run_scores(run_a)
-    folder_b, scores_b = read_run_scores(run_b)
+    (folder_a, scores_a), (folder_b, scores_b) = read_per_image(run_a), read_per_image(run_b)
+    scores_a, scores_b = scores_a.set_index("name"), scores_b.set_index("name")
     name_a, name_b = folder_a.name, folder_b.name
     only_a = sorted(set(scores_a.index) - set(scores_b.index))
     only_b = sorted(set(scores_b.index) - set(scores_a.index))

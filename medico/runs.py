@@ -10,6 +10,8 @@ import os
 import re
 from pathlib import Path
 
+import pandas as pd
+
 from medico.errors import MedicoError
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "create_run_dir",
     "find_run",
     "list_runs",
+    "read_per_image",
     "resolve_checkpoint",
     "runs_root",
 ]
@@ -84,3 +87,18 @@ def resolve_checkpoint(run_or_file: str | None, which: str = "best", root: Path 
     if not checkpoint.is_file():
         raise RunNotFoundError(f"run {run_dir.name} has no {which} checkpoint ({checkpoint} is missing)")
     return checkpoint
+
+
+def read_per_image(run: str, root: Path | None = None) -> tuple[Path, pd.DataFrame]:
+    """A run's folder and its per-image validation scores (``per_image.csv``: one row per image, by name)."""
+    folder = find_run(run, root)
+    path = folder / "per_image.csv"
+    if not path.is_file():
+        raise RunNotFoundError(
+            f"run {folder.name}: {path} is missing (the run was never scored); finish it with "
+            f"`medico run MODEL --resume {folder.name}` or score it with `medico evaluate {folder.name} --out {folder}`"
+        )
+    frame = pd.read_csv(path, dtype={"name": str})
+    if "name" not in frame.columns or frame["name"].duplicated().any():
+        raise RunNotFoundError(f"{path}: expected one row per image with a name column, got {list(frame.columns)}")
+    return folder, frame

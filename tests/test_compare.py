@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from medico.cli import app
+from medico.errors import MedicoError
 from medico.evaluation import EvaluationResult
 from medico.paired import ComparisonError, compare_runs
 
@@ -92,7 +93,7 @@ def test_runs_scored_on_different_data_are_refused(workspace: Path) -> None:
 def test_an_unscored_run_and_an_unknown_metric_are_refused(workspace: Path) -> None:
     scored_run(workspace, "1-unet", NAMES, [50] * 30)
     (workspace / "runs" / "2-unet").mkdir()
-    with pytest.raises(ComparisonError, match="per_image.csv is missing"):
+    with pytest.raises(MedicoError, match="per_image.csv is missing"):
         compare_runs("1", "2")
     with pytest.raises(ComparisonError, match="--metric: expected one of dice, iou"):
         compare_runs("1", "1", metric="miou")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 from rich.markup import escape
 
@@ -14,7 +13,7 @@ from medico.console import console, task_progress
 from medico.data.io import read_mask, read_rgb
 from medico.errors import MedicoError
 from medico.overlay import CONTACT_SHEET, best_and_worst, draw_overlay, save_png, write_overlays
-from medico.runs import find_run, resolve_checkpoint
+from medico.runs import read_per_image, resolve_checkpoint
 
 
 def show(
@@ -30,14 +29,8 @@ def show(
 
     Images are ranked by IoU in the run's per_image.csv; ground truth is outlined green, the prediction red.
     """
-    run_dir = find_run(run)
-    scores_file = run_dir / "per_image.csv"
-    if not scores_file.is_file():
-        raise MedicoError(
-            f"run {run_dir.name}: {scores_file} is missing (the run did not reach its evaluation); "
-            f"score it with `medico evaluate {run_dir.name} --out {run_dir}`"
-        )
-    chosen = best_and_worst(pd.read_csv(scores_file, dtype={"name": str}), count)
+    run_dir, scores = read_per_image(run)
+    chosen = best_and_worst(scores, count)
     predictor, checkpoint = evaluation.load_predictor(resolve_checkpoint(str(run_dir)), device=device)
     dataset, _ = evaluation.validation_data(checkpoint, data=data)
     folder = out or run_dir / "overlays"
