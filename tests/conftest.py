@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
 import pytest
 import torch
+
+from medico.data.synthetic import SyntheticDataset
 
 SHARED_DATA = Path(os.environ.get("MEDICO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 KVASIR = SHARED_DATA / "kvasir-seg"
@@ -43,3 +46,19 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MEDICO_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("MEDICO_DB", str(tmp_path / "leaderboard" / "medico.sqlite"))
     return tmp_path
+
+
+@functools.cache
+def _small_synthetic(count: int) -> SyntheticDataset:
+    return SyntheticDataset(seed=0, count=count)
+
+
+@pytest.fixture
+def small_data(workspace: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
+    """A workspace where runs without --data train on a small synthetic set (generated once per size).
+
+    24 frames, or the test module's ``SMALL_SYNTHETIC_COUNT``; the built-in set has 200.
+    """
+    dataset = _small_synthetic(getattr(request.module, "SMALL_SYNTHETIC_COUNT", 24))
+    monkeypatch.setattr("medico.experiment.open_dataset", lambda path, seed=0: dataset)
+    return workspace

@@ -22,19 +22,6 @@ TINY = ["--option", "init_features=4", "--input-size", "32"]
 NAN_MODEL = f"{Path(__file__).with_name('nan_model.py')}:nan_model"
 
 
-@pytest.fixture(scope="module")
-def small_synthetic() -> SyntheticDataset:
-    """24 synthetic frames generated once for the module (the built-in set has 200)."""
-    return SyntheticDataset(seed=0, count=24)
-
-
-@pytest.fixture
-def small_data(workspace: Path, small_synthetic: SyntheticDataset, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Runs without --data train on the small synthetic set instead of the built-in one."""
-    monkeypatch.setattr("medico.experiment.open_dataset", lambda path, seed=0: small_synthetic)
-    return workspace
-
-
 def said(result: object) -> str:
     """The command's output with rich's line wrapping undone."""
     return " ".join(result.output.split())

@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 
 from medico.cli import app
 from medico.data import Split
-from medico.data.synthetic import SyntheticDataset
 from medico.leaderboard import LeaderboardStore
 from medico.sweep import (
     MemberResult,
@@ -27,6 +26,7 @@ from medico.sweep import (
 )
 
 runner = CliRunner()
+SMALL_SYNTHETIC_COUNT = 16  # enough for 2 folds of the random split
 TINY = ["--option", "init_features=4", "--input-size", "32", "--epochs", "1", "--split", "random"]
 
 
@@ -110,17 +110,6 @@ def test_folds_pool_their_images_so_each_training_image_counts_once() -> None:
     assert iou["n_images"] == 5 and iou["image_mean"] == pytest.approx(0.6)
     assert iou["mean"] == pytest.approx((0.3 + 0.8) / 2), "mean over runs: each fold's mean counts once"
     assert [row["fold"] for row in summary.runs] == [1, 2]
-
-
-@pytest.fixture(scope="module")
-def small_synthetic() -> SyntheticDataset:
-    return SyntheticDataset(seed=0, count=16)
-
-
-@pytest.fixture
-def small_data(workspace: Path, small_synthetic: SyntheticDataset, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr("medico.experiment.open_dataset", lambda path, seed=0: small_synthetic)
-    return workspace
 
 
 def test_run_with_seeds_records_each_run_ranks_them_and_summarises_them(small_data: Path) -> None:
