@@ -67,7 +67,11 @@ def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+                name = line.split(":", 1)[1]
+                # "Intel(R) Xeon(R) Processor" -> "Intel Xeon": shorter in tables, as recognisable
+                for noise in ("(R)", "(TM)", "(tm)", " Processor", " CPU"):
+                    name = name.replace(noise, "")
+                return " ".join(name.split())
     except OSError:
         pass
     return platform.processor() or platform.machine()
