@@ -11,8 +11,9 @@ from PIL import Image
 
 from medico.data import DataError, open_dataset
 from medico.data.checks import check_dataset
-from medico.data.io import read_mask
+from medico.data.io import list_images, read_mask
 from medico.data.synthetic import write_synthetic_kvasir
+from medico.errors import MedicoError
 
 
 @pytest.fixture
@@ -160,3 +161,9 @@ def test_a_mask_reads_the_same_in_every_image_mode(tmp_path: Path, mode: str) ->
     path = tmp_path / f"mask-{mode}.png"
     Image.fromarray(truth.astype(np.uint8) * 255).convert(mode).save(path)
     np.testing.assert_array_equal(read_mask(path), truth)
+
+
+def test_a_folder_without_images_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("no pictures here")
+    with pytest.raises(MedicoError, match=f"{tmp_path}: no images found"):
+        list_images(tmp_path)

@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from medico import evaluation
 from medico.console import console, task_progress
-from medico.data.io import IMAGE_SUFFIXES, list_images, read_rgb
+from medico.data.io import list_images, read_rgb
 from medico.errors import MedicoError
 from medico.metrics import THRESHOLD
 from medico.overlay import save_png
@@ -35,8 +35,6 @@ def predict(
         resolve_checkpoint(checkpoint), device=device, precision=precision, threshold=threshold, compile=compile
     )
     paths = list_images(images)
-    if not paths:
-        raise MedicoError(f"{images}: no images found (expected files ending in {', '.join(IMAGE_SUFFIXES)})")
     stems = [p.stem for p in paths]
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if duplicates:

@@ -88,10 +88,17 @@ def image_size(path: ImageSource, *, label: str | None = None) -> tuple[int, int
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly in ``folder`` (by suffix, case-insensitive), sorted by name; hidden files skipped."""
+    """Image files directly in ``folder`` (by suffix, case-insensitive), sorted by name; hidden files skipped.
+
+    Raises:
+        MedicoError: ``folder`` is not a folder, or holds no image (every caller needs at least one).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise MedicoError(f"{folder}: not a folder of images")
-    return sorted(
+    images = sorted(
         p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
     )
+    if not images:
+        raise MedicoError(f"{folder}: no images found (expected files ending in {', '.join(IMAGE_SUFFIXES)})")
+    return images
