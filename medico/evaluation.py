@@ -22,7 +22,14 @@ from medico.data import PolypDataset, Split, open_dataset, resolve_split
 from medico.errors import MedicoError
 from medico.files import write_atomic
 from medico.inference import Predictor
-from medico.metrics import METRIC_NAMES, METRIC_POLICY, THRESHOLD, confusion_counts, scores_from_counts
+from medico.metrics import (
+    METRIC_NAMES,
+    METRIC_POLICY,
+    THRESHOLD,
+    confusion_counts,
+    reduce_scores,
+    scores_from_counts,
+)
 from medico.runtime import PRECISIONS, default_precision, resolve_device
 
 __all__ = [
@@ -71,16 +78,15 @@ class EvaluationResult:
         policy: dict[str, Any] | None = None,
     ) -> EvaluationResult:
         """Build the result from per-image ``(height, width)`` and ``(N, 4)`` confusion counts."""
-        scores = {name: values.numpy() for name, values in scores_from_counts(counts).items()}
+        scores = scores_from_counts(counts)
         frame = pd.DataFrame({"name": list(names)})
         frame["height"] = [h for h, _ in sizes]
         frame["width"] = [w for _, w in sizes]
         for column, values in zip(COUNT_NAMES, counts.T):
             frame[column] = values.numpy()
         for metric in METRIC_NAMES:
-            frame[metric] = scores[metric]
-        summary: dict[str, float] = {metric: float(scores[metric].mean()) for metric in METRIC_NAMES}
-        summary |= {f"{metric}_std": float(scores[metric].std()) for metric in METRIC_NAMES}
+            frame[metric] = scores[metric].numpy()
+        summary: dict[str, float] = reduce_scores(scores, "mean_std")
         summary["n_images"] = len(frame)
         return cls(per_image=frame, summary=summary, policy=dict(policy or METRIC_POLICY))
 

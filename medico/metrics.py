@@ -37,7 +37,7 @@ METRIC_POLICY = {
     "empty": "ground truth and prediction both empty: every ratio is 1; otherwise a zero denominator gives 0",
 }
 
-Reduction = Literal["mean", "none"]
+Reduction = Literal["mean", "mean_std", "none"]
 
 
 def _as_bool(name: str, mask: torch.Tensor) -> torch.Tensor:
@@ -115,12 +115,16 @@ def scores_from_counts(counts: torch.Tensor) -> dict[str, torch.Tensor]:
 def reduce_scores(
     scores: dict[str, torch.Tensor], reduction: Reduction = "mean"
 ) -> dict[str, float] | dict[str, torch.Tensor]:
-    """Reduce per-image scores: ``"mean"`` over images (floats) or ``"none"`` (the per-image tensors)."""
+    """Reduce per-image scores: ``"mean"`` over images (floats), ``"mean_std"`` (the means plus ``<name>_std``,
+    the population standard deviation over images) or ``"none"`` (the per-image tensors)."""
     if reduction == "none":
         return scores
-    if reduction == "mean":
-        return {name: float(values.mean()) for name, values in scores.items()}
-    raise ValueError(f"reduction: expected 'mean' or 'none', got {reduction!r}")
+    if reduction not in ("mean", "mean_std"):
+        raise ValueError(f"reduction: expected 'mean', 'mean_std' or 'none', got {reduction!r}")
+    reduced = {name: float(values.mean()) for name, values in scores.items()}
+    if reduction == "mean_std":
+        reduced |= {f"{name}_std": float(values.std(unbiased=False)) for name, values in scores.items()}
+    return reduced
 
 
 def segmentation_scores(

@@ -178,3 +178,8 @@ def test_the_policy_states_threshold_reduction_and_empty_masks() -> None:
 def test_the_docstring_examples_run() -> None:
     result = doctest.testmod(medico.metrics, extraglobs={"torch": torch}, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 2 and result.failed == 0
+
+
+def test_mean_std_reduction_gives_the_population_spread_over_images() -> None:
+    per_image = {"dice": torch.tensor([1.0, 0.0, 0.5, 0.5], dtype=torch.float64)}
+    assert reduce_scores(per_image, "mean_std") == {"dice": 0.5, "dice_std": pytest.approx((0.125) ** 0.5)}
