@@ -67,6 +67,9 @@ __all__ = [
 SCORE = "iou"
 """The validation score that picks the best checkpoint, drives the lr schedule and early stopping (mIoU)."""
 
+GPU_READBACK_STEPS = 10
+"""On a GPU, training losses are read back (a wait for the device) once per this many steps."""
+
 
 class NonFiniteLossError(MedicoError):
     """The loss became NaN or infinite: training stops instead of going on with broken weights."""
@@ -282,6 +285,9 @@ class Trainer:
         )
         # Loss scaling only for fp16: bf16 has fp32's exponent range, fp32 needs none.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        # A CPU step is synchronous anyway; a GPU would idle while every step's loss is read back, so there the
+        # losses (for the NaN guard and the progress bar) are read back a few steps at a time.
+        self.readback_every = 1 if self.device.type == "cpu" else GPU_READBACK_STEPS
         self.stopper = EarlyStopping(config.early_stopping)
         self.epoch = 0
         self.history: list[EpochRecord] = []
@@ -369,30 +375,42 @@ class Trainer:
         observer.epoch_started(epoch, config.epochs, len(loader))
         self.step_model.train()
         total_loss, seen, started = 0.0, 0, time.perf_counter()
+        pending: list[torch.Tensor] = []  # losses still on the device, read back every `readback_every` steps
+        batch_images: list[int] = []  # images per pending step
         for step, (images, masks) in enumerate(loader, start=1):
             images = images.to(self.device, non_blocking=True, memory_format=MEMORY_FORMAT)
             masks = masks.to(self.device, non_blocking=True)
             with autocast(self.device, self.precision):
                 logits = self.step_model(images)
             loss = bce_dice_loss(logits, masks)
-            # .item() waits for the GPU; the NaN guard and the progress bar both need the value now. The mean
-            # over the processes makes a NaN anywhere stop every process at the same step.
-            value = mean_over_ranks(loss.detach()).item()
-            if not math.isfinite(value):
-                raise NonFiniteLossError(
-                    f"the training loss became {value} at epoch {epoch}, step {step} of {len(loader)}; stopped "
-                    f"instead of training on. Try a lower --lr (now {self.optimizer.param_groups[0]['lr']:g})"
-                    + ("" if self.precision == "fp32" else " or --precision fp32")
-                    + f". The last good epoch is in {self.checkpoints / 'last.pt'} (if any)."
-                )
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            total_loss += value * len(images) * self.processes
-            seen += len(images) * self.processes
-            observer.step_done(step, value, seen / max(time.perf_counter() - started, 1e-9))
+            pending.append(loss.detach())
+            batch_images.append(len(images))
+            if len(pending) < self.readback_every and step < len(loader):
+                continue
+            # Reading back waits for the device; the NaN guard and the progress bar both need the values. The
+            # mean over the processes makes a NaN anywhere stop every process at the same step.
+            values = mean_over_ranks(torch.stack(pending)).tolist()
+            first = step - len(values) + 1
+            for offset, value in enumerate(values):
+                if not math.isfinite(value):
+                    self._non_finite(value, epoch, first + offset, len(loader))
+            total_loss += sum(v * n for v, n in zip(values, batch_images)) * self.processes
+            seen += sum(batch_images) * self.processes
+            pending, batch_images = [], []
+            observer.step_done(step, values[-1], seen / max(time.perf_counter() - started, 1e-9))
         return total_loss / max(seen, 1), seen / max(time.perf_counter() - started, 1e-9)
+
+    def _non_finite(self, value: float, epoch: int, step: int, steps: int) -> None:
+        raise NonFiniteLossError(
+            f"the training loss became {value} at epoch {epoch}, step {step} of {steps}; stopped "
+            f"instead of training on. Try a lower --lr (now {self.optimizer.param_groups[0]['lr']:g})"
+            + ("" if self.precision == "fp32" else " or --precision fp32")
+            + f". The last good epoch is in {self.checkpoints / 'last.pt'} (if any)."
+        )
 
     def validate(self, observer: TrainingObserver | None = None) -> dict[str, float]:
         """Mean validation scores of the current weights at each image's original resolution.

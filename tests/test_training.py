@@ -16,6 +16,7 @@ from medico.training import (
     EarlyStopping,
     NonFiniteLossError,
     Trainer,
+    TrainingObserver,
     bce_dice_loss,
     soft_dice_loss,
 )
@@ -73,6 +74,36 @@ def test_a_nan_loss_stops_training_naming_the_epoch_and_step(small_data, workspa
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 1, step 1 of \d+"):
         trainer.fit()
     assert not (workspace / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_losses_read_back_a_few_steps_at_a_time_give_the_same_history(small_data, workspace: Path) -> None:
+    """As on a GPU: the epoch's loss is the same whether each step's loss is read back at once or later."""
+    dataset, split = small_data
+    config = tiny_config(batch_size=4, epochs=2)  # 4 steps per epoch
+    every_step = Trainer(config, dataset, split, workspace / "every").fit()
+    deferred = Trainer(config, dataset, split, workspace / "deferred")
+    deferred.readback_every = 3  # one read of 3 losses, then one of the last step's
+    steps: list[int] = []
+    deferred_result = deferred.fit(_StepRecorder(steps))
+    assert steps == [3, 4, 3, 4]
+    for ours, theirs in zip(deferred_result.history, every_step.history):
+        assert ours.train_loss == pytest.approx(theirs.train_loss, rel=1e-6)
+
+
+def test_a_nan_found_in_a_later_read_back_still_names_its_own_step(small_data, workspace: Path) -> None:
+    dataset, split = small_data
+    trainer = Trainer(tiny_config(model=NAN_MODEL, options={}), dataset, split, workspace / "run")
+    trainer.readback_every = 2
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 1, step 1 of \d+"):
+        trainer.fit()
+
+
+class _StepRecorder(TrainingObserver):
+    def __init__(self, steps: list[int]) -> None:
+        self.steps = steps
+
+    def step_done(self, step: int, loss: float, images_per_second: float) -> None:
+        self.steps.append(step)
 
 
 def test_the_same_seed_gives_the_same_loss_history(small_data, workspace: Path) -> None:
