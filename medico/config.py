@@ -59,7 +59,8 @@ class RunConfig:
         pretrained: ``brain-mri`` (a plugin's named weights), a path or a URL; None trains from scratch.
         device, precision: ``auto`` picks CUDA when available, else the CPU; precision ``auto`` is bf16
             where the device computes it natively, fp16 on older GPUs, else fp32 (medico.runtime).
-        workers: data-loader worker processes.
+        workers: data-loader worker processes; ``auto`` is :func:`medico.data.loader.default_workers` (none on a
+            CPU, whose threads already compute; enough on a GPU machine to keep the GPU fed).
         augment: the source paper's augmentations on training images.
         eval_batch_size: images per forward pass during validation.
         team: the leaderboard team name (None: the OS user name).
@@ -82,7 +83,7 @@ class RunConfig:
     pretrained: str | None = None
     device: str = "auto"
     precision: str = "auto"
-    workers: int = 0
+    workers: int | str = "auto"
     augment: bool = True
     eval_batch_size: int = 8
     team: str | None = None
@@ -127,7 +128,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "pretrained": (str,),
     "device": (str,),
     "precision": (str,),
-    "workers": (int,),
+    "workers": (int, str),
     "augment": (bool,),
     "eval_batch_size": (int,),
     "team": (str,),
@@ -158,8 +159,10 @@ def _check(label: str, key: str, value: Any) -> Any:
         value = float(value)
     if key in _POSITIVE and value <= 0:
         raise ConfigError(f"{label}: {key} must be positive, got {value!r}")
-    if key in _NON_NEGATIVE and value < 0:
+    if key in _NON_NEGATIVE and not isinstance(value, str) and value < 0:
         raise ConfigError(f"{label}: {key} must not be negative, got {value!r}")
+    if key == "workers" and isinstance(value, str) and value != "auto":
+        raise ConfigError(f"{label}: workers must be auto or a number of processes, got {value!r}")
     if key == "precision" and value not in _PRECISIONS:
         raise ConfigError(f"{label}: precision must be one of {', '.join(_PRECISIONS)}, got {value!r}")
     if key == "lr_factor" and not 0 < value < 1:

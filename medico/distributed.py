@@ -42,6 +42,7 @@ __all__ = [
     "launch",
     "launched_by_torchrun",
     "local_device",
+    "local_world_size",
     "mean_over_ranks",
     "per_rank_batch",
     "prepare_model",
@@ -77,6 +78,11 @@ def world_size() -> int:
 def is_main() -> bool:
     """Whether this process is rank 0, the one that writes files and prints."""
     return rank() == 0
+
+
+def local_world_size() -> int:
+    """How many processes of the group run on this machine (torchrun's LOCAL_WORLD_SIZE; 1 without a group)."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if _active() else 1
 
 
 def _local_rank() -> int:

@@ -323,6 +323,7 @@ def _summary(
             "threads": torch.get_num_threads(),
             "processes": result.processes,
             "sync_batchnorm": result.sync_bn,
+            "loader_workers": result.workers,
         },
         "fps": speed.as_dict() if speed else None,
         "leaderboard_id": entry_id,

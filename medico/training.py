@@ -30,12 +30,14 @@ from torch import nn
 from medico.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from medico.config import RunConfig
 from medico.data import PolypTrainingSet, make_loader
+from medico.data.loader import default_workers
 from medico.distributed import (
     barrier,
     broadcast_buffers,
     evaluate_sharded,
     is_main,
     local_device,
+    local_world_size,
     mean_over_ranks,
     per_rank_batch,
     prepare_model,
@@ -152,6 +154,7 @@ class TrainingResult:
     precision: str
     processes: int = 1
     sync_bn: bool = False
+    workers: int = 0
 
     @property
     def best_checkpoint(self) -> Path:
@@ -288,6 +291,8 @@ class Trainer:
         # A CPU step is synchronous anyway; a GPU would idle while every step's loss is read back, so there the
         # losses (for the NaN guard and the progress bar) are read back a few steps at a time.
         self.readback_every = 1 if self.device.type == "cpu" else GPU_READBACK_STEPS
+        auto = config.workers == "auto"
+        self.workers = default_workers(self.device, local_world_size()) if auto else int(config.workers)
         self.stopper = EarlyStopping(config.early_stopping)
         self.epoch = 0
         self.history: list[EpochRecord] = []
@@ -361,6 +366,7 @@ class Trainer:
             precision=self.precision,
             processes=self.processes,
             sync_bn=self.sync_bn,
+            workers=self.workers,
         )
 
     def _train_epoch(self, epoch: int, observer: TrainingObserver) -> tuple[float, float]:
@@ -371,7 +377,7 @@ class Trainer:
         seed = (config.seed + epoch) * self.processes + rank()
         self.train_set.reseed(seed)
         part = shard(self.train_set, seed=config.seed, epoch=epoch)
-        loader = make_loader(part, self.batch_size, shuffle=True, seed=seed, workers=config.workers)
+        loader = make_loader(part, self.batch_size, shuffle=True, seed=seed, workers=self.workers)
         observer.epoch_started(epoch, config.epochs, len(loader))
         self.step_model.train()
         total_loss, seen, started = 0.0, 0, time.perf_counter()

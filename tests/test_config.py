@@ -54,6 +54,8 @@ def test_option_values_are_read_as_toml_values() -> None:
         ("epochs = true\n", "epochs must be int"),
         ("lr = -1.0\n", "lr must be positive"),
         ('precision = "fp8"\n', "precision must be one of"),
+        ('workers = "many"\n', "workers must be auto or a number"),
+        ("workers = -1\n", "workers must not be negative"),
         ("epochs = \n", "not valid TOML"),
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from PIL import Image
 
 from medico.data import PolypTrainingSet, make_loader, open_dataset
 from medico.data.augment import augment, training_augmentation
+from medico.data.loader import MAX_AUTO_WORKERS, default_workers
 from medico.data.synthetic import SyntheticDataset, write_synthetic_kvasir
 from medico.preprocess import normalize, resize_image, resize_mask
 
@@ -93,3 +95,13 @@ def test_only_a_shuffled_loader_drops_the_last_incomplete_batch() -> None:
     assert [len(m) for _, m in make_loader(items, 4, shuffle=True)] == [4, 4]
     assert [len(m) for _, m in make_loader(items, 4, shuffle=False)] == [4, 4, 2]
     assert [len(m) for _, m in make_loader(items, 16, shuffle=True)] == [10]
+
+
+def test_loader_workers_by_default_are_none_on_a_cpu_and_share_the_cores_between_gpu_processes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert default_workers(torch.device("cpu")) == 0
+    assert default_workers(torch.device("cuda")) == MAX_AUTO_WORKERS
+    assert default_workers(torch.device("cuda"), processes_here=4) == 3  # 16 cores / 4 processes, one for itself
+    assert default_workers(torch.device("cuda"), processes_here=16) == 0

@@ -56,6 +56,7 @@ def test_run_trains_on_announced_synthetic_data_records_the_run_and_ranks_it(sma
     assert "both empty" in summary["metric_policy"]["empty"]
     assert summary["fps"]["kind"] == "model" and summary["fps"]["batch_size"] == 1 and summary["fps"]["fps"] > 0
     assert summary["validation"]["scores"]["n_images"] == dataset["split"]["n_val"]
+    assert config["workers"] == "auto" and summary["training"]["loader_workers"] == 0  # a CPU's threads compute
 
     [entry] = LeaderboardStore().entries(split="val")
     assert (entry.team, entry.model, entry.run, entry.source) == ("alice", "unet", 1, "measured")
@@ -67,13 +68,14 @@ def test_run_trains_on_announced_synthetic_data_records_the_run_and_ranks_it(sma
 
 def test_train_with_a_spec_and_a_config_file_records_the_run_without_fps_or_leaderboard(small_data: Path) -> None:
     (small_data / "tiny.toml").write_text("input_size = 32\nepochs = 1\n[options]\ninit_features = 4\n")
-    result = runner.invoke(app, ["train", "medico.models.unet:unet", "--config", "tiny.toml"])
+    result = runner.invoke(app, ["train", "medico.models.unet:unet", "--config", "tiny.toml", "--workers", "1"])
     assert result.exit_code == 0, result.output
     [run_dir] = (small_data / "runs").iterdir()
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     assert best.model_spec == "medico.models.unet:unet" and best.model_options == {"init_features": 4}
     assert best.config["sources"]["input_size"] == "--config tiny.toml"
-    assert json.loads((run_dir / "summary.json").read_text())["fps"] is None
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["fps"] is None and summary["training"]["loader_workers"] == 1
     assert LeaderboardStore().entries() == []
 
 

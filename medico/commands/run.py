@@ -54,7 +54,10 @@ PrecisionOption = Annotated[
         "--precision", help="fp32, bf16 or fp16 (default: bf16 where computed natively, else fp16 on GPU, fp32)."
     ),
 ]
-Workers = Annotated[int | None, typer.Option("--workers", help="Data-loader worker processes.")]
+Workers = Annotated[
+    int | None,
+    typer.Option("--workers", min=0, help="Data-loader worker processes (default: none on a CPU, up to 8 on a GPU)."),
+]
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", help="TOML file of settings (same keys as baselines/<model>.toml).")
 ]

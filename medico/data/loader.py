@@ -6,6 +6,7 @@ decoded cache and before augmentation.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Sequence
 
@@ -18,7 +19,10 @@ from medico.data.cache import DecodedCache
 from medico.data.dataset import DataError, PolypDataset
 from medico.preprocess import normalize, resize_image, resize_mask
 
-__all__ = ["PolypTrainingSet", "make_loader"]
+__all__ = ["MAX_AUTO_WORKERS", "PolypTrainingSet", "default_workers", "make_loader"]
+
+MAX_AUTO_WORKERS = 8
+"""At most this many loader workers per training process when chosen automatically."""
 
 
 class PolypTrainingSet(Dataset):
@@ -92,6 +96,20 @@ def _seed_worker(worker_id: int) -> None:
     reseed = getattr(info.dataset, "reseed", None)
     if reseed is not None:
         reseed(seed)
+
+
+def default_workers(device: torch.device, processes_here: int = 1) -> int:
+    """Loader workers when none are asked for: none on a CPU, up to 8 per training process on a GPU.
+
+    On a CPU the model's threads already use every core: a worker would only take cores from them (an item
+    costs about 3 ms at 256x256, 1 % of a training step at batch 16 on 2 cores). A GPU trains hundreds of images
+    per second, more than one core augments (about 350 per second), so each GPU process gets the cores it can
+    share with the other ``processes_here`` processes on this machine, less one for itself.
+    """
+    if device.type == "cpu":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(MAX_AUTO_WORKERS, cores // max(processes_here, 1) - 1))
 
 
 def make_loader(
