@@ -19,7 +19,7 @@ from medico.data.synthetic import SyntheticDataset, write_synthetic_kvasir
 from medico.preprocess import normalize, resize_image, resize_mask
 
 
-@given(size=st.sampled_from([32, 48, 64]), seed=st.integers(0, 2**32 - 1), data=st.data())
+@given(size=st.sampled_from([8, 16, 32, 48, 64]), seed=st.integers(0, 2**32 - 1), data=st.data())
 @settings(max_examples=40, deadline=None)
 def test_augmentation_keeps_shapes_a_binary_mask_and_the_image_aligned_with_it(size: int, seed: int, data) -> None:
     rng = np.random.default_rng(seed)

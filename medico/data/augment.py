@@ -22,7 +22,10 @@ def training_augmentation(size: int, *, seed: int = 0) -> A.Compose:
             A.HorizontalFlip(p=0.5),
             A.VerticalFlip(p=0.5),
             A.Rotate(limit=(-5, 5), border_mode=cv2.BORDER_REFLECT_101, p=0.5),
-            A.ElasticTransform(alpha=size * 0.25, sigma=size * 0.04, border_mode=cv2.BORDER_REFLECT_101, p=0.25),
+            # sigma >= 1: albumentations refuses less (inputs under 25 pixels)
+            A.ElasticTransform(
+                alpha=size * 0.25, sigma=max(size * 0.04, 1.0), border_mode=cv2.BORDER_REFLECT_101, p=0.25
+            ),
             A.RGBShift(r_shift_limit=15, g_shift_limit=15, b_shift_limit=15, p=0.3),
             A.RandomSunFlare(
                 flare_roi=(0.0, 0.0, 1.0, 0.5),
