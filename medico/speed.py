@@ -1,4 +1,5 @@
-"""Speed: model FPS (forward only) and end-to-end FPS (decode to thresholded mask), plus forward FLOPs.
+"""Speed: model FPS (forward only), end-to-end FPS (decode to thresholded mask), training and data-pipeline
+images/s, plus forward FLOPs.
 
 Both are medians over repeated timed runs after a warm-up, with ``torch.cuda.synchronize()`` around every timed
 region on CUDA (kernels are asynchronous: without it the clock stops before the GPU has finished). The result
@@ -21,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from medico.checkpoint import load_model
 from medico.data.io import read_rgb
+from medico.data.loader import PolypTrainingSet, make_loader
 from medico.errors import MedicoError
 from medico.inference import Predictor
 from medico.plugins import UnknownModelError, get_plugin, is_model
@@ -35,6 +37,7 @@ __all__ = [
     "benchmark_target",
     "count_flops",
     "measure_end_to_end_speed",
+    "measure_loader_speed",
     "measure_model_speed",
     "measure_training_speed",
     "time_call",
@@ -45,9 +48,12 @@ FLOP_CONVENTION = "torch.utils.flop_counter: a multiply-add counts as 2 FLOPs; c
 
 @dataclass(frozen=True)
 class SpeedResult:
-    """One speed measurement: images/s (median, slowest and fastest run), latency per batch and the setting."""
+    """One speed measurement: images/s (median, slowest and fastest run), latency per batch and the setting.
 
-    kind: Literal["model", "end-to-end", "training"]
+    ``workers`` is the number of loader worker processes (data pipeline only).
+    """
+
+    kind: Literal["model", "end-to-end", "training", "data pipeline"]
     fps: float
     fps_min: float
     fps_max: float
@@ -58,6 +64,7 @@ class SpeedResult:
     precision: str
     threads: int
     torch_version: str
+    workers: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict."""
@@ -120,13 +127,14 @@ def time_call(device: torch.device, step: Callable[[], object]) -> float:
 
 
 def _result(
-    kind: Literal["model", "end-to-end", "training"],
+    kind: Literal["model", "end-to-end", "training", "data pipeline"],
     seconds: Sequence[float],
     *,
     batch_size: int,
     input_size: int,
     device: torch.device,
     precision: str,
+    workers: int | None = None,
 ) -> SpeedResult:
     median = statistics.median(seconds)
     return SpeedResult(
@@ -141,6 +149,7 @@ def _result(
         precision=precision,
         threads=torch.get_num_threads(),
         torch_version=torch.__version__,
+        workers=workers,
     )
 
 
@@ -220,6 +229,38 @@ def measure_training_speed(
     seconds = [time_call(device, step) for _ in range(repeats)]
     return _result(
         "training", seconds, batch_size=batch_size, input_size=input_size, device=device, precision=precision
+    )
+
+
+def measure_loader_speed(
+    train_set: PolypTrainingSet, *, batch_size: int, workers: int, warmup: int = 2, repeats: int = 3
+) -> SpeedResult:
+    """Images/s the training data pipeline delivers without a model, iterated as a training epoch is.
+
+    That is: decoded-cache reads, augmentation, normalisation and collation in ``workers`` processes (pinned
+    where CUDA is present). The cache is filled first, as a run's first epoch does once. The first ``warmup``
+    batches (worker start-up) are untimed; the remaining batches are cut into ``repeats`` consecutive chunks,
+    each giving one rate. Compare ``fps`` with the training images/s: below it, the device waits for data.
+    """
+    _check_counts(batch_size=batch_size, warmup=warmup, repeats=repeats)
+    for index in range(len(train_set)):
+        train_set.decoded(index)
+    loader = make_loader(train_set, batch_size, shuffle=True, workers=workers)
+    if len(loader) < warmup + repeats:
+        raise MedicoError(
+            f"data pipeline speed: {len(train_set)} training images make {len(loader)} batches of {batch_size}; "
+            f"timing needs at least {warmup + repeats} (warm-up {warmup} + repeats {repeats})"
+        )
+    arrivals = [time.perf_counter()]  # when iteration started, then when each batch arrived
+    for _ in loader:
+        arrivals.append(time.perf_counter())
+    timed = arrivals[warmup:]  # from the last untimed arrival on
+    batches = len(timed) - 1
+    bounds = [i * batches // repeats for i in range(repeats + 1)]
+    seconds = [(timed[end] - timed[begin]) / (end - begin) for begin, end in zip(bounds, bounds[1:])]
+    return _result(
+        "data pipeline", seconds, batch_size=batch_size, input_size=train_set.size, device=torch.device("cpu"),
+        precision="fp32", workers=workers,
     )
 
 

@@ -11,10 +11,19 @@ import torch
 from PIL import Image
 from torch import nn
 
+from medico.data import PolypTrainingSet
+from medico.data.cache import DecodedCache
+from medico.data.synthetic import SyntheticDataset
 from medico.errors import MedicoError
 from medico.inference import Predictor
 from medico.models import unet
-from medico.speed import FLOP_CONVENTION, count_flops, measure_end_to_end_speed, measure_model_speed
+from medico.speed import (
+    FLOP_CONVENTION,
+    count_flops,
+    measure_end_to_end_speed,
+    measure_loader_speed,
+    measure_model_speed,
+)
 
 
 class CountingModel(nn.Module):
@@ -60,6 +69,24 @@ def test_end_to_end_speed_decodes_every_image_at_batch_one(tmp_path: Path) -> No
     assert model.batches == [(1, 3, 16, 16)] * (3 + 2 * 2)
     assert result.kind == "end-to-end" and result.batch_size == 1 and result.input_size == 16
     assert result.fps_min <= result.fps <= result.fps_max
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_data_pipeline_speed_fills_the_cache_then_times_augmented_batches(workspace: Path, workers: int) -> None:
+    dataset = SyntheticDataset(seed=0, count=12)
+    train_set = PolypTrainingSet(dataset, dataset.names, 16, augment=True)
+    result = measure_loader_speed(train_set, batch_size=2, workers=workers, warmup=1, repeats=3)
+    assert result.kind == "data pipeline" and result.workers == workers and result.batch_size == 2
+    assert result.input_size == 16 and 0 < result.fps_min <= result.fps <= result.fps_max
+    assert len(list((workspace / ".cache" / "decoded" / "16").rglob("*.npy"))) == 12  # decoded once, kept
+    assert DecodedCache().get(train_set._keys[0], 16) is not None
+
+
+def test_data_pipeline_speed_needs_enough_batches_to_time(workspace: Path) -> None:
+    dataset = SyntheticDataset(seed=0, count=6)
+    train_set = PolypTrainingSet(dataset, dataset.names, 16, augment=True)
+    with pytest.raises(MedicoError, match="6 training images make 3 batches of 2; timing needs at least 4"):
+        measure_loader_speed(train_set, batch_size=2, workers=0, warmup=1, repeats=3)
 
 
 def test_bad_counts_and_missing_images_are_clear_errors(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from medico.checkpoint import Checkpoint, save_checkpoint
 from medico.cli import app
+from medico.data.synthetic import write_synthetic_kvasir
 from medico.models import unet
 from medico.plugins import UnknownModelError
 from medico.runtime import default_precision
@@ -80,12 +81,17 @@ def test_an_unknown_name_lists_the_models_and_says_it_is_no_run(workspace: Path)
 
 
 def test_training_speed_is_compared_with_the_plain_fp32_loop_in_one_process(checkpoint: Path) -> None:
+    write_synthetic_kvasir(Path("kvasir"), count=12)
     result = invoke(
         "bench", checkpoint, "--input-size", "16", "--batch-size", "1", "--repeats", "1", "--warmup", "0",
-        "--train-batch-size", "2", "--json", "cmp.json", "--device", "cpu",
+        "--train-batch-size", "2", "--json", "cmp.json", "--device", "cpu", "--data", "kvasir",
     )
     assert result.exit_code == 0, result.output
     assert "speed against baselines" in result.output and "of the measured" in result.output
+    assert "img/s with 0 loader workers" in result.output and "medico's training rate" in result.output
+    pipeline = json.loads(Path("cmp.json").read_text())["data_pipeline"]
+    assert pipeline["kind"] == "data pipeline" and pipeline["batch_size"] == 2 and "kvasir" in pipeline["data"]
+    assert pipeline["margin"] == pytest.approx(pipeline["fps"] / pipeline["training_fps"])
     rows = json.loads(Path("cmp.json").read_text())["comparison"]["rows"]
     assert [(r["precision"], r["layout"], r["baseline"]) for r in rows] == [
         (default_precision(torch.device("cpu")), "NHWC", False),

@@ -1,4 +1,5 @@
-"""``medico bench``: model FPS (forward only) and end-to-end FPS, parameters and forward FLOPs."""
+"""``medico bench``: model FPS (forward only) and end-to-end FPS, parameters and forward FLOPs; with training
+timed, the data pipeline's images/s beside the training rate it must sustain."""
 
 from __future__ import annotations
 
@@ -14,13 +15,17 @@ from rich.table import Table
 
 from medico import comparison, speed
 from medico.console import console, err_console
+from medico.data import PolypTrainingSet, open_dataset
 from medico.data.io import list_images, read_rgb
+from medico.data.loader import default_workers
 from medico.data.synthetic import synthetic_test_images
 from medico.files import write_atomic
 from medico.inference import Predictor
 from medico.runtime import default_precision, resolve_device
 
 SYNTHETIC_IMAGES = 8
+PIPELINE_WARMUP = 2
+"""Batches the data-pipeline timing leaves untimed (loader workers start)."""
 
 
 def bench(
@@ -55,11 +60,20 @@ def bench(
             "--compile/--no-compile", help="Time the model compiled for inference (frozen weights); compile time shown."
         ),
     ] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Dataset whose training pipeline is timed with training (default: the synthetic set)."),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=0, help="Loader workers for the pipeline timing (default: as training picks them)."),
+    ] = None,
 ) -> None:
     """Time a model: model FPS (forward only) and end-to-end FPS, parameters and forward GFLOPs.
 
     Model FPS at batch 1 and a larger batch; end-to-end FPS (decode, resize, forward, resize back, threshold) at
-    batch 1; medians over repeated runs after a warm-up, with device, threads, precision and torch version.
+    batch 1; medians over repeated runs after a warm-up, with device, threads, precision and torch version. With
+    training timed (--vs or --train-batch-size), also the images/s the training data pipeline delivers.
     """
     target = speed.benchmark_target(model)
     size = input_size or target.input_size
@@ -74,11 +88,12 @@ def bench(
             paths, source = synthetic_test_images(Path(scratch), count=SYNTHETIC_IMAGES), "synthetic frames"
         else:
             paths, source = list_images(images), str(images)
-        compared = None
+        compared = pipeline = None
         if contenders is not None:  # first, while the allocator is fresh (see medico.comparison.compare)
             compared = _compare(
                 target, contenders, size, chosen, chosen_precision, train_batch_size or 16, warmup, repeats, paths
             )
+            pipeline = _pipeline(data, size, train_batch_size or 16, chosen, workers, repeats, compared)
         predictor = Predictor(target.model, size, chosen, chosen_precision, compile=compile)
         if compile:  # the first call compiles: time it apart so that no FPS figure includes it
             compile_seconds = speed.time_call(chosen, lambda: predictor.masks([read_rgb(paths[0])]))
@@ -124,6 +139,7 @@ def bench(
             "end_to_end_images": source,
             "results": [r.as_dict() for r in results],
             "comparison": compared,
+            "data_pipeline": pipeline,
         }
         write_atomic(json_file, json.dumps(report, indent=2) + "\n")
         err_console.print(f"results written to {escape(str(json_file))}")
@@ -199,6 +215,35 @@ def _compare(
         "matmul_roof_flops": roof,
         "achieved_flops": achieved,
     }
+
+
+def _pipeline(
+    data: Path | None,
+    size: int,
+    batch_size: int,
+    device: torch.device,
+    workers: int | None,
+    repeats: int,
+    compared: dict[str, Any],
+) -> dict[str, Any]:
+    """Time the training data pipeline and print whether it keeps up with medico's training rate."""
+    dataset = open_dataset(data)
+    train_set = PolypTrainingSet(dataset, dataset.names, size, augment=True)
+    chosen = default_workers(device) if workers is None else workers
+    chunks = max(1, min(repeats, len(train_set) // batch_size - PIPELINE_WARMUP))
+    with err_console.status(f"timing the data pipeline ({len(train_set)} images, {chosen} workers)"):
+        result = speed.measure_loader_speed(
+            train_set, batch_size=batch_size, workers=chosen, warmup=PIPELINE_WARMUP, repeats=chunks
+        )
+    training = compared["rows"][0]["training"]["fps"]
+    margin = result.fps / training
+    verdict = "keeps up with" if margin >= 1 else "[yellow]is slower than[/] (the device waits for data; add --workers)"
+    console.print(
+        f"data pipeline: {_speed_cell(result)} img/s with {chosen} loader workers ({escape(dataset.description)}, "
+        f"cached decode, augmentation, batch {batch_size}); {margin:.1f}× medico's training rate "
+        f"({training:.2f} img/s): it {verdict} training"
+    )
+    return {**result.as_dict(), "data": dataset.description, "training_fps": training, "margin": margin}
 
 
 def _speed_cell(result: speed.SpeedResult) -> str:
