@@ -30,7 +30,7 @@ from medico.commands import (
 )
 from medico.console import console, err_console
 from medico.errors import MedicoError
-from medico.runtime import tune_allocator
+from medico.runtime import autotune_convolutions, tune_allocator
 
 __all__ = ["app"]
 
@@ -70,6 +70,7 @@ def main(
 ) -> None:
     """A harness for polyp-segmentation challenges (MediaEval 2020 Medico)."""
     tune_allocator()
+    autotune_convolutions()
 
 
 app.command("models")(models.models)

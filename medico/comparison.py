@@ -108,21 +108,23 @@ def compare(
         if progress is not None:
             progress(row.label)
         # Training first: its large activations are the most sensitive to what earlier measurements left in the
-        # allocator, and a fresh heap gives each contender the same start.
-        training = None
-        if train_batch_size is not None:
-            training = measure_training_speed(
-                row.model, input_size, device=device, precision=row.precision, batch_size=train_batch_size,
-                warmup=1, repeats=max(3, repeats // 2), memory_format=row.memory_format,
+        # allocator, and a fresh heap gives each contender the same start. cuDNN autotuning (GPU only) is one of
+        # medico's defaults, so baselines run without it.
+        with torch.backends.cudnn.flags(enabled=True, benchmark=not row.baseline):
+            training = None
+            if train_batch_size is not None:
+                training = measure_training_speed(
+                    row.model, input_size, device=device, precision=row.precision, batch_size=train_batch_size,
+                    warmup=1, repeats=max(3, repeats // 2), memory_format=row.memory_format,
+                )
+            inference = measure_model_speed(
+                row.model, input_size, device=device, precision=row.precision, batch_size=1,
+                warmup=warmup, repeats=repeats, memory_format=row.memory_format,
             )
-        inference = measure_model_speed(
-            row.model, input_size, device=device, precision=row.precision, batch_size=1,
-            warmup=warmup, repeats=repeats, memory_format=row.memory_format,
-        )
-        end_to_end = None
-        if image_paths:
-            predictor = Predictor(row.model, input_size, device, row.precision, memory_format=row.memory_format)
-            end_to_end = measure_end_to_end_speed(predictor, image_paths, warmup=min(warmup, len(image_paths)))
+            end_to_end = None
+            if image_paths:
+                predictor = Predictor(row.model, input_size, device, row.precision, memory_format=row.memory_format)
+                end_to_end = measure_end_to_end_speed(predictor, image_paths, warmup=min(warmup, len(image_paths)))
         results.append(ComparisonRow(row, inference, end_to_end, training))
     return results
 

@@ -25,8 +25,8 @@ class Predictor:
         precision: 'fp32', 'bf16' or 'fp16' autocast.
         threshold: probability at or above which a pixel is polyp.
         memory_format: layout of weights and batches (channels_last by default, see medico.runtime).
-        compile: compile the model for inference (:func:`medico.runtime.compile_for_inference`); the first
-            batch then takes seconds to compile.
+        compile: compile the model for inference (:func:`medico.runtime.compile_for_inference`; CUDA graphs
+            on a GPU); the first batch then takes seconds to compile.
     """
 
     def __init__(
@@ -43,7 +43,7 @@ class Predictor:
         self.memory_format = memory_format
         self.model = model.to(self.device, memory_format=memory_format).eval()
         if compile:
-            self.model = compile_for_inference(self.model)
+            self.model = compile_for_inference(self.model, self.device)
         self.input_size = input_size
         self.precision = precision
         self.threshold = threshold

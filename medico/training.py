@@ -49,7 +49,7 @@ from medico.errors import MedicoError
 from medico.evaluation import ImageSource
 from medico.inference import Predictor
 from medico.plugins import ModelPlugin, get_plugin
-from medico.runtime import MEMORY_FORMAT, autocast, default_precision, resolve_device
+from medico.runtime import MEMORY_FORMAT, autocast, autotune_convolutions, default_precision, resolve_device
 from medico.weights import LoadReport, WeightsError, WeightsSource, fetch_weights, load_matching, read_state_dict
 
 __all__ = [
@@ -275,8 +275,7 @@ class Trainer:
         self.batch_size = per_rank_batch(config.batch_size)
         seed_everything(config.seed)
         model, self.pretrained_report = build_model(config)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed input size: autotuned kernels pay off from epoch 1
+        autotune_convolutions()  # fixed input size: autotuned kernels pay off from epoch 1
         # self.model is what is saved and validated; self.step_model what a training step calls (with several
         # processes the DDP wrapper around it, whose backward averages the gradients over the processes).
         self.model, self.step_model, self.sync_bn = prepare_model(

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 import torch
 
+from medico.comparison import Contender, compare
 from medico.errors import MedicoError
-from medico.runtime import autocast, cpu_has_native_bf16, default_precision, resolve_device, tune_allocator
+from medico.runtime import (
+    autocast,
+    compile_for_inference,
+    cpu_has_native_bf16,
+    default_precision,
+    resolve_device,
+    tune_allocator,
+)
 
 
 def test_cpu_default_precision_is_bf16_exactly_when_the_cpu_computes_it_natively() -> None:
@@ -53,3 +61,44 @@ def test_a_model_compiled_for_inference_predicts_the_same_masks() -> None:
     compiled = Predictor(model, 32, "cpu", "fp32", compile=True).probabilities(images)
     for a, b in zip(eager, compiled):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize(("device", "mode"), [("cpu", None), ("cuda", "reduce-overhead")])
+def test_compiling_for_inference_captures_cuda_graphs_on_a_gpu_only(
+    monkeypatch: pytest.MonkeyPatch, device: str, mode: str | None
+) -> None:
+    import torch._inductor.config as inductor_config
+
+    asked: dict[str, object] = {}
+    monkeypatch.setattr(torch, "compile", lambda model, **options: asked.update(options) or model)
+    with inductor_config.patch(freezing=False):
+        compile_for_inference(torch.nn.Conv2d(3, 1, 1), torch.device(device))
+        assert inductor_config.freezing is True
+    assert asked == {"mode": mode}
+
+
+class _SeesAutotuning(torch.nn.Module):
+    """Records whether cuDNN autotuning was on at each forward pass."""
+
+    def __init__(self, seen: list[bool]) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 1, 1)
+        self.seen = seen
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(torch.backends.cudnn.benchmark)
+        return self.conv(x)
+
+
+def test_cudnn_autotuning_is_on_for_medicos_defaults_and_off_for_the_plain_baseline() -> None:
+    medico_seen: list[bool] = []
+    plain_seen: list[bool] = []
+    rows = [
+        Contender("medico", _SeesAutotuning(medico_seen), "fp32", torch.channels_last),
+        Contender("plain", _SeesAutotuning(plain_seen), "fp32", torch.contiguous_format, baseline=True),
+    ]
+    before = torch.backends.cudnn.benchmark
+    compare(rows, 8, device=torch.device("cpu"), train_batch_size=2, warmup=0, repeats=1)
+    assert medico_seen and set(medico_seen) == {True}
+    assert plain_seen and set(plain_seen) == {False}
+    assert torch.backends.cudnn.benchmark == before  # restored afterwards
