@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from medico.metrics import THRESHOLD
-from medico.preprocess import resize_probabilities, to_tensor
+from medico.preprocess import normalize, resize_probabilities, to_tensor
 from medico.runtime import MEMORY_FORMAT, autocast, compile_for_inference
 
 __all__ = ["Predictor"]
@@ -50,9 +50,10 @@ class Predictor:
 
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Model logits ``(B, 1, S, S)`` in float32 for a normalised batch."""
+        """Model logits ``(B, 1, S, S)`` in float32 for a uint8 batch from :func:`medico.preprocess.to_tensor`."""
+        batch = normalize(batch.to(self.device, non_blocking=True, memory_format=self.memory_format))
         with autocast(self.device, self.precision):
-            return self.model(batch.to(self.device, non_blocking=True, memory_format=self.memory_format)).float()
+            return self.model(batch).float()
 
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per image, a float32 probability map at the image's own height and width."""

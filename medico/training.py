@@ -49,6 +49,7 @@ from medico.errors import MedicoError
 from medico.evaluation import ImageSource
 from medico.inference import Predictor
 from medico.plugins import ModelPlugin, get_plugin
+from medico.preprocess import normalize
 from medico.runtime import MEMORY_FORMAT, autocast, autotune_convolutions, default_precision, resolve_device
 from medico.weights import LoadReport, WeightsError, WeightsSource, fetch_weights, load_matching, read_state_dict
 
@@ -383,8 +384,8 @@ class Trainer:
         pending: list[torch.Tensor] = []  # losses still on the device, read back every `readback_every` steps
         batch_images: list[int] = []  # images per pending step
         for step, (images, masks) in enumerate(loader, start=1):
-            images = images.to(self.device, non_blocking=True, memory_format=MEMORY_FORMAT)
-            masks = masks.to(self.device, non_blocking=True)
+            images = normalize(images.to(self.device, non_blocking=True, memory_format=MEMORY_FORMAT))
+            masks = masks.to(self.device, non_blocking=True).float()
             with autocast(self.device, self.precision):
                 logits = self.step_model(images)
             loss = bce_dice_loss(logits, masks)

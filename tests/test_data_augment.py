@@ -16,7 +16,7 @@ from medico.data import PolypTrainingSet, make_loader, open_dataset
 from medico.data.augment import augment, training_augmentation
 from medico.data.loader import MAX_AUTO_WORKERS, default_workers
 from medico.data.synthetic import SyntheticDataset, write_synthetic_kvasir
-from medico.preprocess import normalize, resize_image, resize_mask
+from medico.preprocess import normalize, resize_mask, to_tensor
 
 
 @given(size=st.sampled_from([8, 16, 32, 48, 64]), seed=st.integers(0, 2**32 - 1), data=st.data())
@@ -48,16 +48,23 @@ def test_the_same_seed_gives_the_same_augmentation() -> None:
     assert not all(torch.equal(a, other[i][0]) for i, a in enumerate(items))
 
 
-def test_items_are_normalised_images_and_binary_masks_as_inference_sees_them(workspace: Path) -> None:
+def test_items_are_the_images_inference_sees_and_binary_masks(workspace: Path) -> None:
     dataset = SyntheticDataset(count=6)
     validation = PolypTrainingSet(dataset, dataset.names, 40, augment=False)
     for index, name in enumerate(dataset.names):
         image, mask = validation[index]
-        assert image.shape == (3, 40, 40) and image.dtype == torch.float32
-        assert -1.0 <= image.min() and image.max() <= 1.0
-        assert mask.shape == (1, 40, 40) and set(mask.unique().tolist()) <= {0.0, 1.0}
-        assert torch.equal(image, torch.from_numpy(normalize(resize_image(dataset.read_image(name), 40))))
+        assert image.shape == (3, 40, 40) and image.dtype == torch.uint8
+        assert mask.shape == (1, 40, 40) and set(mask.unique().tolist()) <= {0, 1}
+        assert torch.equal(image, to_tensor([dataset.read_image(name)], 40)[0])
         assert torch.equal(mask[0].bool(), torch.from_numpy(resize_mask(dataset.read_mask(name), 40)))
+
+
+def test_normalised_images_span_minus_one_to_one_and_keep_their_layout() -> None:
+    batch = torch.tensor([0, 127, 255], dtype=torch.uint8).repeat(2, 3, 4, 1)
+    batch = batch.contiguous(memory_format=torch.channels_last)
+    normal = normalize(batch)
+    assert normal.dtype == torch.float32 and normal.is_contiguous(memory_format=torch.channels_last)
+    assert normal[0, 0, 0].tolist() == pytest.approx([-1.0, 127 / 127.5 - 1, 1.0])
 
 
 def test_the_decoded_cache_is_filled_once_and_notices_a_changed_image(workspace: Path) -> None:

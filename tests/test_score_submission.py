@@ -20,7 +20,7 @@ from medico.data.synthetic import synthetic_frame
 from medico.download import file_sha256
 from medico.leaderboard import LeaderboardStore
 from medico.metrics import METRIC_NAMES, METRIC_POLICY
-from medico.preprocess import resize_mask, to_tensor
+from medico.preprocess import normalize, resize_mask, to_tensor
 from medico.submission import mask_png
 
 SIZES = [(80, 48), (48, 72), (96, 40), (64, 56)]  # (width, height), none square
@@ -48,7 +48,7 @@ def _trained_checkpoint(path: Path, steps: int = 8) -> Path:
     torch.manual_seed(0)
     model = medico.create_model("unet", init_features=4)
     frames = _frames(3, [(48, 40)] * 4)
-    x = to_tensor([image for image, _ in frames], 32)
+    x = normalize(to_tensor([image for image, _ in frames], 32))
     y = torch.from_numpy(np.stack([resize_mask(mask, 32) for _, mask in frames])).float()[:, None]
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()

@@ -1,7 +1,8 @@
 """Tensors for training and validation: a torch Dataset over named pairs, and a reproducible DataLoader.
 
-Images are resized and normalised with :mod:`medico.preprocess`, exactly as inference does, after the
-decoded cache and before augmentation.
+Images are resized with :mod:`medico.preprocess`, exactly as inference does, before the decoded cache and
+augmentation. Items stay uint8: the training loop normalises each batch on its device with
+:func:`medico.preprocess.normalize`, so workers pass a quarter of the bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from medico.data.augment import augment, training_augmentation
 from medico.data.cache import DecodedCache
 from medico.data.dataset import DataError, PolypDataset
-from medico.preprocess import normalize, resize_image, resize_mask
+from medico.preprocess import resize_image, resize_mask
 
 __all__ = ["MAX_AUTO_WORKERS", "PolypTrainingSet", "default_workers", "make_loader"]
 
@@ -26,7 +27,7 @@ MAX_AUTO_WORKERS = 8
 
 
 class PolypTrainingSet(Dataset):
-    """Item ``i``: image float32 ``(3, size, size)`` in [-1, 1] and mask float32 ``(1, size, size)`` in {0, 1}.
+    """Item ``i``: image uint8 ``(3, size, size)`` (RGB) and mask uint8 ``(1, size, size)`` in {0, 1}.
 
     Args:
         dataset: where the pairs come from.
@@ -79,7 +80,7 @@ class PolypTrainingSet(Dataset):
         image, mask = self.decoded(index)
         if self.pipeline is not None:
             image, mask = augment(self.pipeline, image, mask)
-        return torch.from_numpy(normalize(image)), torch.from_numpy(mask[None].astype(np.float32))
+        return torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(mask[None].astype(np.uint8))
 
     def reseed(self, seed: int) -> None:
         """Restart the augmentation's random stream from ``seed`` (called in each DataLoader worker)."""
