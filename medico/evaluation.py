@@ -8,7 +8,9 @@ counts at a time, so images of different sizes mix freely). The reported figure 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +45,8 @@ __all__ = [
 ]
 
 COUNT_NAMES = ("tp", "fp", "fn", "tn")
+READ_THREADS = min(8, os.cpu_count() or 1)
+"""Threads decoding evaluation images ahead of the model (decoders release the GIL)."""
 
 
 class EvaluationError(MedicoError):
@@ -126,23 +130,32 @@ def evaluate(
         raise EvaluationError(f"batch_size: expected a positive integer, got {batch_size}")
     sizes: list[tuple[int, int]] = []
     counts: list[torch.Tensor] = []
-    for start in range(0, len(names), batch_size):
-        batch = names[start : start + batch_size]
-        images = [dataset.read_image(name) for name in batch]
-        truths = [dataset.read_mask(name) for name in batch]
-        for name, image, truth in zip(batch, images, truths):
-            if image.shape[:2] != truth.shape:
-                raise EvaluationError(
-                    f"image {name!r}: the image is {image.shape[1]}x{image.shape[0]} but its mask is "
-                    f"{truth.shape[1]}x{truth.shape[0]} (width x height); they must match"
-                )
-        for truth, pred in zip(truths, predictor.masks(images)):
-            sizes.append(truth.shape)
-            counts.append(confusion_counts(torch.from_numpy(pred), torch.from_numpy(truth)))
-        if progress is not None:
-            progress(len(sizes), len(names))
+    batches = [names[start : start + batch_size] for start in range(0, len(names), batch_size)]
+    # Images are decoded by threads, the next batch while the model predicts this one: on a GPU, decoding
+    # full-resolution frames one after another would take longer than predicting them.
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        ahead = [pool.submit(_read_pair, dataset, name) for name in batches[0]]
+        for index, batch in enumerate(batches):
+            pairs = [future.result() for future in ahead]
+            if index + 1 < len(batches):
+                ahead = [pool.submit(_read_pair, dataset, name) for name in batches[index + 1]]
+            for name, (image, truth) in zip(batch, pairs):
+                if image.shape[:2] != truth.shape:
+                    raise EvaluationError(
+                        f"image {name!r}: the image is {image.shape[1]}x{image.shape[0]} but its mask is "
+                        f"{truth.shape[1]}x{truth.shape[0]} (width x height); they must match"
+                    )
+            for (_, truth), pred in zip(pairs, predictor.masks([image for image, _ in pairs])):
+                sizes.append(truth.shape)
+                counts.append(confusion_counts(torch.from_numpy(pred), torch.from_numpy(truth)))
+            if progress is not None:
+                progress(len(sizes), len(names))
     policy = {**METRIC_POLICY, "threshold": float(predictor.threshold)}
     return EvaluationResult.from_counts(names, sizes, torch.stack(counts), policy)
+
+
+def _read_pair(dataset: ImageSource, name: str) -> tuple[np.ndarray, np.ndarray]:
+    return dataset.read_image(name), dataset.read_mask(name)
 
 
 def load_predictor(
