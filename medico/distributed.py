@@ -25,7 +25,6 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.multiprocessing.spawn import ProcessContext, ProcessException
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Dataset, DistributedSampler, Subset
 
 from medico.errors import MedicoError
 from medico.evaluation import COUNT_NAMES, EvaluationResult, ImageSource, evaluate
@@ -48,7 +47,6 @@ __all__ = [
     "prepare_model",
     "process_group",
     "rank",
-    "shard",
     "spawn_needed",
     "world_size",
 ]
@@ -276,30 +274,6 @@ def prepare_model(model: nn.Module, device: torch.device, sync_bn: bool | None) 
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     wrapper = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     return model, wrapper, sync_bn
-
-
-class _Shard(Subset):
-    """One process's items of a dataset; passes ``reseed`` on, so that loader workers reseed the augmentation."""
-
-    def reseed(self, seed: int) -> None:
-        """Reseed the underlying dataset's augmentation (see :meth:`PolypTrainingSet.reseed`)."""
-        reseed = getattr(self.dataset, "reseed", None)
-        if reseed is not None:
-            reseed(seed)
-
-
-def shard(dataset: Dataset, *, seed: int, epoch: int) -> Dataset:
-    """This process's share of ``dataset`` for one epoch; ``dataset`` itself with one process.
-
-    DistributedSampler's permutation, seeded by ``seed`` and ``epoch`` (the same on every process), with the
-    tail that does not split evenly dropped: no image twice in an epoch, and as many steps on every process.
-    """
-    world = world_size()
-    if world == 1:
-        return dataset
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank(), shuffle=True, seed=seed, drop_last=True)
-    sampler.set_epoch(epoch)
-    return _Shard(dataset, list(sampler))
 
 
 def mean_over_ranks(value: torch.Tensor) -> torch.Tensor:

@@ -42,7 +42,6 @@ from medico.distributed import (
     per_rank_batch,
     prepare_model,
     rank,
-    shard,
     world_size,
 )
 from medico.errors import MedicoError
@@ -299,6 +298,11 @@ class Trainer:
         self.train_set = PolypTrainingSet(
             dataset, list(split.train), config.input_size, augment=config.augment, seed=config.seed
         )
+        # One loader for the whole run: its workers (if any) persist from epoch to epoch.
+        self.loader = make_loader(
+            self.train_set, self.batch_size, shuffle=True, seed=config.seed, workers=self.workers, rank=rank(),
+            world=self.processes,
+        )
 
     @property
     def checkpoints(self) -> Path:
@@ -372,12 +376,9 @@ class Trainer:
     def _train_epoch(self, epoch: int, observer: TrainingObserver) -> tuple[float, float]:
         """One pass over the training set; returns the mean loss per image and images per second (all processes)."""
         config = self.config
-        # Order and augmentation depend on (seed, epoch) only (and on the rank, out of several processes), so a
-        # resumed run repeats the epochs it missed. The shard's permutation is the same on every process.
-        seed = (config.seed + epoch) * self.processes + rank()
-        self.train_set.reseed(seed)
-        part = shard(self.train_set, seed=config.seed, epoch=epoch)
-        loader = make_loader(part, self.batch_size, shuffle=True, seed=seed, workers=self.workers)
+        # Order and augmentation depend on (seed, epoch) only, so a resumed run repeats the epochs it missed.
+        loader = self.loader
+        loader.sampler.set_epoch(epoch)
         observer.epoch_started(epoch, config.epochs, len(loader))
         self.step_model.train()
         total_loss, seen, started = 0.0, 0, time.perf_counter()

@@ -14,7 +14,7 @@ from PIL import Image
 
 from medico.data import PolypTrainingSet, make_loader, open_dataset
 from medico.data.augment import augment, training_augmentation
-from medico.data.loader import MAX_AUTO_WORKERS, default_workers
+from medico.data.loader import MAX_AUTO_WORKERS, EpochSampler, default_workers
 from medico.data.synthetic import SyntheticDataset, write_synthetic_kvasir
 from medico.preprocess import normalize, resize_mask, to_tensor
 
@@ -83,17 +83,43 @@ def test_the_decoded_cache_is_filled_once_and_notices_a_changed_image(workspace:
     assert torch.equal(after, fresh) and not torch.equal(after, before)
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_a_loader_with_the_same_seed_repeats_order_and_augmentation(workspace: Path, workers: int) -> None:
+def test_a_loader_gives_the_same_batches_with_or_without_workers_and_new_ones_each_epoch(workspace: Path) -> None:
     dataset = SyntheticDataset(count=12)
 
-    def epoch() -> list[torch.Tensor]:
+    def two_epochs(workers: int) -> list[list[torch.Tensor]]:
         train = PolypTrainingSet(dataset, dataset.names, 32, augment=True, seed=1)
-        return [images for images, _ in make_loader(train, 4, shuffle=True, seed=3, workers=workers)]
+        loader = make_loader(train, 4, shuffle=True, seed=3, workers=workers)
+        batches = []
+        for epoch in (1, 2):
+            loader.sampler.set_epoch(epoch)
+            batches.append([images for images, _ in loader])
+        return batches
 
-    first, second = epoch(), epoch()
-    assert len(first) == 3
-    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    plain, parallel = two_epochs(0), two_epochs(2)
+    assert [len(epoch) for epoch in plain] == [3, 3]
+    for ours, theirs in zip(plain, parallel):
+        assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert not all(torch.equal(a, b) for a, b in zip(*plain))
+
+
+@given(
+    size=st.integers(1, 40), world=st.integers(1, 4), seed=st.integers(0, 2**40), epoch=st.integers(1, 100)
+)
+def test_process_shares_of_an_epoch_are_disjoint_equal_and_cut_from_one_permutation(
+    size: int, world: int, seed: int, epoch: int
+) -> None:
+    def keys(rank: int, processes: int) -> list[tuple[int, int]]:
+        sampler = EpochSampler(size, seed=seed, rank=rank, world=processes)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    whole = [index for index, _ in keys(0, 1)]
+    assert sorted(whole) == list(range(size))
+    shares = [keys(rank, world) for rank in range(world)]
+    assert all(len(share) == size // world for share in shares)
+    assert all(key_epoch == epoch for share in shares for _, key_epoch in share)
+    for rank, share in enumerate(shares):
+        assert [index for index, _ in share] == whole[: size // world * world][rank::world]
 
 
 def test_only_a_shuffled_loader_drops_the_last_incomplete_batch() -> None:

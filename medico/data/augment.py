@@ -3,7 +3,7 @@
 Horizontal and vertical flips, rotation in [-5, 5] degrees, an elastic transform, a channel shift and a sun
 flare, each with its own probability. Geometric transforms sample masks with nearest-neighbour
 interpolation, so a mask stays binary. The pipeline owns its random generator: seeded, reproducible, and
-reseeded per DataLoader worker (see :func:`medico.data.loader.make_loader`).
+reseeded per item by the training set (see :class:`medico.data.loader.PolypTrainingSet`).
 """
 
 from __future__ import annotations

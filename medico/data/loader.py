@@ -8,19 +8,18 @@ augmentation. Items stay uint8: the training loop normalises each batch on its d
 from __future__ import annotations
 
 import os
-import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from medico.data.augment import augment, training_augmentation
 from medico.data.cache import DecodedCache
 from medico.data.dataset import DataError, PolypDataset
 from medico.preprocess import resize_image, resize_mask
 
-__all__ = ["MAX_AUTO_WORKERS", "PolypTrainingSet", "default_workers", "make_loader"]
+__all__ = ["MAX_AUTO_WORKERS", "EpochSampler", "PolypTrainingSet", "default_workers", "item_seed", "make_loader"]
 
 MAX_AUTO_WORKERS = 8
 """At most this many loader workers per training process when chosen automatically."""
@@ -29,12 +28,16 @@ MAX_AUTO_WORKERS = 8
 class PolypTrainingSet(Dataset):
     """Item ``i``: image uint8 ``(3, size, size)`` (RGB) and mask uint8 ``(1, size, size)`` in {0, 1}.
 
+    An item is a pure function of its key: ``i`` or ``(i, epoch)`` (what :class:`EpochSampler` yields). Its
+    augmentation is seeded by ``(seed, epoch, i)``, so it never depends on how many loader workers or
+    processes fetch it, and a resumed run sees what an uninterrupted one saw.
+
     Args:
         dataset: where the pairs come from.
         names: which pairs, in order (e.g. ``split.train``).
         size: the square input side.
         augment: apply the training augmentation (False for validation).
-        seed: seeds the augmentation; DataLoader workers reseed from the loader's generator.
+        seed: seeds the augmentation, with the epoch and the item's index.
         cache: read decoded, resized pairs from :class:`DecodedCache` (and fill it on first use).
     """
 
@@ -55,6 +58,7 @@ class PolypTrainingSet(Dataset):
         self.dataset = dataset
         self.names = tuple(names)
         self.size = size
+        self.seed = seed
         self.cache = DecodedCache() if cache else None
         # Keys are computed here, once, so that DataLoader workers inherit them instead of hashing again.
         self._keys = [DecodedCache.key(dataset.content_hash(n), size) for n in self.names] if cache else []
@@ -76,27 +80,52 @@ class PolypTrainingSet(Dataset):
             self.cache.put(self._keys[index], self.size, image, mask)
         return image, mask
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
         image, mask = self.decoded(index)
         if self.pipeline is not None:
+            self.pipeline.set_random_seed(item_seed(self.seed, epoch, index))
             image, mask = augment(self.pipeline, image, mask)
         return torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(mask[None].astype(np.uint8))
 
-    def reseed(self, seed: int) -> None:
-        """Restart the augmentation's random stream from ``seed`` (called in each DataLoader worker)."""
-        if self.pipeline is not None:
-            self.pipeline.set_random_seed(seed % 2**32)
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed of item ``index`` in ``epoch`` of a run seeded with ``seed`` (32 bits)."""
+    return int(np.random.SeedSequence([seed % 2**64, epoch, index]).generate_state(1)[0])
 
 
-def _seed_worker(worker_id: int) -> None:
-    """Seed a worker from the loader's generator: NumPy, ``random`` and the dataset's augmentation."""
-    info = get_worker_info()
-    seed = info.seed % 2**32  # base seed drawn from the loader's seeded generator, plus worker_id
-    np.random.seed(seed)
-    random.seed(seed)
-    reseed = getattr(info.dataset, "reseed", None)
-    if reseed is not None:
-        reseed(seed)
+def _order_seed(seed: int, epoch: int) -> int:
+    """The seed of ``epoch``'s permutation (a different stream from every item's augmentation)."""
+    return int(np.random.SeedSequence([seed % 2**64, epoch]).generate_state(1)[0])
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields ``(index, epoch)`` keys: a permutation seeded by ``(seed, epoch)``, or this process's share of it.
+
+    With several processes every one draws the same permutation and takes every ``world``-th item of it, after
+    dropping the tail that does not split evenly: no image twice in an epoch, as many steps on every process.
+    Call :meth:`set_epoch` before each epoch; a loader with persistent workers then keeps them between epochs.
+    """
+
+    def __init__(self, size: int, *, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1) -> None:
+        self.size, self.seed, self.shuffle, self.rank, self.world = size, seed, shuffle, rank, world
+        self.epoch = 1
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the next iteration's order for ``epoch`` (the training loop counts from 1)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size // self.world
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(_order_seed(self.seed, self.epoch))
+            order = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            order = list(range(self.size))
+        share = order[: len(self) * self.world][self.rank :: self.world]
+        return iter([(index, self.epoch) for index in share])
 
 
 def default_workers(device: torch.device, processes_here: int = 1) -> int:
@@ -114,28 +143,33 @@ def default_workers(device: torch.device, processes_here: int = 1) -> int:
 
 
 def make_loader(
-    dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int = 0, workers: int = 0
+    dataset: PolypTrainingSet,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    workers: int = 0,
+    rank: int = 0,
+    world: int = 1,
 ) -> DataLoader:
-    """A DataLoader whose order and augmentation depend only on ``seed`` (and the number of workers).
+    """A DataLoader over an :class:`EpochSampler`: order and augmentation depend only on ``seed`` and the epoch.
 
-    Pinned memory when CUDA is available, persistent workers when ``workers > 0``. The last incomplete batch
-    is dropped only when shuffling (and only when there is more than one batch), so that training never sees
-    a batch of one (BatchNorm) and validation sees every image.
+    Not on the number of workers: each item's augmentation is seeded by its own key. Workers persist between
+    epochs (``loader.sampler.set_epoch`` moves on); memory is pinned when CUDA is available. The last
+    incomplete batch is dropped only when shuffling (and only when there is more than one batch), so that
+    training never sees a batch of one (BatchNorm) and validation sees every image.
     """
     if batch_size < 1:
         raise DataError(f"batch size: expected at least 1, got {batch_size}")
     if workers < 0:
         raise DataError(f"workers: expected 0 or more, got {workers}")
-    generator = torch.Generator()
-    generator.manual_seed(seed)
+    sampler = EpochSampler(len(dataset), seed=seed, shuffle=shuffle, rank=rank, world=world)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
-        drop_last=shuffle and len(dataset) > batch_size,
+        sampler=sampler,
+        drop_last=shuffle and len(sampler) > batch_size,
         num_workers=workers,
-        generator=generator,
-        worker_init_fn=_seed_worker,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0,
     )
