@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,18 @@ def test_pretrained_weights_that_fit_nothing_are_refused(small_data, workspace: 
         Trainer(tiny_config(pretrained=str(weights)), dataset, split, workspace / "run")
     with pytest.raises(WeightsError, match="not a named weight of model 'unet'.*brain-mri"):
         Trainer(tiny_config(pretrained="imagenet"), dataset, split, workspace / "run")
+
+
+def test_fp16_training_scales_the_loss_and_a_resumed_run_keeps_the_scale(small_data, workspace: Path) -> None:
+    """The path of GPUs without bf16: fp16 autocast with a GradScaler, whose state a checkpoint carries."""
+    dataset, split = small_data
+    trainer = Trainer(tiny_config(precision="fp16"), dataset, split, workspace / "run")
+    result = trainer.fit()
+    assert trainer.scaler.is_enabled() and result.precision == "fp16"
+    assert all(math.isfinite(r.train_loss) for r in result.history)
+    stored = load_checkpoint(result.last_checkpoint).training["scaler"]
+    assert stored["_growth_tracker"] == len(trainer.loader)  # one unskipped step per batch so far
+    resumed = Trainer(tiny_config(precision="fp16", epochs=2), dataset, split, workspace / "run")
+    resumed.resume(load_checkpoint(result.last_checkpoint))
+    assert resumed.scaler.state_dict() == stored
+    assert not Trainer(tiny_config(), dataset, split, workspace / "bf16").scaler.is_enabled()
