@@ -35,7 +35,7 @@ def resize_mask(mask: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
 
 def normalize(batch: torch.Tensor) -> torch.Tensor:
     """uint8 images ``(..., 3, H, W)`` -> float32 in [-1, 1], on the tensor's own device and in its layout."""
-    return batch.float() / 127.5 - 1.0
+    return batch.to(torch.float32, copy=True).div_(127.5).sub_(1.0)  # one new tensor, the same values
 
 
 def to_tensor(images: list[np.ndarray], size: int | tuple[int, int]) -> torch.Tensor:
