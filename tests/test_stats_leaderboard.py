@@ -83,3 +83,8 @@ def test_leaderboard_ci_shows_the_interval_beside_the_mean_and_only_when_asked(w
     assert "0.8120" in plain.output and "[0.78" not in plain.output
     exported = runner.invoke(app, ["leaderboard", "--format", "csv"])
     assert "iou_ci_low" in exported.output.splitlines()[0] and "0.7849" in exported.output
+    for fmt, interval in (("markdown", r"0.812 \[0.78, 0.84\]"), ("html", "0.812 [0.78, 0.84]")):
+        with_ci = runner.invoke(app, ["leaderboard", "--ci", "--format", fmt])
+        assert with_ci.exit_code == 0 and interval in with_ci.output, (fmt, with_ci.output)
+        without = runner.invoke(app, ["leaderboard", "--format", fmt])
+        assert "0.8120" in without.output and "0.78," not in without.output

@@ -78,7 +78,7 @@ def leaderboard(
         typer.Option(
             "--ci",
             help="Show mIoU and Dice with their 95% bootstrap interval over images, e.g. 0.812 [0.78, 0.84] "
-            "(table; CSV and JSON always hold the bounds).",
+            "(table, markdown and html; CSV and JSON always hold the bounds).",
         ),
     ] = False,
     model: Annotated[str | None, typer.Option(help="Only entries of this model.")] = None,
@@ -110,10 +110,10 @@ def leaderboard(
         with_published=with_published,
     )
     if output is not None:
-        written = write_export(rows, _output_format(fmt, output), task.value, output)
+        written = write_export(rows, _output_format(fmt, output), task.value, output, intervals=ci)
         err_console.print(f"wrote {len(rows)} rows to [bold]{escape(str(written))}[/]")
     elif fmt is not FormatChoice.table:
-        text = export_text(rows, fmt.value, task.value)
+        text = export_text(rows, fmt.value, task.value, intervals=ci)
         console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True, end="")
     elif not rows:
         chosen = (("split", split.value if split else None), ("model", model), ("device", device))

@@ -59,8 +59,8 @@ def _markdown_cell(text: str) -> str:
     return text
 
 
-def _markdown(rows: list[Ranked], task: str) -> str:
-    columns = display_columns(task)
+def _markdown(rows: list[Ranked], task: str, intervals: bool) -> str:
+    columns = display_columns(task, intervals)
     lines = [f"# {TASK_TITLES.get(task, task)}", ""]
     citations: dict[str, int] = {}
     for group, members in groupby(rows, key=lambda row: row.group):
@@ -73,7 +73,7 @@ def _markdown(rows: list[Ranked], task: str) -> str:
             cells = []
             for column in columns:
                 value = column.value(row)
-                text = _markdown_cell(column.text(value))
+                text = _markdown_cell(column.cell(row))
                 cells.append(f"**{text}**" if value is not None and best.get(column.header) == value else text)
             if row.entry.source == "published":
                 number = citations.setdefault(row.entry.citation, len(citations) + 1)
@@ -127,8 +127,8 @@ document.querySelectorAll("table.leaderboard").forEach(function (table) {
 """
 
 
-def _html(rows: list[Ranked], task: str) -> str:
-    columns = display_columns(task)
+def _html(rows: list[Ranked], task: str, intervals: bool) -> str:
+    columns = display_columns(task, intervals)
     title = html.escape(TASK_TITLES.get(task, task))
     parts = [
         "<!DOCTYPE html>",
@@ -150,7 +150,7 @@ def _html(rows: list[Ranked], task: str) -> str:
             parts.append(f'<tr class="{"published" if published else "measured"}"{tooltip}>')
             for column in columns:
                 value = column.value(row)
-                text = html.escape(column.text(value))
+                text = html.escape(column.cell(row))
                 if column.header == "team" and published:
                     text += " (published)"
                 classes = ["num"] if column.numeric else []
@@ -171,19 +171,24 @@ def _html(rows: list[Ranked], task: str) -> str:
     return "\n".join(parts) + "\n"
 
 
-def export_text(rows: list[Ranked], fmt: Format, task: str) -> str:
-    """The leaderboard ``rows`` of ``task`` as text in ``fmt`` (csv, markdown, json or html)."""
+def export_text(rows: list[Ranked], fmt: Format, task: str, intervals: bool = False) -> str:
+    """The leaderboard ``rows`` of ``task`` as text in ``fmt`` (csv, markdown, json or html).
+
+    ``intervals`` shows mIoU and Dice with their 95% bootstrap interval in markdown and html (CSV and JSON always
+    hold the bounds).
+    """
     if fmt == "csv":
         return _csv(rows)
     if fmt == "json":
         return _json(rows)
     if fmt == "markdown":
-        return _markdown(rows, task)
+        return _markdown(rows, task, intervals)
     if fmt == "html":
-        return _html(rows, task)
+        return _html(rows, task, intervals)
     raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
 
 
-def write_export(rows: list[Ranked], fmt: Format, task: str, path: Path) -> Path:
-    """Write the export to ``path`` atomically (readers never see half a file)."""
-    return write_atomic(Path(path), export_text(rows, fmt, task))
+def write_export(rows: list[Ranked], fmt: Format, task: str, path: Path, intervals: bool = False) -> Path:
+    """Write the export to ``path`` atomically (readers never see half a file); ``intervals`` as in
+    :func:`export_text`."""
+    return write_atomic(Path(path), export_text(rows, fmt, task, intervals))
