@@ -8,7 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from medico.cli import app
-from medico.data.synthetic import write_synthetic_kvasir
+from medico.data import PolypTrainingSet
+from medico.data.cache import DecodedCache
+from medico.data.synthetic import SyntheticDataset, write_synthetic_kvasir
 
 
 @pytest.fixture(autouse=True)
@@ -39,3 +41,25 @@ def test_each_problem_is_listed_with_its_file_and_the_exit_code_is_1(tmp_path: P
 def test_a_path_that_is_no_dataset_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["data", "check", str(tmp_path / "nowhere")])
     assert result.exit_code == 2 and "no such file or folder" in result.output
+
+
+def test_the_decoded_cache_is_listed_per_input_size_and_cleared_one_size_at_a_time(workspace: Path) -> None:
+    dataset = SyntheticDataset(count=3)
+    for size in (16, 32):
+        train_set = PolypTrainingSet(dataset, dataset.names, size, augment=False)
+        for index in range(len(train_set)):
+            train_set.decoded(index)
+    (workspace / ".cache" / "decoded" / "notes.txt").write_text("not an entry")
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["data", "cache"])
+    assert listed.exit_code == 0, listed.output
+    assert "16x16" in listed.output and "32x32" in listed.output and listed.output.count(" 3 ") >= 2
+
+    cleared = runner.invoke(app, ["data", "cache", "--clear", "--size", "16"])
+    assert cleared.exit_code == 0 and "deleted 3 decoded entries of input size 16" in cleared.output
+    assert [(side, entries) for side, (entries, _) in DecodedCache().usage().items()] == [(32, 3)]
+    assert runner.invoke(app, ["data", "cache", "--clear"]).exit_code == 0
+    assert DecodedCache().usage() == {}
+    assert (workspace / ".cache" / "decoded" / "notes.txt").read_text() == "not an entry"  # only entries go
+    assert "is empty" in runner.invoke(app, ["data", "cache"]).output

@@ -1,4 +1,5 @@
-"""``medico data check`` and ``medico data fetch``: validate a dataset, download the public archive."""
+"""``medico data check``, ``fetch`` and ``cache``: validate a dataset, download the public archive, see or clear
+the decoded cache."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from medico.console import console, download_progress, task_progress
+from medico.data.cache import DecodedCache
 from medico.data.checks import DatasetReport, check_dataset
 from medico.data.fetch import ARCHIVES, fetch_dataset
 
 __all__ = ["app"]
 
-app = typer.Typer(name="data", help="Check a dataset folder or zip; download Kvasir-SEG.", no_args_is_help=True)
+app = typer.Typer(
+    name="data", help="Check a dataset folder or zip; download Kvasir-SEG; see or clear the decoded cache.",
+    no_args_is_help=True,
+)
 
 
 def _summary(report: DatasetReport) -> Table:
@@ -96,5 +101,29 @@ def fetch(
         )
 
 
+def cache(
+    clear: Annotated[bool, typer.Option("--clear", help="Delete the entries (they are rebuilt on next use).")] = False,
+    size: Annotated[int | None, typer.Option(min=1, help="Only the entries of this input size.")] = None,
+) -> None:
+    """Show the decoded cache (resized image/mask pairs kept for training), per input size; --clear deletes it."""
+    decoded = DecodedCache()
+    if clear:
+        removed = decoded.clear(size)
+        which = f" of input size {size}" if size is not None else ""
+        console.print(f"deleted {removed:,} decoded entries{which} from {escape(str(decoded.root))}")
+        return
+    usage = {k: v for k, v in decoded.usage().items() if size is None or k == size}
+    if not usage:
+        console.print(f"the decoded cache {escape(str(decoded.root))} is empty")
+        return
+    table = Table(title=f"decoded cache {escape(str(decoded.root))}")
+    for column in ("input size", "entries", "MB"):
+        table.add_column(column, justify="right")
+    for side, (entries, size_bytes) in usage.items():
+        table.add_row(f"{side}x{side}", f"{entries:,}", f"{size_bytes / 1e6:,.1f}")
+    console.print(table)
+
+
 app.command("check")(check)
 app.command("fetch")(fetch)
+app.command("cache")(cache)

@@ -63,3 +63,35 @@ class DecodedCache:
                 f"decoded cache {self.root}: cannot write ({error.strerror or error}); "
                 "set MEDICO_CACHE to a writable folder or turn the cache off"
             ) from error
+
+    def usage(self) -> dict[int, tuple[int, int]]:
+        """Per input size, the number of entries and their bytes on disk."""
+        sizes: dict[int, tuple[int, int]] = {}
+        for folder in self._size_folders():
+            files = list(folder.glob("*/*.npy"))
+            sizes[int(folder.name)] = (len(files), sum(f.stat().st_size for f in files))
+        return dict(sorted(sizes.items()))
+
+    def clear(self, size: int | None = None) -> int:
+        """Delete the entries of one input size (all sizes when None); returns how many were deleted.
+
+        Only entry files and the folders they leave empty are removed, never anything else under ``root``.
+        """
+        removed = 0
+        for folder in self._size_folders():
+            if size is not None and int(folder.name) != size:
+                continue
+            for entry in folder.glob("*/*.npy"):
+                entry.unlink(missing_ok=True)
+                removed += 1
+            for shard in folder.iterdir():
+                if shard.is_dir() and not any(shard.iterdir()):
+                    shard.rmdir()
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        return removed
+
+    def _size_folders(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return [folder for folder in self.root.iterdir() if folder.is_dir() and folder.name.isdigit()]
