@@ -1,4 +1,8 @@
-"""Shared fixtures: real data locations (skipped with a reason where absent) and an isolated workspace."""
+"""Shared fixtures: real data locations and an isolated workspace.
+
+Where the real data is absent, its tests are skipped with the reason, except under CI (``CI`` set), where
+the data must be present and its absence fails them: a skipped real-data check must never pass as one run.
+"""
 
 from __future__ import annotations
 
@@ -22,20 +26,26 @@ def _few_threads() -> None:
     torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+def _real_data(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        message = f"{what} not found at {path} (set MEDICO_SHARED_DATA to the folder holding it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
 @pytest.fixture
 def kvasir_path() -> Path:
     """The real Kvasir-SEG folder (../shared/data/kvasir-seg)."""
-    if not (KVASIR / "images").is_dir():
-        pytest.skip(f"real Kvasir-SEG not found at {KVASIR}")
+    _real_data(KVASIR / "images", "real Kvasir-SEG")
     return KVASIR
 
 
 @pytest.fixture
 def medico2020_test_images() -> Path:
     """The 160 real Medico 2020 test images (../shared/data/medico2020-test/images)."""
-    if not MEDICO2020_TEST.is_dir():
-        pytest.skip(f"Medico 2020 test images not found at {MEDICO2020_TEST}")
-    return MEDICO2020_TEST
+    return _real_data(MEDICO2020_TEST, "Medico 2020 test images")
 
 
 @pytest.fixture
