@@ -57,6 +57,10 @@ def test_a_checkpoint_is_timed_at_its_input_size_with_both_fps_kinds(checkpoint:
     assert report["parameters"] == sum(p.numel() for p in unet(init_features=4).parameters())
     expected = default_precision(torch.device("cpu"))  # bf16 on CPUs that compute it natively, else fp32
     assert report["flops"] > 0 and all(r["precision"] == expected for r in report["results"])
+    forward = [r for r in report["results"] if r["kind"] == "model"]
+    best = max(forward, key=lambda r: r["fps"])
+    assert report["best_batch"] == best["batch_size"]
+    assert f"highest model FPS: {best['fps']:.1f} at batch {best['batch_size']}" in result.output
 
 
 def test_a_run_number_and_an_input_size_override(checkpoint: Path) -> None:

@@ -121,6 +121,10 @@ def bench(
             f"{result.latency_ms:.1f}",
         )
     console.print(table)
+    forward = [r for r in results if r.kind == "model"]
+    best = max(forward, key=lambda r: r.fps)
+    if len(forward) > 1:
+        console.print(f"highest model FPS: {best.fps:.1f} at batch {best.batch_size}")
     first = results[0]
     console.print(f"parameters: {target.parameters:,}")
     console.print(f"forward: {flops / 1e9:.2f} GFLOPs per image at {size}x{size} ({speed.FLOP_CONVENTION})")
@@ -138,6 +142,7 @@ def bench(
             "flop_convention": speed.FLOP_CONVENTION,
             "end_to_end_images": source,
             "results": [r.as_dict() for r in results],
+            "best_batch": best.batch_size,
             "comparison": compared,
             "data_pipeline": pipeline,
         }
