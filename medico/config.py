@@ -16,6 +16,7 @@ from typing import Any
 
 import tomllib
 
+from medico.data.splits import SPLIT_NAMES
 from medico.errors import MedicoError
 from medico.plugins import ModelPlugin
 from medico.runtime import PRECISIONS
@@ -50,7 +51,7 @@ class RunConfig:
         model: plugin name or ``file.py:builder`` spec.
         options: builder options (``init_features=8``), passed to ``plugin.build``.
         data: dataset folder or zip; None for the built-in synthetic set.
-        split: ``auto``, ``medico2020`` or ``random``.
+        split: ``auto``, ``medico2020``, ``random`` or a folder holding ``train.txt`` and ``val.txt``.
         epochs, batch_size, input_size, lr, weight_decay: the source paper's knobs (Adam, L2 by weight decay).
         lr_patience, lr_factor, min_lr: ReduceLROnPlateau on validation mIoU.
         early_stopping: epochs without a better validation mIoU before stopping (0: never stop early).
@@ -161,6 +162,14 @@ def _check(label: str, key: str, value: Any) -> Any:
         raise ConfigError(f"{label}: {key} must be positive, got {value!r}")
     if key in _NON_NEGATIVE and not isinstance(value, str) and value < 0:
         raise ConfigError(f"{label}: {key} must not be negative, got {value!r}")
+    if key == "split" and value not in SPLIT_NAMES:
+        folder = Path(value).expanduser()
+        if not all((folder / f"{part}.txt").is_file() for part in ("train", "val")):
+            raise ConfigError(
+                f"{label}: split must be {', '.join(SPLIT_NAMES)} or a folder holding train.txt and val.txt; "
+                f"{value!r} is neither"
+            )
+        value = str(folder.resolve())  # the run record must find it again from any folder
     if key == "workers" and isinstance(value, str) and value != "auto":
         raise ConfigError(f"{label}: workers must be auto or a number of processes, got {value!r}")
     if key == "precision" and value not in _PRECISIONS:

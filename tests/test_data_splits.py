@@ -71,9 +71,12 @@ def test_user_split_files_are_read_and_checked(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot read"):
         resolve_split(dataset, files={"train": train, "val": tmp_path / "absent.txt"})
 
+    val.write_text("synthetic-0003\nsynthetic-0004\n")
+    assert resolve_split(dataset, str(tmp_path)).val == ("synthetic-0003", "synthetic-0004")  # a folder of lists
+
 
 def test_an_unknown_split_name_lists_the_known_ones() -> None:
-    with pytest.raises(DataError, match="auto, medico2020, random"):
+    with pytest.raises(DataError, match="auto, medico2020, random or a folder holding train.txt and val.txt"):
         resolve_split(SyntheticDataset(count=10), "official")
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from medico.checkpoint import load_checkpoint
 from medico.cli import app
-from medico.data.synthetic import SyntheticDataset
+from medico.data.synthetic import SyntheticDataset, write_synthetic_kvasir
 from medico.download import file_sha256
 from medico.leaderboard import LeaderboardStore
 from medico.training import Trainer
@@ -129,3 +129,22 @@ def test_missing_pretrained_weights_are_refused_without_leaving_a_run_folder(sma
     result = runner.invoke(app, ["run", "unet", *TINY, "--pretrained", "no/such/weights.pt"])
     assert result.exit_code == 2 and "--pretrained 'no/such/weights.pt'" in said(result)
     assert list((small_data / "runs").iterdir()) == []
+
+
+def test_a_run_trains_and_scores_on_a_users_split_folder(workspace: Path) -> None:
+    data = write_synthetic_kvasir(workspace / "kvasir", count=8)
+    lists = workspace / "my-split"
+    lists.mkdir()
+    (lists / "train.txt").write_text("\n".join(f"synthetic-{i:04d}" for i in range(5)) + "\n")
+    (lists / "val.txt").write_text("synthetic-0006\nsynthetic-0007\n")
+    result = runner.invoke(app, ["train", "unet", "--data", str(data), "--split", "my-split", *TINY, "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    [run_dir] = (workspace / "runs").iterdir()
+    recorded = json.loads((run_dir / "dataset.json").read_text())["split"]
+    assert recorded["train"] == [f"synthetic-{i:04d}" for i in range(5)]
+    assert recorded["val"] == ["synthetic-0006", "synthetic-0007"]
+    assert json.loads((run_dir / "config.json").read_text())["split"] == str(lists.resolve())
+
+    missing = runner.invoke(app, ["train", "unet", "--data", str(data), "--split", "nowhere", *TINY])
+    assert missing.exit_code != 0
+    assert "split must be auto, medico2020, random or a folder holding train.txt and val.txt" in said(missing)

@@ -21,7 +21,11 @@ def evaluate(
         Path | None, typer.Option(help="Dataset folder or zip (default: the one the checkpoint was trained on).")
     ] = None,
     split: Annotated[
-        str, typer.Option(help="val (the checkpoint's own split), medico2020, random or auto; its val part is scored.")
+        str,
+        typer.Option(
+            help="val (the checkpoint's own split), medico2020, random, auto or a folder holding train.txt and "
+            "val.txt; its val part is scored."
+        ),
     ] = "val",
     threshold: Annotated[float, typer.Option(help="Probability at or above which a pixel is polyp.")] = THRESHOLD,
     out: Annotated[

@@ -35,7 +35,10 @@ Data = Annotated[
     Path | None,
     typer.Option("--data", help="Kvasir-SEG-style folder or zip; none: the built-in synthetic set."),
 ]
-SplitName = Annotated[str | None, typer.Option("--split", help="auto, medico2020 or random (seeded 80:20).")]
+SplitName = Annotated[
+    str | None,
+    typer.Option("--split", help="auto, medico2020, random (seeded 80:20) or a folder holding train.txt and val.txt."),
+]
 Epochs = Annotated[int | None, typer.Option("--epochs", help="Maximum epochs (early stopping may end sooner).")]
 BatchSize = Annotated[
     int | None, typer.Option("--batch-size", help="Training batch size (of all processes together, with --nproc).")

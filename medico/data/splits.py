@@ -116,7 +116,8 @@ def resolve_split(
     """The split called ``name`` of ``dataset``, or the one in ``files`` ({"train": path, "val": path}).
 
     ``medico2020`` reads ``splits/medico2020/{train,val}.txt`` from the dataset; ``random`` is a seeded 80:20
-    split; ``auto`` is medico2020 where the dataset has it, else random.
+    split; ``auto`` is medico2020 where the dataset has it, else random; any other ``name`` is a folder holding
+    a user's ``train.txt`` and ``val.txt``.
 
     Raises:
         DataError: unknown name, lists absent or unreadable, names not in the dataset, overlap, an empty side.
@@ -134,7 +135,13 @@ def resolve_split(
         where = f"{files['train']}, {files['val']}"
         return _checked(dataset, "files", lists["train"], lists["val"], where)
     if name not in SPLIT_NAMES:
-        raise DataError(f"--split: expected one of {', '.join(SPLIT_NAMES)} (or split files), got {name!r}")
+        folder = Path(name).expanduser()
+        if folder.is_dir():
+            return resolve_split(dataset, files={part: folder / f"{part}.txt" for part in _PARTS})
+        raise DataError(
+            f"--split: expected one of {', '.join(SPLIT_NAMES)} or a folder holding train.txt and val.txt, "
+            f"got {name!r}"
+        )
     official = None if name == "random" else _medico2020(dataset)
     if official is not None:
         return official
