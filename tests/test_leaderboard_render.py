@@ -44,9 +44,9 @@ def test_published_rows_are_dimmed_and_marked():
     assert "not measured here" in output
 
 
-def test_a_narrow_terminal_drops_precision_recall_and_f2_and_says_so():
-    wide, narrow = _render(ENTRIES, width=200), _render(ENTRIES, width=100)
-    assert "precision" in wide and "F2" in wide
-    assert "hidden in a narrow terminal" in narrow and "┃ F2" not in narrow
-    plain = re.sub(r"\x1b\[[0-9;]*m", "", narrow)
+def test_a_narrow_terminal_drops_precision_recall_f2_and_the_date_and_says_so():
+    wide, narrow = (re.sub(r"\x1b\[[0-9;]*m", "", _render(ENTRIES, width=w)) for w in (200, 100))
+    assert "precision" in wide and "F2" in wide and "┃ date" in wide
+    assert "hidden in a narrow terminal" in narrow and "┃ F2" not in narrow and "┃ date" not in narrow
+    plain = narrow
     assert max(len(line) for line in plain.splitlines()) <= 100

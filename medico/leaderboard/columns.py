@@ -91,7 +91,7 @@ def display_columns(task: str, intervals: bool = False) -> list[Column]:
         Column("model", lambda row: row.entry.model),
         *measures,
         Column("device", lambda row: row.entry.fps_device),
-        Column("date", lambda row: (row.entry.created or "")[:10]),
+        Column("date", lambda row: (row.entry.created or "")[:10], secondary=True),
     ]
 
 

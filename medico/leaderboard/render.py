@@ -16,14 +16,14 @@ __all__ = ["FULL_WIDTH", "TASK_TITLES", "leaderboard_tables"]
 
 TASK_TITLES = {"segmentation": "Task 1: polyp segmentation", "efficiency": "Task 2: algorithm efficiency"}
 _BEST_STYLE = "bold green"
-FULL_WIDTH = 130  # below this many terminal columns, precision, recall and F2 are left out so the rest stays legible
+FULL_WIDTH = 130  # below this many terminal columns, the secondary columns are left out so the rest stays legible
 
 
 def leaderboard_tables(
     rows: list[Ranked], task: str, width: int | None = None, intervals: bool = False
 ) -> list[Table]:
     """One table per comparison group (a split, or a device and FPS kind), in the order of ``rows``; for a terminal
-    ``width`` under :data:`FULL_WIDTH` the secondary columns (precision, recall, F2) are left out; ``intervals``
+    ``width`` under :data:`FULL_WIDTH` the secondary columns (precision, recall, F2, date) are left out; ``intervals``
     shows mIoU and Dice as ``0.812 [0.78, 0.84]`` (mean and 95% bootstrap interval over images)."""
     narrow = width is not None and width < FULL_WIDTH
     columns = [column for column in display_columns(task, intervals) if not (narrow and column.secondary)]
@@ -52,7 +52,9 @@ def leaderboard_tables(
         if intervals:
             notes.append(escape("[low, high]: 95% bootstrap interval of the mean over images, where recorded"))
         if narrow:
-            notes.append("precision, recall and F2 hidden in a narrow terminal (--format markdown shows every column)")
+            notes.append(
+                "precision, recall, F2 and the date hidden in a narrow terminal (--format markdown shows every column)"
+            )
         table.caption = "; ".join(notes) or None
         tables.append(table)
     return tables
