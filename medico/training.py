@@ -207,7 +207,8 @@ def _restore_rng(state: dict[str, Any]) -> None:
     np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if torch.cuda.is_available() and state["cuda"]:
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # One state per GPU saved; a machine with fewer GPUs restores those it has (exact repeats need the same).
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
 
 
 def _as_tuple(value: Any) -> Any:
@@ -317,7 +318,8 @@ class Trainer:
         self.model.load_state_dict(checkpoint.model)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when the run so far was not fp16: a new fp16 scaler starts afresh
+            self.scaler.load_state_dict(state["scaler"])
         self.stopper = EarlyStopping(**state["early_stopping"])
         self.epoch = int(state["epoch"])
         self.history = [EpochRecord(**row) for row in state["history"]]

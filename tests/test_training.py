@@ -180,3 +180,13 @@ def test_fp16_training_scales_the_loss_and_a_resumed_run_keeps_the_scale(small_d
     resumed.resume(load_checkpoint(result.last_checkpoint))
     assert resumed.scaler.state_dict() == stored
     assert not Trainer(tiny_config(), dataset, split, workspace / "bf16").scaler.is_enabled()
+
+
+def test_a_bf16_run_resumes_in_fp16_with_a_fresh_loss_scaler(small_data, workspace: Path) -> None:
+    """--resume may change the precision, e.g. onto an older GPU: the bf16 run saved no scaler state."""
+    dataset, split = small_data
+    first = Trainer(tiny_config(precision="bf16"), dataset, split, workspace / "run").fit()
+    resumed = Trainer(tiny_config(precision="fp16", epochs=2), dataset, split, workspace / "run")
+    resumed.resume(load_checkpoint(first.last_checkpoint))
+    assert resumed.scaler.is_enabled() and resumed.epoch == 1
+    assert [r.epoch for r in resumed.fit().history] == [1, 2]
