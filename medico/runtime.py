@@ -88,7 +88,9 @@ def default_precision(device: torch.device) -> Precision:
     """Mixed precision where it is safe and fast: bf16 on GPUs and CPUs that compute it natively, fp16 on older
     GPUs, fp32 elsewhere."""
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        # Compute capability 8 (Ampere) brought bf16 tensor cores; torch.cuda.is_bf16_supported() also says yes
+        # to older GPUs that only emulate it, where cuDNN has no bf16 convolutions.
+        return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp16"
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 

@@ -22,6 +22,17 @@ def test_cpu_default_precision_is_bf16_exactly_when_the_cpu_computes_it_natively
     assert default_precision(torch.device("cpu")) == ("bf16" if cpu_has_native_bf16() else "fp32")
 
 
+@pytest.mark.parametrize(
+    ("capability", "expected"), [((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")]
+)
+def test_gpu_default_precision_is_bf16_from_ampere_on_and_fp16_before(
+    monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], expected: str
+) -> None:
+    """V100 and T4 (7.x) only emulate bf16 (torch.cuda.is_bf16_supported() says yes to them); A100 and H100 do not."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert default_precision(torch.device("cuda")) == expected
+
+
 def test_an_unknown_precision_names_the_allowed_ones() -> None:
     with pytest.raises(MedicoError, match="fp32, bf16, fp16.*'fp8'"):
         with autocast(torch.device("cpu"), "fp8"):
