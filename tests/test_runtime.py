@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from medico.comparison import Contender, compare
+from medico.comparison import Contender, compare, matmul_peak_flops
 from medico.errors import MedicoError
 from medico.runtime import (
     autocast,
@@ -113,3 +113,16 @@ def test_cudnn_autotuning_is_on_for_medicos_defaults_and_off_for_the_plain_basel
     assert medico_seen and set(medico_seen) == {True}
     assert plain_seen and set(plain_seen) == {False}
     assert torch.backends.cudnn.benchmark == before  # restored afterwards
+
+
+def test_the_matmul_roof_is_the_flops_of_the_timed_products(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def fake_time(device: torch.device, step) -> float:
+        step()
+        calls.append(1)
+        return [0.5, 0.25, 1.0][len(calls) - 1]
+
+    monkeypatch.setattr("medico.comparison.time_call", fake_time)
+    flops = matmul_peak_flops(torch.device("cpu"), "fp32", size=64, repeats=3)
+    assert flops == 2 * 64**3 / 0.5  # one product per timed run on a CPU, the median of the three runs
