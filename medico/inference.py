@@ -42,6 +42,7 @@ class Predictor:
         self.device = torch.device(device)
         self.memory_format = memory_format
         self.model = model.to(self.device, memory_format=memory_format).eval()
+        self.compiled = compile
         if compile:
             self.model = compile_for_inference(self.model, self.device)
         self.input_size = input_size
@@ -55,19 +56,31 @@ class Predictor:
         with autocast(self.device, self.precision):
             return self.model(batch).float()
 
-    def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Per image, a float32 probability map at the image's own height and width."""
+    def probabilities(self, images: Sequence[np.ndarray], *, pad_to: int = 0) -> list[np.ndarray]:
+        """Per image, a float32 probability map at the image's own height and width.
+
+        ``pad_to``: run the model on at least this many images (the last one repeated), so that a compiled
+        model always sees one batch shape; only the results of ``images`` come back.
+        """
         if not images:
             return []
-        small = torch.sigmoid(self.logits(to_tensor(list(images), self.input_size)))[:, 0].cpu().numpy()
+        batch = to_tensor(list(images), self.input_size)
+        if len(images) < pad_to:
+            batch = torch.cat([batch, batch[-1:].expand(pad_to - len(images), *batch.shape[1:])])
+        small = torch.sigmoid(self.logits(batch))[: len(images), 0].cpu().numpy()
         return [resize_probabilities(p, *image.shape[:2]) for p, image in zip(small, images)]
 
-    def masks(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Per image, a boolean mask at the image's own size (probability >= threshold)."""
-        return [p >= self.threshold for p in self.probabilities(images)]
+    def masks(self, images: Sequence[np.ndarray], *, pad_to: int = 0) -> list[np.ndarray]:
+        """Per image, a boolean mask at the image's own size (probability >= threshold); ``pad_to`` as above."""
+        return [p >= self.threshold for p in self.probabilities(images, pad_to=pad_to)]
 
     def predict_all(self, images: Iterable[np.ndarray], batch_size: int = 8) -> Iterator[np.ndarray]:
-        """Masks for a stream of images, ``batch_size`` at a time, in order."""
+        """Masks for a stream of images, ``batch_size`` at a time, in order.
+
+        A compiled model gets the last, smaller batch padded to ``batch_size``: a new batch shape would make it
+        compile again (as long as the first compilation) for a handful of images.
+        """
+        pad_to = batch_size if self.compiled else 0
         pending: list[np.ndarray] = []
         for image in images:
             pending.append(image)
@@ -75,4 +88,4 @@ class Predictor:
                 yield from self.masks(pending)
                 pending = []
         if pending:
-            yield from self.masks(pending)
+            yield from self.masks(pending, pad_to=pad_to)

@@ -114,3 +114,18 @@ def test_end_to_end_speed_on_real_test_images(medico2020_test_images: Path) -> N
     paths = sorted(medico2020_test_images.iterdir())[:3]
     result = measure_end_to_end_speed(Predictor(unet(init_features=4), 64), paths, warmup=1)
     assert result.kind == "end-to-end" and result.fps > 0
+
+
+def test_a_compiled_predictor_pads_the_last_batch_so_the_model_sees_one_shape() -> None:
+    """A new batch shape would make a compiled model compile again, for the few images left over."""
+    torch.manual_seed(0)
+    model = CountingModel()
+    images = [np.random.default_rng(i).integers(0, 256, (20 + i, 24, 3), dtype=np.uint8) for i in range(5)]
+    eager = list(Predictor(model, 16, "cpu", "fp32").predict_all(images, batch_size=2))
+    padded = Predictor(model, 16, "cpu", "fp32")
+    padded.compiled = True  # as compile=True leaves it, without waiting for a compilation
+    model.batches.clear()
+    masks = list(padded.predict_all(images, batch_size=2))
+    assert [shape[0] for shape in model.batches] == [2, 2, 2]
+    assert len(masks) == 5 and all(np.array_equal(a, b) for a, b in zip(masks, eager))
+    assert [m.shape for m in masks] == [image.shape[:2] for image in images]
