@@ -132,7 +132,8 @@ def evaluate(
     counts: list[torch.Tensor] = []
     batches = [names[start : start + batch_size] for start in range(0, len(names), batch_size)]
     # Images are decoded by threads, the next batch while the model predicts this one: on a GPU, decoding
-    # full-resolution frames one after another would take longer than predicting them.
+    # full-resolution frames one after another would take longer than predicting them. The threads also resize
+    # each prediction back to its image's size and count it.
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
         ahead = [pool.submit(_read_pair, dataset, name) for name in batches[0]]
         for index, batch in enumerate(batches):
@@ -145,9 +146,10 @@ def evaluate(
                         f"image {name!r}: the image is {image.shape[1]}x{image.shape[0]} but its mask is "
                         f"{truth.shape[1]}x{truth.shape[0]} (width x height); they must match"
                     )
-            for (_, truth), pred in zip(pairs, predictor.masks([image for image, _ in pairs])):
-                sizes.append(truth.shape)
-                counts.append(confusion_counts(torch.from_numpy(pred), torch.from_numpy(truth)))
+            small = predictor.small_probabilities([image for image, _ in pairs])
+            # Resizing back to full resolution and counting run in the threads too (cv2 and torch release the GIL).
+            counts += pool.map(_counts, [predictor] * len(pairs), small, [truth for _, truth in pairs])
+            sizes += [truth.shape for _, truth in pairs]
             if progress is not None:
                 progress(len(sizes), len(names))
     policy = {**METRIC_POLICY, "threshold": float(predictor.threshold)}
@@ -156,6 +158,10 @@ def evaluate(
 
 def _read_pair(dataset: ImageSource, name: str) -> tuple[np.ndarray, np.ndarray]:
     return dataset.read_image(name), dataset.read_mask(name)
+
+
+def _counts(predictor: Predictor, small: np.ndarray, truth: np.ndarray) -> torch.Tensor:
+    return confusion_counts(torch.from_numpy(predictor.full_mask(small, *truth.shape)), torch.from_numpy(truth))
 
 
 def load_predictor(

@@ -56,23 +56,34 @@ class Predictor:
         with autocast(self.device, self.precision):
             return self.model(batch).float()
 
-    def probabilities(self, images: Sequence[np.ndarray], *, pad_to: int = 0) -> list[np.ndarray]:
-        """Per image, a float32 probability map at the image's own height and width.
+    def small_probabilities(self, images: Sequence[np.ndarray], *, pad_to: int = 0) -> np.ndarray:
+        """Probabilities ``(B, S, S)`` at the model's input size, on the CPU.
 
         ``pad_to``: run the model on at least this many images (the last one repeated), so that a compiled
         model always sees one batch shape; only the results of ``images`` come back.
         """
-        if not images:
-            return []
         batch = to_tensor(list(images), self.input_size)
         if len(images) < pad_to:
             batch = torch.cat([batch, batch[-1:].expand(pad_to - len(images), *batch.shape[1:])])
-        small = torch.sigmoid(self.logits(batch))[: len(images), 0].cpu().numpy()
+        return torch.sigmoid(self.logits(batch))[: len(images), 0].cpu().numpy()
+
+    def full_mask(self, small: np.ndarray, height: int, width: int) -> np.ndarray:
+        """One image's mask at its own size: its small probability map resized back, then thresholded."""
+        return resize_probabilities(small, height, width) >= self.threshold
+
+    def probabilities(self, images: Sequence[np.ndarray], *, pad_to: int = 0) -> list[np.ndarray]:
+        """Per image, a float32 probability map at the image's own height and width (``pad_to`` as above)."""
+        if not images:
+            return []
+        small = self.small_probabilities(images, pad_to=pad_to)
         return [resize_probabilities(p, *image.shape[:2]) for p, image in zip(small, images)]
 
     def masks(self, images: Sequence[np.ndarray], *, pad_to: int = 0) -> list[np.ndarray]:
         """Per image, a boolean mask at the image's own size (probability >= threshold); ``pad_to`` as above."""
-        return [p >= self.threshold for p in self.probabilities(images, pad_to=pad_to)]
+        if not images:
+            return []
+        small = self.small_probabilities(images, pad_to=pad_to)
+        return [self.full_mask(p, *image.shape[:2]) for p, image in zip(small, images)]
 
     def predict_all(self, images: Iterable[np.ndarray], batch_size: int = 8) -> Iterator[np.ndarray]:
         """Masks for a stream of images, ``batch_size`` at a time, in order.
