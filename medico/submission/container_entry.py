@@ -24,17 +24,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path(os.environ.get("MEDICO_OUTPUT", "/mask")))
     parser.add_argument("--weights", type=Path, default=Path(os.environ.get("MEDICO_WEIGHTS", "/weights/model.pt")))
     parser.add_argument("--device", default=os.environ.get("MEDICO_DEVICE", "auto"))
-    parser.add_argument("--precision", default=os.environ.get("MEDICO_PRECISION", "fp32"))
+    # auto: bf16 where the device computes it natively (medico.runtime), as task 2 is about speed.
+    parser.add_argument("--precision", default=os.environ.get("MEDICO_PRECISION", "auto"))
     args = parser.parse_args(argv)
 
     from medico.checkpoint import load_model
     from medico.data.io import list_images, read_rgb
     from medico.inference import Predictor
-    from medico.runtime import resolve_device
+    from medico.runtime import autotune_convolutions, default_precision, resolve_device
     from medico.submission.writer import mask_png
 
+    autotune_convolutions()
     model, checkpoint = load_model(args.weights)
-    predictor = Predictor(model, checkpoint.input_size, resolve_device(args.device), args.precision)
+    device = resolve_device(args.device)
+    precision = default_precision(device) if args.precision == "auto" else args.precision
+    predictor = Predictor(model, checkpoint.input_size, device, precision)
     predictor.masks([np.zeros((checkpoint.input_size, checkpoint.input_size, 3), np.uint8)])  # warm-up, untimed
     args.output.mkdir(parents=True, exist_ok=True)
     images = list_images(args.input)
