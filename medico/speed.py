@@ -233,19 +233,25 @@ def measure_training_speed(
 
 
 def measure_loader_speed(
-    train_set: PolypTrainingSet, *, batch_size: int, workers: int, warmup: int = 2, repeats: int = 3
+    train_set: PolypTrainingSet,
+    *,
+    batch_size: int,
+    workers: int,
+    warmup: int = 2,
+    repeats: int = 3,
+    pin_memory: bool = False,
 ) -> SpeedResult:
     """Images/s the training data pipeline delivers without a model, iterated as a training epoch is.
 
-    That is: decoded-cache reads, augmentation, normalisation and collation in ``workers`` processes (pinned
-    where CUDA is present). The cache is filled first, as a run's first epoch does once. The first ``warmup``
+    That is: decoded-cache reads, augmentation and collation in ``workers`` processes (``pin_memory`` as for
+    batches bound for a GPU). The cache is filled first, as a run's first epoch does once. The first ``warmup``
     batches (worker start-up) are untimed; the remaining batches are cut into ``repeats`` consecutive chunks,
     each giving one rate. Compare ``fps`` with the training images/s: below it, the device waits for data.
     """
     _check_counts(batch_size=batch_size, warmup=warmup, repeats=repeats)
     for index in range(len(train_set)):
         train_set.decoded(index)
-    loader = make_loader(train_set, batch_size, shuffle=True, workers=workers)
+    loader = make_loader(train_set, batch_size, shuffle=True, workers=workers, pin_memory=pin_memory)
     if len(loader) < warmup + repeats:
         raise MedicoError(
             f"data pipeline speed: {len(train_set)} training images make {len(loader)} batches of {batch_size}; "

@@ -302,7 +302,7 @@ class Trainer:
         # One loader for the whole run: its workers (if any) persist from epoch to epoch.
         self.loader = make_loader(
             self.train_set, self.batch_size, shuffle=True, seed=config.seed, workers=self.workers, rank=rank(),
-            world=self.processes,
+            world=self.processes, pin_memory=self.device.type == "cuda",
         )
 
     @property

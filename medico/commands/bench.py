@@ -238,7 +238,8 @@ def _pipeline(
     chunks = max(1, min(repeats, len(train_set) // batch_size - PIPELINE_WARMUP))
     with err_console.status(f"timing the data pipeline ({len(train_set)} images, {chosen} workers)"):
         result = speed.measure_loader_speed(
-            train_set, batch_size=batch_size, workers=chosen, warmup=PIPELINE_WARMUP, repeats=chunks
+            train_set, batch_size=batch_size, workers=chosen, warmup=PIPELINE_WARMUP, repeats=chunks,
+            pin_memory=device.type == "cuda",
         )
     training = compared["rows"][0]["training"]["fps"]
     margin = result.fps / training

@@ -151,11 +151,12 @@ def make_loader(
     workers: int = 0,
     rank: int = 0,
     world: int = 1,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """A DataLoader over an :class:`EpochSampler`: order and augmentation depend only on ``seed`` and the epoch.
 
     Not on the number of workers: each item's augmentation is seeded by its own key. Workers persist between
-    epochs (``loader.sampler.set_epoch`` moves on); memory is pinned when CUDA is available. The last
+    epochs (``loader.sampler.set_epoch`` moves on); ``pin_memory`` for batches bound for a GPU. The last
     incomplete batch is dropped only when shuffling (and only when there is more than one batch), so that
     training never sees a batch of one (BatchNorm) and validation sees every image.
     """
@@ -170,6 +171,7 @@ def make_loader(
         sampler=sampler,
         drop_last=shuffle and len(sampler) > batch_size,
         num_workers=workers,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=pin_memory,
         persistent_workers=workers > 0,
     )
+
