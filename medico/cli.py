@@ -1,42 +1,67 @@
-"""The ``medico`` command line: the root app. Each command group lives in :mod:`medico.commands`.
+"""The ``medico`` command line: the root app. Each command lives in :mod:`medico.commands`.
 
-Errors a user can cause (:class:`medico.errors.MedicoError`) are printed on stderr, without a traceback, and
-exit with the error's code.
+A command's module is imported only when that command runs (or ``--help`` lists them all), so that the light
+commands (``leaderboard``, ``validate``, ``data cache``...) start without importing torch. Errors a user can
+cause (:class:`medico.errors.MedicoError`) are printed on stderr, without a traceback, and exit with the
+error's code.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 from typing import Annotated
 
 import typer
 from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from medico import __version__
-from medico.commands import (
-    bench,
-    compare,
-    data,
-    evaluate,
-    leaderboard,
-    models,
-    predict,
-    run,
-    score,
-    show,
-    submit,
-    train,
-    validate,
-)
+from medico.allocator import tune_allocator
 from medico.console import console, err_console
 from medico.errors import MedicoError
-from medico.runtime import autotune_convolutions, tune_allocator
 
-__all__ = ["app"]
+__all__ = ["COMMANDS", "app"]
+
+COMMANDS: dict[str, str] = {
+    "models": "medico.commands.models:models",
+    "run": "medico.commands.run:run",
+    "train": "medico.commands.train:train",
+    "evaluate": "medico.commands.evaluate:evaluate",
+    "predict": "medico.commands.predict:predict",
+    "bench": "medico.commands.bench:bench",
+    "compare": "medico.commands.compare:compare",
+    "show": "medico.commands.show:show",
+    "overlay": "medico.commands.show:overlay",
+    "submit": "medico.commands.submit:submit",
+    "validate": "medico.commands.validate:validate",
+    "score": "medico.commands.score:score",
+    "leaderboard": "medico.commands.leaderboard:leaderboard",
+    "data": "medico.commands.data:app",
+}
+"""Each command's name and where it lives: a function (one command) or a typer app (a group, ``medico data``)."""
+
+
+@functools.cache
+def _load_command(name: str) -> TyperCommand | TyperGroup:
+    module, attribute = COMMANDS[name].split(":")
+    target = getattr(importlib.import_module(module), attribute)
+    if isinstance(target, typer.Typer):
+        return typer.main.get_command(target)
+    single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    single.command(name)(target)
+    return typer.main.get_command(single)
 
 
 class _MedicoGroup(TyperGroup):
-    """Turns a MedicoError raised by any subcommand into a one-line message and its exit code."""
+    """Loads each command when asked for it; turns a MedicoError raised by any of them into a one-line message
+    and its exit code."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> TyperCommand | TyperGroup | None:
+        return _load_command(cmd_name) if cmd_name in COMMANDS else None
 
     def invoke(self, ctx: typer.Context):  # type: ignore[override]
         try:
@@ -70,20 +95,3 @@ def main(
 ) -> None:
     """A harness for polyp-segmentation challenges (MediaEval 2020 Medico)."""
     tune_allocator()
-    autotune_convolutions()
-
-
-app.command("models")(models.models)
-app.command("run")(run.run)
-app.command("train")(train.train)
-app.command("evaluate")(evaluate.evaluate)
-app.command("predict")(predict.predict)
-app.command("bench")(bench.bench)
-app.command("compare")(compare.compare)
-app.command("show")(show.show)
-app.command("overlay")(show.overlay)
-app.command("submit")(submit.submit)
-app.command("validate")(validate.validate)
-app.command("score")(score.score)
-app.command("leaderboard")(leaderboard.leaderboard)
-app.add_typer(data.app, name="data")

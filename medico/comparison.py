@@ -123,7 +123,10 @@ def compare(
             )
             end_to_end = None
             if image_paths:
-                predictor = Predictor(row.model, input_size, device, row.precision, memory_format=row.memory_format)
+                predictor = Predictor(
+                    row.model, input_size, device, row.precision, memory_format=row.memory_format,
+                    autotune=not row.baseline,
+                )
                 end_to_end = measure_end_to_end_speed(predictor, image_paths, warmup=min(warmup, len(image_paths)))
         results.append(ComparisonRow(row, inference, end_to_end, training))
     return results

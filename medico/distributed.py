@@ -26,10 +26,10 @@ from torch import nn
 from torch.multiprocessing.spawn import ProcessContext, ProcessException
 from torch.nn.parallel import DistributedDataParallel
 
+from medico.allocator import tune_allocator
 from medico.errors import MedicoError
 from medico.evaluation import COUNT_NAMES, EvaluationResult, ImageSource, evaluate
 from medico.inference import Predictor
-from medico.runtime import tune_allocator
 
 __all__ = [
     "DistributedError",

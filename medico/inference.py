@@ -10,7 +10,7 @@ from torch import nn
 
 from medico.metrics import THRESHOLD
 from medico.preprocess import normalize, resize_probabilities, to_tensor
-from medico.runtime import MEMORY_FORMAT, autocast, compile_for_inference
+from medico.runtime import MEMORY_FORMAT, autocast, autotune_convolutions, compile_for_inference
 
 __all__ = ["Predictor"]
 
@@ -27,6 +27,7 @@ class Predictor:
         memory_format: layout of weights and batches (channels_last by default, see medico.runtime).
         compile: compile the model for inference (:func:`medico.runtime.compile_for_inference`; CUDA graphs
             on a GPU); the first batch then takes seconds to compile.
+        autotune: on a GPU, switch cuDNN autotuning on for the process (off only for plain baselines).
     """
 
     def __init__(
@@ -38,10 +39,13 @@ class Predictor:
         threshold: float = THRESHOLD,
         memory_format: torch.memory_format = MEMORY_FORMAT,
         compile: bool = False,
+        autotune: bool = True,
     ) -> None:
         self.device = torch.device(device)
         self.memory_format = memory_format
         self.model = model.to(self.device, memory_format=memory_format).eval()
+        if autotune and self.device.type == "cuda":
+            autotune_convolutions()
         self.compiled = compile
         if compile:
             self.model = compile_for_inference(self.model, self.device)

@@ -20,12 +20,13 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from medico.errors import MedicoError
 from medico.weights import WeightsSource
+
+if TYPE_CHECKING:  # torch is imported with the models: `medico leaderboard` and friends start without it
+    from torch import nn
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -43,7 +44,7 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "medico.models"
 
-Builder = Callable[..., nn.Module]
+Builder = Callable[..., "nn.Module"]
 
 
 class PluginError(MedicoError):
@@ -88,6 +89,8 @@ class ModelPlugin:
                 f"model {self.name!r} does not accept options {options}: {error}; "
                 f"its parameters are {self.parameters}"
             ) from error
+        from torch import nn
+
         model = self.builder(**options)
         if not isinstance(model, nn.Module):
             raise PluginError(

@@ -2,16 +2,13 @@
 
 The speed choices that are safe are defaults: bf16 autocast where the hardware computes bf16 natively (recent
 GPUs; CPUs with AVX512-BF16 or AMX), channels_last weights and activations (oneDNN and cuDNN convolutions run
-in NHWC without layout conversions), and a glibc allocator that keeps freed memory instead of returning large
-activations to the kernel after every step. fp32 stays one ``--precision fp32`` away.
+in NHWC without layout conversions) and cuDNN autotuning; the allocator is tuned by :mod:`medico.allocator`.
+fp32 stays one ``--precision fp32`` away.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import os
 import platform
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +29,6 @@ __all__ = [
     "default_precision",
     "device_name",
     "resolve_device",
-    "tune_allocator",
 ]
 
 MEMORY_FORMAT = torch.channels_last
@@ -116,30 +112,10 @@ def compile_for_inference(model: torch.nn.Module, device: torch.device) -> torch
 def autotune_convolutions() -> None:
     """Let cuDNN time its convolution algorithms on first use of each shape and keep the fastest (GPU only).
 
-    medico's inputs have one fixed size, so the search is paid once. Process-wide: the CLI calls this at
-    start-up, as the Trainer does; it changes nothing on a CPU.
+    medico's inputs have one fixed size, so the search is paid once. Process-wide: the Trainer and each
+    Predictor on a GPU call this; it changes nothing on a CPU.
     """
     torch.backends.cudnn.benchmark = True
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters from glibc's malloc.h
-
-
-def tune_allocator() -> bool:
-    """Keep large freed blocks in glibc's heap instead of unmapping them (the CLI calls this at start-up).
-
-    Without it every training step maps and faults in its activation tensors afresh (hundreds of MB at batch
-    16); with it they are reused (about 1.4x training throughput on a 2-core CPU). Memory is not returned to the
-    system until the process ends, which suits a training or inference job. No-op off glibc, or when
-    ``MEDICO_NO_ALLOCATOR_TUNING`` is set. Returns whether the allocator was tuned.
-    """
-    if os.environ.get("MEDICO_NO_ALLOCATOR_TUNING") or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return False
-    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 @contextlib.contextmanager

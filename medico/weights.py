@@ -6,13 +6,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
-
-import torch
-from torch import nn
 
 from medico.download import DownloadError, Progress, download, file_sha256, sha256_matches
 from medico.errors import MedicoError
+
+if TYPE_CHECKING:  # torch is imported where tensors are read: the light commands never need it
+    import torch
+    from torch import nn
 
 __all__ = [
     "LoadReport",
@@ -82,6 +84,8 @@ def fetch_weights(source: WeightsSource, *, progress: Progress | None = None) ->
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read a state_dict safely (``weights_only=True``); a medico checkpoint's ``model`` entry is accepted."""
+    import torch
+
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files

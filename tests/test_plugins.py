@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from medico import plugins
-from medico.cli import app
+from medico.cli import COMMANDS, app
 from medico.plugins import PluginError, UnknownModelError, create_model, get_plugin, list_models, plugin_errors
 
 TINY_BUILDER = '''
@@ -149,9 +149,13 @@ def test_models_command_lists_every_plugin_with_source_and_size(installed_plugin
     assert "brokennet" in result.stderr and "missing CUDA extension" in result.stderr
 
 
-def test_help_lists_the_commands() -> None:
-    result = CliRunner().invoke(app, ["--help"])
-    assert result.exit_code == 0 and "models" in result.stdout
+def test_help_lists_every_command_and_each_command_has_help() -> None:
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    listed = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("│ ") and len(line.split()) > 2]
+    assert [name for name in listed if name in COMMANDS] == list(COMMANDS)
+    for name in COMMANDS:
+        assert CliRunner().invoke(app, [name, "--help"]).exit_code == 0, name
 
 
 def test_readme_example_plugin_runs(tmp_path: Path, isolated_registry: None) -> None:

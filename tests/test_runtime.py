@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from medico.allocator import tune_allocator
 from medico.comparison import Contender, compare, matmul_peak_flops
 from medico.errors import MedicoError
 from medico.runtime import (
@@ -14,7 +15,6 @@ from medico.runtime import (
     cpu_has_native_bf16,
     default_precision,
     resolve_device,
-    tune_allocator,
 )
 
 

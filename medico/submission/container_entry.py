@@ -31,10 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     from medico.checkpoint import load_model
     from medico.data.io import list_images, read_rgb
     from medico.inference import Predictor
-    from medico.runtime import autotune_convolutions, default_precision, resolve_device
+    from medico.runtime import default_precision, resolve_device
     from medico.submission.writer import mask_png
 
-    autotune_convolutions()
     model, checkpoint = load_model(args.weights)
     device = resolve_device(args.device)
     precision = default_precision(device) if args.precision == "auto" else args.precision
