@@ -1,27 +1,32 @@
-"""Submissions: task 1 masks archives, task 2 Docker build contexts, archive validation and organiser scoring."""
+"""Submissions: task 1 masks archives, task 2 Docker build contexts, archive validation and organiser scoring.
 
-from medico.submission.efficiency import BASE_IMAGE, dockerfile, write_task2
-from medico.submission.names import (
-    MAX_RUNS,
-    MAX_TEAM_NAME,
-    RunNumberError,
-    TeamNameError,
-    check_team_name,
-    choose_run,
-    existing_runs,
-    run_name,
-    team_dir,
-)
-from medico.submission.scorer import ScoreResult, score_archive
-from medico.submission.validator import (
-    RULES,
-    InvalidSubmissionError,
-    Problem,
-    ValidationReport,
-    image_sizes,
-    validate_archive,
-)
-from medico.submission.writer import SubmissionFiles, mask_png, write_task1
+Each name loads its module on first use: validating an archive needs neither torch nor the model code.
+"""
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    **dict.fromkeys(("BASE_IMAGE", "dockerfile", "write_task2"), "medico.submission.efficiency"),
+    **dict.fromkeys(
+        ("MAX_RUNS", "MAX_TEAM_NAME", "RunNumberError", "TeamNameError", "check_team_name", "choose_run",
+         "existing_runs", "run_name", "team_dir"),
+        "medico.submission.names",
+    ),
+    **dict.fromkeys(("ScoreResult", "score_archive"), "medico.submission.scorer"),
+    **dict.fromkeys(
+        ("RULES", "InvalidSubmissionError", "Problem", "ValidationReport", "image_sizes", "validate_archive"),
+        "medico.submission.validator",
+    ),
+    **dict.fromkeys(("SubmissionFiles", "mask_png", "write_task1"), "medico.submission.writer"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BASE_IMAGE",
