@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 import medico
@@ -125,21 +124,14 @@ def write_task2(
     files = [p for p in destination.rglob("*") if p.is_file()]
     manifest = write_manifest(
         folder / f"{base}.json",
-        {
-            "team": team,
-            "task": "efficiency",
-            "run": number,
-            "context": destination.name,
-            "base_image": BASE_IMAGE,
-            "weights_sha256": digest,
-            "model": spec.model_spec,
-            "model_options": spec.model_options,
-            "checkpoint": str(checkpoint),
-            "checkpoint_sha256": file_sha256(checkpoint),
-            "input_size": spec.input_size,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "medico_version": __version__,
-        },
+        team=team,
+        task="efficiency",
+        run=number,
+        checkpoint=checkpoint,
+        spec=spec,
+        context=destination.name,
+        base_image=BASE_IMAGE,
+        weights_sha256=digest,
     )
     size = sum(p.stat().st_size for p in files)
     return SubmissionFiles(destination, manifest, team, "efficiency", number, len(files), size, digest)

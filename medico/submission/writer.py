@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from medico import __version__
-from medico.checkpoint import load_model
+from medico.checkpoint import Checkpoint, load_model
 from medico.data.io import read_rgb
 from medico.download import file_sha256
 from medico.errors import MedicoError
@@ -75,8 +75,27 @@ def write_mask_archive(destination: Path, masks: Iterable[tuple[str, np.ndarray]
     return count
 
 
-def write_manifest(path: Path, manifest: dict[str, Any]) -> Path:
-    """The manifest as indented JSON beside the archive (written atomically)."""
+def write_manifest(
+    path: Path, *, team: str, task: Task, run: int, checkpoint: Path, spec: Checkpoint, **fields: Any
+) -> Path:
+    """The manifest beside a submission, as indented JSON (written atomically).
+
+    Every manifest names the team, task and run, the model and the checkpoint it came from (with its SHA-256),
+    the date and medico's version; ``fields`` add what is particular to the task.
+    """
+    manifest = {
+        "team": team,
+        "task": task,
+        "run": run,
+        **fields,
+        "model": spec.model_spec,
+        "model_options": spec.model_options,
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "input_size": spec.input_size,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "medico_version": __version__,
+    }
     return write_atomic(path, json.dumps(manifest, indent=2) + "\n")
 
 
@@ -137,25 +156,18 @@ def write_task1(
     digest = file_sha256(archive)
     manifest = write_manifest(
         folder / f"{base}.json",
-        {
-            "team": team,
-            "task": "segmentation",
-            "run": number,
-            "archive": archive.name,
-            "archive_sha256": digest,
-            "archive_bytes": archive.stat().st_size,
-            "images": count,
-            "model": spec.model_spec,
-            "model_options": spec.model_options,
-            "checkpoint": str(checkpoint),
-            "checkpoint_sha256": file_sha256(checkpoint),
-            "input_size": spec.input_size,
-            "threshold": predictor.threshold,
-            "device": str(predictor.device),
-            "precision": precision,
-            "mask_format": "PNG, single channel, values 0/255, each image's own width x height",
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "medico_version": __version__,
-        },
+        team=team,
+        task="segmentation",
+        run=number,
+        checkpoint=checkpoint,
+        spec=spec,
+        archive=archive.name,
+        archive_sha256=digest,
+        archive_bytes=archive.stat().st_size,
+        images=count,
+        threshold=predictor.threshold,
+        device=str(predictor.device),
+        precision=precision,
+        mask_format="PNG, single channel, values 0/255, each image's own width x height",
     )
     return SubmissionFiles(archive, manifest, team, "segmentation", number, count, archive.stat().st_size, digest)
