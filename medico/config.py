@@ -16,7 +16,8 @@ from typing import Any
 
 import tomllib
 
-from medico.data.splits import SPLIT_NAMES
+from medico.data.dataset import DataError
+from medico.data.splits import SPLIT_NAMES, split_folder_files
 from medico.errors import MedicoError
 from medico.plugins import ModelPlugin
 from medico.runtime import PRECISIONS
@@ -164,11 +165,15 @@ def _check(label: str, key: str, value: Any) -> Any:
         raise ConfigError(f"{label}: {key} must not be negative, got {value!r}")
     if key == "split" and value not in SPLIT_NAMES:
         folder = Path(value).expanduser()
-        if not all((folder / f"{part}.txt").is_file() for part in ("train", "val")):
+        if not folder.is_dir():
             raise ConfigError(
                 f"{label}: split must be {', '.join(SPLIT_NAMES)} or a folder holding train.txt and val.txt; "
                 f"{value!r} is neither"
             )
+        try:
+            split_folder_files(folder)
+        except DataError as error:
+            raise ConfigError(f"{label}: {error}") from error
         value = str(folder.resolve())  # the run record must find it again from any folder
     if key == "workers" and isinstance(value, str) and value != "auto":
         raise ConfigError(f"{label}: workers must be auto or a number of processes, got {value!r}")

@@ -29,8 +29,7 @@ from torch import nn
 
 from medico.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from medico.config import RunConfig
-from medico.data import PolypTrainingSet, make_loader
-from medico.data.loader import default_workers
+from medico.data.loader import PolypTrainingSet, default_workers, make_loader
 from medico.distributed import (
     barrier,
     broadcast_buffers,

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from medico.data import PolypTrainingSet, make_loader, open_dataset
+from medico.data import open_dataset
 from medico.data.augment import augment, training_augmentation
-from medico.data.loader import MAX_AUTO_WORKERS, EpochSampler, default_workers
+from medico.data.loader import MAX_AUTO_WORKERS, EpochSampler, PolypTrainingSet, default_workers, make_loader
 from medico.data.synthetic import SyntheticDataset, write_synthetic_kvasir
 from medico.preprocess import normalize, resize_mask, to_tensor
 

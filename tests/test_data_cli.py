@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from medico.cli import app
-from medico.data import PolypTrainingSet
 from medico.data.cache import DecodedCache
+from medico.data.loader import PolypTrainingSet
 from medico.data.synthetic import SyntheticDataset, write_synthetic_kvasir
 
 

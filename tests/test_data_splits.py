@@ -73,6 +73,9 @@ def test_user_split_files_are_read_and_checked(tmp_path: Path) -> None:
 
     val.write_text("synthetic-0003\nsynthetic-0004\n")
     assert resolve_split(dataset, str(tmp_path)).val == ("synthetic-0003", "synthetic-0004")  # a folder of lists
+    val.unlink()
+    with pytest.raises(DataError, match=r"split folder .*val.txt missing \(expected train.txt and val.txt\)"):
+        resolve_split(dataset, str(tmp_path))
 
 
 def test_an_unknown_split_name_lists_the_known_ones() -> None:

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from medico.data import PolypTrainingSet
 from medico.data.cache import DecodedCache
+from medico.data.loader import PolypTrainingSet
 from medico.data.synthetic import SyntheticDataset
 from medico.errors import MedicoError
 from medico.inference import Predictor

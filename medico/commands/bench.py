@@ -15,9 +15,9 @@ from rich.table import Table
 
 from medico import comparison, speed
 from medico.console import console, err_console
-from medico.data import PolypTrainingSet, open_dataset
+from medico.data import open_dataset
 from medico.data.io import list_images, read_rgb
-from medico.data.loader import default_workers
+from medico.data.loader import PolypTrainingSet, default_workers
 from medico.data.synthetic import synthetic_test_images
 from medico.files import write_atomic
 from medico.inference import Predictor

@@ -12,13 +12,34 @@ import numpy as np
 from medico.data.dataset import DataError, PolypDataset
 from medico.data.io import IMAGE_SUFFIXES
 
-__all__ = ["SPLIT_NAMES", "VAL_FRACTION", "Split", "parse_split_list", "random_split", "resolve_split"]
+__all__ = [
+    "SPLIT_NAMES",
+    "VAL_FRACTION",
+    "Split",
+    "parse_split_list",
+    "random_split",
+    "resolve_split",
+    "split_folder_files",
+]
 
 SPLIT_NAMES = ("auto", "medico2020", "random")
 VAL_FRACTION = 0.2
 """The source paper's 80:20 ratio for the random split."""
 _MEDICO2020 = "splits/medico2020/{part}.txt"
 _PARTS = ("train", "val")
+
+
+def split_folder_files(folder: Path) -> dict[str, Path]:
+    """The lists of a user's split folder, ``{"train": folder/train.txt, "val": folder/val.txt}``.
+
+    Raises:
+        DataError: a list is missing (the message names it).
+    """
+    files = {part: Path(folder) / f"{part}.txt" for part in _PARTS}
+    missing = [str(path) for path in files.values() if not path.is_file()]
+    if missing:
+        raise DataError(f"split folder {folder}: {' and '.join(missing)} missing (expected train.txt and val.txt)")
+    return files
 
 
 @dataclass(frozen=True)
@@ -137,7 +158,7 @@ def resolve_split(
     if name not in SPLIT_NAMES:
         folder = Path(name).expanduser()
         if folder.is_dir():
-            return resolve_split(dataset, files={part: folder / f"{part}.txt" for part in _PARTS})
+            return resolve_split(dataset, files=split_folder_files(folder))
         raise DataError(
             f"--split: expected one of {', '.join(SPLIT_NAMES)} or a folder holding train.txt and val.txt, "
             f"got {name!r}"
