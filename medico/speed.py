@@ -254,7 +254,8 @@ def measure_loader_speed(
     loader = make_loader(train_set, batch_size, shuffle=True, workers=workers, pin_memory=pin_memory)
     if len(loader) < warmup + repeats:
         raise MedicoError(
-            f"data pipeline speed: {len(train_set)} training images make {len(loader)} batches of {batch_size}; "
+            f"data pipeline speed: {len(train_set)} images of {train_set.dataset.description} make {len(loader)} "
+            f"batches of {batch_size}; "
             f"timing needs at least {warmup + repeats} (warm-up {warmup} + repeats {repeats})"
         )
     arrivals = [time.perf_counter()]  # when iteration started, then when each batch arrived

@@ -405,14 +405,14 @@ class Trainer:
             first = step - len(values) + 1
             for offset, value in enumerate(values):
                 if not math.isfinite(value):
-                    self._non_finite(value, epoch, first + offset, len(loader))
+                    self._raise_non_finite(value, epoch, first + offset, len(loader))
             total_loss += sum(v * n for v, n in zip(values, batch_images)) * self.processes
             seen += sum(batch_images) * self.processes
             pending, batch_images = [], []
             observer.step_done(step, values[-1], seen / max(time.perf_counter() - started, 1e-9))
         return total_loss / max(seen, 1), seen / max(time.perf_counter() - started, 1e-9)
 
-    def _non_finite(self, value: float, epoch: int, step: int, steps: int) -> None:
+    def _raise_non_finite(self, value: float, epoch: int, step: int, steps: int) -> None:
         raise NonFiniteLossError(
             f"the training loss became {value} at epoch {epoch}, step {step} of {steps}; stopped "
             f"instead of training on. Try a lower --lr (now {self.optimizer.param_groups[0]['lr']:g})"
