@@ -26,7 +26,8 @@ class Predictor:
         threshold: probability at or above which a pixel is polyp.
         memory_format: layout of weights and batches (channels_last by default, see medico.runtime).
         compile: compile the model for inference (:func:`medico.runtime.compile_for_inference`; CUDA graphs
-            on a GPU); the first batch then takes seconds to compile.
+            on a GPU); the first batch then takes seconds to compile, and a smaller batch later is padded to the
+            largest seen so far (the last one repeated): a new batch shape would compile again.
         autotune: on a GPU, switch cuDNN autotuning on for the process (off only for plain baselines).
     """
 
@@ -47,6 +48,7 @@ class Predictor:
         if autotune and self.device.type == "cuda":
             autotune_convolutions()
         self.compiled = compile
+        self._largest_batch = 0  # with compile: what smaller batches are padded to
         if compile:
             self.model = compile_for_inference(self.model, self.device)
         self.input_size = input_size
@@ -60,14 +62,11 @@ class Predictor:
         with autocast(self.device, self.precision):
             return self.model(batch).float()
 
-    def small_probabilities(self, images: Sequence[np.ndarray], *, pad_to: int = 0) -> np.ndarray:
-        """Probabilities ``(B, S, S)`` at the model's input size, on the CPU.
-
-        ``pad_to``: run the model on at least this many images (the last one repeated), so that a compiled
-        model always sees one batch shape; only the results of ``images`` come back.
-        """
+    def small_probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Probabilities ``(B, S, S)`` at the model's input size, on the CPU."""
         batch = to_tensor(list(images), self.input_size)
-        if len(images) < pad_to:
+        if self.compiled:
+            self._largest_batch = pad_to = max(self._largest_batch, len(images))
             batch = torch.cat([batch, batch[-1:].expand(pad_to - len(images), *batch.shape[1:])])
         return torch.sigmoid(self.logits(batch))[: len(images), 0].cpu().numpy()
 
@@ -75,27 +74,22 @@ class Predictor:
         """One image's mask at its own size: its small probability map resized back, then thresholded."""
         return resize_probabilities(small, height, width) >= self.threshold
 
-    def probabilities(self, images: Sequence[np.ndarray], *, pad_to: int = 0) -> list[np.ndarray]:
-        """Per image, a float32 probability map at the image's own height and width (``pad_to`` as above)."""
+    def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per image, a float32 probability map at the image's own height and width."""
         if not images:
             return []
-        small = self.small_probabilities(images, pad_to=pad_to)
+        small = self.small_probabilities(images)
         return [resize_probabilities(p, *image.shape[:2]) for p, image in zip(small, images)]
 
-    def masks(self, images: Sequence[np.ndarray], *, pad_to: int = 0) -> list[np.ndarray]:
-        """Per image, a boolean mask at the image's own size (probability >= threshold); ``pad_to`` as above."""
+    def masks(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per image, a boolean mask at the image's own size (probability >= threshold)."""
         if not images:
             return []
-        small = self.small_probabilities(images, pad_to=pad_to)
+        small = self.small_probabilities(images)
         return [self.full_mask(p, *image.shape[:2]) for p, image in zip(small, images)]
 
     def predict_all(self, images: Iterable[np.ndarray], batch_size: int = 8) -> Iterator[np.ndarray]:
-        """Masks for a stream of images, ``batch_size`` at a time, in order.
-
-        A compiled model gets the last, smaller batch padded to ``batch_size``: a new batch shape would make it
-        compile again (as long as the first compilation) for a handful of images.
-        """
-        pad_to = batch_size if self.compiled else 0
+        """Masks for a stream of images, ``batch_size`` at a time, in order."""
         pending: list[np.ndarray] = []
         for image in images:
             pending.append(image)
@@ -103,4 +97,4 @@ class Predictor:
                 yield from self.masks(pending)
                 pending = []
         if pending:
-            yield from self.masks(pending, pad_to=pad_to)
+            yield from self.masks(pending)
