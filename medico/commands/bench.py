@@ -91,7 +91,7 @@ def bench(
         compared = pipeline = None
         if contenders is not None:  # first, while the allocator is fresh (see medico.comparison.compare)
             compared = _compare(
-                target, contenders, size, chosen, chosen_precision, train_batch_size or 16, warmup, repeats, paths
+                flops, contenders, size, chosen, chosen_precision, train_batch_size or 16, warmup, repeats, paths
             )
             pipeline = _pipeline(data, size, train_batch_size or 16, chosen, workers, repeats, compared)
         predictor = Predictor(target.model, size, chosen, chosen_precision, compile=compile)
@@ -151,7 +151,7 @@ def bench(
 
 
 def _compare(
-    target: speed.BenchmarkTarget,
+    flops: int,
     rows: list[comparison.Contender],
     size: int,
     device: torch.device,
@@ -194,7 +194,6 @@ def _compare(
             cells.append(" · ".join(f"{ratio:.2f}" for ratio in ratios))
         table.add_row(*cells)
     console.print(table)
-    flops = speed.count_flops(target.model, size)
     ours = measured[0]
     # A training step costs about 3 forward passes (forward, and backward through activations and weights).
     achieved = {"inference": flops * ours.inference.fps, "training": 3 * flops * ours.training.fps}
