@@ -292,8 +292,14 @@ def test_training_on_a_full_disk_stops_with_one_line_and_no_temporary(small_data
 # a writer killed mid-write: its temporary goes with the next write into that folder
 
 
-def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
-    writer = textwrap.dedent(
+def _python(code: str, **kwargs: object) -> subprocess.Popen:
+    """Run ``code`` in a new Python process that imports this medico."""
+    env = {**os.environ, "PYTHONPATH": str(Path(medico.__file__).parents[1])}
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, text=True, **kwargs)
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_write_and_a_live_ones_is_kept(tmp_path):
+    writer = _python(
         f"""
         import time
         from pathlib import Path
@@ -302,18 +308,20 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
             tmp.write_bytes(b"half a checkpoint")
             print("writing", flush=True)
             time.sleep(60)
-        """
+        """,
+        stdout=subprocess.PIPE,
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(medico.__file__).parents[1])}
-    process = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True, env=env)
     try:
-        assert process.stdout.readline().strip() == "writing"
+        assert writer.stdout.readline().strip() == "writing"
+        write_atomic(tmp_path / "history.csv", "epoch\n")
+        temporaries = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+        assert temporaries, "a running writer's temporary is kept"
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")], "the killed writer left its temporary"
-    write_atomic(tmp_path / "last.json", "{}")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.json"]
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    next_run = _python(f"from medico.files import write_atomic; write_atomic({str(tmp_path / 'last.json')!r}, '{{}}')")
+    assert next_run.wait(timeout=60) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv", "last.json"]
 
 
 # symbolic link loops in a dataset: one line naming the link
