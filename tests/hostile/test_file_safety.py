@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -225,7 +226,7 @@ def test_an_overlay_over_an_existing_file_needs_force(workspace):
 
 
 @pytest.fixture
-def unwritable_folder(workspace: Path) -> Path:
+def unwritable_folder(workspace: Path) -> Iterator[Path]:
     """A folder medico may not create files in: read-only for a user; for root, who ignores permission bits,
     sysfs (which refuses new files even to root)."""
     if os.geteuid() != 0:
