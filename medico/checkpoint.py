@@ -62,8 +62,8 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> Path:
         "training": checkpoint.training,
         "metrics": checkpoint.metrics,
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path, replace=True) as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)  # a file object: a full disk raises OSError (ENOSPC), not an opaque RuntimeError
     return path
 
 

@@ -3,7 +3,7 @@
 A command's module is imported only when that command runs (or ``--help`` lists them all), so that the light
 commands (``leaderboard``, ``validate``, ``data cache``...) start without importing torch. Errors a user can
 cause (:class:`medico.errors.MedicoError`) are printed on stderr, without a traceback, and exit with the
-error's code.
+error's code; so is a full disk met anywhere (inside torch or PIL too), as :func:`medico.files.disk_error` words it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from medico import __version__
 from medico.allocator import tune_allocator
 from medico.console import console, err_console
 from medico.errors import MedicoError
+from medico.files import disk_error
 
 __all__ = ["COMMANDS", "app"]
 
@@ -54,8 +55,8 @@ def _load_command(name: str) -> TyperCommand | TyperGroup:
 
 
 class _MedicoGroup(TyperGroup):
-    """Loads each command when asked for it; turns a MedicoError raised by any of them into a one-line message
-    and its exit code."""
+    """Loads each command when asked for it; turns a MedicoError raised by any of them (or a full disk) into a
+    one-line message and its exit code."""
 
     def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(COMMANDS)
@@ -65,7 +66,13 @@ class _MedicoGroup(TyperGroup):
 
     def invoke(self, ctx: typer.Context):  # type: ignore[override]
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except OSError as error:
+                failure = disk_error(error)
+                if failure is None:
+                    raise
+                raise failure from error
         except MedicoError as error:
             err_console.print(f"[bold red]error:[/] {escape(str(error))}")
             raise typer.Exit(error.exit_code) from error

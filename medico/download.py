@@ -66,7 +66,7 @@ def download(
     destination = Path(destination)
     digest = hashlib.sha256()
     try:
-        with atomic_path(destination, suffix=".part") as tmp:
+        with atomic_path(destination, suffix=".part", replace=True) as tmp:
             with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
                 length = response.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None

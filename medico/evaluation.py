@@ -97,9 +97,10 @@ class EvaluationResult:
     def write(self, folder: Path) -> None:
         """Write ``per_image.csv`` and ``metrics.json`` (summary and policy) into ``folder``, each atomically."""
         folder = Path(folder)
-        write_atomic(folder / "per_image.csv", self.per_image.to_csv(index=False))
+        write_atomic(folder / "per_image.csv", self.per_image.to_csv(index=False), replace=True)
         write_atomic(
-            folder / "metrics.json", json.dumps({"summary": self.summary, "policy": self.policy}, indent=2) + "\n"
+            folder / "metrics.json", json.dumps({"summary": self.summary, "policy": self.policy}, indent=2) + "\n",
+            replace=True,
         )
 
 

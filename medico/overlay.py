@@ -123,11 +123,12 @@ def contact_sheet(
     return np.concatenate(rows, axis=0)
 
 
-def save_png(path: Path, array: np.ndarray) -> Path:
-    """Write an RGB ``(H, W, 3)`` or grey ``(H, W)`` uint8 array as a PNG, atomically."""
+def save_png(path: Path, array: np.ndarray, *, replace: bool = False) -> Path:
+    """Write an RGB ``(H, W, 3)`` or grey ``(H, W)`` uint8 array as a PNG, atomically; an existing file is
+    replaced only with ``replace`` (see :func:`medico.files.atomic_path`)."""
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
-    return write_atomic(Path(path), buffer.getvalue())
+    return write_atomic(Path(path), buffer.getvalue(), replace=replace)
 
 
 def best_and_worst(per_image: pd.DataFrame, count: int) -> list[tuple[str, pd.Series]]:
@@ -152,11 +153,12 @@ def write_overlays(
     chosen: Sequence[tuple[str, pd.Series]],
     folder: Path,
     *,
+    replace: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Path]:
     """One overlay PNG per chosen row (``best-01-NAME.png``...) and a captioned contact sheet of them all.
 
-    Returns the written paths, the contact sheet last.
+    Existing files are replaced only with ``replace``. Returns the written paths, the contact sheet last.
     """
     folder = Path(folder)
     paths, tiles, captions = [], [], []
@@ -167,10 +169,10 @@ def write_overlays(
         image = dataset.read_image(name)
         [prediction] = predictor.masks([image])
         overlay = draw_overlay(image, dataset.read_mask(name), prediction)
-        paths.append(save_png(folder / f"{label}-{rank[label]:02d}-{name}.png", overlay))
+        paths.append(save_png(folder / f"{label}-{rank[label]:02d}-{name}.png", overlay, replace=replace))
         tiles.append(overlay)
         captions.append(f"{label} {rank[label]}: IoU {row['iou']:.3f} Dice {row['dice']:.3f}\n{name}")
         if progress is not None:
             progress(len(paths), len(chosen))
-    paths.append(save_png(folder / CONTACT_SHEET, contact_sheet(tiles, captions)))
+    paths.append(save_png(folder / CONTACT_SHEET, contact_sheet(tiles, captions), replace=replace))
     return paths

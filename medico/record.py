@@ -45,7 +45,7 @@ HISTORY_COLUMNS = tuple(f.name for f in dataclasses.fields(EpochRecord))
 
 def write_json(path: Path, data: Any) -> Path:
     """Write ``data`` as indented JSON, atomically."""
-    return write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+    return write_atomic(path, json.dumps(data, indent=2, default=str) + "\n", replace=True)
 
 
 def read_json(path: Path) -> Any:
@@ -113,7 +113,7 @@ def write_history(path: Path, history: Sequence[EpochRecord]) -> Path:
     writer.writeheader()
     for record in history:
         writer.writerow(dataclasses.asdict(record))
-    return write_atomic(path, buffer.getvalue())
+    return write_atomic(path, buffer.getvalue(), replace=True)
 
 
 _WIDTH, _PANEL, _MARGIN = 760, 260, 56
@@ -134,7 +134,7 @@ def write_training_curve(path: Path, history: Sequence[EpochRecord], title: str 
     _panel(draw, font, 30 + _PANEL, epochs, scores, (0.0, 1.0))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    return write_atomic(path, buffer.getvalue())
+    return write_atomic(path, buffer.getvalue(), replace=True)
 
 
 def _panel(

@@ -231,7 +231,7 @@ def write_sweep(
         **summary.as_dict(),
     }
     write_json(folder / "summary.json", record)
-    write_atomic(folder / "per_image.csv", summary.per_image.to_csv(index=False))
+    write_atomic(folder / "per_image.csv", summary.per_image.to_csv(index=False), replace=True)
     return folder
 
 

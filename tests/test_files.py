@@ -21,7 +21,7 @@ def test_a_written_file_has_the_usual_permissions(tmp_path: Path) -> None:
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:
     target = write_atomic(tmp_path / "scores.csv", "old")
-    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+    with pytest.raises(RuntimeError), atomic_path(target, replace=True) as tmp:
         tmp.write_text("half")
         raise RuntimeError("disk full")
     assert target.read_text() == "old"

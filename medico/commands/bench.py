@@ -19,7 +19,7 @@ from medico.data import open_dataset
 from medico.data.io import list_images, read_rgb
 from medico.data.loader import PolypTrainingSet, default_workers
 from medico.data.synthetic import synthetic_test_images
-from medico.files import write_atomic
+from medico.files import check_target, write_atomic
 from medico.inference import Predictor
 from medico.runtime import default_precision, resolve_device
 
@@ -46,6 +46,7 @@ def bench(
         Path | None, typer.Option(help="Images for end-to-end FPS (default: a few synthetic frames).")
     ] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Also write the results to this JSON file.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing --json file.")] = False,
     vs: Annotated[
         list[str] | None,
         typer.Option("--vs", help="Also time a peer implementation in this process (monai); repeatable."),
@@ -75,6 +76,8 @@ def bench(
     batch 1; medians over repeated runs after a warm-up, with device, threads, precision and torch version. With
     training timed (--vs or --train-batch-size), also the images/s the training data pipeline delivers.
     """
+    if json_file is not None:
+        check_target(json_file, replace=force)  # refused now, not after minutes of timing
     target = speed.benchmark_target(model)
     size = input_size or target.input_size
     chosen = resolve_device(device)
@@ -146,7 +149,7 @@ def bench(
             "comparison": compared,
             "data_pipeline": pipeline,
         }
-        write_atomic(json_file, json.dumps(report, indent=2) + "\n")
+        write_atomic(json_file, json.dumps(report, indent=2) + "\n", replace=force)
         err_console.print(f"results written to {escape(str(json_file))}")
 
 

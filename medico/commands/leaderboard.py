@@ -89,6 +89,7 @@ def leaderboard(
     output: Annotated[
         Path | None, typer.Option(help="Write the export to this file (atomically) instead of stdout.")
     ] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing --output file.")] = False,
     db: Annotated[
         Path | None, typer.Option(help="Leaderboard database (default: $MEDICO_DB or ./leaderboard/medico.sqlite).")
     ] = None,
@@ -110,7 +111,7 @@ def leaderboard(
         with_published=with_published,
     )
     if output is not None:
-        written = write_export(rows, _output_format(fmt, output), task.value, output, intervals=ci)
+        written = write_export(rows, _output_format(fmt, output), task.value, output, intervals=ci, replace=force)
         err_console.print(f"wrote {len(rows)} rows to [bold]{escape(str(written))}[/]")
     elif fmt is not FormatChoice.table:
         text = export_text(rows, fmt.value, task.value, intervals=ci)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 from rich.markup import escape
 
@@ -13,15 +12,17 @@ from medico import evaluation
 from medico.console import console, task_progress
 from medico.data.io import list_images, read_rgb
 from medico.errors import MedicoError
+from medico.files import atomic_folder, check_target
 from medico.metrics import THRESHOLD
-from medico.overlay import save_png
 from medico.runs import resolve_checkpoint
+from medico.submission.writer import mask_png
 
 
 def predict(
     checkpoint: Annotated[str, typer.Argument(help="A .pt checkpoint, or a run: number, id, folder or 'latest'.")],
     images: Annotated[Path, typer.Argument(help="Folder of images (JPEG, PNG...).")],
-    out: Annotated[Path, typer.Option(help="Folder for the masks: NAME.png, values 0/255.")],
+    out: Annotated[Path, typer.Option(help="Folder for the masks: NAME.png, values 0/255 (not the images folder).")],
+    force: Annotated[bool, typer.Option(help="Replace masks already in --out.")] = False,
     threshold: Annotated[float, typer.Option(help="Probability at or above which a pixel is polyp.")] = THRESHOLD,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
@@ -30,19 +31,27 @@ def predict(
         bool, typer.Option("--compile/--no-compile", help="torch.compile with frozen weights: faster after ~20 s.")
     ] = False,
 ) -> None:
-    """Predict a mask for every image in a folder: single-channel PNG, 0/255, at the image's own width and height."""
-    predictor, _ = evaluation.load_predictor(
-        resolve_checkpoint(checkpoint), device=device, precision=precision, threshold=threshold, compile=compile
-    )
+    """Predict a mask for every image in a folder: single-channel PNG, 0/255, at the image's own width and height.
+
+    The masks appear in --out together once all are predicted; after a failure none of them does.
+    """
     paths = list_images(images)
+    if out.resolve() == images.resolve():
+        raise MedicoError(f"--out {out}: this is the images folder; write the masks to another folder")
     stems = [p.stem for p in paths]
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if duplicates:
         raise MedicoError(f"{images}: several images share the name {duplicates[0]!r}; their masks would collide")
-    with task_progress() as progress:
-        task = progress.add_task("predicting", total=len(paths), status="")
-        masks = predictor.predict_all((read_rgb(p) for p in paths), batch_size=batch_size)
-        for path, mask in zip(paths, masks):
-            save_png(out / f"{path.stem}.png", mask.astype(np.uint8) * 255)
-            progress.advance(task)
+    predictor, _ = evaluation.load_predictor(
+        resolve_checkpoint(checkpoint), device=device, precision=precision, threshold=threshold, compile=compile
+    )
+    with atomic_folder(out, replace=force) as staging:
+        for stem in stems:
+            check_target(out / f"{stem}.png", replace=force)  # refused now, not after predicting every image
+        with task_progress() as progress:
+            task = progress.add_task("predicting", total=len(paths), status="")
+            masks = predictor.predict_all((read_rgb(p) for p in paths), batch_size=batch_size)
+            for stem, mask in zip(stems, masks):
+                (staging / f"{stem}.png").write_bytes(mask_png(mask))
+                progress.advance(task)
     console.print(f"wrote {len(paths)} masks to {escape(str(out))}")

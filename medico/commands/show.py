@@ -23,6 +23,9 @@ def show(
     ] = None,
     count: Annotated[int, typer.Option(min=1, help="How many best and how many worst validation images.")] = 4,
     out: Annotated[Path | None, typer.Option(help="Folder for the PNGs (default: RUN/overlays).")] = None,
+    force: Annotated[
+        bool, typer.Option(help="Replace existing PNGs in --out (those in RUN/overlays always are).")
+    ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Overlay PNGs of a run's best and worst validation images, plus one contact sheet.
@@ -37,7 +40,12 @@ def show(
     with task_progress() as progress:
         task = progress.add_task("drawing overlays", total=len(chosen), status="")
         paths = write_overlays(
-            predictor, dataset, chosen, folder, progress=lambda done, total: progress.update(task, completed=done)
+            predictor,
+            dataset,
+            chosen,
+            folder,
+            replace=force or out is None,
+            progress=lambda done, total: progress.update(task, completed=done),
         )
     console.print(f"wrote {len(paths) - 1} overlays and {CONTACT_SHEET} to {escape(str(folder))}")
     console.print("[green]green[/]: ground truth outline · [red]red[/]: prediction outline")
@@ -48,6 +56,7 @@ def overlay(
     mask: Annotated[Path, typer.Argument(help="Its ground-truth mask (grey values >= 128 are polyp).")],
     out: Annotated[Path, typer.Option(help="The PNG to write.")],
     pred: Annotated[Path | None, typer.Option(help="A predicted mask to outline in red.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
 ) -> None:
     """Draw one image with its ground truth outlined green (and a predicted mask outlined red) into a PNG."""
     pixels = read_rgb(image)
@@ -59,5 +68,5 @@ def overlay(
                 f"{argument} {path}: expected a mask of the image's size {pixels.shape[1]}x{pixels.shape[0]}, "
                 f"found {values.shape[1]}x{values.shape[0]} (width x height)"
             )
-    save_png(out, draw_overlay(pixels, truth, prediction))
+    save_png(out, draw_overlay(pixels, truth, prediction), replace=force)
     console.print(f"wrote {escape(str(out))}")

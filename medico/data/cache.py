@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from medico.data.dataset import DataError
-from medico.files import atomic_path
+from medico.files import OutputError, atomic_path
 from medico.weights import cache_dir
 
 __all__ = ["CONVENTION", "DecodedCache"]
@@ -56,11 +56,11 @@ class DecodedCache:
         path = self.path(key, size)
         packed = np.concatenate([image.reshape(-1), mask.reshape(-1).astype(np.uint8)])
         try:
-            with atomic_path(path, suffix=".npy") as tmp:
+            with atomic_path(path, suffix=".npy", replace=True) as tmp:
                 np.save(tmp, packed)
-        except OSError as error:
+        except (OSError, OutputError) as error:  # OutputError: the folder cannot be written or the disk is full
             raise DataError(
-                f"decoded cache {self.root}: cannot write ({error.strerror or error}); "
+                f"decoded cache {self.root}: cannot write ({getattr(error, 'strerror', None) or error}); "
                 "set MEDICO_CACHE to a writable folder or turn the cache off"
             ) from error
 

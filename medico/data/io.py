@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from medico.errors import MedicoError
+from medico.files import is_file
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -97,7 +98,7 @@ def list_images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise MedicoError(f"{folder}: not a folder of images")
     images = sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+        p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES and is_file(p)
     )
     if not images:
         raise MedicoError(f"{folder}: no images found (expected files ending in {', '.join(IMAGE_SUFFIXES)})")

@@ -54,6 +54,8 @@ def open_kvasir(path: str | Path) -> KvasirDataset:
         storage = _zip_storage(path)
     elif path.exists():
         raise DataError(f"{path}: expected {_LAYOUT}; found a file that is not a zip archive")
+    elif path.is_symlink():
+        raise DataError(f"{path}: a symbolic link that leads nowhere (dangling, or a loop); expected {_LAYOUT}")
     else:
         raise DataError(f"{path}: no such file or folder (expected {_LAYOUT})")
     dataset = KvasirDataset(storage)

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path, PurePosixPath
 
 from medico.data.dataset import DataError
+from medico.files import is_file
 
 __all__ = ["MAX_MEMBER_BYTES", "FolderStorage", "Storage", "StorageError", "ZipStorage", "is_safe_member"]
 
@@ -77,7 +78,7 @@ class FolderStorage(Storage):
         return sorted(
             f"{folder}/{entry.name}" if folder else entry.name
             for entry in os.scandir(base)
-            if entry.is_file() and not entry.name.startswith(".")
+            if not entry.name.startswith(".") and is_file(entry.path)  # a link loop is named, not a traceback
         )
 
     def has_folder(self, folder: str) -> bool:

@@ -177,7 +177,7 @@ def _write_image(path: Path, pixels: np.ndarray) -> None:
     ok, encoded = cv2.imencode(path.suffix, pixels, [cv2.IMWRITE_JPEG_QUALITY, 95])
     if not ok:
         raise DataError(f"{path}: cannot encode an image as {path.suffix!r}")
-    write_atomic(path, encoded.tobytes())
+    write_atomic(path, encoded.tobytes(), replace=True)
 
 
 def synthetic_test_images(folder: Path, *, count: int = 20, seed: int = 1) -> list[Path]:
@@ -214,6 +214,6 @@ def write_synthetic_kvasir(
         lists = folder / "splits" / "medico2020"
         lists.mkdir(parents=True, exist_ok=True)
         cut = count - val_count
-        write_atomic(lists / "train.txt", "".join(f"{n}\n" for n in dataset.names[:cut]).encode())
-        write_atomic(lists / "val.txt", "".join(f"{n}\n" for n in dataset.names[cut:]).encode())
+        write_atomic(lists / "train.txt", "".join(f"{n}\n" for n in dataset.names[:cut]).encode(), replace=True)
+        write_atomic(lists / "val.txt", "".join(f"{n}\n" for n in dataset.names[cut:]).encode(), replace=True)
     return folder

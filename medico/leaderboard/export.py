@@ -188,7 +188,9 @@ def export_text(rows: list[Ranked], fmt: Format, task: str, intervals: bool = Fa
     raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
 
 
-def write_export(rows: list[Ranked], fmt: Format, task: str, path: Path, intervals: bool = False) -> Path:
+def write_export(
+    rows: list[Ranked], fmt: Format, task: str, path: Path, intervals: bool = False, *, replace: bool = False
+) -> Path:
     """Write the export to ``path`` atomically (readers never see half a file); ``intervals`` as in
-    :func:`export_text`."""
-    return write_atomic(Path(path), export_text(rows, fmt, task, intervals))
+    :func:`export_text`; an existing file is replaced only with ``replace``."""
+    return write_atomic(Path(path), export_text(rows, fmt, task, intervals), replace=replace)

@@ -21,6 +21,7 @@ from medico import __version__
 from medico.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from medico.download import file_sha256
 from medico.errors import MedicoError
+from medico.files import check_target
 from medico.plugins import get_plugin
 from medico.submission.names import MAX_RUNS, choose_run, run_name, team_dir
 from medico.submission.writer import SubmissionFiles, write_manifest
@@ -111,6 +112,7 @@ def write_task2(
         )
     base = run_name(team, "efficiency", number)
     destination = folder / base
+    check_target(folder / f"{base}.json", replace=force)  # the manifest: refused before the context is written
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{base}.", dir=folder))
     staging.chmod(0o755)  # mkdtemp makes it private; the context is meant to be shared with docker build
@@ -129,6 +131,7 @@ def write_task2(
         run=number,
         checkpoint=checkpoint,
         spec=spec,
+        replace=force,
         context=destination.name,
         base_image=BASE_IMAGE,
         weights_sha256=digest,

@@ -118,11 +118,14 @@ def score_archive(
         created=created,
         note=f"archive {archive.name}",
     )
-    scores_csv = write_atomic(archive.with_name(f"{archive.stem}_scores.csv"), evaluation.per_image.to_csv(index=False))
+    scores_csv = write_atomic(
+        archive.with_name(f"{archive.stem}_scores.csv"), evaluation.per_image.to_csv(index=False), replace=True
+    )
     entry_id = LeaderboardStore(db).add(entry)
     summary_json = write_atomic(
         archive.with_name(f"{archive.stem}_summary.json"),
         json.dumps(_summary(archive, digest, team, run, model, evaluation, entry_id, created), indent=2) + "\n",
+        replace=True,
     )
     return ScoreResult(archive, digest, team, run, model, evaluation, scores_csv, summary_json, entry_id, report)
 

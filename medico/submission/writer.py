@@ -25,7 +25,7 @@ from medico.checkpoint import Checkpoint, load_model
 from medico.data.io import read_rgb
 from medico.download import file_sha256
 from medico.errors import MedicoError
-from medico.files import write_atomic
+from medico.files import check_target, write_atomic
 from medico.inference import Predictor
 from medico.metrics import THRESHOLD
 from medico.submission.names import MAX_RUNS, Task, choose_run, run_name, team_dir
@@ -57,10 +57,11 @@ def mask_png(mask: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_mask_archive(destination: Path, masks: Iterable[tuple[str, np.ndarray]]) -> int:
+def write_mask_archive(destination: Path, masks: Iterable[tuple[str, np.ndarray]], *, replace: bool = False) -> int:
     """Write ``(stem, mask)`` pairs as ``<stem>.png`` members of a zip, atomically; returns the mask count.
 
-    The zip is assembled in memory (binary PNG masks are a few kB each) and written in one go.
+    The zip is assembled in memory (binary PNG masks are a few kB each) and written in one go; an existing file
+    is replaced only with ``replace``.
     """
     count = 0
     buffer = io.BytesIO()
@@ -71,14 +72,23 @@ def write_mask_archive(destination: Path, masks: Iterable[tuple[str, np.ndarray]
             info.external_attr = 0o100644 << 16  # a regular file, rw-r--r--
             archive.writestr(info, mask_png(mask))
             count += 1
-    write_atomic(destination, buffer.getvalue())
+    write_atomic(destination, buffer.getvalue(), replace=replace)
     return count
 
 
 def write_manifest(
-    path: Path, *, team: str, task: Task, run: int, checkpoint: Path, spec: Checkpoint, **fields: Any
+    path: Path,
+    *,
+    team: str,
+    task: Task,
+    run: int,
+    checkpoint: Path,
+    spec: Checkpoint,
+    replace: bool = False,
+    **fields: Any,
 ) -> Path:
-    """The manifest beside a submission, as indented JSON (written atomically).
+    """The manifest beside a submission, as indented JSON (written atomically; an existing file replaced only with
+    ``replace``).
 
     Every manifest names the team, task and run, the model and the checkpoint it came from (with its SHA-256),
     the date and medico's version; ``fields`` add what is particular to the task.
@@ -96,7 +106,7 @@ def write_manifest(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "medico_version": __version__,
     }
-    return write_atomic(path, json.dumps(manifest, indent=2) + "\n")
+    return write_atomic(path, json.dumps(manifest, indent=2) + "\n", replace=replace)
 
 
 def _check_stems(images: Sequence[Path]) -> None:
@@ -141,6 +151,10 @@ def write_task1(
     folder = team_dir(root, team)
     _check_stems(images)
     number = choose_run(folder, team, "segmentation", run, max_runs, force)
+    base = run_name(team, "segmentation", number)
+    archive, manifest_path = folder / f"{base}.zip", folder / f"{base}.json"
+    for target in (archive, manifest_path):
+        check_target(target, replace=force)  # refused now, not after predicting every image
     model, spec = load_model(checkpoint)
     predictor = Predictor(model, spec.input_size, device=device, precision=precision, threshold=THRESHOLD)
 
@@ -150,17 +164,16 @@ def write_task1(
             if progress is not None:
                 progress(path)
 
-    base = run_name(team, "segmentation", number)
-    archive = folder / f"{base}.zip"
-    count = write_mask_archive(archive, named_masks())
+    count = write_mask_archive(archive, named_masks(), replace=force)
     digest = file_sha256(archive)
     manifest = write_manifest(
-        folder / f"{base}.json",
+        manifest_path,
         team=team,
         task="segmentation",
         run=number,
         checkpoint=checkpoint,
         spec=spec,
+        replace=force,
         archive=archive.name,
         archive_sha256=digest,
         archive_bytes=archive.stat().st_size,
