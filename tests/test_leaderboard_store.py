@@ -93,7 +93,7 @@ def test_an_entry_that_cannot_be_ranked_honestly_is_refused(workspace, field, va
 def _write_entries(path: str, worker: int, count: int, barrier) -> list[int | None]:
     store = LeaderboardStore(Path(path))
     barrier.wait()
-    ids = [store.add(_entry(team=f"team{worker}", run=i, sha256=f"{worker}-{i}")) for i in range(count)]
+    ids = [store.add(_entry(team=f"team{worker}", run=i, sha256=f"{worker}-{i}")) for i in range(1, count + 1)]
     ids.append(store.add(_entry(team=f"team{worker}", sha256="the same archive")))
     return ids
 
@@ -114,7 +114,7 @@ def test_several_processes_writing_at_once_lose_nothing(tmp_path):
     assert sorted(inserted) == sorted(e.id for e in entries)
     for w in range(workers):
         own = [e.run for e in entries if e.team == f"team{w}" and e.sha256 != "the same archive"]
-        assert sorted(own) == list(range(count))
+        assert sorted(own) == list(range(1, count + 1))
 
 
 _VERSION_1 = """

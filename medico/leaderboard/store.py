@@ -178,9 +178,15 @@ class LeaderboardStore:
     def add(self, entry: Entry) -> int | None:
         """Insert ``entry`` in one transaction and return its row id; None (nothing inserted) when an entry with the
         same (sha256, task, split) is already stored. ``created`` is set to the current UTC time when None."""
+        with self.adding(entry) as entry_id:
+            return entry_id
+
+    @contextmanager
+    def adding(self, entry: Entry) -> Iterator[int | None]:
+        """Insert ``entry`` and yield its row id (None as in :meth:`add`); the insert is committed when the block ends
+        and rolled back when it raises, so what is written beside an entry is written with it or not at all."""
+        entry = replace(entry, id=None, created=entry.created or _now())  # the store gives ids: a new entry's gate
         check_entry(entry)
-        if entry.created is None:
-            entry = replace(entry, created=_now())
         values = [getattr(entry, name) for name in _COLUMNS]
         values[_COLUMNS.index("metric_policy")] = json.dumps(entry.metric_policy, sort_keys=True)
         with self._write() as connection:
@@ -188,11 +194,12 @@ class LeaderboardStore:
                 "SELECT 1 FROM entries WHERE sha256 = ? AND task = ? AND split = ?",
                 (entry.sha256, entry.task, entry.split),
             ).fetchone():
-                return None
+                yield None
+                return
             cursor = connection.execute(
                 f"INSERT INTO entries ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", values
             )
-            return cursor.lastrowid
+            yield cursor.lastrowid
 
     def entries(
         self,
