@@ -150,6 +150,18 @@ def test_a_database_from_schema_version_1_is_migrated_and_keeps_its_entries(tmp_
     assert LeaderboardStore(path).schema_version() == SCHEMA_VERSION  # opening again changes nothing
 
 
+def test_a_read_only_store_reads_a_version_1_database_as_it_is(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(_VERSION_1)
+    store = LeaderboardStore(path, read_only=True)
+    entries = [(e.dice, e.split, e.dataset) for e in store.entries()]
+    assert entries == [(0.7, "val", ""), (0.9, "val", ""), (0.5, "test", "")]
+    assert store.schema_version() == 1, "viewing migrates nothing"
+    with pytest.raises(LeaderboardError, match="read-only"):
+        store.add(_entry())
+
+
 def test_a_database_from_a_newer_medico_is_refused(tmp_path):
     path = tmp_path / "new.sqlite"
     LeaderboardStore(path)

@@ -1,11 +1,16 @@
 """Scoring leaves its results with its leaderboard entry or not at all; run numbers out of range are usage errors with
-a message."""
+a message; a leaderboard someone may only read can still be viewed."""
 
 from __future__ import annotations
 
 import errno
 import functools
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +27,7 @@ from medico.submission import score_archive
 from tests.hostile._archives import perfect_archive
 
 WIDE = {"COLUMNS": "220"}
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def _results(archive: Path) -> list[str]:
@@ -114,7 +120,8 @@ def test_score_refuses_a_run_number_out_of_range(workspace: Path, run: str) -> N
 
 def test_submit_refuses_max_runs_zero(workspace: Path) -> None:
     model = medico.create_model("unet", init_features=4)
-    checkpoint = save_checkpoint(workspace / "tiny.pt", Checkpoint("unet", {"init_features": 4}, 32, model.state_dict()))
+    spec = Checkpoint("unet", {"init_features": 4}, 32, model.state_dict())
+    checkpoint = save_checkpoint(workspace / "tiny.pt", spec)
     images = workspace / "images"
     images.mkdir()
     Image.new("RGB", (16, 12)).save(images / "a.png")
@@ -122,3 +129,60 @@ def test_submit_refuses_max_runs_zero(workspace: Path) -> None:
                                       str(images), "--max-runs", "0"], env=WIDE)
     _one_line_error(result, "--max-runs 0", "from 1")
     assert not list(workspace.glob("submissions/**/*.zip"))
+
+
+def _unprivileged(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m medico ARGS`` as a user that permission bits bind: root ignores them, except inside a new user
+    namespace (``unshare --user``), where it may no longer override them."""
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("unshare") is None or subprocess.run(["unshare", "--user", "true"]).returncode != 0:
+            pytest.skip("running as root, and no user namespace to drop the right to ignore permissions")
+        prefix = ["unshare", "--user"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPOSITORY), os.environ.get("PYTHONPATH", "")]),
+           **WIDE}
+    return subprocess.run([*prefix, sys.executable, "-m", "medico", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture
+def read_only_board(workspace: Path) -> Iterator[Path]:
+    """A leaderboard with one entry, in a folder (and file) nobody may write to."""
+    database = workspace / "board" / "medico.sqlite"
+    LeaderboardStore(database).add(Entry(team="readers", model="unet", run=1, iou=0.7, dice=0.8))
+    database.chmod(0o444)
+    database.parent.chmod(0o555)
+    yield database
+    database.parent.chmod(0o755)
+    database.chmod(0o644)
+
+
+def test_a_read_only_leaderboard_can_be_viewed(workspace: Path, read_only_board: Path) -> None:
+    shown = _unprivileged("leaderboard", "--db", str(read_only_board), cwd=workspace)
+    assert shown.returncode == 0, shown.stderr
+    assert "readers" in shown.stdout
+    exported = _unprivileged("leaderboard", "--db", str(read_only_board), "--format", "csv", cwd=workspace)
+    assert exported.returncode == 0 and "readers" in exported.stdout
+    assert sorted(p.name for p in read_only_board.parent.iterdir()) == ["medico.sqlite"]
+
+
+def test_scoring_into_a_read_only_leaderboard_fails_clearly_and_leaves_nothing(
+    workspace: Path, read_only_board: Path
+) -> None:
+    archive, truth = perfect_archive(workspace)
+    scored = _unprivileged("score", str(archive), "--truth", str(truth), "--team", "T", "--db", str(read_only_board),
+                           cwd=workspace)
+    assert scored.returncode == 2, scored.stderr
+    assert _results(archive) == []
+    assert "read-only" in scored.stderr and "Traceback" not in scored.stderr
+
+
+def test_a_missing_leaderboard_shows_an_empty_board_and_creates_nothing(workspace: Path) -> None:
+    database = workspace / "nowhere" / "medico.sqlite"
+    result = CliRunner().invoke(app, ["leaderboard", "--db", str(database)], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "medico score" in result.stderr and str(database) in result.stderr
+    assert not (workspace / "nowhere").exists()
+    published = CliRunner().invoke(app, ["leaderboard", "--db", str(database), "--with-published"], env=WIDE)
+    assert published.exit_code == 0 and "HarDNet-MSEG" in published.stdout
+    assert not (workspace / "nowhere").exists()
