@@ -19,6 +19,7 @@ import tomllib
 from medico.data.dataset import DataError
 from medico.data.splits import SPLIT_NAMES, split_folder_files
 from medico.errors import MedicoError
+from medico.leaderboard.participant import check_team_name
 from medico.plugins import ModelPlugin
 from medico.runtime import PRECISIONS
 
@@ -110,6 +111,7 @@ class RunConfig:
                 f"--resume continues the run as it was configured; it cannot change {', '.join(refused)} "
                 f"(only {', '.join(sorted(RESUMABLE_KEYS))}). Start a new run instead."
             )
+        changed = {k: _check("command line", k, v) for k, v in changed.items()}
         sources = {**self.sources, **{k: "command line (resume)" for k in changed}}
         return dataclasses.replace(self, **changed, sources=sources)
 
@@ -179,6 +181,9 @@ def _check(label: str, key: str, value: Any) -> Any:
         raise ConfigError(f"{label}: workers must be auto or a number of processes, got {value!r}")
     if key == "precision" and value not in _PRECISIONS:
         raise ConfigError(f"{label}: precision must be one of {', '.join(_PRECISIONS)}, got {value!r}")
+    if key == "team":
+        # Checked before training rather than when the finished run reaches the leaderboard.
+        check_team_name(value, "--team" if label == "command line" else f"{label}: team")
     if key == "lr_factor" and not 0 < value < 1:
         raise ConfigError(f"{label}: lr_factor must be between 0 and 1, got {value!r}")
     return value

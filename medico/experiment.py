@@ -30,6 +30,7 @@ from medico.evaluation import EvaluationResult
 from medico.inference import Predictor
 from medico.leaderboard import Entry, LeaderboardStore
 from medico.leaderboard.entry import INTERVALS
+from medico.leaderboard.participant import TeamNameError, check_team_name
 from medico.metrics import METRIC_NAMES
 from medico.plugins import get_plugin
 from medico.record import (
@@ -81,10 +82,11 @@ class RunOutcome:
 
 
 def default_team() -> str:
-    """The leaderboard team when ``--team`` is not given: the OS user name."""
+    """The leaderboard team when ``--team`` is not given: the OS user name, or ``anonymous`` where there is none or
+    it is not a plain team name (``DOMAIN\\user``)."""
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
+        return check_team_name(getpass.getuser())
+    except (KeyError, OSError, TeamNameError):
         return "anonymous"
 
 

@@ -93,7 +93,7 @@ def test_an_entry_that_cannot_be_ranked_honestly_is_refused(workspace, field, va
 def _write_entries(path: str, worker: int, count: int, barrier) -> list[int | None]:
     store = LeaderboardStore(Path(path))
     barrier.wait()
-    ids = [store.add(_entry(team=f"team{worker}", run=i, sha256=f"{worker}-{i}")) for i in range(count)]
+    ids = [store.add(_entry(team=f"team{worker}", run=i, sha256=f"{worker}-{i}")) for i in range(1, count + 1)]
     ids.append(store.add(_entry(team=f"team{worker}", sha256="the same archive")))
     return ids
 
@@ -114,7 +114,7 @@ def test_several_processes_writing_at_once_lose_nothing(tmp_path):
     assert sorted(inserted) == sorted(e.id for e in entries)
     for w in range(workers):
         own = [e.run for e in entries if e.team == f"team{w}" and e.sha256 != "the same archive"]
-        assert sorted(own) == list(range(count))
+        assert sorted(own) == list(range(1, count + 1))
 
 
 _VERSION_1 = """
@@ -148,6 +148,18 @@ def test_a_database_from_schema_version_1_is_migrated_and_keeps_its_entries(tmp_
     assert store.add(_entry(sha256="abc")) is None
     assert store.add(_entry(sha256="abc", split="test")) is not None
     assert LeaderboardStore(path).schema_version() == SCHEMA_VERSION  # opening again changes nothing
+
+
+def test_a_read_only_store_reads_a_version_1_database_as_it_is(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(_VERSION_1)
+    store = LeaderboardStore(path, read_only=True)
+    entries = [(e.dice, e.split, e.dataset) for e in store.entries()]
+    assert entries == [(0.7, "val", ""), (0.9, "val", ""), (0.5, "test", "")]
+    assert store.schema_version() == 1, "viewing migrates nothing"
+    with pytest.raises(LeaderboardError, match="read-only"):
+        store.add(_entry())
 
 
 def test_a_database_from_a_newer_medico_is_refused(tmp_path):

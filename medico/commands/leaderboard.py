@@ -100,7 +100,7 @@ def leaderboard(
     """
     if all_runs and latest:
         raise LeaderboardError("--all-runs and --latest: expected at most one of them, got both")
-    store = LeaderboardStore(db)
+    store = LeaderboardStore(db, read_only=True)
     rows = leaderboard_rows(
         store,
         task=task.value,
@@ -119,8 +119,9 @@ def leaderboard(
     elif not rows:
         chosen = (("split", split.value if split else None), ("model", model), ("device", device))
         filters = ", ".join(f"{name} {value}" for name, value in chosen if value)
+        where = f"in {store.path}" if store.path.exists() else f"(no leaderboard database at {store.path})"
         err_console.print(
-            f"No {task.value} entries{' for ' + escape(filters) if filters else ''} in {escape(str(store.path))} yet: "
+            f"No {task.value} entries{' for ' + escape(filters) if filters else ''} {escape(where)} yet: "
             "`medico run` and `medico score` add them; --with-published shows the published figures."
         )
     else:

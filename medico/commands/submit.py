@@ -14,7 +14,7 @@ from medico.data.io import list_images
 from medico.data.synthetic import synthetic_test_images
 from medico.runs import resolve_checkpoint
 from medico.runtime import PRECISIONS, resolve_device
-from medico.submission import MAX_RUNS, SubmissionFiles, check_team_name, write_task1, write_task2
+from medico.submission import MAX_RUNS, SubmissionFiles, write_task1, write_task2
 from medico.weights import cache_dir
 
 
@@ -62,7 +62,6 @@ def submit(
     precision: Annotated[str, typer.Option(help=f"Task 1 prediction precision: {', '.join(PRECISIONS)}.")] = "fp32",
 ) -> None:
     """Write a submission: the task 1 masks archive (TEAM_task1_runN.zip) or the task 2 Docker build context."""
-    check_team_name(team)
     weights = resolve_checkpoint(checkpoint)
     if task == "efficiency":
         if images is not None:

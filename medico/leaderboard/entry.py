@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from medico.leaderboard.errors import LeaderboardError
+from medico.leaderboard.participant import MAX_TEAM_NAME, MAX_TEXT, check_run_number, check_team_name, plain_text
 
 __all__ = ["INTERVALS", "SCORES", "SOURCES", "SPLITS", "TASKS", "Entry", "check_entry"]
 
@@ -31,6 +32,11 @@ class Entry:
     images (:mod:`medico.stats`). ``sha256`` identifies what was scored (archive or checkpoint): the store keeps one
     entry per (sha256, task, split). ``fps_kind`` is ``"model"`` (forward only) or ``"end-to-end"``.
     ``id`` is the store's row id (None until stored, and for published rows read from ``reported.csv``).
+
+    Every entry passes one gate for participant text when it is made (:mod:`medico.leaderboard.participant`): a new
+    entry (no id yet) whose team name is not plain is refused; every text (team, model, note, dataset, citation...)
+    has its control, format and bidi characters written as escapes and is cut to a cap. A row read back from the
+    store keeps its id and is neutralised the same way, so a name an older medico let in still shows harmlessly.
     """
 
     team: str
@@ -68,9 +74,21 @@ class Entry:
     citation: str = ""
     id: int | None = None
 
+    def __post_init__(self) -> None:
+        if self.id is None:
+            check_team_name(self.team, "team")
+        for name in _FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, plain_text(value, MAX_TEAM_NAME if name == "team" else MAX_TEXT))
+
+
+_FIELDS = tuple(f.name for f in fields(Entry))
+
 
 def check_entry(entry: Entry) -> None:
-    """Refuse an entry the leaderboard could not rank honestly: unknown task/split/source, scores outside [0, 1]."""
+    """Refuse an entry the leaderboard could not rank honestly or store: unknown task/split/source, scores outside
+    [0, 1], a run number outside 1..2**63-1."""
     choices = (("task", entry.task, TASKS), ("split", entry.split, SPLITS), ("source", entry.source, SOURCES))
     for name, value, allowed in choices:
         if value not in allowed:
@@ -91,5 +109,7 @@ def check_entry(entry: Entry) -> None:
             raise LeaderboardError(
                 f"entry {name}_ci_low/{name}_ci_high: expected 0 <= low <= high <= 1, got [{low!r}, {high!r}]"
             )
+    if entry.run is not None:
+        check_run_number(entry.run, "entry run")
     if entry.fps is not None and not (math.isfinite(entry.fps) and entry.fps > 0):
         raise LeaderboardError(f"entry fps: expected a positive number, got {entry.fps!r}")

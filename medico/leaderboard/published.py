@@ -75,8 +75,8 @@ def load_published(path: Path | None = None) -> list[Entry]:
         for name in _REQUIRED:
             if not values[name]:
                 raise LeaderboardError(f"{path}, line {line}: every published row needs a {name}, found none")
-        entry = Entry(**values, source="published")
         try:
+            entry = Entry(**values, source="published")
             check_entry(entry)
         except LeaderboardError as error:
             raise LeaderboardError(f"{path}, line {line}: {error}") from None

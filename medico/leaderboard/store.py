@@ -3,6 +3,9 @@
 Several processes (two ``medico score`` at once, a ``medico run`` beside them) may write to the same file: each
 write takes SQLite's write lock up front (``BEGIN IMMEDIATE``) and waits for it up to ``timeout`` seconds, so
 nothing is lost and the duplicate check cannot race with another insert.
+
+Viewing needs no write access: a store opened ``read_only`` never creates, migrates or writes the file, reads an
+older schema as it is, and shows a missing file as an empty leaderboard.
 """
 
 from __future__ import annotations
@@ -82,7 +85,8 @@ def _now() -> str:
 
 
 def _row_to_entry(row: sqlite3.Row) -> Entry:
-    values = {name: row[name] for name in _COLUMNS}
+    """The stored row as an entry (through the entry's gate); columns an older schema lacks keep their defaults."""
+    values = {name: row[name] for name in _COLUMNS if name in row.keys()}
     values["metric_policy"] = json.loads(values["metric_policy"] or "{}")
     return Entry(**values, id=row["id"])
 
@@ -93,11 +97,17 @@ class LeaderboardStore:
     Args:
         path: the SQLite file; its folder is created when missing.
         timeout: seconds to wait for another process's write lock before giving up with a LeaderboardError.
+        read_only: only read (for viewing): nothing is created or migrated, a missing file reads as empty, and the
+            file and its folder may be read-only.
     """
 
-    def __init__(self, path: Path | None = None, *, timeout: float = 30.0) -> None:
+    def __init__(self, path: Path | None = None, *, timeout: float = 30.0, read_only: bool = False) -> None:
         self.path = Path(path) if path is not None else default_db_path()
         self.timeout = timeout
+        self.read_only = read_only
+        if read_only:
+            self.schema_version()  # refuses a newer or unusable file now rather than halfway through a command
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._migrate()
 
@@ -109,7 +119,7 @@ class LeaderboardStore:
         """A connection in autocommit mode (transactions are explicit); SQLite errors become LeaderboardError."""
         connection = None
         try:
-            connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            connection = self._open()
             connection.row_factory = sqlite3.Row
             yield connection
         except sqlite3.OperationalError as error:
@@ -117,6 +127,11 @@ class LeaderboardStore:
                 raise LeaderboardError(
                     f"leaderboard database {self.path} is locked by another process "
                     f"(waited {self.timeout:g} s): {error}"
+                ) from error
+            if "readonly" in str(error) or "unable to open" in str(error):
+                raise LeaderboardError(
+                    f"leaderboard database {self.path} cannot be opened for writing ({error}): is the file or its "
+                    "folder read-only for you? Writing needs write access to both; `medico leaderboard` only reads"
                 ) from error
             raise LeaderboardError(f"leaderboard database {self.path} cannot be used: {error}") from error
         except sqlite3.DatabaseError as error:
@@ -127,6 +142,22 @@ class LeaderboardStore:
         finally:
             if connection is not None:
                 connection.close()
+
+    def _open(self) -> sqlite3.Connection:
+        """A connection to the file; read-only stores open it ``mode=ro``, and ``immutable`` where even reading a WAL
+        file would need a write (its index cannot be created in a read-only folder, where nobody can write either)."""
+        if not self.read_only:
+            return sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        uri = f"{self.path.absolute().as_uri()}?mode=ro"
+        connection = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None)
+        try:
+            connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError as error:
+            connection.close()
+            if "readonly" not in str(error):
+                raise
+            connection = sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None)
+        return connection
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -171,16 +202,27 @@ class LeaderboardStore:
             connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
 
     def schema_version(self) -> int:
-        """The schema version of the open file (:data:`SCHEMA_VERSION` once opened by this medico)."""
+        """The schema version of the open file (:data:`SCHEMA_VERSION` once opened for writing by this medico; 0 for a
+        read-only store whose file does not exist)."""
+        if not self.path.exists():
+            return 0
         with self._connect() as connection:
             return self._version(connection)
 
     def add(self, entry: Entry) -> int | None:
         """Insert ``entry`` in one transaction and return its row id; None (nothing inserted) when an entry with the
         same (sha256, task, split) is already stored. ``created`` is set to the current UTC time when None."""
+        with self.adding(entry) as entry_id:
+            return entry_id
+
+    @contextmanager
+    def adding(self, entry: Entry) -> Iterator[int | None]:
+        """Insert ``entry`` and yield its row id (None as in :meth:`add`); the insert is committed when the block ends
+        and rolled back when it raises, so what is written beside an entry is written with it or not at all."""
+        if self.read_only:
+            raise LeaderboardError(f"leaderboard database {self.path} was opened read-only: nothing can be added")
+        entry = replace(entry, id=None, created=entry.created or _now())  # the store gives ids: a new entry's gate
         check_entry(entry)
-        if entry.created is None:
-            entry = replace(entry, created=_now())
         values = [getattr(entry, name) for name in _COLUMNS]
         values[_COLUMNS.index("metric_policy")] = json.dumps(entry.metric_policy, sort_keys=True)
         with self._write() as connection:
@@ -188,11 +230,12 @@ class LeaderboardStore:
                 "SELECT 1 FROM entries WHERE sha256 = ? AND task = ? AND split = ?",
                 (entry.sha256, entry.task, entry.split),
             ).fetchone():
-                return None
+                yield None
+                return
             cursor = connection.execute(
                 f"INSERT INTO entries ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", values
             )
-            return cursor.lastrowid
+            yield cursor.lastrowid
 
     def entries(
         self,
@@ -210,6 +253,8 @@ class LeaderboardStore:
         if where:
             sql += " WHERE " + " AND ".join(clause for clause, _ in where)
         sql += " ORDER BY created, id"
+        if not self.path.exists():
+            return []
         with self._connect() as connection:
             rows = connection.execute(sql, [value for _, value in where]).fetchall()
         return [_row_to_entry(row) for row in rows]

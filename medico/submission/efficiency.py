@@ -35,7 +35,8 @@ ENTRY_SCRIPT = Path(__file__).with_name("container_entry.py")
 
 
 def dockerfile(team: str, run: int, weights_sha256: str) -> str:
-    """The Dockerfile text of the build context (explained in its comments)."""
+    """The Dockerfile text of the build context (explained in its comments), for a ``team`` that :func:`team_dir` has
+    checked; the image tag spells that name in Docker's tag alphabet (lower case, ``[a-z0-9_.-]``)."""
     tag = f"{re.sub(r'[^a-z0-9_.-]+', '-', team.lower()).strip('-_.') or 'team'}-task2-run{run}"
     return f"""\
 # MediaEval 2020 Medico, task 2 (efficiency): team {team}, run {run}, written by medico {__version__}.

@@ -4,6 +4,11 @@ The masks are scored by :mod:`medico.metrics` through :class:`medico.evaluation.
 code and policy as ``medico evaluate``. Results go next to the archive (``<stem>_scores.csv``,
 ``<stem>_summary.json``) and onto the leaderboard as a ``test`` entry identified by the archive's SHA-256, so
 scoring the same archive twice adds nothing.
+
+The result files and the entry are written together or not at all: both files are written to temporaries while
+the entry's transaction is open; a failure there rolls the entry back, a failed commit (locked, corrupt, full or
+read-only database) deletes them, and only after the commit are they renamed into place. A rename is the one step
+left after the commit, and it needs no space, so no failure leaves files describing an entry that does not exist.
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ from medico import __version__
 from medico.data.io import list_images, read_mask
 from medico.download import file_sha256
 from medico.evaluation import EvaluationResult
-from medico.files import write_atomic
+from medico.files import atomic_path
 from medico.leaderboard import Entry, LeaderboardStore
+from medico.leaderboard.participant import check_run_number, check_team_name
 from medico.metrics import METRIC_NAMES, METRIC_POLICY, confusion_counts
-from medico.submission.names import check_team_name
 from medico.submission.validator import InvalidSubmissionError, ValidationReport, image_sizes, validate_archive
 
 __all__ = ["ScoreResult", "score_archive"]
@@ -54,7 +59,8 @@ class ScoreResult:
 
 
 def _manifest_model(archive: Path) -> str:
-    """The model named in the participant's manifest beside the archive, if there is a readable one."""
+    """The model named in the participant's manifest beside the archive, if there is a readable one (as it is: the
+    leaderboard entry neutralises what it shows)."""
     manifest = archive.with_suffix(".json")
     if manifest.is_file() and manifest.stat().st_size <= _MAX_MANIFEST_BYTES:
         try:
@@ -80,9 +86,14 @@ def score_archive(
 
     Raises:
         InvalidSubmissionError: the archive breaks a rule (exit code 1); ``error.report`` lists the problems.
+        RunNumberError: ``run``, or the one in the archive's name, is not a run number (1 to 2**63-1).
     """
-    check_team_name(team)
     archive = Path(archive)
+    check_team_name(team)  # the entry's own rule, asked before the archive is scored rather than after
+    if run is not None:
+        check_run_number(run, "--run")
+    elif match := _RUN_IN_NAME.search(archive.stem):
+        run = check_run_number(int(match.group(1)), f"archive {archive.name}: run")
     paths = {p.stem: p for p in list_images(truth)}
     counts: dict[str, torch.Tensor] = {}
 
@@ -97,8 +108,6 @@ def score_archive(
     heights_widths = [(expected[n][1], expected[n][0]) for n in names]
     stacked = torch.stack([counts[n] for n in names])
     evaluation = EvaluationResult.from_counts(names, heights_widths, stacked, METRIC_POLICY)
-    if run is None and (match := _RUN_IN_NAME.search(archive.stem)):
-        run = int(match.group(1))
     digest = file_sha256(archive)
     model = _manifest_model(archive)
     summary = evaluation.summary
@@ -118,40 +127,32 @@ def score_archive(
         created=created,
         note=f"archive {archive.name}",
     )
-    scores_csv = write_atomic(
-        archive.with_name(f"{archive.stem}_scores.csv"), evaluation.per_image.to_csv(index=False), replace=True
+    scores_csv, summary_json = (archive.with_name(f"{archive.stem}_{kind}") for kind in ("scores.csv", "summary.json"))
+    store = LeaderboardStore(db)
+    # the scorer's own files: scoring the same archive again rewrites them
+    with atomic_path(scores_csv, replace=True) as scores_tmp, atomic_path(summary_json, replace=True) as summary_tmp:
+        scores_tmp.write_text(evaluation.per_image.to_csv(index=False), encoding="utf-8")
+        with store.adding(entry) as entry_id:
+            record = json.dumps(_summary(archive, entry, evaluation, entry_id), indent=2) + "\n"
+            summary_tmp.write_text(record, encoding="utf-8")
+    return ScoreResult(
+        archive, digest, entry.team, run, entry.model, evaluation, scores_csv, summary_json, entry_id, report
     )
-    entry_id = LeaderboardStore(db).add(entry)
-    summary_json = write_atomic(
-        archive.with_name(f"{archive.stem}_summary.json"),
-        json.dumps(_summary(archive, digest, team, run, model, evaluation, entry_id, created), indent=2) + "\n",
-        replace=True,
-    )
-    return ScoreResult(archive, digest, team, run, model, evaluation, scores_csv, summary_json, entry_id, report)
 
 
-def _summary(
-    archive: Path,
-    digest: str,
-    team: str,
-    run: int | None,
-    model: str,
-    evaluation: EvaluationResult,
-    entry_id: int | None,
-    created: str,
-) -> dict[str, Any]:
+def _summary(archive: Path, entry: Entry, evaluation: EvaluationResult, entry_id: int | None) -> dict[str, Any]:
     return {
         "archive": archive.name,
-        "archive_sha256": digest,
-        "team": team,
-        "run": run,
-        "model": model,
-        "task": "segmentation",
-        "split": "test",
+        "archive_sha256": entry.sha256,
+        "team": entry.team,
+        "run": entry.run,
+        "model": entry.model,
+        "task": entry.task,
+        "split": entry.split,
         "scores": evaluation.summary,
         "metric_policy": evaluation.policy,
         "leaderboard_entry": entry_id,
         "already_on_leaderboard": entry_id is None,
-        "scored": created,
+        "scored": entry.created,
         "medico_version": __version__,
     }
