@@ -22,6 +22,7 @@ import medico.submission.scorer
 from medico.checkpoint import Checkpoint, save_checkpoint
 from medico.cli import app
 from medico.errors import MedicoError
+from medico.files import OutputError
 from medico.leaderboard import Entry, LeaderboardStore
 from medico.submission import score_archive
 from tests.hostile._archives import perfect_archive
@@ -95,7 +96,7 @@ def test_a_disk_full_while_writing_the_summary_leaves_no_entry_and_no_scores(
 
     monkeypatch.setattr(Path, "write_text", full_for_summaries(write_text))
     monkeypatch.setattr(Path, "write_bytes", full_for_summaries(write_bytes))
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(OutputError, match="disk full while writing .*summary"):
         score_archive(archive, truth, "T", db=database)
     monkeypatch.undo()
     assert _results(archive) == []
