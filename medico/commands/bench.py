@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from medico import comparison, speed
+from medico.commands.options import TrustedModel
 from medico.console import console, err_console
 from medico.data import open_dataset
 from medico.data.io import list_images, read_rgb
@@ -68,6 +69,7 @@ def bench(
         int | None,
         typer.Option(min=0, help="Loader workers for the pipeline timing (default: as training picks them)."),
     ] = None,
+    trusted_model: TrustedModel = None,
 ) -> None:
     """Time a model: model FPS (forward only) and end-to-end FPS, parameters and forward GFLOPs.
 
@@ -75,7 +77,7 @@ def bench(
     batch 1; medians over repeated runs after a warm-up, with device, threads, precision and torch version. With
     training timed (--vs or --train-batch-size), also the images/s the training data pipeline delivers.
     """
-    target = speed.benchmark_target(model)
+    target = speed.benchmark_target(model, model=trusted_model)
     size = input_size or target.input_size
     chosen = resolve_device(device)
     chosen_precision = default_precision(chosen) if precision == "auto" else precision
