@@ -3,11 +3,16 @@
 A checkpoint is a plain dict of tensors and JSON-like values (so ``torch.load(weights_only=True)`` reads it):
 ``format``, ``model_spec`` (a plugin name or spec), ``model_options``, ``input_size``, ``model`` (state_dict),
 and optional ``config``, ``training`` (optimizer/scheduler/epoch state for resuming) and ``metrics``.
+
+A checkpoint is data and never chooses code: :func:`load_checkpoint` is the one gate a file passes. It checks
+every field, and lets a file name only a registered plugin; a file or module spec runs only when the user
+passes it (``model=``, ``--model`` on the command line), which is their trust in that code.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import reprlib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +21,28 @@ from torch import nn
 
 from medico.errors import MedicoError
 from medico.files import atomic_path
-from medico.plugins import get_plugin
+from medico.plugins import canonical_spec, get_plugin, is_model
 
-__all__ = ["FORMAT", "Checkpoint", "CheckpointError", "load_checkpoint", "load_model", "save_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "MAX_INPUT_SIZE",
+    "Checkpoint",
+    "CheckpointError",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
+]
 
 FORMAT = "medico-checkpoint/1"
+MAX_INPUT_SIZE = 4096
+"""The largest input side a checkpoint may ask for (a 4096x4096 frame is already 16x Kvasir-SEG's largest)."""
+
+_shown = reprlib.Repr()
+_shown.maxstring = _shown.maxother = 300  # values a file holds, quoted in messages: paths whole, length bounded
 
 
 class CheckpointError(MedicoError):
-    """A checkpoint file is missing, unreadable or not a medico checkpoint."""
+    """A checkpoint file is missing, unreadable, not a medico checkpoint, or names code the user did not choose."""
 
 
 @dataclass
@@ -39,8 +57,38 @@ class Checkpoint:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
 
+    def check_shapes(self) -> None:
+        """Refuse weights whose names or shapes differ from the model that spec and options build.
+
+        The model is built on the meta device (no memory) for the comparison, so that options can never make
+        medico allocate far more than the file holds. A builder that cannot run there is left to the strict load.
+        """
+        plugin = get_plugin(self.model_spec)
+        try:
+            with torch.device("meta"):
+                skeleton = plugin.build(**self.model_options)
+        except Exception:  # the real build below reports a builder's own errors, with the plugin's name
+            return
+        expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in self.model.items()}
+        problems = [
+            (f"{len(keys)} {what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})")
+            for what, keys in (
+                ("missing", sorted(expected.keys() - found.keys())),
+                ("unexpected", sorted(found.keys() - expected.keys())),
+                ("of another shape", sorted(k for k in expected.keys() & found.keys() if expected[k] != found[k])),
+            )
+            if keys
+        ]
+        if problems:
+            raise CheckpointError(
+                f"weights do not fit model {self.model_spec!r} with options {self.model_options}: tensors "
+                + "; ".join(problems)
+            )
+
     def build(self) -> nn.Module:
         """The model with these weights loaded (strictly), in eval mode on the CPU."""
+        self.check_shapes()
         model = get_plugin(self.model_spec).build(**self.model_options)
         try:
             model.load_state_dict(self.model)
@@ -67,8 +115,18 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> Path:
     return path
 
 
-def load_checkpoint(path: Path) -> Checkpoint:
-    """Read a checkpoint with ``weights_only=True``; a clear error names the file when it is not one."""
+def load_checkpoint(path: Path, *, model: str | None = None) -> Checkpoint:
+    """Read a checkpoint with ``weights_only=True`` and check every field: the gate each checkpoint file passes.
+
+    Args:
+        path: the checkpoint file.
+        model: the model spec the user trusts to build it with (``--model``); it replaces the stored one. Without
+            it the stored spec must name a registered plugin (built-in or installed), never a file or module.
+
+    Raises:
+        CheckpointError: the file is missing or unreadable, a field is malformed, or its spec is refused; the
+            message names the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
@@ -78,18 +136,68 @@ def load_checkpoint(path: Path) -> Checkpoint:
         raise CheckpointError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a medico checkpoint (expected format {FORMAT!r})")
-    return Checkpoint(
-        model_spec=payload["model_spec"],
-        model_options=dict(payload.get("model_options") or {}),
-        input_size=int(payload["input_size"]),
-        model=payload["model"],
-        config=dict(payload.get("config") or {}),
-        training=dict(payload.get("training") or {}),
-        metrics=dict(payload.get("metrics") or {}),
-    )
+    checkpoint = _checked(path, payload)
+    if model is not None:
+        return replace(checkpoint, model_spec=canonical_spec(model))
+    if not is_model(checkpoint.model_spec):
+        raise CheckpointError(
+            f"checkpoint {path} names model {checkpoint.model_spec!r}, which is not a registered plugin (see "
+            "`medico models`); a checkpoint may name only those, as a file or module spec would run code you never "
+            f"chose. If you trust that code, pass the spec yourself: --model {checkpoint.model_spec!r}"
+        )
+    return checkpoint
 
 
-def load_model(path: Path) -> tuple[nn.Module, Checkpoint]:
-    """Build the model stored in a checkpoint file; returns the model (eval mode, CPU) and the checkpoint."""
-    checkpoint = load_checkpoint(path)
+def _checked(path: Path, payload: dict[str, Any]) -> Checkpoint:
+    """The checkpoint's fields, each of the type and range expected, or an error naming the file and the field."""
+
+    def refuse(name: str, expected: str) -> CheckpointError:
+        found = payload.get(name)
+        return CheckpointError(f"checkpoint {path}: {name} must be {expected}, found {_shown.repr(found)}")
+
+    spec = payload.get("model_spec")
+    if not isinstance(spec, str) or not 0 < len(spec) <= 4096:
+        raise refuse("model_spec", "a model name or spec (at most 4096 characters)")
+    size = payload.get("input_size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_INPUT_SIZE:
+        raise refuse("input_size", f"an integer from 1 to {MAX_INPUT_SIZE}")
+    weights = payload.get("model")
+    if not _is_str_dict(weights) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise refuse("model", "a state_dict (names to tensors)")
+    fields = {}
+    for name in ("model_options", "config", "training", "metrics"):
+        value = payload.get(name) if payload.get(name) is not None else {}
+        if not _is_str_dict(value):
+            raise refuse(name, "a dict with text keys")
+        fields[name] = value
+    options = fields["model_options"]
+    # `--resume` trains what the config names: one checkpoint, one model, so the spec vetted below is what trains
+    config = fields["config"]
+    stated = (("model", spec), ("options", options))
+    if not all(key not in config or _equal(config[key], value) for key, value in stated):
+        raise CheckpointError(
+            f"checkpoint {path}: its config trains {_shown.repr(config.get('model'))} with options "
+            f"{_shown.repr(config.get('options'))}, but its model_spec is {spec!r} with {_shown.repr(options)}"
+        )
+    return Checkpoint(spec, input_size=size, model=weights, **fields)
+
+
+def _is_str_dict(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+
+
+def _equal(stored: Any, expected: Any) -> bool:
+    """Whether two stored values are equal; a tensor hidden in either (no plain truth value) makes them differ."""
+    try:
+        return bool(stored == expected)
+    except Exception:  # a tensor compared with several elements, or a type whose comparison raises
+        return False
+
+
+def load_model(path: Path, *, model: str | None = None) -> tuple[nn.Module, Checkpoint]:
+    """Build the model stored in a checkpoint file; returns the model (eval mode, CPU) and the checkpoint.
+
+    ``model`` is the spec the user trusts to build it with, as in :func:`load_checkpoint`.
+    """
+    checkpoint = load_checkpoint(path, model=model)
     return checkpoint.build(), checkpoint

@@ -20,7 +20,7 @@ from medico.data.dataset import DataError
 from medico.data.splits import SPLIT_NAMES, split_folder_files
 from medico.errors import MedicoError
 from medico.leaderboard.participant import check_team_name
-from medico.plugins import ModelPlugin
+from medico.plugins import ModelPlugin, canonical_spec
 from medico.runtime import PRECISIONS
 
 __all__ = [
@@ -237,7 +237,7 @@ def resolve_config(
     """Merge the layers (plugin, baseline file, dataset hints, config file, command line) into a RunConfig.
 
     Args:
-        model: the name or spec the user typed.
+        model: the name or spec the user typed (a file spec is recorded with its absolute path).
         plugin: its plugin (gives the defaults).
         dataset_hints: the dataset's recommended settings (``input_size``, ``epochs``, ``batch_size``...).
         config_file: a user's TOML file.
@@ -267,4 +267,4 @@ def resolve_config(
         for key, value in layer.options.items():
             merged_options[key] = value
             sources[f"options.{key}"] = layer.label
-    return RunConfig(model=model, options=merged_options, sources=sources, **values)
+    return RunConfig(model=canonical_spec(model), options=merged_options, sources=sources, **values)

@@ -168,6 +168,7 @@ def _counts(predictor: Predictor, small: np.ndarray, truth: np.ndarray) -> torch
 def load_predictor(
     path: Path,
     *,
+    model: str | None = None,
     device: str | None = None,
     precision: str | None = None,
     threshold: float = THRESHOLD,
@@ -175,6 +176,7 @@ def load_predictor(
 ) -> tuple[Predictor, Checkpoint]:
     """The model of a checkpoint file, wrapped for inference at the input size it was trained at.
 
+    ``model`` is the spec the user trusts to build it with (see :func:`medico.checkpoint.load_checkpoint`);
     ``device`` None or 'auto' picks CUDA when available; ``precision`` None or 'auto' picks the device's default;
     ``compile`` compiles the model for inference (see :class:`medico.inference.Predictor`).
     """
@@ -182,10 +184,10 @@ def load_predictor(
         raise EvaluationError(f"--precision: expected auto or one of {', '.join(PRECISIONS)}, got {precision!r}")
     if not 0.0 < threshold < 1.0:
         raise EvaluationError(f"--threshold: expected a probability strictly between 0 and 1, got {threshold}")
-    model, checkpoint = load_model(path)
+    network, checkpoint = load_model(path, model=model)
     chosen = resolve_device(device)
     chosen_precision = default_precision(chosen) if precision in (None, "auto") else precision
-    predictor = Predictor(model, checkpoint.input_size, chosen, chosen_precision, threshold, compile=compile)
+    predictor = Predictor(network, checkpoint.input_size, chosen, chosen_precision, threshold, compile=compile)
     return predictor, checkpoint
 
 

@@ -32,7 +32,7 @@ from medico.leaderboard import Entry, LeaderboardStore
 from medico.leaderboard.entry import INTERVALS
 from medico.leaderboard.participant import TeamNameError, check_team_name
 from medico.metrics import METRIC_NAMES
-from medico.plugins import get_plugin
+from medico.plugins import canonical_spec, get_plugin
 from medico.record import (
     dataset_info,
     environment_info,
@@ -115,14 +115,15 @@ def plan_run(
     """
     if resume is not None:
         run_dir = find_run(resume)
-        checkpoint = load_resume_checkpoint(run_dir)
-        if model != checkpoint.model_spec:
-            raise ConfigError(
-                f"--resume {resume}: run {run_dir.name} trains {checkpoint.model_spec!r}, not {model!r}"
-            )
+        model = canonical_spec(model)
+        checkpoint = load_resume_checkpoint(run_dir, model)
+        trains = checkpoint.config.get("model")  # the stored spec (the checkpoint's gate keeps the two equal)
+        if not isinstance(trains, str) or canonical_spec(trains) != model:
+            raise ConfigError(f"--resume {resume}: run {run_dir.name} trains {trains!r}, not {model!r}")
         if options or config_file is not None:
             raise ConfigError("--resume continues the run as configured: --option and --config cannot be given with it")
-        config = RunConfig.from_dict(checkpoint.config).with_resume_overrides(command_line)
+        checkpoint.check_shapes()  # before the trainer builds the model for real
+        config = RunConfig.from_dict({**checkpoint.config, "model": model}).with_resume_overrides(command_line)
         dataset = open_dataset(config.data)
         split = resolve_split(dataset, config.split)
         _check_same_data(run_dir, dataset, split)
@@ -228,7 +229,7 @@ def finish_run(
     With several processes each scores a share of the images; rank 0 alone measures, ranks and writes.
     """
     config, run_dir = plan.config, plan.run_dir
-    model, checkpoint = load_model(result.best_checkpoint)
+    model, checkpoint = load_model(result.best_checkpoint, model=config.model)  # the spec this run's user gave
     predictor = Predictor(model, checkpoint.input_size, result.device, result.precision)
     evaluation = evaluate_sharded(
         predictor, plan.dataset, list(plan.split.val), batch_size=config.eval_batch_size, progress=progress

@@ -34,6 +34,7 @@ __all__ = [
     "PluginError",
     "TrainingDefaults",
     "UnknownModelError",
+    "canonical_spec",
     "create_model",
     "get_plugin",
     "is_model",
@@ -237,12 +238,27 @@ def get_plugin(name_or_spec: str) -> ModelPlugin:
     )
 
 
+def canonical_spec(name_or_spec: str) -> str:
+    """The model as a run records it: a file spec with the file's absolute, resolved path (so that it resolves,
+    to the same file, from any folder); names and module specs unchanged. Imports no spec's code."""
+    _ensure_loaded()
+    target, _, attribute = name_or_spec.rpartition(":")
+    if name_or_spec in _registry or not target or not attribute or not _is_file_target(target):
+        return name_or_spec
+    return f"{Path(target).resolve()}:{attribute}"
+
+
+def _is_file_target(target: str) -> bool:
+    """Whether the part of a spec before ``:`` names a Python file rather than a module."""
+    return target.endswith(".py") or Path(target).exists()
+
+
 def _plugin_from_spec(spec: str) -> ModelPlugin:
     target, _, attribute = spec.rpartition(":")
     if not target or not attribute:
         raise PluginError(f"model spec {spec!r}: expected path/to/file.py:builder or package.module:builder")
     path = Path(target)
-    if target.endswith(".py") or path.exists():
+    if _is_file_target(target):
         module = _import_file(path, spec)
         origin = f"file {path}"
     else:

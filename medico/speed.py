@@ -85,15 +85,18 @@ class BenchmarkTarget:
         return sum(p.numel() for p in self.model.parameters())
 
 
-def benchmark_target(model_or_checkpoint: str) -> BenchmarkTarget:
+def benchmark_target(model_or_checkpoint: str, *, model: str | None = None) -> BenchmarkTarget:
     """A ``.pt`` checkpoint file, a registered model name or spec (fresh weights, the plugin's input size), or a run.
 
-    Weights do not change the speed of these models, so a model name is enough to time an architecture.
+    Weights do not change the speed of these models, so a model name is enough to time an architecture. ``model``
+    is the spec the user trusts to build a checkpoint with (see :func:`medico.checkpoint.load_checkpoint`).
     """
     if Path(model_or_checkpoint).is_file() and not model_or_checkpoint.endswith(".py"):
-        model, checkpoint = load_model(Path(model_or_checkpoint))
-        return BenchmarkTarget(model, checkpoint.input_size, f"checkpoint {model_or_checkpoint}")
+        network, checkpoint = load_model(Path(model_or_checkpoint), model=model)
+        return BenchmarkTarget(network, checkpoint.input_size, f"checkpoint {model_or_checkpoint}")
     if is_model(model_or_checkpoint) or ":" in model_or_checkpoint:
+        if model is not None:
+            raise MedicoError(f"--model {model!r}: only for a checkpoint or a run; {model_or_checkpoint!r} is a model")
         plugin = get_plugin(model_or_checkpoint)
         return BenchmarkTarget(plugin.build().eval(), plugin.defaults.input_size, f"model {plugin.name} (untrained)")
     try:
@@ -104,8 +107,8 @@ def benchmark_target(model_or_checkpoint: str) -> BenchmarkTarget:
         except UnknownModelError as model_error:
             raise UnknownModelError(f"{model_error} Nor is it a checkpoint or a run: {run_error}") from run_error
         raise
-    model, checkpoint = load_model(path)
-    return BenchmarkTarget(model, checkpoint.input_size, f"checkpoint {path}")
+    network, checkpoint = load_model(path, model=model)
+    return BenchmarkTarget(network, checkpoint.input_size, f"checkpoint {path}")
 
 
 def _check_counts(**counts: int) -> None:

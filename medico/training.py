@@ -467,11 +467,12 @@ class Trainer:
         return save_checkpoint(self.checkpoints / name, checkpoint)
 
 
-def load_resume_checkpoint(run_dir: Path) -> Checkpoint:
-    """The ``last.pt`` of a run to resume, with a clear error when the run has none."""
+def load_resume_checkpoint(run_dir: Path, model: str) -> Checkpoint:
+    """The ``last.pt`` of a run to resume with ``model`` (the spec the user typed: their trust in its code, see
+    :func:`medico.checkpoint.load_checkpoint`), with a clear error when the run has none."""
     path = Path(run_dir) / "checkpoints" / "last.pt"
     if not path.is_file():
         raise CheckpointError(
             f"--resume {run_dir.name}: {path} is missing (the run ended before its first epoch); start a new run"
         )
-    return load_checkpoint(path)
+    return load_checkpoint(path, model=model)

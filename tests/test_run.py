@@ -71,8 +71,8 @@ def test_train_with_a_spec_and_a_config_file_records_the_run_without_fps_or_lead
     result = runner.invoke(app, ["train", "medico.models.unet:unet", "--config", "tiny.toml", "--workers", "1"])
     assert result.exit_code == 0, result.output
     [run_dir] = (small_data / "runs").iterdir()
-    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
-    assert best.model_spec == "medico.models.unet:unet" and best.model_options == {"init_features": 4}
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt", model="medico.models.unet:unet")
+    assert best.config["model"] == "medico.models.unet:unet" and best.model_options == {"init_features": 4}
     assert best.config["sources"]["input_size"] == "--config tiny.toml"
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["fps"] is None and summary["training"]["loader_workers"] == 1

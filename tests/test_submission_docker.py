@@ -91,6 +91,7 @@ def test_a_model_from_a_local_file_cannot_be_packaged(workspace: Path) -> None:
     spec = f"{plugin}:build"
     model = medico.create_model(spec)
     weights = save_checkpoint(workspace / "mine.pt", Checkpoint(spec, {}, 32, model.state_dict()))
-    result = CliRunner().invoke(app, ["submit", "--team", "T", "--task", "efficiency", "--checkpoint", str(weights)])
+    trusted = ["--checkpoint", str(weights), "--model", spec]  # trusted, it is still missing inside the image
+    result = CliRunner().invoke(app, ["submit", "--team", "T", "--task", "efficiency", *trusted])
     assert result.exit_code == 2 and "built-in" in result.output
     assert not (workspace / "submissions" / "T" / "T_task2_run1").exists()

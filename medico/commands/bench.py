@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from medico import comparison, speed
+from medico.commands.options import TrustedModel
 from medico.console import console, err_console
 from medico.data import open_dataset
 from medico.data.io import list_images, read_rgb
@@ -69,6 +70,7 @@ def bench(
         int | None,
         typer.Option(min=0, help="Loader workers for the pipeline timing (default: as training picks them)."),
     ] = None,
+    trusted_model: TrustedModel = None,
 ) -> None:
     """Time a model: model FPS (forward only) and end-to-end FPS, parameters and forward GFLOPs.
 
@@ -78,7 +80,7 @@ def bench(
     """
     if json_file is not None:
         check_target(json_file, replace=force)  # refused now, not after minutes of timing
-    target = speed.benchmark_target(model)
+    target = speed.benchmark_target(model, model=trusted_model)
     size = input_size or target.input_size
     chosen = resolve_device(device)
     chosen_precision = default_precision(chosen) if precision == "auto" else precision

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from medico import evaluation
+from medico.commands.options import TrustedModel
 from medico.console import console, err_console, task_progress
 from medico.metrics import METRIC_NAMES, THRESHOLD
 from medico.runs import find_run, resolve_checkpoint
@@ -35,6 +36,7 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 8,
+    model: TrustedModel = None,
 ) -> None:
     """Score a checkpoint on a validation split at each image's original resolution.
 
@@ -43,7 +45,9 @@ def evaluate(
     """
     path = resolve_checkpoint(checkpoint)
     run_dir = None if Path(checkpoint).is_file() else find_run(checkpoint)
-    predictor, stored = evaluation.load_predictor(path, device=device, precision=precision, threshold=threshold)
+    predictor, stored = evaluation.load_predictor(
+        path, model=model, device=device, precision=precision, threshold=threshold
+    )
     dataset, chosen = evaluation.validation_data(stored, data=data, split=split)
     err_console.print(
         f"Scoring [bold]{escape(str(path))}[/] ({escape(stored.model_spec)}, {stored.input_size}px) on "

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from medico import evaluation
+from medico.commands.options import TrustedModel
 from medico.console import console, task_progress
 from medico.data.io import list_images, read_rgb
 from medico.errors import MedicoError
@@ -30,6 +31,7 @@ def predict(
     compile: Annotated[
         bool, typer.Option("--compile/--no-compile", help="torch.compile with frozen weights: faster after ~20 s.")
     ] = False,
+    model: TrustedModel = None,
 ) -> None:
     """Predict a mask for every image in a folder: single-channel PNG, 0/255, at the image's own width and height.
 
@@ -43,7 +45,8 @@ def predict(
     if duplicates:
         raise MedicoError(f"{images}: several images share the name {duplicates[0]!r}; their masks would collide")
     predictor, _ = evaluation.load_predictor(
-        resolve_checkpoint(checkpoint), device=device, precision=precision, threshold=threshold, compile=compile
+        resolve_checkpoint(checkpoint), model=model, device=device, precision=precision, threshold=threshold,
+        compile=compile,
     )
     with atomic_folder(out, replace=force) as staging:
         for stem in stems:

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from medico import evaluation
+from medico.commands.options import TrustedModel
 from medico.console import console, task_progress
 from medico.data.io import read_mask, read_rgb
 from medico.errors import MedicoError
@@ -27,6 +28,7 @@ def show(
         bool, typer.Option(help="Replace existing PNGs in --out (those in RUN/overlays always are).")
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    model: TrustedModel = None,
 ) -> None:
     """Overlay PNGs of a run's best and worst validation images, plus one contact sheet.
 
@@ -34,7 +36,7 @@ def show(
     """
     run_dir, scores = read_per_image(run)
     chosen = best_and_worst(scores, count)
-    predictor, checkpoint = evaluation.load_predictor(resolve_checkpoint(str(run_dir)), device=device)
+    predictor, checkpoint = evaluation.load_predictor(resolve_checkpoint(str(run_dir)), model=model, device=device)
     dataset, _ = evaluation.validation_data(checkpoint, data=data)
     folder = out or run_dir / "overlays"
     with task_progress() as progress:

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from medico.commands.options import TrustedModel
 from medico.console import console, err_console, task_progress
 from medico.data.io import list_images
 from medico.data.synthetic import synthetic_test_images
@@ -60,13 +61,14 @@ def submit(
     force: Annotated[bool, typer.Option(help="Overwrite an existing run given with --run.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (task 1 prediction).")] = "auto",
     precision: Annotated[str, typer.Option(help=f"Task 1 prediction precision: {', '.join(PRECISIONS)}.")] = "fp32",
+    model: TrustedModel = None,
 ) -> None:
     """Write a submission: the task 1 masks archive (TEAM_task1_runN.zip) or the task 2 Docker build context."""
     weights = resolve_checkpoint(checkpoint)
     if task == "efficiency":
         if images is not None:
             err_console.print("[yellow]--images is not used for task 2: the container reads /medico2020[/]")
-        _print_summary(write_task2(weights, out, team, run=run, max_runs=max_runs, force=force))
+        _print_summary(write_task2(weights, out, team, run=run, max_runs=max_runs, force=force, model=model))
         return
     paths = _test_images(images)
     with task_progress() as progress:
@@ -82,5 +84,6 @@ def submit(
             device=resolve_device(device),
             precision=precision,
             progress=lambda path: progress.update(bar, advance=1, status=path.name),
+            model=model,
         )
     _print_summary(files)

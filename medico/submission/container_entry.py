@@ -3,7 +3,8 @@
 ``medico submit --task efficiency`` copies this file into the Docker build context as ``medico_entry.py``.
 It needs torch, numpy, pillow and the medico package installed in the image. It prints ``NAME - SECONDS``
 per image and ``Mean FPS: X`` last, as the organisers' sample did. The folders and the weights come from
-arguments or MEDICO_INPUT / MEDICO_OUTPUT / MEDICO_WEIGHTS, so it also runs outside a container.
+arguments or MEDICO_INPUT / MEDICO_OUTPUT / MEDICO_WEIGHTS, so it also runs outside a container. The image
+runs only built-in models: a checkpoint naming a file or module spec is refused (there is no ``--model`` here).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import numpy as np
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Predict and write every mask; per-image seconds cover reading, prediction and writing the mask."""
+    """Predict and write every mask; per-image seconds cover reading, prediction and writing the mask.
+
+    Returns the exit status: 0, or a medico error's code after printing its message on one line on stderr.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", type=Path, default=Path(os.environ.get("MEDICO_INPUT", "/medico2020")))
     parser.add_argument("--output", type=Path, default=Path(os.environ.get("MEDICO_OUTPUT", "/mask")))
@@ -28,6 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default=os.environ.get("MEDICO_PRECISION", "auto"))
     args = parser.parse_args(argv)
 
+    from medico.errors import MedicoError
+
+    try:
+        return _segment(args)
+    except MedicoError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return error.exit_code
+
+
+def _segment(args: argparse.Namespace) -> int:
+    """Segment every image of ``args.input`` into ``args.output``, printing each image's seconds and the mean FPS."""
     from medico.checkpoint import load_model
     from medico.data.io import list_images, read_rgb
     from medico.inference import Predictor

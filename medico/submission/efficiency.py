@@ -95,9 +95,18 @@ def _write_context(folder: Path, checkpoint: Checkpoint, team: str, run: int) ->
 
 
 def write_task2(
-    checkpoint: Path, root: Path, team: str, *, run: int | None = None, max_runs: int = MAX_RUNS, force: bool = False
+    checkpoint: Path,
+    root: Path,
+    team: str,
+    *,
+    run: int | None = None,
+    max_runs: int = MAX_RUNS,
+    force: bool = False,
+    model: str | None = None,
 ) -> SubmissionFiles:
     """Write the Docker build context ``root/TEAM/TEAM_task2_runN/`` and ``TEAM_task2_runN.json`` beside it.
+
+    ``model`` is the spec the user trusts to build the checkpoint with (see :func:`medico.checkpoint.load_checkpoint`).
 
     Raises:
         MedicoError: the checkpoint's model is not a built-in plugin (a file or third-party plugin would be
@@ -105,7 +114,7 @@ def write_task2(
     """
     folder = team_dir(root, team)
     number = choose_run(folder, team, "efficiency", run, max_runs, force)
-    spec = load_checkpoint(checkpoint)
+    spec = load_checkpoint(checkpoint, model=model)
     if get_plugin(spec.model_spec).origin != "built-in":
         raise MedicoError(
             f"{checkpoint}: model {spec.model_spec!r} comes from {get_plugin(spec.model_spec).origin}; the task 2 "

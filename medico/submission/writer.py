@@ -135,6 +135,7 @@ def write_task1(
     precision: str = "fp32",
     batch_size: int = 4,
     progress: Callable[[Path], None] | None = None,
+    model: str | None = None,
 ) -> SubmissionFiles:
     """Predict ``images`` with ``checkpoint`` and write ``root/TEAM/TEAM_task1_runN.zip`` and its ``.json``.
 
@@ -147,6 +148,8 @@ def write_task1(
         device, precision: where and how the model runs.
         batch_size: images per forward pass.
         progress: called with each image's path once its mask is predicted.
+        model: the model spec the user trusts to build the checkpoint with (``--model``; see
+            :func:`medico.checkpoint.load_checkpoint`).
     """
     folder = team_dir(root, team)
     _check_stems(images)
@@ -155,8 +158,8 @@ def write_task1(
     archive, manifest_path = folder / f"{base}.zip", folder / f"{base}.json"
     for target in (archive, manifest_path):
         check_target(target, replace=force)  # refused now, not after predicting every image
-    model, spec = load_model(checkpoint)
-    predictor = Predictor(model, spec.input_size, device=device, precision=precision, threshold=THRESHOLD)
+    network, spec = load_model(checkpoint, model=model)
+    predictor = Predictor(network, spec.input_size, device=device, precision=precision, threshold=THRESHOLD)
 
     def named_masks() -> Iterable[tuple[str, np.ndarray]]:
         for path, mask in zip(images, predictor.predict_all((read_rgb(p) for p in images), batch_size)):
