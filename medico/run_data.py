@@ -167,7 +167,7 @@ def run_data(
     config: Mapping[str, Any] = checkpoint.config
     own_split = split in (None, OWN_SPLIT)
     trained_on = config.get("data")
-    dataset = _open(data if data is not None else trained_on, source)
+    dataset = open_dataset(data) if data is not None else _open_recorded(trained_on, source)
     same_data = record is not None and dataset.fingerprint() == record.fingerprint
     if record is not None and not same_data and data is None and own_split:
         raise OtherDataError(
@@ -186,11 +186,13 @@ def run_data(
     return RunData(dataset, chosen, _other(source, record, dataset, chosen))
 
 
-def _open(data: str | Path | None, source: str) -> PolypDataset:
+def _open_recorded(data: str | None, source: str) -> PolypDataset:
+    """The dataset a run recorded, with an error that says whose dataset is missing and how to go on."""
     try:
         return open_dataset(data)
     except DataError as error:
-        raise DataError(f"{source}: {error} (pass --data to point at its dataset)") from error
+        message = f"{source} was trained on {_where(data)}: {error}; pass --data to say where it is now"
+        raise DataError(message) from error
 
 
 def _where(data: str | None) -> str:

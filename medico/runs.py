@@ -201,8 +201,8 @@ def latest_run(root: Path | None = None) -> RunFolder:
     if skipped:
         warnings.warn(
             MedicoWarning(
-                f"latest is run {chosen.name}: skipped {_some(skipped)}, which hold no {_CHECKPOINTS}/best.pt "
-                "(failed or stopped before their first epoch ended)"
+                f"latest is run {chosen.name}: skipped {_some(skipped)} (no {chosen.best.relative_to(chosen.path)}: "
+                "failed or stopped before the first epoch ended)"
             ),
             stacklevel=2,
         )

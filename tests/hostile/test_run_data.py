@@ -90,10 +90,11 @@ def test_a_checkpoint_copied_out_of_its_run_still_scores_only_the_images_its_run
     copy = workspace / "elsewhere" / "model.pt"
     copy.parent.mkdir()
     copy.write_bytes((run / "checkpoints" / "best.pt").read_bytes())
-    result = invoke("evaluate", copy, "--device", "cpu")
+    result = invoke("evaluate", copy, "--device", "cpu", "--out", workspace / "scores")
     assert result.exit_code == 0, result.output
-    [written] = (workspace / "evaluations").iterdir()  # a folder of its own, beside no run's record
-    assert sorted(pd.read_csv(written / "per_image.csv")["name"]) == sorted(recorded_val(run))
+    assert sorted(pd.read_csv(workspace / "scores" / "per_image.csv")["name"]) == sorted(recorded_val(run))
+    assert invoke("evaluate", copy, "--device", "cpu").exit_code == 0
+    assert (workspace / "evaluations" / "1-model" / "per_image.csv").is_file()  # a folder of its own by default
 
 
 def test_a_changed_dataset_is_refused_and_scored_only_when_given_then_labelled_other_data(workspace: Path) -> None:
