@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import importlib
-from typing import Annotated
+import warnings
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -19,7 +21,7 @@ from typer.core import TyperCommand, TyperGroup
 from medico import __version__
 from medico.allocator import tune_allocator
 from medico.console import console, err_console
-from medico.errors import MedicoError
+from medico.errors import MedicoError, MedicoWarning
 from medico.files import disk_error
 
 __all__ = ["COMMANDS", "app"]
@@ -54,9 +56,22 @@ def _load_command(name: str) -> TyperCommand | TyperGroup:
     return typer.main.get_command(single)
 
 
+def _note_printer(fallback: Callable[..., None]) -> Callable[..., None]:
+    """A ``warnings.showwarning`` that prints a :class:`MedicoWarning` as a one-line note on stderr and passes
+    other warnings to ``fallback``."""
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, MedicoWarning):
+            err_console.print(f"[yellow]note:[/] {escape(str(message))}")
+        else:
+            fallback(message, category, *args, **kwargs)
+
+    return show
+
+
 class _MedicoGroup(TyperGroup):
     """Loads each command when asked for it; turns a MedicoError raised by any of them (or a full disk) into a
-    one-line message and its exit code."""
+    one-line message and its exit code, and a MedicoWarning into a one-line note."""
 
     def list_commands(self, ctx: typer.Context) -> list[str]:
         return list(COMMANDS)
@@ -65,17 +80,20 @@ class _MedicoGroup(TyperGroup):
         return _load_command(cmd_name) if cmd_name in COMMANDS else None
 
     def invoke(self, ctx: typer.Context):  # type: ignore[override]
-        try:
+        with warnings.catch_warnings():  # restores the warning filters and printer afterwards
+            warnings.simplefilter("always", MedicoWarning)
+            warnings.showwarning = _note_printer(warnings.showwarning)
             try:
-                return super().invoke(ctx)
-            except OSError as error:
-                failure = disk_error(error)
-                if failure is None:
-                    raise
-                raise failure from error
-        except MedicoError as error:
-            err_console.print(f"[bold red]error:[/] {escape(str(error))}")
-            raise typer.Exit(error.exit_code) from error
+                try:
+                    return super().invoke(ctx)
+                except OSError as error:
+                    failure = disk_error(error)
+                    if failure is None:
+                        raise
+                    raise failure from error
+            except MedicoError as error:
+                err_console.print(f"[bold red]error:[/] {escape(str(error))}")
+                raise typer.Exit(error.exit_code) from error
 
 
 app = typer.Typer(

@@ -1,8 +1,8 @@
-"""The one exception type a user can cause: the CLI prints its message and exits with its code."""
+"""The one exception type a user can cause, and the one note: the CLI prints either on one line."""
 
 from __future__ import annotations
 
-__all__ = ["MedicoError"]
+__all__ = ["MedicoError", "MedicoWarning"]
 
 
 class MedicoError(Exception):
@@ -14,3 +14,10 @@ class MedicoError(Exception):
     """
 
     exit_code: int = 2
+
+
+class MedicoWarning(UserWarning):
+    """Something a user should know that does not stop the command (e.g. ``latest`` skipped a failed run).
+
+    Library code raises it with :func:`warnings.warn`; the command line prints it as a note on stderr.
+    """

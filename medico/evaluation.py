@@ -20,7 +20,6 @@ import pandas as pd
 import torch
 
 from medico.checkpoint import Checkpoint, load_model
-from medico.data import PolypDataset, Split, open_dataset, resolve_split
 from medico.errors import MedicoError
 from medico.files import write_atomic
 from medico.inference import Predictor
@@ -32,6 +31,7 @@ from medico.metrics import (
     reduce_scores,
     scores_from_counts,
 )
+from medico.runs import METRICS, PER_IMAGE
 from medico.runtime import PRECISIONS, default_precision, resolve_device
 
 __all__ = [
@@ -41,7 +41,6 @@ __all__ = [
     "ImageSource",
     "evaluate",
     "load_predictor",
-    "validation_data",
 ]
 
 COUNT_NAMES = ("tp", "fp", "fn", "tn")
@@ -94,14 +93,13 @@ class EvaluationResult:
         summary["n_images"] = len(frame)
         return cls(per_image=frame, summary=summary, policy=dict(policy or METRIC_POLICY))
 
-    def write(self, folder: Path) -> None:
-        """Write ``per_image.csv`` and ``metrics.json`` (summary and policy) into ``folder``, each atomically."""
+    def write(self, folder: Path, data: dict[str, Any] | None = None) -> None:
+        """Write ``per_image.csv`` and ``metrics.json`` (summary, policy and, when given, what ``data`` the images
+        came from) into ``folder``, each atomically. Where: :func:`medico.runs.evaluation_folder`."""
         folder = Path(folder)
-        write_atomic(folder / "per_image.csv", self.per_image.to_csv(index=False), replace=True)
-        write_atomic(
-            folder / "metrics.json", json.dumps({"summary": self.summary, "policy": self.policy}, indent=2) + "\n",
-            replace=True,
-        )
+        write_atomic(folder / PER_IMAGE, self.per_image.to_csv(index=False), replace=True)
+        saved = {"summary": self.summary, "policy": self.policy} | ({"data": data} if data is not None else {})
+        write_atomic(folder / METRICS, json.dumps(saved, indent=2) + "\n", replace=True)
 
 
 def evaluate(
@@ -190,17 +188,3 @@ def load_predictor(
     predictor = Predictor(network, checkpoint.input_size, chosen, chosen_precision, threshold, compile=compile)
     return predictor, checkpoint
 
-
-def validation_data(
-    checkpoint: Checkpoint, *, data: str | Path | None = None, split: str | None = None
-) -> tuple[PolypDataset, Split]:
-    """The dataset and split a checkpoint was trained with (its stored config), unless ``data``/``split`` differ.
-
-    Returns ``(dataset, split)`` from :func:`medico.data.open_dataset` and :func:`medico.data.resolve_split`;
-    ``split.val`` are the names to score. ``split`` None or 'val' means the checkpoint's own split.
-    """
-    config = checkpoint.config
-    seed = int(config.get("seed", 0))
-    dataset = open_dataset(data if data is not None else config.get("data"), seed=seed)
-    name = config.get("split", "auto") if split in (None, "val") else split
-    return dataset, resolve_split(dataset, name, seed=seed)

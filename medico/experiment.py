@@ -1,10 +1,12 @@
 """The steps of ``medico run`` and ``medico train``: plan the run, train it, then score, time, record and rank it.
 
-``plan_run`` resolves the config (or reloads it to resume), opens the dataset and split (both independent of
-``--seed``, so runs differing only in seed are scored on the same images) and creates the run folder;
-``train_run`` writes the record's first files and trains, keeping ``history.csv`` and the curve up to date after
-every epoch; ``finish_run`` scores the best checkpoint at the original resolution, optionally
-measures model FPS and adds a ``val`` entry to the leaderboard, and writes ``summary.json``.
+``plan_run`` resolves the config and opens the dataset and split (both independent of ``--seed``, so runs
+differing only in seed are scored on the same images), or, to resume, reloads the config and reopens the run's
+recorded data with :func:`medico.run_data.run_data`; ``make_trainer`` builds the trainer and, for a new run,
+creates its folder, the one place a run folder is made; ``train_run`` writes the record's first files and trains,
+keeping ``history.csv`` and the curve up to date after every epoch; ``finish_run`` scores the best checkpoint at
+the original resolution, optionally measures model FPS and adds a ``val`` entry to the leaderboard, and writes
+``summary.json``.
 
 With several processes (:mod:`medico.distributed`) every process runs these steps; rank 0 creates the run folder
 (the others learn its name), writes every file and the leaderboard entry; scoring is shared out and gathered.
@@ -13,7 +15,6 @@ With several processes (:mod:`medico.distributed`) every process runs these step
 from __future__ import annotations
 
 import getpass
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +34,9 @@ from medico.leaderboard.entry import INTERVALS
 from medico.leaderboard.participant import TeamNameError, check_team_name
 from medico.metrics import METRIC_NAMES
 from medico.plugins import canonical_spec, get_plugin
-from medico.record import (
-    dataset_info,
-    environment_info,
-    read_json,
-    write_history,
-    write_json,
-    write_training_curve,
-)
-from medico.runs import create_run_dir, find_run
+from medico.record import environment_info, write_history, write_json, write_training_curve
+from medico.run_data import DataRecord, run_data
+from medico.runs import RunFolder, find_run, run_number
 from medico.speed import SpeedResult, measure_model_speed
 from medico.stats import describe
 from medico.training import EpochRecord, Trainer, TrainingObserver, TrainingResult, load_resume_checkpoint
@@ -54,20 +49,26 @@ __all__ = [
     "finish_run",
     "make_trainer",
     "plan_run",
-    "run_number",
     "train_run",
 ]
 
 
 @dataclass
 class RunPlan:
-    """A run ready to train: its config, data, split, folder, and the checkpoint it resumes from (if any)."""
+    """A run ready to train: its config, data, split, the checkpoint it resumes from (if any) and its folder.
+
+    A new run has no folder (``run`` None) until :func:`make_trainer` creates it, right before training.
+    """
 
     config: RunConfig
     dataset: Any
     split: Any
-    run_dir: Path
+    run: RunFolder | None = None
     resume_from: Checkpoint | None = None
+
+    def record(self) -> DataRecord:
+        """The record of the data and split this run trains on (``dataset.json``, and in every checkpoint)."""
+        return DataRecord.of(self.dataset, self.split)
 
 
 @dataclass(frozen=True)
@@ -90,12 +91,6 @@ def default_team() -> str:
         return "anonymous"
 
 
-def run_number(run_dir: Path) -> int | None:
-    """The number of a run folder (``3`` for ``runs/3-attunet``)."""
-    match = re.match(r"^(\d+)-", Path(run_dir).name)
-    return int(match.group(1)) if match else None
-
-
 def plan_run(
     model: str,
     *,
@@ -104,7 +99,7 @@ def plan_run(
     config_file: Path | None = None,
     resume: str | None = None,
 ) -> RunPlan:
-    """Resolve everything a run needs before it trains; nothing is trained and, on error, no folder is left.
+    """Resolve everything a run needs before it trains; nothing is trained and no folder is created yet.
 
     Args:
         model: plugin name or ``file.py:builder`` spec.
@@ -114,20 +109,18 @@ def plan_run(
         resume: a run (number, id, folder, ``latest``) whose ``last.pt`` to continue from.
     """
     if resume is not None:
-        run_dir = find_run(resume)
+        run = find_run(resume)
         model = canonical_spec(model)
-        checkpoint = load_resume_checkpoint(run_dir, model)
+        checkpoint = load_resume_checkpoint(run, model)
         trains = checkpoint.config.get("model")  # the stored spec (the checkpoint's gate keeps the two equal)
         if not isinstance(trains, str) or canonical_spec(trains) != model:
-            raise ConfigError(f"--resume {resume}: run {run_dir.name} trains {trains!r}, not {model!r}")
+            raise ConfigError(f"--resume {resume}: run {run.name} trains {trains!r}, not {model!r}")
         if options or config_file is not None:
             raise ConfigError("--resume continues the run as configured: --option and --config cannot be given with it")
         checkpoint.check_shapes()  # before the trainer builds the model for real
         config = RunConfig.from_dict({**checkpoint.config, "model": model}).with_resume_overrides(command_line)
-        dataset = open_dataset(config.data)
-        split = resolve_split(dataset, config.split)
-        _check_same_data(run_dir, dataset, split)
-        return RunPlan(config, dataset, split, run_dir, checkpoint)
+        data = run_data(checkpoint, run)  # --resume may not change data or split: the run's own, or refused
+        return RunPlan(config, data.dataset, data.split, run, checkpoint)
 
     plugin = get_plugin(model)
     first = resolve_config(model, plugin, config_file=config_file, command_line=command_line, options=options)
@@ -141,28 +134,14 @@ def plan_run(
         options=options,
     )
     plugin.build(**config.options)  # refuse unknown builder options now, before a run folder exists
-    split = resolve_split(dataset, config.split)
-    return RunPlan(config, dataset, split, broadcast_object(create_run_dir(model) if is_main() else None))
-
-
-def _check_same_data(run_dir: Path, dataset: Any, split: Any) -> None:
-    """Refuse to resume on data or a split that differ from those the run started with."""
-    recorded_path = run_dir / "dataset.json"
-    if not recorded_path.is_file():
-        return
-    recorded = read_json(recorded_path)
-    if recorded["fingerprint"] != dataset.fingerprint() or recorded["split"]["digest"] != split.digest:
-        raise ConfigError(
-            f"--resume {run_dir.name}: the dataset or split differs from the one recorded in {recorded_path} "
-            f"({recorded['description']}, split {recorded['split']['name']}); start a new run instead"
-        )
+    return RunPlan(config, dataset, resolve_split(dataset, config.split))
 
 
 class _RecordingObserver(TrainingObserver):
     """Passes every hook on, and rewrites ``history.csv`` and the training curve after each epoch."""
 
-    def __init__(self, inner: TrainingObserver, run_dir: Path, trainer: Trainer, title: str) -> None:
-        self.inner, self.run_dir, self.trainer, self.title = inner, run_dir, trainer, title
+    def __init__(self, inner: TrainingObserver, run: RunFolder, trainer: Trainer, title: str) -> None:
+        self.inner, self.run, self.trainer, self.title = inner, run, trainer, title
 
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
         self.inner.epoch_started(epoch, epochs, steps)
@@ -174,21 +153,27 @@ class _RecordingObserver(TrainingObserver):
         self.inner.validation_progress(done, total)
 
     def epoch_done(self, record: EpochRecord) -> None:
-        write_history(self.run_dir / "history.csv", self.trainer.history)
-        write_training_curve(self.run_dir / "training_curve.png", self.trainer.history, self.title)
+        write_history(self.run.history, self.trainer.history)
+        write_training_curve(self.run.training_curve, self.trainer.history, self.title)
         self.inner.epoch_done(record)
 
 
 def make_trainer(plan: RunPlan, *, sync_bn: bool | None = None) -> Trainer:
     """The trainer of a plan, restored from its checkpoint when resuming; ``sync_bn`` as in :class:`Trainer`.
 
-    A new run's folder is removed again when the trainer cannot be built (no such device, weights missing).
+    A new run's folder is created here, the one place run folders are made, once planning has worked; it is
+    removed again when the trainer cannot be built (no such device, weights missing, unreadable data).
     """
+    new = plan.run is None
+    if new:
+        plan.run = broadcast_object(RunFolder.create(plan.config.model) if is_main() else None)
     try:
-        trainer = Trainer(plan.config, plan.dataset, plan.split, plan.run_dir, sync_bn=sync_bn)
+        provenance = plan.record().checkpoint_metrics()
+        trainer = Trainer(plan.config, plan.dataset, plan.split, plan.run.path, sync_bn=sync_bn, provenance=provenance)
     except BaseException:
-        if plan.resume_from is None and is_main() and not any(plan.run_dir.iterdir()):
-            plan.run_dir.rmdir()
+        if new and is_main() and not any(plan.run.path.iterdir()):
+            plan.run.path.rmdir()
+            plan.run = None
         raise
     if plan.resume_from is not None:
         trainer.resume(plan.resume_from)
@@ -202,11 +187,12 @@ def train_run(plan: RunPlan, trainer: Trainer, observer: TrainingObserver | None
     """
     if not is_main():
         return trainer.fit()
-    write_json(plan.run_dir / "config.json", plan.config.as_dict())
-    write_json(plan.run_dir / "environment.json", environment_info(trainer.device, trainer.precision))
-    write_json(plan.run_dir / "dataset.json", dataset_info(plan.dataset, plan.split))
-    title = f"{plan.run_dir.name}: {plan.config.model} on {plan.dataset.description} ({plan.split.name} split)"
-    return trainer.fit(_RecordingObserver(observer or TrainingObserver(), plan.run_dir, trainer, title))
+    run = trainer.run
+    write_json(run.config, plan.config.as_dict())
+    write_json(run.environment, environment_info(trainer.device, trainer.precision))
+    write_json(run.dataset, plan.record().as_dict())
+    title = f"{run.name}: {plan.config.model} on {plan.dataset.description} ({plan.split.name} split)"
+    return trainer.fit(_RecordingObserver(observer or TrainingObserver(), run, trainer, title))
 
 
 def finish_run(
@@ -228,7 +214,7 @@ def finish_run(
 
     With several processes each scores a share of the images; rank 0 alone measures, ranks and writes.
     """
-    config, run_dir = plan.config, plan.run_dir
+    config, run_dir = plan.config, result.run_dir
     model, checkpoint = load_model(result.best_checkpoint, model=config.model)  # the spec this run's user gave
     predictor = Predictor(model, checkpoint.input_size, result.device, result.precision)
     evaluation = evaluate_sharded(
@@ -268,7 +254,7 @@ def finish_run(
     summary = _summary(plan, result, evaluation, speed, sha256, entry_id)
     summary["validation"]["intervals"] = {name: i.as_dict() for name, i in intervals.items()}  # 95% bootstrap
     if is_main():
-        write_json(run_dir / "summary.json", summary)
+        write_json(RunFolder(run_dir).summary, summary)
     return RunOutcome(evaluation, speed, entry, entry_id, summary)
 
 
@@ -282,7 +268,7 @@ def dataset_label(dataset: Any, data: str | None, fingerprint: str) -> str:
 def _note(plan: RunPlan, result: TrainingResult) -> str:
     data = "SYNTHETIC data" if plan.dataset.is_synthetic else plan.dataset.description
     return (
-        f"run {plan.run_dir.name}: {data}, {plan.split.name} split, input {plan.config.input_size}, "
+        f"run {result.run_dir.name}: {data}, {plan.split.name} split, input {plan.config.input_size}, "
         f"{len(result.history)} epochs (best {result.best_epoch}), {result.device.type} {result.precision}"
         + (f", {result.processes} processes" if result.processes > 1 else "")
     )
@@ -298,7 +284,7 @@ def _summary(
 ) -> dict[str, Any]:
     history = result.history
     return {
-        "run": plan.run_dir.name,
+        "run": result.run_dir.name,
         "model": plan.config.model,
         "options": plan.config.options,
         "dataset": {
@@ -309,7 +295,7 @@ def _summary(
             "split_digest": plan.split.digest,
         },
         "validation": {
-            "checkpoint": "checkpoints/best.pt",
+            "checkpoint": result.best_checkpoint.relative_to(result.run_dir).as_posix(),
             "checkpoint_sha256": sha256,
             "best_epoch": result.best_epoch,
             "scores": evaluation.summary,

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from medico.errors import MedicoError
 from medico.metrics import METRIC_NAMES
-from medico.record import read_json
+from medico.run_data import DataRecord
 from medico.runs import read_per_image
 from medico.stats import CONFIDENCE, RESAMPLES, PairedComparison, compare_paired
 
@@ -32,11 +31,6 @@ class RunComparison:
     run_b: str
     metric: str
     result: PairedComparison
-
-
-def _fingerprint(folder: Path) -> str | None:
-    path = folder / "dataset.json"
-    return read_json(path).get("fingerprint") if path.is_file() else None
 
 
 def _some(names: Sequence[str], limit: int = 3) -> str:
@@ -75,15 +69,16 @@ def compare_runs(
             f"runs {name_a} and {name_b} were scored on different validation images ({len(scores_a)} and "
             f"{len(scores_b)}; {'; '.join(parts)}); a paired comparison needs the same images (same split, no folds)"
         )
-    fingerprints = _fingerprint(folder_a), _fingerprint(folder_b)
-    if None not in fingerprints and fingerprints[0] != fingerprints[1]:
+    record_a, record_b = DataRecord.read(folder_a), DataRecord.read(folder_b)
+    if record_a is not None and record_b is not None and record_a.fingerprint != record_b.fingerprint:
         raise ComparisonError(
             f"runs {name_a} and {name_b} were scored on different data (dataset fingerprints "
-            f"{fingerprints[0][:12]}... and {fingerprints[1][:12]}..., see their dataset.json)"
+            f"{record_a.fingerprint[:12]}... and {record_b.fingerprint[:12]}..., see {folder_a.dataset} and "
+            f"{folder_b.dataset})"
         )
     for folder, frame in ((folder_a, scores_a), (folder_b, scores_b)):
         if metric not in frame.columns:
-            raise ComparisonError(f"{folder / 'per_image.csv'}: has no {metric} column")
+            raise ComparisonError(f"{folder.per_image}: has no {metric} column")
     b_aligned = scores_b.loc[scores_a.index, metric]
     result = compare_paired(
         scores_a[metric].to_numpy(), b_aligned.to_numpy(), confidence=confidence, resamples=resamples, seed=seed

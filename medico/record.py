@@ -1,8 +1,9 @@
 """The run record: what a run folder says about the run, so that it can be understood and repeated later.
 
-``runs/<id>/`` holds ``config.json`` (the resolved config and where each value came from), ``environment.json``
-(versions, device, threads, git commit), ``dataset.json`` (fingerprint, split name and digest, file lists),
-``history.csv`` (one row per epoch), ``training_curve.png``, ``per_image.csv`` and ``metrics.json`` (from
+A run folder (:class:`medico.runs.RunFolder`, which names every file) holds ``config.json`` (the resolved config
+and where each value came from), ``environment.json`` (versions, device, threads, git commit), ``dataset.json``
+(:class:`medico.run_data.DataRecord`: fingerprint, split name and digest, file lists), ``history.csv`` (one row
+per epoch), ``training_curve.png``, ``per_image.csv`` and ``metrics.json`` (from
 :meth:`medico.evaluation.EvaluationResult.write`) and ``summary.json`` (best scores, metric policy, FPS block).
 Every file is written atomically.
 """
@@ -31,7 +32,6 @@ from medico.training import EpochRecord
 
 __all__ = [
     "HISTORY_COLUMNS",
-    "dataset_info",
     "environment_info",
     "git_commit",
     "read_json",
@@ -85,24 +85,6 @@ def environment_info(device: torch.device, precision: str) -> dict[str, Any]:
         "precision": precision,
         "git": git_commit(),
         "command": sys.argv,
-    }
-
-
-def dataset_info(dataset: Any, split: Any) -> dict[str, Any]:
-    """The dataset's fingerprint and the split's name, digest and file lists (which images trained, which scored)."""
-    return {
-        "description": dataset.description,
-        "synthetic": bool(dataset.is_synthetic),
-        "fingerprint": dataset.fingerprint(),
-        "n_images": len(dataset.names),
-        "split": {
-            "name": split.name,
-            "digest": split.digest,
-            "n_train": len(split.train),
-            "n_val": len(split.val),
-            "train": list(split.train),
-            "val": list(split.val),
-        },
     }
 
 

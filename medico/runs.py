@@ -1,34 +1,55 @@
 """Run folders: ``runs/<n>-<model>/`` numbered in order, found by number, full id or ``latest``.
 
-A run folder holds the resolved config, environment, dataset fingerprint, ``checkpoints/best.pt`` and
-``checkpoints/last.pt``, the per-epoch history, per-image metrics and ``summary.json``.
+:class:`RunFolder` owns the layout of a run's record: the resolved config, environment, dataset record,
+``checkpoints/best.pt`` and ``checkpoints/last.pt``, the per-epoch history, per-image metrics, ``summary.json``
+and the ``evaluations/`` that ``medico evaluate`` adds later. Every file a run holds is named here and nowhere else.
+
+A run without ``checkpoints/best.pt`` failed or was stopped before its first epoch ended: ``latest`` skips it
+(saying so), since there is nothing to evaluate, submit or resume in it. A run stopped later holds the best and
+last checkpoints of the epochs it finished: it is resumable, and ``latest`` may pick it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from medico.errors import MedicoError
+from medico.errors import MedicoError, MedicoWarning
 
 __all__ = [
+    "METRICS",
+    "PER_IMAGE",
+    "RunFolder",
     "RunNotFoundError",
-    "create_run_dir",
+    "create_numbered_folder",
+    "evaluation_folder",
     "find_run",
+    "latest_run",
     "list_runs",
     "read_per_image",
     "resolve_checkpoint",
+    "run_number",
     "runs_root",
 ]
 
-_RUN_NAME = re.compile(r"^(\d+)-(.+)$")
+_NUMBERED = re.compile(r"^(\d+)-(.+)$")
+"""``<n>-<label>``: run folders, sweep folders and evaluation folders."""
+PER_IMAGE = "per_image.csv"
+"""Per-image scores of an evaluation (a run's own, or one under ``evaluations/``)."""
+METRICS = "metrics.json"
+"""The summary and metric policy of an evaluation, beside its ``per_image.csv``."""
+_CHECKPOINTS = "checkpoints"
 
 
 class RunNotFoundError(MedicoError):
-    """No run folder matches what the user typed."""
+    """No run folder matches what the user typed, or the run lacks the file asked for."""
 
 
 def runs_root() -> Path:
@@ -36,24 +57,21 @@ def runs_root() -> Path:
     return Path(os.environ.get("MEDICO_RUNS") or "runs")
 
 
-def list_runs(root: Path | None = None) -> list[Path]:
-    """Run folders under ``root``, oldest (lowest number) first."""
-    root = runs_root() if root is None else Path(root)
-    if not root.is_dir():
-        return []
-    numbered = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _RUN_NAME.match(p.name))]
-    return [p for _, p in sorted(numbered)]
+def run_number(path: Path) -> int | None:
+    """The number of a numbered folder (``3`` for ``runs/3-attunet``); None when its name has none."""
+    match = _NUMBERED.match(Path(path).name)
+    return int(match.group(1)) if match else None
 
 
-def create_run_dir(model: str, root: Path | None = None) -> Path:
-    """Create the next numbered run folder for ``model`` (safe against concurrent runs: mkdir is atomic)."""
-    root = runs_root() if root is None else Path(root)
+def create_numbered_folder(root: Path, label: str) -> Path:
+    """Create ``root/<n>-<label>`` with the next free number (safe against concurrent runs: mkdir is atomic)."""
+    root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    safe_model = re.sub(r"[^A-Za-z0-9_.-]+", "_", model).strip("._") or "model"
-    runs = list_runs(root)
-    number = int(_RUN_NAME.match(runs[-1].name).group(1)) + 1 if runs else 1
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("._") or "model"
+    numbers = [n for p in root.iterdir() if p.is_dir() and (n := run_number(p)) is not None]
+    number = max(numbers, default=0) + 1
     while True:
-        path = root / f"{number}-{safe_model}"
+        path = root / f"{number}-{safe}"
         try:
             path.mkdir()
             return path
@@ -61,20 +79,153 @@ def create_run_dir(model: str, root: Path | None = None) -> Path:
             number += 1
 
 
-def find_run(run: str, root: Path | None = None) -> Path:
-    """The run folder for ``run``: its number (``3``), its full id (``3-attunet``), a path, or ``latest``."""
+@dataclass(frozen=True)
+class RunFolder:
+    """One run's folder and the place of every file in it."""
+
+    path: Path
+
+    @classmethod
+    def create(cls, model: str, root: Path | None = None) -> RunFolder:
+        """A new, empty run folder for ``model``, numbered after the others."""
+        return cls(create_numbered_folder(runs_root() if root is None else Path(root), model))
+
+    @classmethod
+    def containing(cls, checkpoint: Path) -> RunFolder | None:
+        """The run whose ``checkpoints/`` holds ``checkpoint``; None for a file kept anywhere else."""
+        folder = Path(checkpoint).resolve().parent
+        return cls(folder.parent) if folder.name == _CHECKPOINTS else None
+
+    @property
+    def name(self) -> str:
+        """The run's id, e.g. ``3-attunet``."""
+        return self.path.name
+
+    @property
+    def number(self) -> int | None:
+        """The run's number (``3`` for ``3-attunet``)."""
+        return run_number(self.path)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / _CHECKPOINTS
+
+    @property
+    def best(self) -> Path:
+        """The weights of the epoch with the best validation mIoU."""
+        return self.checkpoints / "best.pt"
+
+    @property
+    def last(self) -> Path:
+        """The last completed epoch, with everything needed to resume."""
+        return self.checkpoints / "last.pt"
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def environment(self) -> Path:
+        return self.path / "environment.json"
+
+    @property
+    def dataset(self) -> Path:
+        """The dataset record: fingerprint, split name and digest, training and validation names."""
+        return self.path / "dataset.json"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def training_curve(self) -> Path:
+        return self.path / "training_curve.png"
+
+    @property
+    def per_image(self) -> Path:
+        """The best checkpoint's per-image validation scores, written when the run finishes."""
+        return self.path / PER_IMAGE
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def evaluations(self) -> Path:
+        """Where ``medico evaluate`` writes, one numbered folder per evaluation, never over the run's own record."""
+        return self.path / "evaluations"
+
+    @property
+    def overlays(self) -> Path:
+        return self.path / "overlays"
+
+    def checkpoint(self, which: str = "best") -> Path:
+        """``best.pt`` or ``last.pt``, with an error naming the run when it is missing."""
+        path = {"best": self.best, "last": self.last}[which]
+        if not path.is_file():
+            raise RunNotFoundError(
+                f"run {self.name} has no {which} checkpoint ({path} is missing: the run failed or was stopped "
+                "before its first epoch ended)"
+            )
+        return path
+
+
+def list_runs(root: Path | None = None) -> list[RunFolder]:
+    """Run folders under ``root``, oldest (lowest number) first."""
+    root = runs_root() if root is None else Path(root)
+    if not root.is_dir():
+        return []
+    numbered = [(n, p) for p in root.iterdir() if p.is_dir() and (n := run_number(p)) is not None]
+    return [RunFolder(p) for _, p in sorted(numbered)]
+
+
+def latest_run(root: Path | None = None) -> RunFolder:
+    """The newest run holding a best checkpoint; newer runs without one (failed or stopped before their first
+    epoch ended) are skipped with a :class:`~medico.errors.MedicoWarning` naming them."""
     root = runs_root() if root is None else Path(root)
     runs = list_runs(root)
+    if not runs:
+        raise RunNotFoundError(f"no runs yet in {root}; start one with `medico run MODEL`")
+    usable = [run for run in runs if run.best.is_file()]
+    if not usable:
+        raise RunNotFoundError(
+            f"no run in {root} has a best checkpoint: {_some([r.name for r in runs])} failed or were stopped "
+            "before their first epoch ended; start one with `medico run MODEL`"
+        )
+    chosen = usable[-1]
+    skipped = [run.name for run in runs[runs.index(chosen) + 1 :]]
+    if skipped:
+        warnings.warn(
+            MedicoWarning(
+                f"latest is run {chosen.name}: skipped {_some(skipped)} (no {chosen.best.relative_to(chosen.path)}: "
+                "failed or stopped before the first epoch ended)"
+            ),
+            stacklevel=2,
+        )
+    return chosen
+
+
+def _some(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(names[-limit:])
+    return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
+
+
+def find_run(run: str, root: Path | None = None) -> RunFolder:
+    """The run folder for ``run``: its number (``3``), its full id (``3-attunet``), a path, or ``latest``."""
+    root = runs_root() if root is None else Path(root)
     if run == "latest":
-        if not runs:
-            raise RunNotFoundError(f"no runs yet in {root}; start one with `medico run MODEL`")
-        return runs[-1]
-    for path in runs:
-        if run in (path.name, _RUN_NAME.match(path.name).group(1)):
-            return path
+        return latest_run(root)
+    runs = list_runs(root)
+    for folder in runs:
+        if run == folder.name or (run.isdigit() and int(run) == folder.number):
+            return folder
     if Path(run).is_dir():
-        return Path(run)
-    known = ", ".join(p.name for p in runs[-10:]) or "none"
+        return RunFolder(Path(run))
+    known = ", ".join(r.name for r in runs[-10:]) or "none"
     raise RunNotFoundError(f"run {run!r} not found in {root} (latest runs: {known})")
 
 
@@ -82,23 +233,51 @@ def resolve_checkpoint(run_or_file: str | None, which: str = "best", root: Path 
     """A checkpoint file from a path to a ``.pt`` file, a run (number, id, folder, ``latest``) or None (latest)."""
     if run_or_file is not None and Path(run_or_file).is_file():
         return Path(run_or_file)
-    run_dir = find_run(run_or_file or "latest", root)
-    checkpoint = run_dir / "checkpoints" / f"{which}.pt"
-    if not checkpoint.is_file():
-        raise RunNotFoundError(f"run {run_dir.name} has no {which} checkpoint ({checkpoint} is missing)")
-    return checkpoint
+    return find_run(run_or_file or "latest", root).checkpoint(which)
 
 
-def read_per_image(run: str, root: Path | None = None) -> tuple[Path, pd.DataFrame]:
+def read_per_image(run: str, root: Path | None = None) -> tuple[RunFolder, pd.DataFrame]:
     """A run's folder and its per-image validation scores (``per_image.csv``: one row per image, by name)."""
     folder = find_run(run, root)
-    path = folder / "per_image.csv"
+    path = folder.per_image
     if not path.is_file():
         raise RunNotFoundError(
-            f"run {folder.name}: {path} is missing (the run was never scored); finish it with "
-            f"`medico run MODEL --resume {folder.name}` or score it with `medico evaluate {folder.name} --out {folder}`"
+            f"run {folder.name}: {path} is missing (the run was never scored); finish it with `medico run MODEL "
+            f"--resume {folder.name}` or score it with `medico evaluate {folder.name} --out {folder.path}`"
         )
     frame = pd.read_csv(path, dtype={"name": str})
     if "name" not in frame.columns or frame["name"].duplicated().any():
         raise RunNotFoundError(f"{path}: expected one row per image with a name column, got {list(frame.columns)}")
     return folder, frame
+
+
+@contextlib.contextmanager
+def evaluation_folder(checkpoint: Path, out: Path | None = None, *, force: bool = False) -> Iterator[Path]:
+    """The folder an evaluation of ``checkpoint`` writes its ``per_image.csv`` and ``metrics.json`` into.
+
+    By default a new numbered folder of its own: ``RUN/evaluations/<n>-<stem>/`` for a checkpoint of a run,
+    ``./evaluations/<n>-<stem>/`` for any other file, so an evaluation never replaces a run's record. ``out`` is
+    used as given, unless it already holds results and ``force`` is not set (refused at once, before scoring).
+    A folder made here is removed again when the block fails before anything was written into it.
+    """
+    if out is None:
+        run = RunFolder.containing(checkpoint)
+        root = run.evaluations if run is not None else Path("evaluations")
+        folder, made = create_numbered_folder(root, Path(checkpoint).stem), True
+    else:
+        folder, made = Path(out), not Path(out).exists()
+        if not made and not folder.is_dir():
+            raise MedicoError(f"--out {folder}: expected a folder for {PER_IMAGE} and {METRICS}, found a file")
+        present = [name for name in (PER_IMAGE, METRICS) if (folder / name).exists()]
+        if present and not force:
+            raise MedicoError(
+                f"--out {folder}: already holds {' and '.join(present)} (perhaps a run's own record); leave out "
+                "--out to write to a new folder, or pass --force to replace them"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        if made and not any(folder.iterdir()):
+            folder.rmdir()
+        raise

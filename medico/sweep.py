@@ -26,7 +26,7 @@ from medico.evaluation import EvaluationResult
 from medico.experiment import RunPlan, plan_run
 from medico.files import write_atomic
 from medico.record import write_json
-from medico.runs import create_run_dir, runs_root
+from medico.runs import create_numbered_folder, runs_root
 from medico.stats import CONFIDENCE, RESAMPLES, describe, std
 
 __all__ = [
@@ -137,12 +137,7 @@ def plan_member(
     plan = plan_run(model, command_line=values, options=options, config_file=config_file)
     if member.fold is None:
         return plan
-    try:
-        split = kfold_splits(plan.split, int(member.folds or 0))[member.fold - 1]
-    except SweepError:
-        plan.run_dir.rmdir()
-        raise
-    return dataclasses.replace(plan, split=split)
+    return dataclasses.replace(plan, split=kfold_splits(plan.split, int(member.folds or 0))[member.fold - 1])
 
 
 @dataclass(frozen=True)
@@ -160,7 +155,7 @@ class MemberResult:
     def from_evaluation(cls, member: SweepMember, plan: RunPlan, evaluation: EvaluationResult) -> MemberResult:
         """The result of ``plan``'s run, scored as ``evaluation``."""
         frame = evaluation.per_image[["name", *SWEEP_METRICS]].copy()
-        return cls(member, plan.run_dir.name, plan.config.seed, plan.split.name, frame, evaluation.policy)
+        return cls(member, plan.run.name, plan.config.seed, plan.split.name, frame, evaluation.policy)
 
 
 @dataclass(frozen=True)
@@ -221,7 +216,7 @@ def write_sweep(
     summary: SweepSummary, model: str, *, folds: int | None, seeds: Sequence[int] | None, root: Path | None = None
 ) -> Path:
     """A new sweep folder ``runs/sweeps/<n>-<model>/`` holding ``summary.json`` and ``per_image.csv``."""
-    folder = create_run_dir(model, (runs_root() if root is None else Path(root)) / "sweeps")
+    folder = create_numbered_folder((runs_root() if root is None else Path(root)) / "sweeps", model)
     record = {
         "sweep": folder.name,
         "model": model,

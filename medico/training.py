@@ -17,7 +17,7 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,6 +48,7 @@ from medico.evaluation import ImageSource
 from medico.inference import Predictor
 from medico.plugins import ModelPlugin, get_plugin
 from medico.preprocess import normalize
+from medico.runs import RunFolder
 from medico.runtime import MEMORY_FORMAT, autocast, autotune_convolutions, default_precision, resolve_device
 from medico.weights import LoadReport, WeightsError, WeightsSource, fetch_weights, load_matching, read_state_dict
 
@@ -157,13 +158,13 @@ class TrainingResult:
 
     @property
     def best_checkpoint(self) -> Path:
-        """``checkpoints/best.pt``: the weights of the epoch with the best validation mIoU."""
-        return self.run_dir / "checkpoints" / "best.pt"
+        """The weights of the epoch with the best validation mIoU."""
+        return RunFolder(self.run_dir).best
 
     @property
     def last_checkpoint(self) -> Path:
-        """``checkpoints/last.pt``: the last completed epoch, with everything needed to resume."""
-        return self.run_dir / "checkpoints" / "last.pt"
+        """The last completed epoch, with everything needed to resume."""
+        return RunFolder(self.run_dir).last
 
 
 class TrainingObserver:
@@ -252,8 +253,10 @@ def build_model(config: RunConfig) -> tuple[nn.Module, LoadReport | None]:
 class Trainer:
     """Trains ``config.model`` on ``split.train`` of ``dataset``, validating on ``split.val`` every epoch.
 
-    State (model, optimizer, scheduler, early stopping, epoch, history, RNG) lives here and in
-    ``run_dir/checkpoints/last.pt``; :meth:`resume` restores it from there.
+    State (model, optimizer, scheduler, early stopping, epoch, history, RNG) lives here and in the run's
+    ``last.pt``; :meth:`resume` restores it from there. ``provenance`` (the run's data record, see
+    :mod:`medico.run_data`) goes into every checkpoint's metrics, so that a checkpoint knows what it was
+    validated on wherever it is copied.
 
     On CPU a run repeats exactly with the same seed, thread count, precision and number of processes. Weights
     and batches are channels_last everywhere; on CUDA cuDNN autotuning trades bitwise repeatability for speed.
@@ -263,12 +266,20 @@ class Trainer:
     """
 
     def __init__(
-        self, config: RunConfig, dataset: ImageSource, split: Split, run_dir: Path, *, sync_bn: bool | None = None
+        self,
+        config: RunConfig,
+        dataset: ImageSource,
+        split: Split,
+        run_dir: Path,
+        *,
+        sync_bn: bool | None = None,
+        provenance: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.dataset = dataset
         self.split = split
-        self.run_dir = Path(run_dir)
+        self.run = RunFolder(Path(run_dir))
+        self.provenance = dict(provenance or {})
         self.device = local_device(resolve_device(config.device))
         self.precision = default_precision(self.device) if config.precision == "auto" else config.precision
         self.processes = world_size()
@@ -304,16 +315,11 @@ class Trainer:
             world=self.processes, pin_memory=self.device.type == "cuda",
         )
 
-    @property
-    def checkpoints(self) -> Path:
-        """The run's checkpoint folder."""
-        return self.run_dir / "checkpoints"
-
     def resume(self, checkpoint: Checkpoint) -> None:
         """Continue from a ``last.pt``: weights, optimizer, scheduler, early stopping, epoch, history, RNG."""
         state = checkpoint.training
         if not state or "optimizer" not in state:
-            raise CheckpointError(f"{self.checkpoints / 'last.pt'} holds no training state to resume from")
+            raise CheckpointError(f"{self.run.last} holds no training state to resume from")
         self.model.load_state_dict(checkpoint.model)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -355,14 +361,14 @@ class Trainer:
             self.epoch = epoch
             if is_main():
                 if improved:
-                    self._save("best.pt", scores)
-                self._save("last.pt", scores)
+                    self._save(self.run.best, scores)
+                self._save(self.run.last, scores)
             barrier()  # the checkpoints exist before any process goes on (finish_run reads best.pt everywhere)
             observer.epoch_done(record)
             stopped_early = self.stopper.should_stop
         best = [r for r in self.history if r.best]
         return TrainingResult(
-            run_dir=self.run_dir,
+            run_dir=self.run.path,
             history=list(self.history),
             best_epoch=best[-1].epoch if best else None,
             best_score=self.stopper.best,
@@ -417,7 +423,7 @@ class Trainer:
             f"the training loss became {value} at epoch {epoch}, step {step} of {steps}; stopped "
             f"instead of training on. Try a lower --lr (now {self.optimizer.param_groups[0]['lr']:g})"
             + ("" if self.precision == "fp32" else " or --precision fp32")
-            + f". The last good epoch is in {self.checkpoints / 'last.pt'} (if any)."
+            + f". The last good epoch is in {self.run.last} (if any)."
         )
 
     def validate(self, observer: TrainingObserver | None = None) -> dict[str, float]:
@@ -438,7 +444,7 @@ class Trainer:
         )
         return result.summary
 
-    def _save(self, name: str, scores: dict[str, float]) -> Path:
+    def _save(self, path: Path, scores: dict[str, float]) -> Path:
         training = {
             "epoch": self.epoch,
             "optimizer": self.optimizer.state_dict(),
@@ -462,17 +468,16 @@ class Trainer:
             model=weights,
             config=self.config.as_dict(),
             training=training,
-            metrics={"epoch": self.epoch, "split": self.split.name, **scores},
+            metrics={"epoch": self.epoch, "split": self.split.name, **scores, **self.provenance},
         )
-        return save_checkpoint(self.checkpoints / name, checkpoint)
+        return save_checkpoint(path, checkpoint)
 
 
-def load_resume_checkpoint(run_dir: Path, model: str) -> Checkpoint:
+def load_resume_checkpoint(run: RunFolder, model: str) -> Checkpoint:
     """The ``last.pt`` of a run to resume with ``model`` (the spec the user typed: their trust in its code, see
     :func:`medico.checkpoint.load_checkpoint`), with a clear error when the run has none."""
-    path = Path(run_dir) / "checkpoints" / "last.pt"
-    if not path.is_file():
+    if not run.last.is_file():
         raise CheckpointError(
-            f"--resume {run_dir.name}: {path} is missing (the run ended before its first epoch); start a new run"
+            f"--resume {run.name}: {run.last} is missing (the run ended before its first epoch); start a new run"
         )
-    return load_checkpoint(path, model=model)
+    return load_checkpoint(run.last, model=model)

@@ -70,5 +70,5 @@ def small_data(workspace: Path, monkeypatch: pytest.MonkeyPatch, request: pytest
     24 frames, or the test module's ``SMALL_SYNTHETIC_COUNT``; the built-in set has 200.
     """
     dataset = _small_synthetic(getattr(request.module, "SMALL_SYNTHETIC_COUNT", 24))
-    monkeypatch.setattr("medico.experiment.open_dataset", lambda path, seed=0: dataset)
+    monkeypatch.setattr("medico.data.resolve.SyntheticDataset", lambda: dataset)  # what `open_dataset(None)` opens
     return workspace

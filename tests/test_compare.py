@@ -11,9 +11,11 @@ import torch
 from typer.testing import CliRunner
 
 from medico.cli import app
+from medico.data import Split
 from medico.errors import MedicoError
 from medico.evaluation import EvaluationResult
 from medico.paired import ComparisonError, compare_runs
+from medico.run_data import DataRecord
 
 runner = CliRunner()
 
@@ -28,7 +30,9 @@ def scored_run(workspace: Path, run: str, names: list[str], tp: list[int], finge
     folder.mkdir(parents=True)
     counts = torch.tensor([[t, 100 - t, 100 - t, 1000] for t in tp])
     EvaluationResult.from_counts(names, [(40, 40)] * len(names), counts).write(folder)
-    (folder / "dataset.json").write_text(json.dumps({"fingerprint": fingerprint}))
+    split = Split("files", tuple(f"train{i}" for i in range(10)), tuple(names))
+    record = DataRecord("a test set", False, fingerprint, len(names) + 10, split)
+    (folder / "dataset.json").write_text(json.dumps(record.as_dict()))
     return folder
 
 

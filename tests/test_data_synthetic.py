@@ -11,11 +11,11 @@ from medico.data.io import read_rgb
 from medico.data.synthetic import SIZES, SyntheticDataset, synthetic_test_images
 
 
-def test_no_path_means_the_synthetic_set_deterministic_from_its_seed() -> None:
-    dataset = open_dataset(None, seed=4)
-    again = SyntheticDataset(seed=4)
+def test_no_path_means_the_synthetic_set_of_seed_0_deterministic_from_its_seed() -> None:
+    dataset = open_dataset(None)  # never another seed: a run's data does not depend on its --seed
+    again = SyntheticDataset(seed=0)
     other = SyntheticDataset(seed=5)
-    assert dataset.is_synthetic and "synthetic" in dataset.description and "seed 4" in dataset.description
+    assert dataset.is_synthetic and "synthetic" in dataset.description and "seed 0" in dataset.description
     assert {"input_size", "epochs", "batch_size"} <= set(dataset.recommended)
     name = dataset.names[3]
     assert np.array_equal(dataset.read_image(name), again.read_image(name))

@@ -54,12 +54,12 @@ def test_evaluate_a_run_scores_its_validation_split_and_writes_the_csv(run_dir: 
     for name in METRIC_NAMES:
         assert name in result.output
     assert "±" in result.output and "both empty" in result.output
-    frame = pd.read_csv(run_dir / "evaluation" / "per_image.csv")
+    frame = pd.read_csv(run_dir / "evaluations" / "1-best" / "per_image.csv")
     dataset = open_dataset(None)
     assert list(frame["name"]) == list(resolve_split(dataset, "auto").val)
     first = frame.iloc[0]
     assert (first["height"], first["width"]) == dataset.read_mask(first["name"]).shape
-    summary = json.loads((run_dir / "evaluation" / "metrics.json").read_text())["summary"]
+    summary = json.loads((run_dir / "evaluations" / "1-best" / "metrics.json").read_text())["summary"]
     assert summary["n_images"] == len(frame)
     assert summary["dice"] == pytest.approx(frame["dice"].mean())
 

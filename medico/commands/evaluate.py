@@ -13,26 +13,35 @@ from medico import evaluation
 from medico.commands.options import TrustedModel
 from medico.console import console, err_console, task_progress
 from medico.metrics import METRIC_NAMES, THRESHOLD
-from medico.runs import find_run, resolve_checkpoint
+from medico.run_data import OWN_SPLIT, run_data
+from medico.runs import PER_IMAGE, RunFolder, evaluation_folder, resolve_checkpoint
 
 
 def evaluate(
     checkpoint: Annotated[str, typer.Argument(help="A .pt checkpoint, or a run: number, id, folder or 'latest'.")],
     data: Annotated[
-        Path | None, typer.Option(help="Dataset folder or zip (default: the one the checkpoint was trained on).")
+        Path | None,
+        typer.Option(
+            help="Dataset folder or zip (default: the one the run recorded, refused if it changed since; other "
+            "data is said so in the results)."
+        ),
     ] = None,
     split: Annotated[
         str,
         typer.Option(
-            help="val (the checkpoint's own split), medico2020, random, auto or a folder holding train.txt and "
-            "val.txt; its val part is scored."
+            help="val (the run's own recorded validation images), medico2020, random, auto or a folder holding "
+            "train.txt and val.txt; its val part is scored (another split than the run's is said so in the results)."
         ),
-    ] = "val",
+    ] = OWN_SPLIT,
     threshold: Annotated[float, typer.Option(help="Probability at or above which a pixel is polyp.")] = THRESHOLD,
     out: Annotated[
         Path | None,
-        typer.Option(help="Folder for per_image.csv and metrics.json (default: RUN/evaluation for a run, else .)."),
+        typer.Option(
+            help="Folder for per_image.csv and metrics.json (default: a new folder RUN/evaluations/N-best for a "
+            "run's checkpoint, ./evaluations/N-NAME for another file; a run's own record is never replaced)."
+        ),
     ] = None,
+    force: Annotated[bool, typer.Option(help="Replace per_image.csv and metrics.json already in --out.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 8,
@@ -41,30 +50,31 @@ def evaluate(
     """Score a checkpoint on a validation split at each image's original resolution.
 
     Dice, IoU, precision, recall, F2 and accuracy per image; prints mean ± std over images and the metric
-    policy, and writes per_image.csv and metrics.json.
+    policy, and writes per_image.csv and metrics.json into a new folder of their own. A run's checkpoint is scored
+    on the validation images the run recorded, and refused if its dataset changed since, unless --data or --split
+    say what to score instead (the results then say they are on other data).
     """
     path = resolve_checkpoint(checkpoint)
-    run_dir = None if Path(checkpoint).is_file() else find_run(checkpoint)
-    predictor, stored = evaluation.load_predictor(
-        path, model=model, device=device, precision=precision, threshold=threshold
-    )
-    dataset, chosen = evaluation.validation_data(stored, data=data, split=split)
-    err_console.print(
-        f"Scoring [bold]{escape(str(path))}[/] ({escape(stored.model_spec)}, {stored.input_size}px) on "
-        f"{escape(dataset.description)}, split {escape(chosen.name)}: {len(chosen.val)} validation images"
-    )
-    with task_progress() as progress:
-        task = progress.add_task("evaluating", total=len(chosen.val), status="")
-        result = evaluation.evaluate(
-            predictor,
-            dataset,
-            chosen.val,
-            batch_size=batch_size,
-            progress=lambda done, total: progress.update(task, completed=done),
+    with evaluation_folder(path, out, force=force) as folder:  # a used --out is refused before anything is scored
+        predictor, stored = evaluation.load_predictor(
+            path, model=model, device=device, precision=precision, threshold=threshold
         )
-    # a run's own per_image.csv and metrics.json (written by `medico run`) are left as they are
-    folder = out or (run_dir / "evaluation" if run_dir is not None else Path("."))
-    result.write(folder)
+        chosen = run_data(stored, RunFolder.containing(path), source=f"checkpoint {path}", data=data, split=split)
+        dataset, names = chosen.dataset, chosen.split.val
+        err_console.print(
+            f"Scoring [bold]{escape(str(path))}[/] ({escape(stored.model_spec)}, {stored.input_size}px) on "
+            f"{escape(dataset.description)}, split {escape(chosen.split.name)}: {len(names)} validation images"
+        )
+        with task_progress() as progress:
+            task = progress.add_task("evaluating", total=len(names), status="")
+            result = evaluation.evaluate(
+                predictor,
+                dataset,
+                names,
+                batch_size=batch_size,
+                progress=lambda done, total: progress.update(task, completed=done),
+            )
+        result.write(folder, chosen.as_dict())
 
     table = Table(title=f"validation ({result.summary['n_images']} images, threshold {predictor.threshold})")
     table.add_column("metric")
@@ -74,4 +84,6 @@ def evaluate(
     console.print(table)
     for key, value in result.policy.items():
         console.print(f"[dim]policy {escape(key)}:[/] {escape(str(value))}")
-    console.print(f"per-image scores: {escape(str(folder / 'per_image.csv'))}")
+    if chosen.other is not None:
+        console.print(f"[yellow]{escape(chosen.other)}[/]")
+    console.print(f"per-image scores: {escape(str(folder / PER_IMAGE))}")

@@ -18,6 +18,7 @@ from medico.experiment import RunOutcome, RunPlan, finish_run, make_trainer, pla
 from medico.leaderboard import LeaderboardStore
 from medico.leaderboard.render import leaderboard_tables
 from medico.leaderboard.view import leaderboard_rows
+from medico.runs import RunFolder
 from medico.sweep import (
     MemberResult,
     parse_seeds,
@@ -153,7 +154,7 @@ def _announce(plan: RunPlan, trainer: Trainer) -> None:
             "(a folder with images/ and masks/, or the zip)."
         )
     parameters = sum(p.numel() for p in trainer.model.parameters())
-    action = f"resuming {plan.run_dir.name} after epoch {trainer.epoch}" if plan.resume_from else plan.run_dir.name
+    action = f"resuming {plan.run.name} after epoch {trainer.epoch}" if plan.resume_from else plan.run.name
     console.print(
         f"[bold]{escape(action)}[/]: {escape(config.model)} ({parameters:,} parameters"
         f"{', ' + escape(str(config.options)) if config.options else ''}) on {escape(dataset.description)}, "
@@ -167,9 +168,9 @@ def _announce(plan: RunPlan, trainer: Trainer) -> None:
 
 
 def _interrupted(command: str, plan: RunPlan, trainer: Trainer) -> None:
-    last = plan.run_dir / "checkpoints" / "last.pt"
+    last = plan.run.last
     if trainer.epoch == 0:
-        err_console.print(f"[yellow]interrupted[/] before the first epoch ended; nothing to resume in {plan.run_dir}")
+        err_console.print(f"[yellow]interrupted[/] before the first epoch ended; nothing to resume in {plan.run.path}")
         return
     where = (
         "after training, while scoring"
@@ -178,7 +179,7 @@ def _interrupted(command: str, plan: RunPlan, trainer: Trainer) -> None:
     )
     err_console.print(
         f"[yellow]interrupted[/] {where}; {last} holds epoch {trainer.epoch}. "
-        f"Resume (or finish) with: [bold]medico {command} {escape(plan.config.model)} --resume {plan.run_dir.name}[/]"
+        f"Resume (or finish) with: [bold]medico {command} {escape(plan.config.model)} --resume {plan.run.name}[/]"
     )
 
 
@@ -197,7 +198,9 @@ def _print_outcome(result: TrainingResult, outcome: RunOutcome) -> None:
             f"model FPS {speed.fps:.1f} (batch {speed.batch_size}, {speed.input_size}x{speed.input_size}, "
             f"forward only, {escape(speed.device)}, {speed.precision})"
         )
-    console.print(f"record: {result.run_dir}/ (summary.json, history.csv, training_curve.png, per_image.csv)")
+    run = RunFolder(result.run_dir)
+    files = ", ".join(path.name for path in (run.summary, run.history, run.training_curve, run.per_image))
+    console.print(f"record: {escape(str(run.path))}/ ({files})")
     if outcome.entry is not None:
         rows = leaderboard_rows(LeaderboardStore(), task="segmentation", split="val", view="all")
         mine = [row for row in rows if row.entry.sha256 == outcome.entry.sha256]

@@ -10,17 +10,19 @@ from rich.markup import escape
 
 from medico import evaluation
 from medico.commands.options import TrustedModel
-from medico.console import console, task_progress
+from medico.console import console, err_console, task_progress
 from medico.data.io import read_mask, read_rgb
 from medico.errors import MedicoError
 from medico.overlay import CONTACT_SHEET, best_and_worst, draw_overlay, save_png, write_overlays
-from medico.runs import read_per_image, resolve_checkpoint
+from medico.run_data import run_data
+from medico.runs import read_per_image
 
 
 def show(
     run: Annotated[str, typer.Argument(help="A run: number, id, folder or 'latest'.")],
     data: Annotated[
-        Path | None, typer.Option(help="Dataset folder or zip (default: the one the run was trained on).")
+        Path | None,
+        typer.Option(help="Dataset folder or zip (default: the one the run recorded, refused if it changed since)."),
     ] = None,
     count: Annotated[int, typer.Option(min=1, help="How many best and how many worst validation images.")] = 4,
     out: Annotated[Path | None, typer.Option(help="Folder for the PNGs (default: RUN/overlays).")] = None,
@@ -34,16 +36,18 @@ def show(
 
     Images are ranked by IoU in the run's per_image.csv; ground truth is outlined green, the prediction red.
     """
-    run_dir, scores = read_per_image(run)
+    run_folder, scores = read_per_image(run)
     chosen = best_and_worst(scores, count)
-    predictor, checkpoint = evaluation.load_predictor(resolve_checkpoint(str(run_dir)), model=model, device=device)
-    dataset, _ = evaluation.validation_data(checkpoint, data=data)
-    folder = out or run_dir / "overlays"
+    predictor, checkpoint = evaluation.load_predictor(run_folder.checkpoint("best"), model=model, device=device)
+    drawn = run_data(checkpoint, run_folder, data=data)
+    if drawn.other is not None:
+        err_console.print(f"[yellow]{escape(drawn.other)}[/]")
+    folder = out or run_folder.overlays
     with task_progress() as progress:
         task = progress.add_task("drawing overlays", total=len(chosen), status="")
         paths = write_overlays(
             predictor,
-            dataset,
+            drawn.dataset,
             chosen,
             folder,
             replace=force or out is None,

@@ -36,13 +36,16 @@ def _zip_storage(path: Path) -> Storage:
     return storage
 
 
-def open_dataset(path: str | Path | None, *, seed: int = 0) -> PolypDataset:
-    """The dataset at ``path``; None means the built-in synthetic polyp set generated from ``seed``.
+def open_dataset(path: str | Path | None) -> PolypDataset:
+    """The dataset at ``path``; None means the built-in synthetic polyp set.
+
+    No seed: a run's data never depends on its ``--seed``, so runs differing only in seed train and are scored
+    on the same images, and reopening a run's data gives what it trained on.
 
     Raises:
         DataError: the path does not exist, is not laid out like Kvasir-SEG, or holds no image/mask pair.
     """
-    return SyntheticDataset(seed=seed) if path is None else open_kvasir(path)
+    return SyntheticDataset() if path is None else open_kvasir(path)
 
 
 def open_kvasir(path: str | Path) -> KvasirDataset:

@@ -131,14 +131,14 @@ def resolve_split(
     dataset: PolypDataset,
     name: str = "medico2020",
     *,
-    seed: int = 0,
     files: Mapping[str, Path] | None = None,
 ) -> Split:
     """The split called ``name`` of ``dataset``, or the one in ``files`` ({"train": path, "val": path}).
 
-    ``medico2020`` reads ``splits/medico2020/{train,val}.txt`` from the dataset; ``random`` is a seeded 80:20
-    split; ``auto`` is medico2020 where the dataset has it, else random; any other ``name`` is a folder holding
-    a user's ``train.txt`` and ``val.txt``.
+    ``medico2020`` reads ``splits/medico2020/{train,val}.txt`` from the dataset; ``random`` is the 80:20 split of
+    :func:`random_split` with its fixed seed (never a run's ``--seed``: runs differing only in seed validate on
+    the same images); ``auto`` is medico2020 where the dataset has it, else random; any other ``name`` is a
+    folder holding a user's ``train.txt`` and ``val.txt``.
 
     Raises:
         DataError: unknown name, lists absent or unreadable, names not in the dataset, overlap, an empty side.
@@ -167,8 +167,8 @@ def resolve_split(
     if official is not None:
         return official
     if name in ("random", "auto"):
-        split = random_split(dataset.names, seed=seed)
-        return _checked(dataset, "random", split.train, split.val, f"seed {seed}")
+        split = random_split(dataset.names)
+        return _checked(dataset, "random", split.train, split.val, "random 80:20")
     hint = "use --split random (or auto)" if dataset.is_synthetic else "use --split random, or give split files"
     raise DataError(
         f"split medico2020: {dataset.description} has no splits/medico2020/train.txt and val.txt; {hint}"
