@@ -18,7 +18,6 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from medico.checkpoint import FORMAT, Checkpoint, save_checkpoint
-from medico import experiment
 from medico.cli import app
 from medico.models import unet
 from medico.submission import container_entry
@@ -204,7 +203,6 @@ PLUGIN = (
 def test_a_file_plugin_run_is_scored_from_another_folder_only_with_its_spec_given(
     small_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("medico.evaluation.open_dataset", experiment.open_dataset)  # small_data's small set
     (small_data / "plugins.py").write_text(PLUGIN)
     trained = invoke("train", "plugins.py:build", "--input-size", "32", "--epochs", "1")
     assert trained.code == 0, trained.output
