@@ -23,7 +23,7 @@ probability map has most of its pixels there.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageChops
 
 from medico.data.io import ImageReadError, ImageSource, open_image, source_label, to_8bit
 
@@ -62,9 +62,20 @@ class NotBinaryMaskError(ImageReadError):
 
 def _cut(values: np.ndarray) -> np.ndarray:
     """The organisers' rule on grey values: ``/255`` only when the maximum exceeds 127, then ``> 0.5``."""
-    if not values.size:
-        return values.astype(bool)
     return values > (127.5 if values.max() > 127 else 0.5)
+
+
+def _refuse_colour(image: Image.Image, label: str, mode: str) -> None:
+    """Refuse an RGB(A) image whose channels differ by more than :data:`CHANNEL_TOLERANCE` at any pixel."""
+    red, green, blue = image.split()[:3]
+    pairs = ((red, green), (green, blue), (red, blue))
+    if max(ImageChops.difference(a, b).getextrema()[1] for a, b in pairs) <= CHANNEL_TOLERANCE:
+        return
+    rgb = np.asarray(image.convert("RGB"))
+    differing = int((rgb.max(axis=-1) - rgb.min(axis=-1) > CHANNEL_TOLERANCE).sum())
+    raise NotBinaryMaskError(
+        label, f"colour mask (mode {mode}: {differing:,} pixels whose channels differ by more than {CHANNEL_TOLERANCE})"
+    )
 
 
 def _grey_and_alpha(image: Image.Image, label: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -76,24 +87,16 @@ def _grey_and_alpha(image: Image.Image, label: str) -> tuple[np.ndarray, np.ndar
         if not np.isfinite(values).all():
             raise NotBinaryMaskError(label, "mode F with NaN or infinite values")
         return values, None
+    has_alpha = bool({"A", "a"} & set(image.getbands())) or "transparency" in image.info
     try:
-        rgba = np.asarray(image.convert("RGBA"))
+        colour = image.convert("RGBA" if has_alpha else "RGB")
     except ValueError as error:
         raise NotBinaryMaskError(label, f"mode {image.mode} has no grey reading ({error})") from error
-    spread = rgba[..., :3].max(axis=-1) - rgba[..., :3].min(axis=-1)
-    differing = int((spread > CHANNEL_TOLERANCE).sum())
-    if differing:
-        raise NotBinaryMaskError(
-            label, f"colour mask (mode {image.mode}: {differing:,} pixels whose channels differ by more than "
-            f"{CHANNEL_TOLERANCE})"
-        )
-    has_alpha = bool({"A", "a"} & set(image.getbands())) or "transparency" in image.info
-    return np.asarray(image.convert("L")), rgba[..., 3] if has_alpha else None
+    _refuse_colour(colour, label, image.mode)
+    return np.asarray(colour.convert("L")), np.asarray(colour.getchannel("A")) if has_alpha else None
 
 
 def _refuse_many_levels(grey: np.ndarray, label: str) -> None:
-    if not grey.size:
-        return
     low, high = float(grey.min()), float(grey.max())
     margin = NOISE_LEVELS * (high - low) / 255
     far = (grey > low + margin) & (grey < high - margin)
