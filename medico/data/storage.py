@@ -77,7 +77,7 @@ class FolderStorage(Storage):
         return sorted(
             f"{folder}/{entry.name}" if folder else entry.name
             for entry in os.scandir(base)
-            if entry.is_file() and not entry.name.startswith(".")
+            if _listed(entry) and not entry.name.startswith(".")
         )
 
     def has_folder(self, folder: str) -> bool:
@@ -98,6 +98,14 @@ class FolderStorage(Storage):
 
     def exists(self, relative: str) -> bool:
         return (self.location / relative).is_file()
+
+
+def _listed(entry: os.DirEntry) -> bool:
+    """A file, or a link that cannot be followed (a loop): listed, so that reading it names the file and the loop."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return entry.is_symlink()
 
 
 def is_safe_member(info: zipfile.ZipInfo) -> bool:
