@@ -67,7 +67,7 @@ class KvasirDataset(PolypDataset):
         return io.read_rgb(self.storage.source(relative), label=self.storage.label(relative))
 
     def read_mask(self, name: str) -> np.ndarray:
-        """The mask, read as the organisers read it (:mod:`medico.data.masks`); a size other than its image's is an error."""
+        """The mask, read as the organisers read it (:mod:`.masks`); a size other than its image's is an error."""
         self.check_name(name)
         relative = self.mask_files[name]
         mask = masks.read_mask(self.storage.source(relative), label=self.storage.label(relative))
