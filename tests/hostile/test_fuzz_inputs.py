@@ -215,23 +215,33 @@ def dataset_entries() -> st.SearchStrategy[list[Member]]:
     return st.tuples(*parts).map(lambda groups: [m for group in groups for m in group])
 
 
+def _raw_name(index: int) -> tuple[bytes, bytes]:
+    """The placeholder written in front of a raw name and the non-UTF-8 bytes patched over it (same length)."""
+    return f"~{index:03d}~".encode(), b"\xff\x80" + f"{index:03d}".encode()
+
+
+def stored_name(index: int, entry: Member) -> str:
+    """The member's name as a zip reader sees it (raw bytes decode as cp437, since no UTF-8 flag is set)."""
+    return _raw_name(index)[1].decode("cp437") + entry.name if entry.raw_name else entry.name
+
+
 def _zip_bytes(entries: list[Member]) -> bytes:
     """A zip of ``entries``; links as Unix symlink members; lying sizes and raw names patched into the bytes."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for index, entry in enumerate(entries):
-            name = f"~{index:03d}~{entry.name}" if entry.raw_name else entry.name
+            name = _raw_name(index)[0].decode() + entry.name if entry.raw_name else entry.name
             info = zipfile.ZipInfo(name)
             info.compress_type = zipfile.ZIP_DEFLATED
             if entry.link is not None:
                 info.create_system = 3
                 info.external_attr = (stat.S_IFLNK | 0o777) << 16
             archive.writestr(info, entry.link.encode() if entry.link is not None else entry.data)
-    data = bytearray(buffer.getvalue())
+    data = buffer.getvalue()
     for index, entry in enumerate(entries):
-        if entry.raw_name:  # same length, so every offset stays right: an invalid UTF-8 byte and a cp437 one
-            data = bytearray(bytes(data).replace(f"~{index:03d}~".encode(), b"\xff\x80" + f"{index:03d}".encode()))
-    return _patch_sizes(bytes(data), [entry.declared_size for entry in entries])
+        if entry.raw_name:  # same length, so every offset stays right
+            data = data.replace(*_raw_name(index))
+    return _patch_sizes(data, [entry.declared_size for entry in entries])
 
 
 def _patch_sizes(data: bytes, sizes: list[int | None]) -> bytes:
@@ -316,12 +326,13 @@ def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
 
 def submitted(entries: list[Member], stem: str) -> np.ndarray:
     """The organisers' reading of the one mask a valid archive holds for ``stem``."""
-    (member,) = [
-        m for m in entries
-        if m.link is None and not m.raw_name and not m.name.startswith("__MACOSX/")
-        and PurePosixPath(m.name).stem == stem and PurePosixPath(m.name).suffix.lower() in (".png", ".jpg", ".jpeg")
+    (data,) = [
+        m.data for index, m in enumerate(entries)
+        for name in [PurePosixPath(stored_name(index, m))]
+        if m.link is None and name.parts[0] != "__MACOSX" and name.stem == stem
+        and name.suffix.lower() in (".png", ".jpg", ".jpeg")
     ]
-    return organisers_reading(member.data)
+    return organisers_reading(data)
 
 
 def _write_folder(folder: Path, entries: list[Member]) -> None:
