@@ -2,6 +2,9 @@
 
 The policy (part of the contract, written into every result as :data:`METRIC_POLICY`):
 
+* masks are read as the Medico organisers' evaluation script reads them (:data:`medico.data.masks.MASK_RULE`):
+  greyscale, divided by 255 only when the maximum exceeds 127, values above 0.5 are polyp; masks that cannot
+  be read as binary are refused;
 * masks are compared at the ground truth's resolution, predictions thresholded at probability 0.5;
 * each image gets Dice, IoU (Jaccard), precision, recall, F2 and accuracy from its own counts;
 * an image whose ground truth and prediction are both empty scores 1 on every ratio; otherwise a ratio whose
@@ -17,6 +20,8 @@ from typing import Literal
 
 import torch
 
+from medico.data.masks import MASK_RULE
+
 __all__ = [
     "METRIC_NAMES",
     "METRIC_POLICY",
@@ -30,6 +35,7 @@ __all__ = [
 THRESHOLD = 0.5
 METRIC_NAMES = ("dice", "iou", "precision", "recall", "f2", "accuracy")
 METRIC_POLICY = {
+    "masks": MASK_RULE,
     "threshold": THRESHOLD,
     "resolution": "ground truth's original resolution",
     "per_image": "confusion counts per image; ratios from each image's counts",

@@ -11,7 +11,8 @@ from PIL import Image
 
 from medico.data import DataError, open_dataset
 from medico.data.checks import check_dataset
-from medico.data.io import list_images, read_mask
+from medico.data.io import list_images
+from medico.data.masks import read_mask
 from medico.data.synthetic import write_synthetic_kvasir
 from medico.errors import MedicoError
 

@@ -132,7 +132,7 @@ def test_a_colour_mask_is_refused(tmp_path: Path, images: Path) -> None:
     red = np.zeros((*_mask("a").shape, 3), np.uint8)
     red[_mask("a")] = (255, 0, 0)
     members = {**_good_members(), "a.png": _encode(red)}
-    (problem,) = _problems(_zip(tmp_path / "x.zip", members), images, "not_grey")
+    (problem,) = _problems(_zip(tmp_path / "x.zip", members), images, "not_binary")
     assert problem.entry == "a.png" and "RGB" in problem.detail
 
 

@@ -11,7 +11,8 @@ from rich.markup import escape
 from medico import evaluation
 from medico.commands.options import TrustedModel
 from medico.console import console, err_console, task_progress
-from medico.data.io import read_mask, read_rgb
+from medico.data.io import read_rgb
+from medico.data.masks import read_mask
 from medico.errors import MedicoError
 from medico.overlay import CONTACT_SHEET, best_and_worst, draw_overlay, save_png, write_overlays
 from medico.run_data import run_data
@@ -59,7 +60,7 @@ def show(
 
 def overlay(
     image: Annotated[Path, typer.Argument(help="The image (JPEG, PNG...).")],
-    mask: Annotated[Path, typer.Argument(help="Its ground-truth mask (grey values >= 128 are polyp).")],
+    mask: Annotated[Path, typer.Argument(help="Its ground-truth mask (0/255 or 0/1, read as the organisers do).")],
     out: Annotated[Path, typer.Option(help="The PNG to write.")],
     pred: Annotated[Path | None, typer.Option(help="A predicted mask to outline in red.")] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,

@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from medico.data.dataset import DataError
+from medico.data.masks import MASK_RULE
 from medico.files import OutputError, atomic_path
 from medico.weights import cache_dir
 
 __all__ = ["CONVENTION", "DecodedCache"]
 
-CONVENTION = "resize_image:INTER_AREA;resize_mask:area>=0.5;v1"
-"""The resizing convention of :mod:`medico.preprocess` baked into every key; change it when that changes."""
+CONVENTION = f"resize_image:INTER_AREA;resize_mask:area>=0.5;v1;masks:{MASK_RULE}"
+"""The resizing convention of :mod:`medico.preprocess` and the mask reading rule, baked into every key; change it
+when either changes (a 0/1 mask cached as empty under the old rule must not be reused)."""
 
 
 class DecodedCache:

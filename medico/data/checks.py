@@ -1,8 +1,8 @@
 """``medico data check``: decode every pair of a dataset and report its statistics and every defect by file.
 
 Defects: an image without mask or a mask without image, an unreadable or truncated file, a
-decompression-bomb sized image, a mask whose size differs from its image, a mask that is not binary beyond
-JPEG noise, and split lists that name missing files or overlap.
+decompression-bomb sized image, a mask whose size differs from its image, a mask that the organisers' rule
+cannot read as binary (:mod:`medico.data.masks`), and split lists that name missing files or overlap.
 """
 
 from __future__ import annotations
@@ -14,19 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medico.data import io
+from medico.data import io, masks
 from medico.data.dataset import DataError, PolypDataset, Problem
 from medico.data.kvasir import KvasirDataset
 from medico.data.resolve import open_kvasir
 from medico.data.splits import resolve_split
 from medico.data.storage import StorageError
 
-__all__ = ["GREY_BAND", "NON_BINARY_FRACTION", "DatasetReport", "PairStats", "check_dataset"]
+__all__ = ["DatasetReport", "PairStats", "check_dataset"]
 
-GREY_BAND = (32, 224)
-"""Grey values in this half-open band are neither background nor polyp: JPEG noise stays outside it."""
-NON_BINARY_FRACTION = 0.02
-"""A mask with more than this fraction of its pixels inside :data:`GREY_BAND` is reported as not binary."""
 _BBOXES = "kavsir_bboxes.json"
 
 
@@ -75,28 +71,23 @@ def _check_pair(dataset: KvasirDataset, name: str) -> PairStats:
     storage = dataset.storage
     image_file, mask_file = (storage.label(dataset.image_files[name]), storage.label(dataset.mask_files[name]))
     problems: list[Problem] = []
-    image = grey = None
+    image = mask = None
     try:
         image = io.read_rgb(storage.source(dataset.image_files[name]), label=image_file)
     except (io.ImageReadError, StorageError) as error:
         problems.append(Problem(image_file, str(error).removeprefix(f"{image_file}: ")))
     try:
-        grey = io.read_grey(storage.source(dataset.mask_files[name]), label=mask_file)
+        mask = masks.read_mask(storage.source(dataset.mask_files[name]), label=mask_file)
     except (io.ImageReadError, StorageError) as error:
         problems.append(Problem(mask_file, str(error).removeprefix(f"{mask_file}: ")))
-    if grey is not None:
-        band = float(((grey >= GREY_BAND[0]) & (grey < GREY_BAND[1])).mean())
-        if band > NON_BINARY_FRACTION:
-            low, high = GREY_BAND
-            problems.append(Problem(mask_file, f"not binary: {band:.1%} of pixels are grey values in [{low}, {high})"))
-    if image is not None and grey is not None and image.shape[:2] != grey.shape:
+    if image is not None and mask is not None and image.shape[:2] != mask.shape:
         problems.append(
             Problem(
                 mask_file,
-                f"mask is {grey.shape[1]}x{grey.shape[0]}, its image is {image.shape[1]}x{image.shape[0]}",
+                f"mask is {mask.shape[1]}x{mask.shape[0]}, its image is {image.shape[1]}x{image.shape[0]}",
             )
         )
-    foreground = float((grey >= io.MASK_THRESHOLD).mean()) if grey is not None else None
+    foreground = float(mask.mean()) if mask is not None else None
     return PairStats(name, image.shape[:2] if image is not None else None, foreground, tuple(problems))
 
 

@@ -1,4 +1,4 @@
-"""Reading images and masks from files: RGB uint8 images, boolean masks binarised at 128."""
+"""Reading image files: RGB uint8 images, 16-bit files scaled to 8 bits, sizes from headers (masks: :mod:`.masks`)."""
 
 from __future__ import annotations
 
@@ -14,23 +14,21 @@ from medico.files import is_file
 
 __all__ = [
     "IMAGE_SUFFIXES",
-    "MASK_THRESHOLD",
     "MAX_PIXELS",
     "ImageReadError",
     "ImageSource",
     "image_size",
     "list_images",
-    "read_grey",
-    "read_mask",
+    "open_image",
     "read_rgb",
+    "source_label",
+    "to_8bit",
 ]
 
 ImageSource = Path | str | bytes
 """A file path, or the bytes of an encoded image (a member of a zip archive)."""
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
-MASK_THRESHOLD = 128
-"""Kvasir-SEG masks are JPEG: grey values at or above 128 are polyp, JPEG noise around 0 and 255 is ignored."""
 MAX_PIXELS = 64_000_000
 """Larger images are refused as decompression bombs (Kvasir-SEG's largest frame is 1920x1072 = 2 Mpx)."""
 
@@ -39,9 +37,14 @@ class ImageReadError(MedicoError):
     """An image or mask file is unreadable, truncated, or too large."""
 
 
-def _open(source: ImageSource, label: str | None = None, *, decode: bool = True) -> Image.Image:
+def source_label(source: ImageSource) -> str:
+    """How messages name an image given as a path (the path) or as bytes (``<bytes>``)."""
+    return "<bytes>" if isinstance(source, bytes) else str(source)
+
+
+def open_image(source: ImageSource, label: str | None = None, *, decode: bool = True) -> Image.Image:
     """Open ``source``; refuse decompression-bomb sizes from the header, then decode unless ``decode`` is False."""
-    label = label if label is not None else ("<bytes>" if isinstance(source, bytes) else str(source))
+    label = label if label is not None else source_label(source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -60,31 +63,42 @@ def _open(source: ImageSource, label: str | None = None, *, decode: bool = True)
         raise ImageReadError(f"{label}: cannot read image ({type(error).__name__}: {error})") from error
 
 
+_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+"""Greyscale modes wider than 8 bits: 16-bit PNG and TIFF files (and 32-bit integer TIFFs)."""
+
+
+def to_8bit(image: Image.Image, label: str) -> Image.Image:
+    """``image`` with a 16-bit (or 32-bit integer) greyscale brought to 8 bits by scaling, never by clipping.
+
+    Values are divided by 257 (65535 -> 255) when any exceeds 255; a file whose values all fit in 8 bits keeps
+    them (8-bit values stored in a wider file, such as a 0/1 mask). Other modes are returned unchanged.
+
+    Raises:
+        ImageReadError: a 32-bit file with values outside 0..65535 (no 8-bit reading of it is meaningful).
+    """
+    if image.mode not in _WIDE_MODES:
+        return image
+    values = np.asarray(image)
+    low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+    if low < 0 or high > 65535:
+        raise ImageReadError(f"{label}: mode {image.mode} values range from {low} to {high}, expected 0..65535")
+    if high > 255:
+        values = np.round(values / 257.0)
+    return Image.fromarray(values.astype(np.uint8))
+
+
 def read_rgb(path: ImageSource, *, label: str | None = None) -> np.ndarray:
-    """An image file (or its bytes) as RGB uint8 ``(H, W, 3)``; grey and RGBA images are converted.
+    """An image file (or its bytes) as RGB uint8 ``(H, W, 3)``; grey, 16-bit and RGBA images are converted.
 
     ``label`` names the image in error messages (default: the path).
     """
-    return np.asarray(_open(path, label).convert("RGB"))
-
-
-def read_grey(path: ImageSource, *, label: str | None = None) -> np.ndarray:
-    """A mask file (or its bytes) as its grey values ``(H, W)`` before thresholding.
-
-    Colour masks are converted to luminance; 1-bit masks become 0/255 (their True pixels are polyp).
-    """
-    image = _open(path, label)
-    return np.asarray(image.convert("L") if image.mode not in ("L", "I", "I;16") else image)
-
-
-def read_mask(path: ImageSource, threshold: int = MASK_THRESHOLD, *, label: str | None = None) -> np.ndarray:
-    """A mask file (or its bytes) as boolean ``(H, W)``: grey value >= ``threshold``."""
-    return read_grey(path, label=label) >= threshold
+    label = label if label is not None else source_label(path)
+    return np.asarray(to_8bit(open_image(path, label), label).convert("RGB"))
 
 
 def image_size(path: ImageSource, *, label: str | None = None) -> tuple[int, int]:
     """``(height, width)`` read from the file header, without decoding pixels."""
-    with _open(path, label, decode=False) as image:
+    with open_image(path, label, decode=False) as image:
         return image.height, image.width
 
 

@@ -11,7 +11,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from medico.data import io
+from medico.data import io, masks
 from medico.data.dataset import DataError, PolypDataset, Problem
 from medico.data.storage import Storage, StorageError
 
@@ -67,10 +67,10 @@ class KvasirDataset(PolypDataset):
         return io.read_rgb(self.storage.source(relative), label=self.storage.label(relative))
 
     def read_mask(self, name: str) -> np.ndarray:
-        """The mask, binarised at 128; a mask whose size differs from its image's is an error."""
+        """The mask, read as the organisers read it (:mod:`.masks`); a size other than its image's is an error."""
         self.check_name(name)
         relative = self.mask_files[name]
-        mask = io.read_mask(self.storage.source(relative), label=self.storage.label(relative))
+        mask = masks.read_mask(self.storage.source(relative), label=self.storage.label(relative))
         if mask.shape != self.image_size(name):
             height, width = self.image_size(name)
             raise DataError(

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from medico import __version__
-from medico.data.io import list_images, read_mask
+from medico.data.io import list_images
+from medico.data.masks import read_mask
 from medico.download import file_sha256
 from medico.evaluation import EvaluationResult
 from medico.files import atomic_path
@@ -79,7 +80,7 @@ def score_archive(
 
     Args:
         archive: a task 1 zip.
-        truth: folder of ground-truth masks named by image stem (binarised at 128).
+        truth: folder of ground-truth masks named by image stem (read as the organisers read them).
         team: the team the entry is recorded for.
         run: the run number; default: ``N`` from a name ending in ``_task1_runN``.
         db: the leaderboard database (default: the store's default).

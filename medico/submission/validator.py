@@ -1,10 +1,11 @@
 """Task 1 archive validation: what the organisers accepted, and each way an archive can be refused.
 
 Accepted: a zip of PNG or JPEG masks named by the images' stems, at any folder depth, each at its image's
-exact width x height, grey (one channel, or equal channels), read as binary at 128. Refused, each with the
-offending entries: not a zip, too big, too many members, absolute paths, ``..``, symlinks, files that are not
-PNG/JPEG, zip bombs, oversized members, duplicate stems, masks for no image, missing masks, unreadable
-images, wrong sizes (a width/height swap is named as such) and colour masks.
+exact width x height, read as binary by the organisers' rule (:mod:`medico.data.masks`: 0/255 and 0/1 both
+work). Refused, each with the offending entries: not a zip, too big, too many members, absolute paths, ``..``,
+symlinks, files that are not PNG/JPEG, zip bombs, oversized members, duplicate stems, masks for no image,
+missing masks, unreadable images, wrong sizes (a width/height swap is named as such) and masks that are not
+binary (colour, alpha-only, many grey levels).
 
 Members are read through :mod:`zipfile` into memory, one at a time, with sizes checked before decoding;
 nothing is extracted to disk.
@@ -25,11 +26,11 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from medico.data.io import MASK_THRESHOLD, MAX_PIXELS, image_size, list_images
+from medico.data.io import MAX_PIXELS, image_size, list_images
+from medico.data.masks import NotBinaryMaskError, binary_mask
 from medico.errors import MedicoError
 
 __all__ = [
-    "GREY_TOLERANCE",
     "MASK_SUFFIXES",
     "MAX_ARCHIVE_BYTES",
     "MAX_COMPRESSION_RATIO",
@@ -54,12 +55,9 @@ RATIO_FLOOR_BYTES = 2**20
 """The ratio rule applies to members that expand to more than this (tiny files may compress a lot)."""
 MEMBER_HEADROOM_BYTES = 2**20
 """Per-member limit = width x height x 4 bytes (an uncompressed RGBA image) + this headroom for headers."""
-GREY_TOLERANCE = 32
-"""A colour-mode mask counts as grey when its channels differ by at most this much at every pixel (JPEG noise)."""
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg")
 _IGNORED_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 _IGNORED_FOLDERS = {"__MACOSX"}
-_GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 RULES: dict[str, str] = {
     "not_zip": "not a zip archive",
@@ -76,7 +74,7 @@ RULES: dict[str, str] = {
     "missing": "no mask for an image",
     "unreadable": "unreadable image",
     "wrong_size": "wrong size",
-    "not_grey": "colour mask (channels differ)",
+    "not_binary": "not a binary mask (colour, alpha-only or many grey levels)",
 }
 
 
@@ -176,7 +174,7 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) ->
         return handle.read(limit + 1)
 
 
-def _decode(data: bytes, width: int, height: int) -> tuple[np.ndarray | None, tuple[str, str] | None]:
+def _decode(data: bytes, label: str, width: int, height: int) -> tuple[np.ndarray | None, tuple[str, str] | None]:
     """The mask as booleans, or the rule it breaks; the size is checked before the pixels are decoded."""
     try:
         with warnings.catch_warnings():
@@ -194,18 +192,10 @@ def _decode(data: bytes, width: int, height: int) -> tuple[np.ndarray | None, tu
             image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         return None, ("unreadable", f"{type(error).__name__}: {error}")
-    if image.mode not in _GREY_MODES:
-        rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
-        spread = rgb.max(axis=-1) - rgb.min(axis=-1)
-        differing = int((spread > GREY_TOLERANCE).sum())
-        if differing:
-            found = f"mode {image.mode}: {differing:,} pixels whose channels differ by more than {GREY_TOLERANCE}"
-            return None, ("not_grey", found)
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        values = np.asarray(image)
-    else:
-        values = np.asarray(image.convert("L"))
-    return values >= MASK_THRESHOLD, None
+    try:
+        return binary_mask(image, label), None
+    except NotBinaryMaskError as error:
+        return None, ("not_binary", error.found)
 
 
 def validate_archive(
@@ -303,7 +293,7 @@ def _check_mask(
                 found = f"more than {limit:,} bytes uncompressed (the zip header says {info.file_size:,})"
                 problem = ("oversized", found)
             else:
-                mask, problem = _decode(data, width, height)
+                mask, problem = _decode(data, info.filename, width, height)
     if problem is not None:
         report.add(problem[0], info.filename, problem[1])
         return
