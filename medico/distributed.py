@@ -121,12 +121,16 @@ def spawn_needed(nproc: int | None) -> bool:
     """Whether ``--nproc`` asks this process to start the training processes itself (:func:`launch`).
 
     Raises:
-        DistributedError: ``nproc`` is below 1, or torchrun started this process (torchrun sets the count).
+        DistributedError: ``nproc`` is below 1 or above the cores or GPUs here (each process needs one), or
+            torchrun started this process (torchrun sets the count).
     """
     if nproc is None:
         return False
-    if nproc < 1:
-        raise DistributedError(f"--nproc: expected 1 or more processes, got {nproc}")
+    most = max(_cores(), torch.cuda.device_count())
+    if not 1 <= nproc <= most:
+        raise DistributedError(
+            f"--nproc: expected 1 to {most} processes (one per core or GPU of this machine), got {nproc}"
+        )
     if _active():
         return False  # one of the processes that launch() started
     if launched_by_torchrun():
