@@ -27,6 +27,7 @@ from torch.multiprocessing.spawn import ProcessContext, ProcessException
 from torch.nn.parallel import DistributedDataParallel
 
 from medico.allocator import tune_allocator
+from medico.contract import check_logit_ranges
 from medico.errors import MedicoError
 from medico.evaluation import COUNT_NAMES, EvaluationResult, ImageSource, evaluate
 from medico.inference import Predictor
@@ -346,15 +347,22 @@ def evaluate_sharded(
     part = None
     if mine:
         overall = None if progress is None else lambda done, _: progress(min(done * world, len(names)), len(names))
-        local = evaluate(predictor, dataset, [names[i] for i in mine], batch_size=batch_size, progress=overall)
+        local = evaluate(
+            predictor, dataset, [names[i] for i in mine], batch_size=batch_size, progress=overall, check_logits=False
+        )
         rows = local.per_image
-        part = (mine, list(zip(rows["height"], rows["width"])), rows[list(COUNT_NAMES)].to_numpy(), local.policy)
+        part = (
+            mine, list(zip(rows["height"], rows["width"])), rows[list(COUNT_NAMES)].to_numpy(), local.policy,
+            local.logit_ranges,
+        )
     parts: list[Any] = [None] * world
     dist.all_gather_object(parts, part)
     parts = [p for p in parts if p is not None]
     order = np.argsort(np.concatenate([p[0] for p in parts]), kind="stable")
     sizes = [size for p in parts for size in p[1]]
     counts = np.concatenate([p[2] for p in parts])[order]
+    ranges = np.concatenate([p[4] for p in parts])[order]
+    check_logit_ranges(names, ranges)  # on every process alike, over all the images
     return EvaluationResult.from_counts(
-        names, [tuple(map(int, sizes[i])) for i in order], torch.from_numpy(counts), parts[0][3]
+        names, [tuple(map(int, sizes[i])) for i in order], torch.from_numpy(counts), parts[0][3], ranges
     )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["MedicoError"]
+__all__ = ["MedicoError", "describe_error"]
+
+MAX_FOREIGN_MESSAGE = 300
+"""Characters of another library's error message kept in ours (some print whole tensors)."""
 
 
 class MedicoError(Exception):
@@ -14,3 +17,11 @@ class MedicoError(Exception):
     """
 
     exit_code: int = 2
+
+
+def describe_error(error: BaseException) -> str:
+    """An exception raised by code medico calls (a plugin's), on one line: its type and its message, capped."""
+    message = " ".join(str(error).split())
+    if len(message) > MAX_FOREIGN_MESSAGE:
+        message = message[: MAX_FOREIGN_MESSAGE - 3] + "..."
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__

@@ -22,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from medico.checkpoint import load_model
 from medico.config import check_setting
+from medico.contract import probe_model
 from medico.data.io import read_rgb
 from medico.data.loader import PolypTrainingSet, make_loader
 from medico.errors import MedicoError
@@ -96,7 +97,9 @@ def benchmark_target(model_or_checkpoint: str) -> BenchmarkTarget:
         return BenchmarkTarget(model, checkpoint.input_size, f"checkpoint {model_or_checkpoint}")
     if is_model(model_or_checkpoint) or ":" in model_or_checkpoint:
         plugin = get_plugin(model_or_checkpoint)
-        return BenchmarkTarget(plugin.build().eval(), plugin.defaults.input_size, f"model {plugin.name} (untrained)")
+        size = plugin.defaults.input_size
+        model = probe_model(plugin.build(), size, f"model {plugin.name!r} ({plugin.origin})")
+        return BenchmarkTarget(model.eval(), size, f"model {plugin.name} (untrained)")
     try:
         path = resolve_checkpoint(model_or_checkpoint)
     except RunNotFoundError as run_error:
