@@ -5,7 +5,7 @@ This module alone decides whether a model keeps it, for every caller:
 
 - :func:`check_output`: the output's form (a tensor, floating point, the batch's size, height and width), asked on
   every forward pass of training and inference; it reads shapes only, so it never waits for a GPU.
-- :func:`probe_model`: two small forward passes on the CPU (training and evaluation mode) before a run starts or a
+- :func:`probe_model`: two small forward passes (training and evaluation mode, on the CPU) before a run starts or a
   model is timed: the form, finite values, and no sigmoid or softmax as the last operation.
 - :class:`LogitRanges` and :func:`check_logit_ranges`: what an evaluation's logits were, read once at its end:
   NaN or infinite logits name their images; outputs squeezed into [0, 1] betray a sigmoid the probe could not see.
@@ -25,6 +25,7 @@ from medico.plugins import PluginError
 __all__ = [
     "CONTRACT",
     "PROBE_SIZE",
+    "SIGMOID_SPREAD",
     "ContractError",
     "LogitRanges",
     "check_logit_ranges",
@@ -79,23 +80,25 @@ def check_output(output: object, batch: torch.Tensor, model: str = "the model") 
 
 
 def probe_model(model: nn.Module, input_size: int, label: str) -> nn.Module:
-    """``model`` after two forward passes of two images (training, then evaluation mode) on the CPU keep the contract.
+    """``model`` after two forward passes of two images (training, then evaluation mode) keep the contract.
 
-    The images are ``min(input_size, PROBE_SIZE)`` pixels square, seeded noise in [-1, 1]; the model's weights do not
-    change (batch-norm statistics of a training-mode pass may). ``label`` names the model in messages.
+    The images are ``min(input_size, PROBE_SIZE)`` pixels square, seeded noise in [-1, 1], on the model's device (the
+    CPU, for a model just built); its weights do not change (batch-norm statistics of a training-mode pass may).
+    ``label`` names the model in messages.
 
     Raises:
         ContractError: a pass raised, or its output has the wrong form, is not finite, or ends in a sigmoid.
     """
     size = min(input_size, PROBE_SIZE)
     batch = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    batch = batch.to(next(model.parameters(), batch).device)
     was_training = model.training
     try:
         for training in (True, False):
             model.train(training)
             with torch.enable_grad():  # the autograd graph shows the output's last operation
-                try:
-                    output = model(batch.clone().requires_grad_(True))
+                try:  # (an input that is no leaf of the graph, so that a model may change it in place)
+                    output = model(batch.clone().requires_grad_(True).clone())
                 except Exception as error:  # a plugin's forward may raise anything: report it, with the contract
                     raise ContractError(
                         f"{label}: a forward pass of a {tuple(batch.shape)} batch raised {describe_error(error)}; "
