@@ -19,13 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from medico.config import MAX_INPUT_SIZE
 from medico.errors import MedicoError
 from medico.files import atomic_path
 from medico.plugins import canonical_spec, get_plugin, is_model
 
 __all__ = [
     "FORMAT",
-    "MAX_INPUT_SIZE",
     "Checkpoint",
     "CheckpointError",
     "load_checkpoint",
@@ -34,8 +34,6 @@ __all__ = [
 ]
 
 FORMAT = "medico-checkpoint/1"
-MAX_INPUT_SIZE = 4096
-"""The largest input side a checkpoint may ask for (a 4096x4096 frame is already 16x Kvasir-SEG's largest)."""
 
 _shown = reprlib.Repr()
 _shown.maxstring = _shown.maxother = 300  # values a file holds, quoted in messages: paths whole, length bounded

@@ -9,6 +9,7 @@ options (``init_features = 8``). The resolved config and each key's source are w
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +25,17 @@ from medico.plugins import ModelPlugin, canonical_spec
 from medico.runtime import PRECISIONS
 
 __all__ = [
+    "MAX_BATCH",
+    "MAX_COUNT",
+    "MAX_INPUT_SIZE",
+    "MAX_SEED",
+    "MAX_WORKERS",
     "RESUMABLE_KEYS",
     "ConfigError",
     "Layer",
     "RunConfig",
     "baseline_path",
+    "check_setting",
     "parse_option",
     "read_layer",
     "resolve_config",
@@ -39,6 +46,26 @@ BASELINES = Path(__file__).resolve().parents[1] / "baselines"
 
 RESUMABLE_KEYS = frozenset({"epochs", "device", "precision", "workers", "eval_batch_size", "team"})
 """What ``--resume`` may change: where and how long to go on, never what is being trained."""
+
+_COMMAND_LINE = "command line"
+"""The label of the command-line layer (messages about its values name the option, ``--input-size``)."""
+
+MAX_INPUT_SIZE = 2048
+"""The largest input side: above the largest frames of Kvasir-SEG and Medico 2020 (1920x1072) an input only
+upsamples, and one decoded image of that side is already 12 MiB (``--input-size 100000`` asked for 30 GB each)."""
+
+MAX_BATCH = 4096
+"""The largest batch: 4096 images of 256 px are 3 GiB of float32 input before any activation, beyond what one
+training step of these models fits on a GPU."""
+
+MAX_SEED = 2**32 - 1
+"""Seeds run from 0 to 2**32 - 1: the range NumPy's seeding takes (torch's takes it too)."""
+
+MAX_WORKERS = 256
+"""More data-loader processes than any one machine has cores to run them."""
+
+MAX_COUNT = 2**31 - 1
+"""The largest epoch count or patience: beyond any run, and what every C integer underneath still holds."""
 
 
 class ConfigError(MedicoError):
@@ -104,14 +131,13 @@ class RunConfig:
 
     def with_resume_overrides(self, overrides: Mapping[str, Any]) -> RunConfig:
         """This config with command-line values a resumed run may change; anything else is refused."""
-        changed = {k: v for k, v in overrides.items() if v is not None and getattr(self, k, None) != v}
+        changed = {k: v for k, v in _checked_command_line(overrides).items() if getattr(self, k, None) != v}
         refused = sorted(set(changed) - RESUMABLE_KEYS)
         if refused:
             raise ConfigError(
                 f"--resume continues the run as it was configured; it cannot change {', '.join(refused)} "
                 f"(only {', '.join(sorted(RESUMABLE_KEYS))}). Start a new run instead."
             )
-        changed = {k: _check("command line", k, v) for k, v in changed.items()}
         sources = {**self.sources, **{k: "command line (resume)" for k in changed}}
         return dataclasses.replace(self, **changed, sources=sources)
 
@@ -138,8 +164,54 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "team": (str,),
 }
 _PRECISIONS = ("auto", *PRECISIONS)
-_POSITIVE = ("epochs", "batch_size", "input_size", "lr", "eval_batch_size")
-_NON_NEGATIVE = ("weight_decay", "lr_patience", "min_lr", "early_stopping", "workers")
+
+
+@dataclass(frozen=True)
+class _Range:
+    """Where a numeric setting may lie: from ``low`` to ``high``, a bound included unless marked open."""
+
+    low: float
+    high: float = math.inf
+    open_low: bool = False
+    open_high: bool = False
+
+    def holds(self, value: float) -> bool:
+        """Whether ``value`` lies in the range (NaN and infinities never do)."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = value > self.low if self.open_low else value >= self.low
+        below = value < self.high if self.open_high else value <= self.high
+        return above and below
+
+    def describe(self, integer: bool) -> str:
+        """The range in words: ``an integer from 1 to 2048``, ``a finite number above 0``."""
+        kind = "an integer" if integer else "a finite number"
+        low, high = (f"{bound:,}" if float(bound).is_integer() else f"{bound:g}" for bound in (self.low, self.high))
+        if self.high == math.inf:
+            return f"{kind} {'above' if self.open_low else 'of at least'} {low}"
+        if self.open_low or self.open_high:
+            return f"{kind} strictly between {low} and {high}"
+        return f"{kind} from {low} to {high}"
+
+
+_RANGES: dict[str, _Range] = {
+    "epochs": _Range(1, MAX_COUNT),
+    "batch_size": _Range(1, MAX_BATCH),
+    "input_size": _Range(1, MAX_INPUT_SIZE),
+    "lr": _Range(0, open_low=True),
+    "weight_decay": _Range(0),
+    "lr_patience": _Range(0, MAX_COUNT),
+    "lr_factor": _Range(0, 1, open_low=True, open_high=True),
+    "min_lr": _Range(0),
+    "early_stopping": _Range(0, MAX_COUNT),
+    "seed": _Range(0, MAX_SEED),
+    "workers": _Range(0, MAX_WORKERS),
+    "eval_batch_size": _Range(1, MAX_BATCH),
+}
+_WHY = {
+    "input_size": "larger inputs only upsample the largest Kvasir-SEG and Medico frames (1920x1072)",
+    "seed": "the seeds NumPy takes",
+}
 
 
 @dataclass(frozen=True)
@@ -151,42 +223,73 @@ class Layer:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def _check(label: str, key: str, value: Any) -> Any:
+def check_setting(key: str, value: Any, source: str = _COMMAND_LINE, *, name: str | None = None) -> Any:
+    """``value`` for the setting ``key`` checked (known key, type, range) and normalised (floats, split folders).
+
+    Args:
+        key: a :class:`RunConfig` field (``input_size``).
+        value: its value from ``source``.
+        source: the layer's label (a file's, ``dataset hints``...); the command line's values are named by option.
+        name: how the message names the value, when not as its source says (``--batch-size`` of ``medico bench``).
+
+    Raises:
+        ConfigError: naming the option or the file and key, what was expected and what was found.
+    """
+    name = name or (f"--{key.replace('_', '-')}" if source == _COMMAND_LINE else f"{source}: {key}")
     if key not in _TYPES:
-        raise ConfigError(f"{label}: unknown key {key!r}; known keys: {', '.join(sorted(_TYPES))}, and [options]")
+        raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(sorted(_TYPES))}, and [options]")
     expected = _TYPES[key]
     # bool is an int in Python: refuse `epochs = true` and accept only real booleans for `augment`.
     if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
         names = " or ".join(t.__name__ for t in expected)
-        raise ConfigError(f"{label}: {key} must be {names}, got {value!r} ({type(value).__name__})")
+        raise ConfigError(f"{name} must be {names}, got {value!r} ({type(value).__name__})")
     if float in expected:
         value = float(value)
-    if key in _POSITIVE and value <= 0:
-        raise ConfigError(f"{label}: {key} must be positive, got {value!r}")
-    if key in _NON_NEGATIVE and not isinstance(value, str) and value < 0:
-        raise ConfigError(f"{label}: {key} must not be negative, got {value!r}")
+    if key in _RANGES and not isinstance(value, str) and not _RANGES[key].holds(value):
+        why = f" ({_WHY[key]})" if key in _WHY else ""
+        raise ConfigError(f"{name} must be {_RANGES[key].describe(float not in expected)}{why}, got {value!r}")
     if key == "split" and value not in SPLIT_NAMES:
         folder = Path(value).expanduser()
         if not folder.is_dir():
             raise ConfigError(
-                f"{label}: split must be {', '.join(SPLIT_NAMES)} or a folder holding train.txt and val.txt; "
+                f"{name} must be {', '.join(SPLIT_NAMES)} or a folder holding train.txt and val.txt; "
                 f"{value!r} is neither"
             )
         try:
             split_folder_files(folder)
         except DataError as error:
-            raise ConfigError(f"{label}: {error}") from error
+            raise ConfigError(f"{name}: {error}") from error
         value = str(folder.resolve())  # the run record must find it again from any folder
     if key == "workers" and isinstance(value, str) and value != "auto":
-        raise ConfigError(f"{label}: workers must be auto or a number of processes, got {value!r}")
+        raise ConfigError(f"{name} must be auto or a number of processes, got {value!r}")
     if key == "precision" and value not in _PRECISIONS:
-        raise ConfigError(f"{label}: precision must be one of {', '.join(_PRECISIONS)}, got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(_PRECISIONS)}, got {value!r}")
     if key == "team":
-        # Checked before training rather than when the finished run reaches the leaderboard.
-        check_team_name(value, "--team" if label == "command line" else f"{label}: team")
-    if key == "lr_factor" and not 0 < value < 1:
-        raise ConfigError(f"{label}: lr_factor must be between 0 and 1, got {value!r}")
+        check_team_name(value, name)  # the leaderboard entry's rule, asked before training rather than after it
     return value
+
+
+def _check_option(source: str, plugin: ModelPlugin, key: str, value: Any) -> Any:
+    """A builder option's value: finite, and of its default's type where the builder has a plain default."""
+    name = f"--option {key}" if source == _COMMAND_LINE else f"{source}: [options] {key}"
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    default = plugin.parameters.get(key)
+    expected = type(default) if isinstance(default, bool | int | float | str) else None
+    if expected is None:
+        return value
+    accepted = (int, float) if expected is float else (expected,)
+    if not isinstance(value, accepted) or (isinstance(value, bool) and expected is not bool):
+        raise ConfigError(
+            f"{name} must be {expected.__name__} like its default {default!r} (model {plugin.name!r}), "
+            f"got {value!r} ({type(value).__name__})"
+        )
+    return float(value) if expected is float else value
+
+
+def _checked_command_line(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values given on the command line (None: not given), each checked and named by its option."""
+    return {key: check_setting(key, value) for key, value in values.items() if value is not None}
 
 
 def read_layer(path: Path, label: str | None = None) -> Layer:
@@ -202,7 +305,7 @@ def read_layer(path: Path, label: str | None = None) -> Layer:
     options = document.pop("options", {})
     if not isinstance(options, dict):
         raise ConfigError(f"{label}: [options] must be a table of builder options, got {options!r}")
-    return Layer(label, {k: _check(label, k, v) for k, v in document.items()}, dict(options))
+    return Layer(label, {k: check_setting(k, v, label) for k, v in document.items()}, dict(options))
 
 
 def baseline_path(model: str) -> Path:
@@ -244,18 +347,18 @@ def resolve_config(
         command_line: values given on the command line; None values mean "not given".
         options: builder options from ``--option KEY=VALUE``.
     """
+    label = f"plugin {plugin.name} defaults"
     defaults = dataclasses.asdict(plugin.defaults)
-    layers = [Layer(f"plugin {plugin.name} defaults", {k: _check("plugin", k, v) for k, v in defaults.items()})]
+    layers = [Layer(label, {k: check_setting(k, v, label) for k, v in defaults.items()})]
     baseline = baseline_path(model)
     if ":" not in model and baseline.is_file():
         layers.append(read_layer(baseline, f"baselines/{baseline.name}"))
     if dataset_hints:
-        layers.append(Layer("dataset hints", {k: _check("dataset hints", k, v) for k, v in dataset_hints.items()}))
+        hints = {k: check_setting(k, v, "dataset hints") for k, v in dataset_hints.items()}
+        layers.append(Layer("dataset hints", hints))
     if config_file is not None:
         layers.append(read_layer(config_file, f"--config {config_file}"))
-    given = {k: v for k, v in (command_line or {}).items() if v is not None}
-    checked = {k: _check("command line", k, v) for k, v in given.items()}
-    layers.append(Layer("command line", checked, dict(options or {})))
+    layers.append(Layer(_COMMAND_LINE, _checked_command_line(command_line or {}), dict(options or {})))
 
     values: dict[str, Any] = {}
     merged_options: dict[str, Any] = {}
@@ -265,6 +368,6 @@ def resolve_config(
             values[key] = value
             sources[key] = layer.label
         for key, value in layer.options.items():
-            merged_options[key] = value
+            merged_options[key] = _check_option(layer.label, plugin, key, value)
             sources[f"options.{key}"] = layer.label
     return RunConfig(model=canonical_spec(model), options=merged_options, sources=sources, **values)

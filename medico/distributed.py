@@ -27,6 +27,7 @@ from torch.multiprocessing.spawn import ProcessContext, ProcessException
 from torch.nn.parallel import DistributedDataParallel
 
 from medico.allocator import tune_allocator
+from medico.contract import check_logit_ranges
 from medico.errors import MedicoError
 from medico.evaluation import COUNT_NAMES, EvaluationResult, ImageSource, evaluate
 from medico.inference import Predictor
@@ -121,12 +122,16 @@ def spawn_needed(nproc: int | None) -> bool:
     """Whether ``--nproc`` asks this process to start the training processes itself (:func:`launch`).
 
     Raises:
-        DistributedError: ``nproc`` is below 1, or torchrun started this process (torchrun sets the count).
+        DistributedError: ``nproc`` is below 1 or above the cores or GPUs here (each process needs one), or
+            torchrun started this process (torchrun sets the count).
     """
     if nproc is None:
         return False
-    if nproc < 1:
-        raise DistributedError(f"--nproc: expected 1 or more processes, got {nproc}")
+    most = max(_cores(), torch.cuda.device_count())
+    if not 1 <= nproc <= most:
+        raise DistributedError(
+            f"--nproc: expected 1 to {most} processes (one per core or GPU of this machine), got {nproc}"
+        )
     if _active():
         return False  # one of the processes that launch() started
     if launched_by_torchrun():
@@ -342,15 +347,22 @@ def evaluate_sharded(
     part = None
     if mine:
         overall = None if progress is None else lambda done, _: progress(min(done * world, len(names)), len(names))
-        local = evaluate(predictor, dataset, [names[i] for i in mine], batch_size=batch_size, progress=overall)
+        local = evaluate(
+            predictor, dataset, [names[i] for i in mine], batch_size=batch_size, progress=overall, check_logits=False
+        )
         rows = local.per_image
-        part = (mine, list(zip(rows["height"], rows["width"])), rows[list(COUNT_NAMES)].to_numpy(), local.policy)
+        part = (
+            mine, list(zip(rows["height"], rows["width"])), rows[list(COUNT_NAMES)].to_numpy(), local.policy,
+            local.logit_ranges,
+        )
     parts: list[Any] = [None] * world
     dist.all_gather_object(parts, part)
     parts = [p for p in parts if p is not None]
     order = np.argsort(np.concatenate([p[0] for p in parts]), kind="stable")
     sizes = [size for p in parts for size in p[1]]
     counts = np.concatenate([p[2] for p in parts])[order]
+    ranges = np.concatenate([p[4] for p in parts])[order]
+    check_logit_ranges(names, ranges)  # on every process alike, over all the images
     return EvaluationResult.from_counts(
-        names, [tuple(map(int, sizes[i])) for i in order], torch.from_numpy(counts), parts[0][3]
+        names, [tuple(map(int, sizes[i])) for i in order], torch.from_numpy(counts), parts[0][3], ranges
     )

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["MedicoError", "MedicoWarning"]
+__all__ = ["MedicoError", "MedicoWarning", "describe_error"]
+
+MAX_FOREIGN_MESSAGE = 300
+"""Characters of another library's error message kept in ours (some print whole tensors)."""
 
 
 class MedicoError(Exception):
@@ -21,3 +24,11 @@ class MedicoWarning(UserWarning):
 
     Library code raises it with :func:`warnings.warn`; the command line prints it as a note on stderr.
     """
+
+
+def describe_error(error: BaseException) -> str:
+    """An exception raised by code medico calls (a plugin's), on one line: its type and its message, capped."""
+    message = " ".join(str(error).split())
+    if len(message) > MAX_FOREIGN_MESSAGE:
+        message = message[: MAX_FOREIGN_MESSAGE - 3] + "..."
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__

@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from medico.checkpoint import Checkpoint, load_model
+from medico.contract import LogitRanges, check_logit_ranges
 from medico.errors import MedicoError
 from medico.files import write_atomic
 from medico.inference import Predictor
@@ -65,12 +66,14 @@ class EvaluationResult:
     """Per-image scores, their summary (mean and population std over images) and the metric policy used.
 
     ``per_image`` columns: name, height, width, tp, fp, fn, tn, dice, iou, precision, recall, f2, accuracy.
-    ``summary`` keys: each metric (mean), ``<metric>_std`` and ``n_images``.
+    ``summary`` keys: each metric (mean), ``<metric>_std`` and ``n_images``. ``logit_ranges``: ``(N, 2)`` lowest
+    and highest logit per image, where the model's logits were watched (:class:`medico.contract.LogitRanges`).
     """
 
     per_image: pd.DataFrame
     summary: dict[str, float]
     policy: dict[str, Any]
+    logit_ranges: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_counts(
@@ -79,6 +82,7 @@ class EvaluationResult:
         sizes: Sequence[tuple[int, int]],
         counts: torch.Tensor,
         policy: dict[str, Any] | None = None,
+        logit_ranges: np.ndarray | None = None,
     ) -> EvaluationResult:
         """Build the result from per-image ``(height, width)`` and ``(N, 4)`` confusion counts."""
         scores = scores_from_counts(counts)
@@ -91,7 +95,7 @@ class EvaluationResult:
             frame[metric] = scores[metric].numpy()
         summary: dict[str, float] = reduce_scores(scores, "mean_std")
         summary["n_images"] = len(frame)
-        return cls(per_image=frame, summary=summary, policy=dict(policy or METRIC_POLICY))
+        return cls(per_image=frame, summary=summary, policy=dict(policy or METRIC_POLICY), logit_ranges=logit_ranges)
 
     def write(self, folder: Path, data: dict[str, Any] | None = None) -> None:
         """Write ``per_image.csv`` and ``metrics.json`` (summary, policy and, when given, what ``data`` the images
@@ -109,6 +113,7 @@ def evaluate(
     *,
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
+    check_logits: bool = True,
 ) -> EvaluationResult:
     """Score ``predictor`` on the images ``names`` of ``dataset`` at their original resolution.
 
@@ -118,9 +123,14 @@ def evaluate(
         names: the images to score, in the order of the result's rows.
         batch_size: images per forward pass.
         progress: called as ``progress(done, total)`` after each batch.
+        check_logits: stop on NaN, infinite or squashed logits (:func:`medico.contract.check_logit_ranges`);
+            whoever turns it off checks the result's ``logit_ranges`` (as a sharded evaluation does once gathered).
 
     Returns:
         The per-image scores, their summary and the metric policy (with the threshold actually used).
+
+    Raises:
+        ContractError: the model's logits are NaN or infinite on some images, or squashed into [0, 1].
     """
     names = list(names)
     if not names:
@@ -129,6 +139,7 @@ def evaluate(
         raise EvaluationError(f"batch_size: expected a positive integer, got {batch_size}")
     sizes: list[tuple[int, int]] = []
     counts: list[torch.Tensor] = []
+    ranges = LogitRanges()
     batches = [names[start : start + batch_size] for start in range(0, len(names), batch_size)]
     # Images are decoded by threads, the next batch while the model predicts this one: on a GPU, decoding
     # full-resolution frames one after another would take longer than predicting them. The threads also resize
@@ -145,14 +156,17 @@ def evaluate(
                         f"image {name!r}: the image is {image.shape[1]}x{image.shape[0]} but its mask is "
                         f"{truth.shape[1]}x{truth.shape[0]} (width x height); they must match"
                     )
-            small = predictor.small_probabilities([image for image, _ in pairs])
+            small = predictor.small_probabilities([image for image, _ in pairs], ranges)
             # Resizing back to full resolution and counting run in the threads too (cv2 and torch release the GIL).
             counts += pool.map(_counts, [predictor] * len(pairs), small, [truth for _, truth in pairs])
             sizes += [truth.shape for _, truth in pairs]
             if progress is not None:
                 progress(len(sizes), len(names))
     policy = {**METRIC_POLICY, "threshold": float(predictor.threshold)}
-    return EvaluationResult.from_counts(names, sizes, torch.stack(counts), policy)
+    result = EvaluationResult.from_counts(names, sizes, torch.stack(counts), policy, ranges.read())
+    if check_logits:
+        check_logit_ranges(names, result.logit_ranges)
+    return result
 
 
 def _read_pair(dataset: ImageSource, name: str) -> tuple[np.ndarray, np.ndarray]:

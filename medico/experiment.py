@@ -24,6 +24,7 @@ import torch
 
 from medico.checkpoint import Checkpoint, load_model
 from medico.config import ConfigError, RunConfig, resolve_config
+from medico.contract import probe_model
 from medico.data import open_dataset, resolve_split
 from medico.distributed import broadcast_object, evaluate_sharded, is_main
 from medico.download import file_sha256
@@ -133,7 +134,8 @@ def plan_run(
         command_line=command_line,
         options=options,
     )
-    plugin.build(**config.options)  # refuse unknown builder options now, before a run folder exists
+    # Refuse unknown builder options and a model breaking the contract now, before a run folder exists.
+    probe_model(plugin.build(**config.options), config.input_size, f"model {plugin.name!r} ({plugin.origin})")
     return RunPlan(config, dataset, resolve_split(dataset, config.split))
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medico.contract import LogitRanges, check_output
 from medico.metrics import THRESHOLD
 from medico.preprocess import normalize, resize_probabilities, to_tensor
 from medico.runtime import MEMORY_FORMAT, autocast, autotune_convolutions, compile_for_inference
@@ -60,15 +61,18 @@ class Predictor:
         """Model logits ``(B, 1, S, S)`` in float32 for a uint8 batch from :func:`medico.preprocess.to_tensor`."""
         batch = normalize(batch.to(self.device, non_blocking=True, memory_format=self.memory_format))
         with autocast(self.device, self.precision):
-            return self.model(batch).float()
+            return check_output(self.model(batch), batch).float()
 
-    def small_probabilities(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Probabilities ``(B, S, S)`` at the model's input size, on the CPU."""
+    def small_probabilities(self, images: Sequence[np.ndarray], ranges: LogitRanges | None = None) -> np.ndarray:
+        """Probabilities ``(B, S, S)`` at the model's input size, on the CPU; ``ranges`` records the logits'."""
         batch = to_tensor(list(images), self.input_size)
         if self.compiled:
             self._largest_batch = pad_to = max(self._largest_batch, len(images))
             batch = torch.cat([batch, batch[-1:].expand(pad_to - len(images), *batch.shape[1:])])
-        return torch.sigmoid(self.logits(batch))[: len(images), 0].cpu().numpy()
+        logits = self.logits(batch)[: len(images)]
+        if ranges is not None:
+            ranges.add(logits)
+        return torch.sigmoid(logits)[:, 0].cpu().numpy()
 
     def full_mask(self, small: np.ndarray, height: int, width: int) -> np.ndarray:
         """One image's mask at its own size: its small probability map resized back, then thresholded."""

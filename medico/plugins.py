@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from medico.errors import MedicoError
+from medico.errors import MedicoError, describe_error
 from medico.weights import WeightsSource
 
 if TYPE_CHECKING:  # torch is imported with the models: `medico leaderboard` and friends start without it
@@ -82,7 +82,8 @@ class ModelPlugin:
     origin: str = "built-in"
 
     def build(self, **options: Any) -> nn.Module:
-        """Build the model; options the builder does not accept are reported with the plugin's name."""
+        """Build the model; options the builder does not accept, and any error it raises, are reported with the
+        plugin's name and origin (an error of medico's own, such as missing weights, passes unchanged)."""
         try:
             inspect.signature(self.builder).bind(**options)
         except TypeError as error:
@@ -92,7 +93,15 @@ class ModelPlugin:
             ) from error
         from torch import nn
 
-        model = self.builder(**options)
+        try:
+            model = self.builder(**options)
+        except MedicoError:
+            raise
+        except Exception as error:  # a plugin's builder may raise anything: report it as the plugin's
+            raise PluginError(
+                f"model {self.name!r} ({self.origin}) could not be built with options {options}: "
+                f"{describe_error(error)}"
+            ) from error
         if not isinstance(model, nn.Module):
             raise PluginError(
                 f"model {self.name!r} ({self.origin}): builder returned {type(model).__name__}, "

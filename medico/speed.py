@@ -21,6 +21,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from medico.checkpoint import load_model
+from medico.config import check_setting
+from medico.contract import probe_model
 from medico.data.io import read_rgb
 from medico.data.loader import PolypTrainingSet, make_loader
 from medico.errors import MedicoError
@@ -98,7 +100,9 @@ def benchmark_target(model_or_checkpoint: str, *, model: str | None = None) -> B
         if model is not None:
             raise MedicoError(f"--model {model!r}: only for a checkpoint or a run; {model_or_checkpoint!r} is a model")
         plugin = get_plugin(model_or_checkpoint)
-        return BenchmarkTarget(plugin.build().eval(), plugin.defaults.input_size, f"model {plugin.name} (untrained)")
+        size = plugin.defaults.input_size
+        model = probe_model(plugin.build(), size, f"model {plugin.name!r} ({plugin.origin})")
+        return BenchmarkTarget(model.eval(), size, f"model {plugin.name} (untrained)")
     try:
         path = resolve_checkpoint(model_or_checkpoint)
     except RunNotFoundError as run_error:
@@ -113,6 +117,9 @@ def benchmark_target(model_or_checkpoint: str, *, model: str | None = None) -> B
 
 def _check_counts(**counts: int) -> None:
     for name, value in counts.items():
+        if name in ("input_size", "batch_size", "workers"):  # bounded as a run's are (medico.config)
+            check_setting(name, value)
+            continue
         minimum = 0 if name == "warmup" else 1
         if value < minimum:
             raise MedicoError(f"{name}: expected an integer >= {minimum}, got {value}")
@@ -251,7 +258,7 @@ def measure_loader_speed(
     batches (worker start-up) are untimed; the remaining batches are cut into ``repeats`` consecutive chunks,
     each giving one rate. Compare ``fps`` with the training images/s: below it, the device waits for data.
     """
-    _check_counts(batch_size=batch_size, warmup=warmup, repeats=repeats)
+    _check_counts(batch_size=batch_size, workers=workers, warmup=warmup, repeats=repeats)
     for index in range(len(train_set)):
         train_set.decoded(index)
     loader = make_loader(train_set, batch_size, shuffle=True, workers=workers, pin_memory=pin_memory)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from medico.config import ConfigError
+from medico.config import ConfigError, check_setting
 from medico.data import Split
 from medico.errors import MedicoError
 from medico.evaluation import EvaluationResult
@@ -47,6 +47,8 @@ __all__ = [
 
 FOLD_SEED = 0
 """Seeds the fold partition; fixed so that runs with different ``--seed`` are scored on the same images."""
+MAX_FOLDS = 1000
+"""The most folds a sweep plans: more than leave-one-out over Kvasir-SEG's 880 training images."""
 SWEEP_METRICS = ("iou", "dice")
 _HEADERS = {"iou": "mIoU", "dice": "Dice"}
 
@@ -82,13 +84,14 @@ def kfold_splits(split: Split, folds: int, *, seed: int = FOLD_SEED) -> list[Spl
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """``"1,2,3"`` as ``(1, 2, 3)``; each a non-negative integer, none repeated."""
+    """``"1,2,3"`` as ``(1, 2, 3)``; each a seed as ``--seed`` takes it (:func:`medico.config.check_setting`), none
+    repeated."""
     seeds = []
     for item in text.split(","):
         item = item.strip()
         if not item.isdigit():
             raise SweepError(f"--seeds: expected non-negative integers separated by commas (1,2,3), got {text!r}")
-        seeds.append(int(item))
+        seeds.append(check_setting("seed", int(item), name="--seeds"))
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
         raise SweepError(f"--seeds {text}: each seed once, found {', '.join(map(str, repeated))} more than once")
@@ -115,8 +118,8 @@ class SweepMember:
 
 def sweep_members(folds: int | None, seeds: Sequence[int] | None) -> list[SweepMember]:
     """Every fold with every seed, folds outermost."""
-    if folds is not None and folds < 2:
-        raise SweepError(f"--folds: expected at least 2 folds, got {folds}")
+    if folds is not None and not 2 <= folds <= MAX_FOLDS:
+        raise SweepError(f"--folds: expected at least 2 and at most {MAX_FOLDS} folds, got {folds}")
     fold_numbers: list[int | None] = list(range(1, folds + 1)) if folds else [None]
     seed_values: list[int | None] = list(seeds) if seeds else [None]
     return [SweepMember(fold, folds, seed) for fold in fold_numbers for seed in seed_values]

@@ -29,6 +29,7 @@ from torch import nn
 
 from medico.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from medico.config import RunConfig
+from medico.contract import check_output
 from medico.data.loader import PolypTrainingSet, default_workers, make_loader
 from medico.distributed import (
     barrier,
@@ -395,7 +396,7 @@ class Trainer:
             images = normalize(images.to(self.device, non_blocking=True, memory_format=MEMORY_FORMAT))
             masks = masks.to(self.device, non_blocking=True).float()
             with autocast(self.device, self.precision):
-                logits = self.step_model(images)
+                logits = check_output(self.step_model(images), images, f"model {config.model!r}")
             loss = bce_dice_loss(logits, masks)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from medico.checkpoint import Checkpoint, save_checkpoint
 from medico.data.synthetic import SyntheticDataset
+from medico.models import unet
 
 SHARED_DATA = Path(os.environ.get("MEDICO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 KVASIR = SHARED_DATA / "kvasir-seg"
@@ -72,3 +74,22 @@ def small_data(workspace: Path, monkeypatch: pytest.MonkeyPatch, request: pytest
     dataset = _small_synthetic(getattr(request.module, "SMALL_SYNTHETIC_COUNT", 24))
     monkeypatch.setattr("medico.data.resolve.SyntheticDataset", lambda: dataset)  # what `open_dataset(None)` opens
     return workspace
+
+
+@pytest.fixture
+def run_dir(workspace: Path) -> Path:
+    """A run folder holding a tiny untrained U-Net checkpoint that was 'trained' on the synthetic set."""
+    torch.manual_seed(0)
+    model = unet(init_features=4)
+    folder = workspace / "runs" / "1-unet"
+    save_checkpoint(
+        folder / "checkpoints" / "best.pt",
+        Checkpoint(
+            model_spec="unet",
+            model_options={"init_features": 4},
+            input_size=32,
+            model=model.state_dict(),
+            config={"model": "unet", "data": None, "split": "auto", "seed": 0},
+        ),
+    )
+    return folder

@@ -7,16 +7,17 @@ from torch import nn
 
 
 class NaNModel(nn.Module):
-    """Multiplies the red channel by a NaN parameter."""
+    """Multiplies the red channel by a NaN parameter once given more than two images: the contract's probe (two
+    images, medico.contract) passes, so that the first training batch is what meets the NaN."""
 
     def __init__(self) -> None:
         super().__init__()
         self.scale = nn.Parameter(torch.tensor(float("nan")))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, :1] * self.scale
+        return x[:, :1] * self.scale if len(x) > 2 else x[:, :1]
 
 
 def nan_model() -> nn.Module:
-    """A model whose logits are NaN everywhere."""
+    """A model whose logits are NaN everywhere for a training batch."""
     return NaNModel()

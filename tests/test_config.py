@@ -52,10 +52,10 @@ def test_option_values_are_read_as_toml_values() -> None:
         ("epoch = 3\n", "unknown key 'epoch'"),
         ('epochs = "ten"\n', "epochs must be int"),
         ("epochs = true\n", "epochs must be int"),
-        ("lr = -1.0\n", "lr must be positive"),
+        ("lr = -1.0\n", "lr must be a finite number above 0"),
         ('precision = "fp8"\n', "precision must be one of"),
         ('workers = "many"\n', "workers must be auto or a number"),
-        ("workers = -1\n", "workers must not be negative"),
+        ("workers = -1\n", "workers must be an integer from 0 to 256"),
         ("epochs = \n", "not valid TOML"),
     ],
 )

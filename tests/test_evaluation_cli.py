@@ -8,37 +8,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner, Result
 
-from medico.checkpoint import Checkpoint, save_checkpoint
 from medico.cli import app
 from medico.data import open_dataset, resolve_split
 from medico.metrics import METRIC_NAMES
-from medico.models import unet
 from medico.overlay import PREDICTION_COLOUR, TRUTH_COLOUR
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def run_dir(workspace: Path) -> Path:
-    """A run folder holding a tiny untrained U-Net checkpoint that was 'trained' on the synthetic set."""
-    torch.manual_seed(0)
-    model = unet(init_features=4)
-    folder = workspace / "runs" / "1-unet"
-    save_checkpoint(
-        folder / "checkpoints" / "best.pt",
-        Checkpoint(
-            model_spec="unet",
-            model_options={"init_features": 4},
-            input_size=32,
-            model=model.state_dict(),
-            config={"model": "unet", "data": None, "split": "auto", "seed": 0},
-        ),
-    )
-    return folder
 
 
 def invoke(*args: object) -> Result:

@@ -109,7 +109,9 @@ def test_predict_into_the_images_folder_through_a_link_is_refused_too(checkpoint
     assert _snapshot(images) == before
 
 
-def test_predict_over_ground_truth_masks_is_refused_without_force_and_replaces_them_with_it(checkpoint, images, workspace):
+def test_predict_over_ground_truth_masks_is_refused_without_force_and_replaces_them_with_it(
+    checkpoint, images, workspace
+):
     truth = workspace / "truth"
     truth.mkdir()
     for stem in STEMS:
@@ -182,7 +184,12 @@ def _folder(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize(
     ("make", "kind"),
-    [(_fifo, "named pipe"), (_link_outside, "symbolic link"), (_folder, "a folder"), (_char_device, "character device")],
+    [
+        (_fifo, "named pipe"),
+        (_link_outside, "symbolic link"),
+        (_folder, "a folder"),
+        (_char_device, "character device"),
+    ],
     ids=["fifo", "symlink", "folder", "char-device"],
 )
 def test_an_export_onto_anything_but_a_regular_file_is_refused_and_leaves_it_alone(make, kind, workspace):
