@@ -258,14 +258,17 @@ def evaluation_folder(checkpoint: Path, out: Path | None = None, *, force: bool 
     By default a new numbered folder of its own: ``RUN/evaluations/<n>-<stem>/`` for a checkpoint of a run,
     ``./evaluations/<n>-<stem>/`` for any other file, so an evaluation never replaces a run's record. ``out`` is
     used as given, unless it already holds results and ``force`` is not set (refused at once, before scoring).
-    A folder made here is removed again when the block fails before anything was written into it.
+    Folders made here are removed again when the block fails before anything was written into them.
     """
     if out is None:
         run = RunFolder.containing(checkpoint)
         root = run.evaluations if run is not None else Path("evaluations")
-        folder, made = create_numbered_folder(root, Path(checkpoint).stem), True
+        made = [root] if not root.exists() else []
+        folder = create_numbered_folder(root, Path(checkpoint).stem)
+        made.insert(0, folder)
     else:
-        folder, made = Path(out), not Path(out).exists()
+        folder = Path(out)
+        made = [] if folder.exists() else [folder]
         if not made and not folder.is_dir():
             raise MedicoError(f"--out {folder}: expected a folder for {PER_IMAGE} and {METRICS}, found a file")
         present = [name for name in (PER_IMAGE, METRICS) if (folder / name).exists()]
@@ -278,6 +281,7 @@ def evaluation_folder(checkpoint: Path, out: Path | None = None, *, force: bool 
     try:
         yield folder
     except BaseException:
-        if made and not any(folder.iterdir()):
-            folder.rmdir()
+        for made_here in made:  # the folder, then the evaluations/ folder holding it when made for it
+            if made_here.is_dir() and not any(made_here.iterdir()):
+                made_here.rmdir()
         raise
