@@ -124,10 +124,13 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
-        """The config stored in a checkpoint or ``config.json``; unknown keys are ignored (newer versions)."""
+    def from_dict(cls, values: Mapping[str, Any], source: str) -> RunConfig:
+        """The config stored in a checkpoint or ``config.json`` (``source``, named in errors), every setting checked
+        as a command-line value is (a hostile file is refused, not trained); unknown keys are ignored (newer
+        versions)."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        kept = {k: v for k, v in values.items() if k in names}
+        return cls(**{k: v if k not in _TYPES or v is None else check_setting(k, v, source) for k, v in kept.items()})
 
     def with_resume_overrides(self, overrides: Mapping[str, Any]) -> RunConfig:
         """This config with command-line values a resumed run may change; anything else is refused."""

@@ -119,7 +119,8 @@ def plan_run(
         if options or config_file is not None:
             raise ConfigError("--resume continues the run as configured: --option and --config cannot be given with it")
         checkpoint.check_shapes()  # before the trainer builds the model for real
-        config = RunConfig.from_dict({**checkpoint.config, "model": model}).with_resume_overrides(command_line)
+        config = RunConfig.from_dict({**checkpoint.config, "model": model}, f"checkpoint {run.last}")
+        config = config.with_resume_overrides(command_line)
         data = run_data(checkpoint, run)  # --resume may not change data or split: the run's own, or refused
         return RunPlan(config, data.dataset, data.split, run, checkpoint)
 

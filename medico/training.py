@@ -44,7 +44,7 @@ from medico.distributed import (
     rank,
     world_size,
 )
-from medico.errors import MedicoError
+from medico.errors import MedicoError, describe_error
 from medico.evaluation import ImageSource
 from medico.inference import Predictor
 from medico.plugins import ModelPlugin, get_plugin
@@ -321,15 +321,20 @@ class Trainer:
         state = checkpoint.training
         if not state or "optimizer" not in state:
             raise CheckpointError(f"{self.run.last} holds no training state to resume from")
-        self.model.load_state_dict(checkpoint.model)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if state["scaler"]:  # empty when the run so far was not fp16: a new fp16 scaler starts afresh
-            self.scaler.load_state_dict(state["scaler"])
-        self.stopper = EarlyStopping(**state["early_stopping"])
-        self.epoch = int(state["epoch"])
-        self.history = [EpochRecord(**row) for row in state["history"]]
-        _restore_rng(state["rng"])
+        try:  # the file is data: a state of the wrong shape or type is refused with its name, not a traceback
+            self.model.load_state_dict(checkpoint.model)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if state["scaler"]:  # empty when the run so far was not fp16: a new fp16 scaler starts afresh
+                self.scaler.load_state_dict(state["scaler"])
+            self.stopper = EarlyStopping(**state["early_stopping"])
+            self.epoch = int(state["epoch"])
+            self.history = [EpochRecord(**row) for row in state["history"]]
+            _restore_rng(state["rng"])
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
+            raise CheckpointError(
+                f"{self.run.last}: its training state cannot be restored ({describe_error(error)}); start a new run"
+            ) from error
 
     def fit(self, observer: TrainingObserver | None = None) -> TrainingResult:
         """Train until ``config.epochs`` or early stopping; checkpoints after every epoch.

@@ -112,6 +112,28 @@ def test_resuming_checks_the_values_it_may_change(small_data: Path) -> None:
     refused(invoke("train", "unet", "--resume", "latest", "--epochs", "-1"), "--epochs")
 
 
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda c: c.config.update(batch_size=10**12), "batch_size"),
+        (lambda c: c.config.update(lr=float("nan")), "lr"),
+        (lambda c: c.config.update(epochs="many"), "epochs"),
+        (lambda c: c.config.update(team="\x1b[31mred"), "team"),
+        (lambda c: c.training.update(epoch="soon"), "training state"),
+        (lambda c: c.training.update(optimizer={"state": 3}), "training state"),
+        (lambda c: c.training.update(history=[{"epoch": "x", "nonsense": 1}]), "training state"),
+    ],
+    ids=["huge-batch", "nan-lr", "text-epochs", "escape-team", "text-epoch", "bad-optimizer", "bad-history"],
+)
+def test_resuming_a_tampered_last_checkpoint_is_one_line_naming_it(small_data: Path, edit, named: str) -> None:
+    assert invoke("train", "unet", *TINY).exit_code == 0
+    last = small_data / "runs" / "1-unet" / "checkpoints" / "last.pt"
+    checkpoint = load_checkpoint(last)
+    edit(checkpoint)
+    save_checkpoint(last, checkpoint)
+    refused(invoke("train", "unet", "--resume", "latest", "--epochs", "2"), str(last), named)
+
+
 MODEL = '''import torch
 from torch import nn
 
