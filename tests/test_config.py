@@ -82,5 +82,5 @@ def test_resuming_may_extend_epochs_but_not_change_what_is_trained() -> None:
 
 def test_a_config_round_trips_through_its_dict() -> None:
     config = RunConfig(model="unet", options={"init_features": 4}, epochs=3, sources={"epochs": "command line"})
-    again = RunConfig.from_dict(config.as_dict())
+    again = RunConfig.from_dict(config.as_dict(), "config.json")
     assert again == config and again.sources == config.sources
