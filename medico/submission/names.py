@@ -27,6 +27,7 @@ __all__ = [
     "check_team_name",
     "choose_run",
     "existing_runs",
+    "run_in_name",
     "run_name",
     "team_dir",
 ]
@@ -48,12 +49,19 @@ def run_name(team: str, task: Task, run: int) -> str:
     return f"{team}_task{TASK_NUMBERS[task]}_run{run}"
 
 
+def run_in_name(name: str, task: Task, team: str | None = None) -> int | None:
+    """The ``N`` of a name ``TEAM_taskK_runN`` (or ``TEAM_taskK_runN.zip``) of ``task``, and of ``team`` when given;
+    None for any other name."""
+    who = ".+" if team is None else re.escape(team)
+    match = re.fullmatch(rf"{who}_task{TASK_NUMBERS[task]}_run(\d+)(?:\.zip)?", name)
+    return int(match.group(1)) if match else None
+
+
 def existing_runs(folder: Path, team: str, task: Task) -> list[int]:
     """Run numbers already written for ``team`` and ``task`` in ``folder`` (archives or Docker contexts)."""
-    pattern = re.compile(rf"^{re.escape(team)}_task{TASK_NUMBERS[task]}_run(\d+)(\.zip)?$")
     if not Path(folder).is_dir():
         return []
-    return sorted(int(m.group(1)) for p in Path(folder).iterdir() if (m := pattern.match(p.name)))
+    return sorted(n for p in Path(folder).iterdir() if (n := run_in_name(p.name, task, team)) is not None)
 
 
 def choose_run(

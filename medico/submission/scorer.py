@@ -14,7 +14,6 @@ left after the commit, and it needs no space, so no failure leaves files describ
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,11 +31,11 @@ from medico.files import atomic_path
 from medico.leaderboard import Entry, LeaderboardStore
 from medico.leaderboard.participant import check_run_number, check_team_name
 from medico.metrics import METRIC_NAMES, METRIC_POLICY, confusion_counts
+from medico.submission.names import run_in_name
 from medico.submission.validator import InvalidSubmissionError, ValidationReport, image_sizes, validate_archive
 
 __all__ = ["ScoreResult", "score_archive"]
 
-_RUN_IN_NAME = re.compile(r"_task1_run(\d+)$")
 _MAX_MANIFEST_BYTES = 2**20
 
 
@@ -93,8 +92,8 @@ def score_archive(
     check_team_name(team)  # the entry's own rule, asked before the archive is scored rather than after
     if run is not None:
         check_run_number(run, "--run")
-    elif match := _RUN_IN_NAME.search(archive.stem):
-        run = check_run_number(int(match.group(1)), f"archive {archive.name}: run")
+    elif (named := run_in_name(archive.stem, "segmentation")) is not None:
+        run = check_run_number(named, f"archive {archive.name}: run")
     paths = {p.stem: p for p in list_images(truth)}
     counts: dict[str, torch.Tensor] = {}
 
