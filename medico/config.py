@@ -17,6 +17,7 @@ from typing import Any
 
 import tomllib
 
+from medico.baselines import baseline_file
 from medico.data.dataset import DataError
 from medico.data.splits import SPLIT_NAMES, split_folder_files
 from medico.errors import MedicoError
@@ -34,15 +35,11 @@ __all__ = [
     "ConfigError",
     "Layer",
     "RunConfig",
-    "baseline_path",
     "check_setting",
     "parse_option",
     "read_layer",
     "resolve_config",
 ]
-
-BASELINES = Path(__file__).resolve().parents[1] / "baselines"
-"""The registered baselines' settings (``baselines/<model>.toml`` in the repository)."""
 
 RESUMABLE_KEYS = frozenset({"epochs", "device", "precision", "workers", "eval_batch_size", "team"})
 """What ``--resume`` may change: where and how long to go on, never what is being trained."""
@@ -311,11 +308,6 @@ def read_layer(path: Path, label: str | None = None) -> Layer:
     return Layer(label, {k: check_setting(k, v, label) for k, v in document.items()}, dict(options))
 
 
-def baseline_path(model: str) -> Path:
-    """Where the settings of a registered baseline live (the file may not exist for other models)."""
-    return BASELINES / f"{model}.toml"
-
-
 def parse_option(text: str) -> tuple[str, Any]:
     """``KEY=VALUE`` from ``--option``; the value is read as a TOML value (8, 0.5, true, "x"), else a string."""
     key, sep, raw = text.partition("=")
@@ -353,9 +345,9 @@ def resolve_config(
     label = f"plugin {plugin.name} defaults"
     defaults = dataclasses.asdict(plugin.defaults)
     layers = [Layer(label, {k: check_setting(k, v, label) for k, v in defaults.items()})]
-    baseline = baseline_path(model)
-    if ":" not in model and baseline.is_file():
-        layers.append(read_layer(baseline, f"baselines/{baseline.name}"))
+    baseline = baseline_file(f"{model}.toml") if ":" not in model else None
+    if baseline is not None:
+        layers.append(read_layer(*baseline))
     if dataset_hints:
         hints = {k: check_setting(k, v, "dataset hints") for k, v in dataset_hints.items()}
         layers.append(Layer("dataset hints", hints))

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from medico.config import ConfigError, RunConfig, baseline_path, parse_option, read_layer, resolve_config
+from medico.baselines import baseline_file
+from medico.config import ConfigError, RunConfig, parse_option, read_layer, resolve_config
 from medico.plugins import get_plugin
 
 
 def test_shipped_baselines_hold_the_source_papers_settings() -> None:
     for model in ("unet", "attunet"):
-        layer = read_layer(baseline_path(model))
+        layer = read_layer(*baseline_file(f"{model}.toml"))
         assert layer.values["input_size"] == 256
         assert layer.values["batch_size"] == 16
         assert layer.values["lr"] == pytest.approx(1e-4)

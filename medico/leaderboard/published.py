@@ -10,7 +10,7 @@ import csv
 from dataclasses import fields
 from pathlib import Path
 
-import medico
+from medico.baselines import baseline_file
 from medico.leaderboard.entry import SCORES, Entry, check_entry
 from medico.leaderboard.errors import LeaderboardError
 
@@ -26,11 +26,11 @@ _REQUIRED = ("team", "model", "citation")
 
 
 def reported_csv_path() -> Path:
-    """``baselines/reported.csv`` in the workspace, else the one shipped in the medico source checkout."""
-    local = REPORTED_CSV
-    if local.is_file():
-        return local
-    return Path(medico.__file__).resolve().parents[1] / REPORTED_CSV
+    """``baselines/reported.csv`` in the workspace, else the one shipped with medico."""
+    found = baseline_file(REPORTED_CSV.name)
+    if found is None:
+        raise LeaderboardError(f"no {REPORTED_CSV} in this workspace, and medico's own copy is missing")
+    return found[0]
 
 
 def _parse(path: Path, line: int, column: str, text: str) -> object:
