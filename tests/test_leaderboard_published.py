@@ -9,6 +9,7 @@ import pytest
 
 from medico.leaderboard import Entry, LeaderboardError, LeaderboardStore
 from medico.leaderboard.published import load_published, reported_csv_path
+from medico.leaderboard.ranking import comparison_group
 from medico.leaderboard.view import entries_for_task, leaderboard_rows
 
 SHIPPED = Path(__file__).resolve().parents[1] / "baselines" / "reported.csv"
@@ -35,6 +36,14 @@ def test_the_source_papers_table_1_figures():
     assert (attunet.dice, attunet.iou, attunet.fps) == (0.728, 0.6437, 116.79)
     assert "Fine-tuning for Polyp Segmentation with Attention" in attunet.citation
     assert "Table 1" in pranet.citation and "Table 1" in attunet.citation
+
+
+def test_rows_of_another_protocol_are_never_ranked_with_the_official_880_120_split():
+    rows = _by_model()
+    official = comparison_group(rows["HarDNet-MSEG"], "segmentation")
+    assert comparison_group(rows["DoubleU-Net"], "segmentation") == official
+    for other in ("AttUNet (brain-MRI U-Net + attention)", "PraNet"):  # an 80:20 split of its own; 900/100
+        assert comparison_group(rows[other], "segmentation") != official
 
 
 def test_hardnet_mseg_and_doubleunet_on_the_880_120_split_and_the_best_dice_of_medico_2020():
