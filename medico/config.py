@@ -23,7 +23,7 @@ from medico.data.splits import SPLIT_NAMES, split_folder_files
 from medico.errors import MedicoError
 from medico.leaderboard.participant import check_team_name
 from medico.plugins import ModelPlugin, canonical_spec
-from medico.runtime import PRECISIONS
+from medico.runtime import PRECISION_CHOICES
 
 __all__ = [
     "MAX_BATCH",
@@ -163,7 +163,6 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "eval_batch_size": (int,),
     "team": (str,),
 }
-_PRECISIONS = ("auto", *PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -262,8 +261,8 @@ def check_setting(key: str, value: Any, source: str = _COMMAND_LINE, *, name: st
         value = str(folder.resolve())  # the run record must find it again from any folder
     if key == "workers" and isinstance(value, str) and value != "auto":
         raise ConfigError(f"{name} must be auto or a number of processes, got {value!r}")
-    if key == "precision" and value not in _PRECISIONS:
-        raise ConfigError(f"{name} must be one of {', '.join(_PRECISIONS)}, got {value!r}")
+    if key == "precision" and value not in PRECISION_CHOICES:
+        raise ConfigError(f"{name} must be one of {', '.join(PRECISION_CHOICES)}, got {value!r}")
     if key == "team":
         check_team_name(value, name)  # the leaderboard entry's rule, asked before training rather than after it
     return value

@@ -33,7 +33,7 @@ from medico.metrics import (
     scores_from_counts,
 )
 from medico.runs import METRICS, PER_IMAGE
-from medico.runtime import PRECISIONS, default_precision, resolve_device
+from medico.runtime import resolve_device, resolve_precision
 
 __all__ = [
     "COUNT_NAMES",
@@ -192,13 +192,11 @@ def load_predictor(
     ``device`` None or 'auto' picks CUDA when available; ``precision`` None or 'auto' picks the device's default;
     ``compile`` compiles the model for inference (see :class:`medico.inference.Predictor`).
     """
-    if precision not in (None, "auto", *PRECISIONS):
-        raise EvaluationError(f"--precision: expected auto or one of {', '.join(PRECISIONS)}, got {precision!r}")
     if not 0.0 < threshold < 1.0:
         raise EvaluationError(f"--threshold: expected a probability strictly between 0 and 1, got {threshold}")
     network, checkpoint = load_model(path, model=model)
     chosen = resolve_device(device)
-    chosen_precision = default_precision(chosen) if precision in (None, "auto") else precision
+    chosen_precision = resolve_precision(chosen, precision)
     predictor = Predictor(network, checkpoint.input_size, chosen, chosen_precision, threshold, compile=compile)
     return predictor, checkpoint
 

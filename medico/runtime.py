@@ -21,12 +21,14 @@ from medico.errors import MedicoError
 __all__ = [
     "MEMORY_FORMAT",
     "PRECISIONS",
+    "PRECISION_CHOICES",
     "Precision",
     "autocast",
     "autotune_convolutions",
     "compile_for_inference",
     "cpu_has_native_bf16",
     "default_precision",
+    "resolve_precision",
     "device_name",
     "resolve_device",
 ]
@@ -36,6 +38,8 @@ MEMORY_FORMAT = torch.channels_last
 
 Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+PRECISION_CHOICES: tuple[str, ...] = ("auto", *PRECISIONS)
+"""What ``--precision`` takes: ``auto`` (:func:`default_precision`) or one precision."""
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -88,6 +92,19 @@ def default_precision(device: torch.device) -> Precision:
         # to older GPUs that only emulate it, where cuDNN has no bf16 convolutions.
         return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp16"
     return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def resolve_precision(device: torch.device, requested: str | None = "auto") -> Precision:
+    """The precision to run at on ``device``: ``requested``, or the device's default for None and ``auto``.
+
+    Raises:
+        MedicoError: ``requested`` is not one of :data:`PRECISION_CHOICES`.
+    """
+    if requested in (None, "auto"):
+        return default_precision(device)
+    if requested not in PRECISIONS:
+        raise MedicoError(f"--precision: expected one of {', '.join(PRECISION_CHOICES)}, got {requested!r}")
+    return requested  # type: ignore[return-value]
 
 
 def compile_for_inference(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -50,7 +50,7 @@ from medico.inference import Predictor
 from medico.plugins import ModelPlugin, get_plugin
 from medico.preprocess import normalize
 from medico.runs import RunFolder
-from medico.runtime import MEMORY_FORMAT, autocast, autotune_convolutions, default_precision, resolve_device
+from medico.runtime import MEMORY_FORMAT, autocast, autotune_convolutions, resolve_device, resolve_precision
 from medico.weights import LoadReport, WeightsError, WeightsSource, fetch_weights, load_matching, read_state_dict
 
 __all__ = [
@@ -282,7 +282,7 @@ class Trainer:
         self.run = RunFolder(Path(run_dir))
         self.provenance = dict(provenance or {})
         self.device = local_device(resolve_device(config.device))
-        self.precision = default_precision(self.device) if config.precision == "auto" else config.precision
+        self.precision = resolve_precision(self.device, config.precision)
         self.processes = world_size()
         self.batch_size = per_rank_batch(config.batch_size)
         seed_everything(config.seed)

@@ -15,6 +15,7 @@ from medico.runtime import (
     cpu_has_native_bf16,
     default_precision,
     resolve_device,
+    resolve_precision,
 )
 
 
@@ -37,6 +38,15 @@ def test_an_unknown_precision_names_the_allowed_ones() -> None:
     with pytest.raises(MedicoError, match="fp32, bf16, fp16.*'fp8'"):
         with autocast(torch.device("cpu"), "fp8"):
             pass
+
+
+@pytest.mark.parametrize("requested", [None, "auto"])
+def test_auto_precision_is_the_devices_default_and_a_named_one_is_kept(requested: str | None) -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision(cpu, requested) == default_precision(cpu)
+    assert [resolve_precision(cpu, name) for name in ("fp32", "bf16", "fp16")] == ["fp32", "bf16", "fp16"]
+    with pytest.raises(MedicoError, match="auto, fp32, bf16, fp16.*'fp8'"):
+        resolve_precision(cpu, "fp8")
 
 
 def test_bf16_autocast_computes_convolutions_in_bf16_and_fp32_does_not() -> None:

@@ -22,7 +22,7 @@ from medico.data.loader import PolypTrainingSet, default_workers
 from medico.data.synthetic import synthetic_test_images
 from medico.files import check_target, write_atomic
 from medico.inference import Predictor
-from medico.runtime import default_precision, resolve_device
+from medico.runtime import resolve_device, resolve_precision
 
 SYNTHETIC_IMAGES = 8
 PIPELINE_WARMUP = 2
@@ -83,7 +83,7 @@ def bench(
     target = speed.benchmark_target(model, model=trusted_model)
     size = input_size or target.input_size
     chosen = resolve_device(device)
-    chosen_precision = default_precision(chosen) if precision == "auto" else precision
+    chosen_precision = resolve_precision(chosen, precision)
     # Peers are built first, so that a missing or unknown one fails before anything is timed.
     wanted = bool(vs or train_batch_size)
     contenders = comparison.contenders(target.model, target.label, chosen_precision, vs or []) if wanted else None

@@ -46,12 +46,12 @@ def _segment(args: argparse.Namespace) -> int:
     from medico.checkpoint import load_model
     from medico.data.io import list_images, read_rgb
     from medico.inference import Predictor
-    from medico.runtime import default_precision, resolve_device
+    from medico.runtime import resolve_device, resolve_precision
     from medico.submission.writer import mask_png
 
     model, checkpoint = load_model(args.weights)
     device = resolve_device(args.device)
-    precision = default_precision(device) if args.precision == "auto" else args.precision
+    precision = resolve_precision(device, args.precision)
     predictor = Predictor(model, checkpoint.input_size, device, precision)
     predictor.masks([np.zeros((checkpoint.input_size, checkpoint.input_size, 3), np.uint8)])  # warm-up, untimed
     args.output.mkdir(parents=True, exist_ok=True)
