@@ -22,7 +22,7 @@ from medico.data.dataset import DataError
 from medico.data.splits import SPLIT_NAMES, split_folder_files
 from medico.errors import MedicoError
 from medico.leaderboard.participant import check_team_name
-from medico.plugins import ModelPlugin, canonical_spec
+from medico.plugins import ModelPlugin, TrainingDefaults, canonical_spec
 from medico.runtime import PRECISION_CHOICES
 
 __all__ = [
@@ -97,11 +97,11 @@ class RunConfig:
     options: dict[str, Any] = field(default_factory=dict)
     data: str | None = None
     split: str = "auto"
-    epochs: int = 50
-    batch_size: int = 16
-    input_size: int = 256
-    lr: float = 1e-4
-    weight_decay: float = 1e-5
+    epochs: int = TrainingDefaults.epochs
+    batch_size: int = TrainingDefaults.batch_size
+    input_size: int = TrainingDefaults.input_size
+    lr: float = TrainingDefaults.lr
+    weight_decay: float = TrainingDefaults.weight_decay
     lr_patience: int = 5
     lr_factor: float = 0.1
     min_lr: float = 1e-7

@@ -27,7 +27,7 @@ from medico.data.io import read_rgb
 from medico.data.loader import PolypTrainingSet, make_loader
 from medico.errors import MedicoError
 from medico.inference import Predictor
-from medico.plugins import UnknownModelError, get_plugin, is_model
+from medico.plugins import TrainingDefaults, UnknownModelError, get_plugin, is_model
 from medico.runs import RunNotFoundError, resolve_checkpoint
 from medico.runtime import MEMORY_FORMAT, autocast, device_name
 from medico.training import bce_dice_loss
@@ -222,7 +222,8 @@ def measure_training_speed(
     _check_counts(input_size=input_size, batch_size=batch_size, warmup=warmup, repeats=repeats)
     device = torch.device(device)
     model = copy.deepcopy(model).to(device, memory_format=memory_format).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-5)
+    recipe = TrainingDefaults()
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     images = _random_batch(batch_size, input_size, device, memory_format)
     masks = (images[:, :1] > 0).float()
 

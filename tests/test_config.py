@@ -11,13 +11,13 @@ from medico.config import ConfigError, RunConfig, parse_option, read_layer, reso
 from medico.plugins import get_plugin
 
 
-def test_shipped_baselines_hold_the_source_papers_settings() -> None:
-    for model in ("unet", "attunet"):
-        layer = read_layer(*baseline_file(f"{model}.toml"))
-        assert layer.values["input_size"] == 256
-        assert layer.values["batch_size"] == 16
-        assert layer.values["lr"] == pytest.approx(1e-4)
-        assert layer.options == {"init_features": 32}
+@pytest.mark.parametrize("model", ["unet", "attunet"])
+def test_the_baselines_train_with_the_source_papers_recipe_and_their_own_width(model: str) -> None:
+    config = resolve_config(model, get_plugin(model))
+    assert (config.input_size, config.batch_size, config.lr, config.weight_decay) == (256, 16, 1e-4, 1e-5)
+    assert config.sources["lr"] == f"plugin {model} defaults"
+    assert read_layer(*baseline_file(f"{model}.toml")).options == {"init_features": 32}
+    assert config.options == {"init_features": 32}
 
 
 def test_later_layers_win_and_each_value_names_its_source(tmp_path: Path) -> None:
@@ -33,7 +33,7 @@ def test_later_layers_win_and_each_value_names_its_source(tmp_path: Path) -> Non
     assert config.input_size == 64 and config.sources["input_size"] == "dataset hints"
     assert config.batch_size == 4 and config.sources["batch_size"] == f"--config {user}"
     assert config.epochs == 2 and config.sources["epochs"] == "command line"
-    assert config.lr == pytest.approx(1e-4) and config.sources["lr"] == "baselines/unet.toml"
+    assert config.lr == pytest.approx(1e-4) and config.sources["lr"] == "plugin unet defaults"
     assert config.options == {"init_features": 8}
     assert config.sources["options.init_features"] == f"--config {user}"
 
