@@ -35,6 +35,7 @@ __all__ = [
     "ConfigError",
     "Layer",
     "RunConfig",
+    "RunOptions",
     "check_setting",
     "parse_option",
     "read_layer",
@@ -129,9 +130,9 @@ class RunConfig:
         kept = {k: v for k, v in values.items() if k in names}
         return cls(**{k: v if k not in _TYPES or v is None else check_setting(k, v, source) for k, v in kept.items()})
 
-    def with_resume_overrides(self, overrides: Mapping[str, Any]) -> RunConfig:
+    def with_resume_overrides(self, given: RunOptions) -> RunConfig:
         """This config with command-line values a resumed run may change; anything else is refused."""
-        changed = {k: v for k, v in _checked_command_line(overrides).items() if getattr(self, k, None) != v}
+        changed = {k: v for k, v in given.settings().items() if getattr(self, k, None) != v}
         refused = sorted(set(changed) - RESUMABLE_KEYS)
         if refused:
             raise ConfigError(
@@ -140,6 +141,44 @@ class RunConfig:
             )
         sources = {**self.sources, **{k: "command line (resume)" for k in changed}}
         return dataclasses.replace(self, **changed, sources=sources)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``medico run`` and ``medico train`` were given as options, typed; None (or empty) means not given.
+
+    Both commands build one and :func:`resolve_config` consumes it: the settings are the command-line layer,
+    ``builder_options`` (from ``--option KEY=VALUE``) its builder options, and ``config_file`` the ``--config`` layer.
+    """
+
+    data: Path | None = None
+    split: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    input_size: int | None = None
+    lr: float | None = None
+    seed: int | None = None
+    pretrained: str | None = None
+    device: str | None = None
+    precision: str | None = None
+    workers: int | None = None
+    team: str | None = None
+    builder_options: Mapping[str, Any] = field(default_factory=dict)
+    config_file: Path | None = None
+
+    @classmethod
+    def from_command_line(cls, option: list[str] | None = None, **values: Any) -> RunOptions:
+        """The options of a command: ``option`` holds the ``--option KEY=VALUE`` texts, ``values`` the rest."""
+        return cls(builder_options=dict(parse_option(text) for text in option or []), **values)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings given (not None), each checked and named by its option; the data folder made absolute, so
+        that the run record finds it from any folder."""
+        given = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del given["builder_options"], given["config_file"]
+        if self.data is not None:
+            given["data"] = str(Path(self.data).resolve())
+        return {key: check_setting(key, value) for key, value in given.items() if value is not None}
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -286,11 +325,6 @@ def _check_option(source: str, plugin: ModelPlugin, key: str, value: Any) -> Any
     return float(value) if expected is float else value
 
 
-def _checked_command_line(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The values given on the command line (None: not given), each checked and named by its option."""
-    return {key: check_setting(key, value) for key, value in values.items() if value is not None}
-
-
 def read_layer(path: Path, label: str | None = None) -> Layer:
     """A TOML file's settings: flat training keys and an ``[options]`` table of builder options."""
     path = Path(path)
@@ -327,9 +361,7 @@ def resolve_config(
     plugin: ModelPlugin,
     *,
     dataset_hints: Mapping[str, Any] | None = None,
-    config_file: Path | None = None,
-    command_line: Mapping[str, Any] | None = None,
-    options: Mapping[str, Any] | None = None,
+    given: RunOptions | None = None,
 ) -> RunConfig:
     """Merge the layers (plugin, baseline file, dataset hints, config file, command line) into a RunConfig.
 
@@ -337,10 +369,9 @@ def resolve_config(
         model: the name or spec the user typed (a file spec is recorded with its absolute path).
         plugin: its plugin (gives the defaults).
         dataset_hints: the dataset's recommended settings (``input_size``, ``epochs``, ``batch_size``...).
-        config_file: a user's TOML file.
-        command_line: values given on the command line; None values mean "not given".
-        options: builder options from ``--option KEY=VALUE``.
+        given: what the command line gave (settings, ``--option`` builder options, ``--config`` file).
     """
+    given = given or RunOptions()
     label = f"plugin {plugin.name} defaults"
     defaults = dataclasses.asdict(plugin.defaults)
     layers = [Layer(label, {k: check_setting(k, v, label) for k, v in defaults.items()})]
@@ -350,9 +381,9 @@ def resolve_config(
     if dataset_hints:
         hints = {k: check_setting(k, v, "dataset hints") for k, v in dataset_hints.items()}
         layers.append(Layer("dataset hints", hints))
-    if config_file is not None:
-        layers.append(read_layer(config_file, f"--config {config_file}"))
-    layers.append(Layer(_COMMAND_LINE, _checked_command_line(command_line or {}), dict(options or {})))
+    if given.config_file is not None:
+        layers.append(read_layer(given.config_file, f"--config {given.config_file}"))
+    layers.append(Layer(_COMMAND_LINE, given.settings(), dict(given.builder_options)))
 
     values: dict[str, Any] = {}
     merged_options: dict[str, Any] = {}

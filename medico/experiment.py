@@ -15,7 +15,6 @@ With several processes (:mod:`medico.distributed`) every process runs these step
 from __future__ import annotations
 
 import getpass
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import torch
 
 from medico.checkpoint import Checkpoint, load_model
-from medico.config import ConfigError, RunConfig, resolve_config
+from medico.config import ConfigError, RunConfig, RunOptions, resolve_config
 from medico.contract import probe_model
 from medico.data import open_dataset, resolve_split
 from medico.distributed import broadcast_object, evaluate_sharded, is_main
@@ -94,19 +93,15 @@ def default_team() -> str:
 
 def plan_run(
     model: str,
+    given: RunOptions,
     *,
-    command_line: Mapping[str, Any],
-    options: Mapping[str, Any] | None = None,
-    config_file: Path | None = None,
     resume: str | None = None,
 ) -> RunPlan:
     """Resolve everything a run needs before it trains; nothing is trained and no folder is created yet.
 
     Args:
         model: plugin name or ``file.py:builder`` spec.
-        command_line: values given as options (None: not given); keys as in :class:`RunConfig`.
-        options: builder options from ``--option KEY=VALUE``.
-        config_file: ``--config FILE.toml``.
+        given: the options the command was given.
         resume: a run (number, id, folder, ``latest``) whose ``last.pt`` to continue from.
     """
     if resume is not None:
@@ -116,25 +111,17 @@ def plan_run(
         trains = checkpoint.config.get("model")  # the stored spec (the checkpoint's gate keeps the two equal)
         if not isinstance(trains, str) or canonical_spec(trains) != model:
             raise ConfigError(f"--resume {resume}: run {run.name} trains {trains!r}, not {model!r}")
-        if options or config_file is not None:
+        if given.builder_options or given.config_file is not None:
             raise ConfigError("--resume continues the run as configured: --option and --config cannot be given with it")
         checkpoint.check_shapes()  # before the trainer builds the model for real
         config = RunConfig.from_dict({**checkpoint.config, "model": model}, f"checkpoint {run.last}")
-        config = config.with_resume_overrides(command_line)
+        config = config.with_resume_overrides(given)
         data = run_data(checkpoint, run)  # --resume may not change data or split: the run's own, or refused
         return RunPlan(config, data.dataset, data.split, run, checkpoint)
 
     plugin = get_plugin(model)
-    first = resolve_config(model, plugin, config_file=config_file, command_line=command_line, options=options)
-    dataset = open_dataset(first.data)
-    config = resolve_config(
-        model,
-        plugin,
-        dataset_hints=dataset.recommended,
-        config_file=config_file,
-        command_line=command_line,
-        options=options,
-    )
+    dataset = open_dataset(resolve_config(model, plugin, given=given).data)
+    config = resolve_config(model, plugin, dataset_hints=dataset.recommended, given=given)
     # Refuse unknown builder options and a model breaking the contract now, before a run folder exists.
     probe_model(plugin.build(**config.options), config.input_size, f"model {plugin.name!r} ({plugin.origin})")
     return RunPlan(config, dataset, resolve_split(dataset, config.split))

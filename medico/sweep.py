@@ -10,7 +10,7 @@ score first averaged over the runs that scored it (over seeds; across folds ever
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from medico.config import ConfigError, check_setting
+from medico.config import ConfigError, RunOptions, check_setting
 from medico.data import Split
 from medico.errors import MedicoError
 from medico.evaluation import EvaluationResult
@@ -128,16 +128,14 @@ def sweep_members(folds: int | None, seeds: Sequence[int] | None) -> list[SweepM
 def plan_member(
     model: str,
     member: SweepMember,
-    *,
-    command_line: Mapping[str, Any],
-    options: Mapping[str, Any] | None = None,
-    config_file: Path | None = None,
+    given: RunOptions,
 ) -> RunPlan:
     """The plan of one sweep run: the run's config with the member's seed, trained and scored on its fold."""
-    if member.seed is not None and command_line.get("seed") is not None:
+    if member.seed is not None and given.seed is not None:
         raise ConfigError("--seed and --seeds: expected one of them, got both")
-    values = {**command_line, "seed": member.seed if member.seed is not None else command_line.get("seed")}
-    plan = plan_run(model, command_line=values, options=options, config_file=config_file)
+    if member.seed is not None:
+        given = dataclasses.replace(given, seed=member.seed)
+    plan = plan_run(model, given)
     if member.fold is None:
         return plan
     return dataclasses.replace(plan, split=kfold_splits(plan.split, int(member.folds or 0))[member.fold - 1])

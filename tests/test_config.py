@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from medico.baselines import baseline_file
-from medico.config import ConfigError, RunConfig, parse_option, read_layer, resolve_config
+
+from medico.config import ConfigError, RunConfig, RunOptions, parse_option, read_layer, resolve_config
 from medico.plugins import get_plugin
 
 
@@ -27,8 +27,7 @@ def test_later_layers_win_and_each_value_names_its_source(tmp_path: Path) -> Non
         "unet",
         get_plugin("unet"),
         dataset_hints={"input_size": 64, "epochs": 6, "batch_size": 8},
-        config_file=user,
-        command_line={"epochs": 2, "lr": None},
+        given=RunOptions(epochs=2, config_file=user),
     )
     assert config.input_size == 64 and config.sources["input_size"] == "dataset hints"
     assert config.batch_size == 4 and config.sources["batch_size"] == f"--config {user}"
@@ -64,21 +63,21 @@ def test_a_bad_config_file_is_refused_naming_the_file_and_key(tmp_path: Path, te
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message) as caught:
-        resolve_config("unet", get_plugin("unet"), config_file=path)
+        resolve_config("unet", get_plugin("unet"), given=RunOptions(config_file=path))
     assert str(path) in str(caught.value)
 
 
 def test_a_missing_config_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
-        resolve_config("unet", get_plugin("unet"), config_file=tmp_path / "nope.toml")
+        resolve_config("unet", get_plugin("unet"), given=RunOptions(config_file=tmp_path / "nope.toml"))
 
 
 def test_resuming_may_extend_epochs_but_not_change_what_is_trained() -> None:
     config = RunConfig(model="unet", epochs=2, lr=1e-4)
-    longer = config.with_resume_overrides({"epochs": 5, "lr": None, "device": None})
+    longer = config.with_resume_overrides(RunOptions(epochs=5))
     assert longer.epochs == 5 and longer.sources["epochs"] == "command line (resume)"
     with pytest.raises(ConfigError, match="cannot change lr"):
-        config.with_resume_overrides({"lr": 1e-3})
+        config.with_resume_overrides(RunOptions(lr=1e-3))
 
 
 def test_a_config_round_trips_through_its_dict() -> None:

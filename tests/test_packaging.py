@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
-
+import tomllib
 from medico.baselines import baseline_file
+
 from medico.config import resolve_config
 from medico.leaderboard.published import reported_csv_path
 from medico.plugins import get_plugin

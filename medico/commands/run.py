@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.progress import Progress
 
-from medico.config import ConfigError, parse_option
+from medico.config import ConfigError, RunOptions
 from medico.console import console, err_console, task_progress
 from medico.distributed import DistributedError, is_main, launch, launched_by_torchrun, process_group, spawn_needed
 from medico.experiment import RunOutcome, RunPlan, finish_run, make_trainer, plan_run, train_run
@@ -214,20 +214,15 @@ def _print_outcome(result: TrainingResult, outcome: RunOutcome) -> None:
 def execute(
     command: str,
     model: str,
+    given: RunOptions,
     *,
-    command_line: dict[str, Any],
-    options: list[str] | None,
-    config_file: Path | None,
     resume: str | None,
     measure_speed: bool,
     leaderboard: bool,
     sync_bn: bool | None = None,
 ) -> None:
     """Plan, train and finish a run, printing progress; shared by ``medico run`` and ``medico train``."""
-    if command_line.get("data") is not None:
-        command_line["data"] = str(Path(command_line["data"]).resolve())
-    parsed = dict(parse_option(text) for text in options or [])
-    plan = plan_run(model, command_line=command_line, options=parsed, config_file=config_file, resume=resume)
+    plan = plan_run(model, given, resume=resume)
     _train_and_finish(command, plan, measure_speed=measure_speed, leaderboard=leaderboard, sync_bn=sync_bn)
 
 
@@ -268,10 +263,8 @@ def _train_and_finish(
 
 def execute_sweep(
     model: str,
+    given: RunOptions,
     *,
-    command_line: dict[str, Any],
-    options: list[str] | None,
-    config_file: Path | None,
     folds: int | None,
     seeds: str | None,
     measure_speed: bool,
@@ -279,15 +272,12 @@ def execute_sweep(
 ) -> None:
     """One run per fold and seed, then the sweep summary (written and shown); fold runs stay off the leaderboard,
     since they are scored on training images rather than the validation split."""
-    if command_line.get("data") is not None:
-        command_line["data"] = str(Path(command_line["data"]).resolve())
-    parsed = dict(parse_option(text) for text in options or [])
     seed_list = parse_seeds(seeds) if seeds is not None else None
     members = sweep_members(folds, seed_list)
     results = []
     for index, member in enumerate(members, start=1):
         console.rule(f"sweep run {index}/{len(members)}: {member.label}")
-        plan = plan_member(model, member, command_line=command_line, options=parsed, config_file=config_file)
+        plan = plan_member(model, member, given)
         ranked = leaderboard and member.fold is None
         outcome = _train_and_finish("run", plan, measure_speed=measure_speed, leaderboard=ranked)
         results.append(MemberResult.from_evaluation(member, plan, outcome.evaluation))
@@ -337,20 +327,22 @@ def run(
     With --folds or --seeds: one run per fold and seed, and a summary (mean, std, 95% bootstrap interval over
     images) in runs/sweeps/.
     """
-    command_line = {
-        "data": data,
-        "split": split,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "input_size": input_size,
-        "lr": lr,
-        "seed": seed,
-        "pretrained": pretrained,
-        "device": device,
-        "precision": precision,
-        "workers": workers,
-        "team": team,
-    }
+    given = RunOptions.from_command_line(
+        option,
+        data=data,
+        split=split,
+        epochs=epochs,
+        batch_size=batch_size,
+        input_size=input_size,
+        lr=lr,
+        seed=seed,
+        pretrained=pretrained,
+        device=device,
+        precision=precision,
+        workers=workers,
+        team=team,
+        config_file=config,
+    )
     if folds is not None or seeds is not None:
         if resume is not None:
             raise ConfigError("--resume continues one run: it cannot be given with --folds or --seeds")
@@ -358,9 +350,7 @@ def run(
             raise DistributedError("--folds and --seeds run on one process; leave out --nproc and torchrun")
         execute_sweep(
             model,
-            command_line=command_line,
-            options=option,
-            config_file=config,
+            given,
             folds=folds,
             seeds=seeds,
             measure_speed=True,
@@ -372,9 +362,7 @@ def run(
         execute,
         "run",
         model,
-        command_line=command_line,
-        options=option,
-        config_file=config,
+        given,
         resume=resume,
         measure_speed=True,
         leaderboard=not no_leaderboard,

@@ -26,6 +26,7 @@ from medico.commands.run import (
     execute,
     execute_distributed,
 )
+from medico.config import RunOptions
 
 __all__ = ["train"]
 
@@ -53,28 +54,21 @@ def train(
 
     The same settings as `medico run`, without the FPS measurement and the leaderboard entry.
     """
-    execute_distributed(
-        nproc,
-        execute,
-        "train",
-        model,
-        command_line={
-            "data": data,
-            "split": split,
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "input_size": input_size,
-            "lr": lr,
-            "seed": seed,
-            "pretrained": pretrained,
-            "device": device,
-            "precision": precision,
-            "workers": workers,
-        },
-        options=option,
+    given = RunOptions.from_command_line(
+        option,
+        data=data,
+        split=split,
+        epochs=epochs,
+        batch_size=batch_size,
+        input_size=input_size,
+        lr=lr,
+        seed=seed,
+        pretrained=pretrained,
+        device=device,
+        precision=precision,
+        workers=workers,
         config_file=config,
-        resume=resume,
-        measure_speed=False,
-        leaderboard=False,
-        sync_bn=sync_bn,
+    )
+    execute_distributed(
+        nproc, execute, "train", model, given, resume=resume, measure_speed=False, leaderboard=False, sync_bn=sync_bn
     )

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from medico.cli import app
-from medico.config import RunConfig, read_layer
+from medico.config import RunConfig, RunOptions, read_layer
 from medico.errors import MedicoError
 from medico.leaderboard import Entry, LeaderboardStore
 from tests.hostile._archives import perfect_archive
@@ -71,7 +71,7 @@ def test_a_team_from_a_config_file_or_a_resumed_run_is_refused_too(tmp_path: Pat
     with pytest.raises(MedicoError, match="team"):
         read_layer(config)
     with pytest.raises(MedicoError, match="team"):
-        RunConfig(model="unet").with_resume_overrides({"team": HOSTILE["bidi"]})
+        RunConfig(model="unet").with_resume_overrides(RunOptions(team=HOSTILE["bidi"]))
 
 
 @pytest.mark.parametrize("text", HOSTILE.values(), ids=HOSTILE.keys())
