@@ -3,9 +3,10 @@
 A plugin is a name plus a builder ``build(**options) -> torch.nn.Module`` whose module maps a float tensor
 ``(B, 3, H, W)`` normalised to [-1, 1] to logits ``(B, 1, H, W)`` (no sigmoid inside). Plugins come from
 
-1. ``@register_model("name")`` inside a module that medico imports (the built-ins in :mod:`medico.models`);
+1. ``@register_model("name")`` inside a module that is imported (it also declares training defaults and weights);
 2. the entry-point group ``medico.models`` of any installed distribution, loaded lazily, one failure never
-   hiding the other plugins;
+   hiding the other plugins. medico's own built-ins (:mod:`medico.models`, decorated too) come this way, from
+   medico's own entry points: the registry never imports a model;
 3. a spec ``path/to/file.py:builder`` or ``package.module:builder`` given where a model name is expected.
 """
 
@@ -165,10 +166,6 @@ def _add(plugin: ModelPlugin) -> None:
     _by_builder[plugin.builder] = plugin
 
 
-def _load_builtins() -> None:
-    importlib.import_module("medico.models")
-
-
 def _distribution_name(entry_point: importlib.metadata.EntryPoint) -> str:
     dist = getattr(entry_point, "dist", None)
     return dist.name if dist is not None else "an unknown distribution"
@@ -181,7 +178,8 @@ def _load_entry_points() -> None:
         return
     _entry_points_loaded = True
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        origin = f"entry point of package {_distribution_name(entry_point)}"
+        distribution = _distribution_name(entry_point)
+        origin = "built-in" if distribution == "medico" else f"entry point of package {distribution}"
         try:
             builder = entry_point.load()
         except Exception as error:  # a plugin's import may raise anything; report it, keep the others
@@ -202,26 +200,21 @@ def _plugin_for(builder: Builder, *, name: str, origin: str) -> ModelPlugin:
     return ModelPlugin(name=name, builder=builder, description=doc[0] if doc else "", origin=origin)
 
 
-def _ensure_loaded() -> None:
-    _load_builtins()
-    _load_entry_points()
-
-
 def list_models() -> list[str]:
     """Names of every registered plugin (built-in and entry points), sorted."""
-    _ensure_loaded()
+    _load_entry_points()
     return sorted(_registry)
 
 
 def is_model(name: str) -> bool:
     """Whether ``name`` is a registered plugin name (specs with ``:`` are not looked up here)."""
-    _ensure_loaded()
+    _load_entry_points()
     return name in _registry
 
 
 def plugin_errors() -> dict[str, str]:
     """Entry points that failed to load: name -> where it came from and the error."""
-    _ensure_loaded()
+    _load_entry_points()
     return dict(_plugin_errors)
 
 
@@ -232,7 +225,7 @@ def get_plugin(name_or_spec: str) -> ModelPlugin:
         UnknownModelError: no plugin has that name (the message lists the known ones and close matches).
         PluginError: the plugin failed to load, or the spec does not point at a callable.
     """
-    _ensure_loaded()
+    _load_entry_points()
     if name_or_spec in _registry:
         return _registry[name_or_spec]
     if name_or_spec in _plugin_errors:
@@ -251,7 +244,7 @@ def get_plugin(name_or_spec: str) -> ModelPlugin:
 def canonical_spec(name_or_spec: str) -> str:
     """The model as a run records it: a file spec with the file's absolute, resolved path (so that it resolves,
     to the same file, from any folder); names and module specs unchanged. Imports no spec's code."""
-    _ensure_loaded()
+    _load_entry_points()
     target, _, attribute = name_or_spec.rpartition(":")
     if name_or_spec in _registry or not target or not attribute or not _is_file_target(target):
         return name_or_spec

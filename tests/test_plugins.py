@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import textwrap
 from pathlib import Path
 
@@ -170,3 +172,23 @@ def test_readme_example_plugin_runs(tmp_path: Path, isolated_registry: None) -> 
     assert "tiny-unet" in list_models()
     out = create_model("tiny-unet")(torch.zeros(1, 3, 40, 56))
     assert out.shape == (1, 1, 40, 56)
+
+
+def test_the_registry_imports_no_model_and_the_built_ins_come_from_medicos_own_entry_points() -> None:
+    tree = ast.parse(Path(plugins.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {  # importlib.import_module("...") with a literal name
+        node.args[0].value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+        and getattr(node.func, "attr", None) == "import_module"
+    }
+    assert not any(name and name.startswith("medico.models") for name in imported), imported
+    ours = {
+        ep.name: ep.value
+        for ep in importlib.metadata.entry_points(group=plugins.ENTRY_POINT_GROUP)
+        if ep.dist is not None and ep.dist.name == "medico"
+    }
+    assert ours == {"unet": "medico.models.unet:unet", "attunet": "medico.models.attunet:attunet"}
+    assert {get_plugin(name).origin for name in ours} == {"built-in"}
