@@ -81,7 +81,10 @@ def check_team_name(team: str, label: str = "--team") -> str:
 
     A plain name has 1 to :data:`MAX_TEAM_NAME` characters, no path separator or character Windows refuses in file
     names (``/ \\ : < > " | ? *``), no unshown character (see :func:`plain_text`), no leading dot, no ``..`` and no
-    white space at either end.
+    white space at either end, and is written in its NFKC form: two names that look alike because one uses a
+    compatibility character (a no-break space, full-width letters, a ligature) or a decomposed accent are refused
+    rather than shown as two teams that read the same. Names are compared exactly: ``Team`` and ``team`` are two
+    teams (and ``Team`` in Latin and in Cyrillic letters too): the organiser's ``--team`` is a team's identity.
     """
     problem = None
     bad = sorted({c for c in team if c in _FORBIDDEN_IN_NAMES or _unshown(c)})
@@ -97,6 +100,8 @@ def check_team_name(team: str, label: str = "--team") -> str:
         problem = "it contains '..'"
     elif team != team.strip():
         problem = "it starts or ends with white space"
+    elif (normal := unicodedata.normalize("NFKC", team)) != team:
+        problem = f"it uses compatibility or decomposed characters (its plain form is {_shown(normal)})"
     if problem:
         raise TeamNameError(f"{label} {_shown(team)}: expected a plain name (letters, digits, '-', '_'), but {problem}")
     return team

@@ -13,14 +13,18 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import types
+import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Literal
 
 from medico.leaderboard.entry import Entry, check_entry
 from medico.leaderboard.errors import LeaderboardError
+from medico.leaderboard.participant import plain_text
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "LeaderboardStore", "default_db_path"]
 
@@ -84,10 +88,34 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _row_to_entry(row: sqlite3.Row) -> Entry:
-    """The stored row as an entry (through the entry's gate); columns an older schema lacks keep their defaults."""
+def _accepted(hint: Any) -> tuple[type, ...]:
+    """The Python types a stored value may have for a field annotated ``hint`` (a number may be stored as an int)."""
+    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    accepted = [str if typing.get_origin(kind) is Literal else typing.get_origin(kind) or kind for kind in kinds]
+    return (int, *accepted) if float in accepted else tuple(accepted)
+
+
+_ACCEPTED = {name: _accepted(hint) for name, hint in typing.get_type_hints(Entry).items() if name != "id"}
+
+
+def _row_to_entry(row: sqlite3.Row, path: Path) -> Entry:
+    """The stored row as an entry (through the entry's gate); columns an older schema lacks keep their defaults.
+
+    Raises:
+        LeaderboardError: a value no medico stores (text for a score, a policy that is not a JSON object...), naming
+            the file and the entry, rather than a traceback while ranking.
+    """
     values = {name: row[name] for name in _COLUMNS if name in row.keys()}
-    values["metric_policy"] = json.loads(values["metric_policy"] or "{}")
+    try:
+        values["metric_policy"] = json.loads(values["metric_policy"] or "{}")
+    except (TypeError, ValueError, RecursionError):
+        pass  # left as stored, and refused below
+    for name, value in values.items():
+        if not isinstance(value, _ACCEPTED[name]):
+            raise LeaderboardError(
+                f"leaderboard database {path}: entry {row['id']!r} holds {plain_text(repr(value), 60)} as its {name}, "
+                "which medico never stores; move the file away to start a new leaderboard"
+            )
     return Entry(**values, id=row["id"])
 
 
@@ -218,7 +246,12 @@ class LeaderboardStore:
     @contextmanager
     def adding(self, entry: Entry) -> Iterator[int | None]:
         """Insert ``entry`` and yield its row id (None as in :meth:`add`); the insert is committed when the block ends
-        and rolled back when it raises, so what is written beside an entry is written with it or not at all."""
+        and rolled back when it raises, so what is written beside an entry is written with it or not at all.
+
+        Raises:
+            LeaderboardError: the entry is refused (:func:`check_entry`), its file is already stored for another team,
+                or it is a submission for a run its team already holds with another file.
+        """
         if self.read_only:
             raise LeaderboardError(f"leaderboard database {self.path} was opened read-only: nothing can be added")
         entry = replace(entry, id=None, created=entry.created or _now())  # the store gives ids: a new entry's gate
@@ -226,16 +259,45 @@ class LeaderboardStore:
         values = [getattr(entry, name) for name in _COLUMNS]
         values[_COLUMNS.index("metric_policy")] = json.dumps(entry.metric_policy, sort_keys=True)
         with self._write() as connection:
-            if entry.sha256 is not None and connection.execute(
-                "SELECT 1 FROM entries WHERE sha256 = ? AND task = ? AND split = ?",
-                (entry.sha256, entry.task, entry.split),
-            ).fetchone():
+            if self._already_stored(connection, entry):
                 yield None
                 return
             cursor = connection.execute(
                 f"INSERT INTO entries ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})", values
             )
             yield cursor.lastrowid
+
+    def _already_stored(self, connection: sqlite3.Connection, entry: Entry) -> bool:
+        """Whether ``entry``'s file is stored for its task and split already (for its team: else a LeaderboardError), and
+        refuse a submission for a run its team holds with another file: one file belongs to one team, one run of a
+        team is one file, whichever order files are scored in."""
+        where = "task = ? AND split = ? AND "
+        if entry.sha256 is not None:
+            row = connection.execute(
+                f"SELECT * FROM entries WHERE {where} sha256 = ?", (entry.task, entry.split, entry.sha256)
+            ).fetchone()
+            if row is not None and (stored := _row_to_entry(row, self.path)).team != entry.team:
+                raise LeaderboardError(
+                    f"{entry.note or 'this file'} (sha256 {entry.sha256[:12]}...) is already on the {entry.split} "
+                    f"leaderboard for team {stored.team!r} (entry {stored.id}): it cannot count for team "
+                    f"{entry.team!r} too"
+                )
+            if row is not None:
+                return True
+        if entry.source == "submission" and entry.run is not None:
+            row = connection.execute(
+                f"SELECT * FROM entries WHERE {where} source = ? AND team = ? AND run = ?",
+                (entry.task, entry.split, entry.source, entry.team, entry.run),
+            ).fetchone()
+            if row is not None:
+                stored = _row_to_entry(row, self.path)
+                raise LeaderboardError(
+                    f"team {entry.team!r} already has run {entry.run} on the {entry.split} leaderboard for "
+                    f"{entry.task} (entry {stored.id}, {stored.note or 'another file'}, sha256 "
+                    f"{(stored.sha256 or '')[:12]}...): a different file for the same run is refused; score it "
+                    "with a free --run number"
+                )
+        return False
 
     def entries(
         self,
@@ -257,7 +319,7 @@ class LeaderboardStore:
             return []
         with self._connect() as connection:
             rows = connection.execute(sql, [value for _, value in where]).fetchall()
-        return [_row_to_entry(row) for row in rows]
+        return [_row_to_entry(row, self.path) for row in rows]
 
     def next_run_number(self, team: str, task: str) -> int:
         """One more than the highest run number ``team`` has for ``task`` (1 for a first run)."""

@@ -7,7 +7,7 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    **dict.fromkeys(("BASE_IMAGE", "dockerfile", "write_task2"), "medico.submission.efficiency"),
+    **dict.fromkeys(("BASE_IMAGE", "dockerfile", "image_tag", "write_task2"), "medico.submission.efficiency"),
     **dict.fromkeys(
         ("MAX_RUNS", "MAX_TEAM_NAME", "RunNumberError", "TeamNameError", "check_team_name", "choose_run",
          "existing_runs", "run_name", "team_dir"),
@@ -45,6 +45,7 @@ __all__ = [
     "dockerfile",
     "existing_runs",
     "image_sizes",
+    "image_tag",
     "mask_png",
     "run_name",
     "score_archive",

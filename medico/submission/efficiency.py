@@ -8,6 +8,7 @@ same prediction code as ``medico submit``) and ``medico_entry.py``, which writes
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -26,7 +27,7 @@ from medico.plugins import get_plugin
 from medico.submission.names import MAX_RUNS, choose_run, run_name, team_dir
 from medico.submission.writer import SubmissionFiles, write_manifest
 
-__all__ = ["BASE_IMAGE", "ENTRY_SCRIPT", "dockerfile", "write_task2"]
+__all__ = ["BASE_IMAGE", "ENTRY_SCRIPT", "dockerfile", "image_tag", "write_task2"]
 
 BASE_IMAGE = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
 """A public PyTorch runtime image (CUDA included); medico accepts any torch >= 2.1."""
@@ -34,10 +35,18 @@ ENTRY_SCRIPT = Path(__file__).with_name("container_entry.py")
 """The entry script's source, copied into the context as ``medico_entry.py``."""
 
 
+def image_tag(team: str, run: int) -> str:
+    """The Docker image tag of a team's run: the name in Docker's tag alphabet (lower case, ``[a-z0-9_.-]``), then the
+    start of the name's SHA-256, since that spelling merges names (``Team A``, ``team-a``, ``TEAM_A``...) and two
+    teams' images built under one tag would replace each other."""
+    spelled = re.sub(r"[^a-z0-9_.-]+", "-", team.lower()).strip("-_.") or "team"
+    return f"{spelled}-{hashlib.sha256(team.encode('utf-8')).hexdigest()[:8]}-task2-run{run}"
+
+
 def dockerfile(team: str, run: int, weights_sha256: str) -> str:
     """The Dockerfile text of the build context (explained in its comments), for a ``team`` that :func:`team_dir` has
-    checked; the image tag spells that name in Docker's tag alphabet (lower case, ``[a-z0-9_.-]``)."""
-    tag = f"{re.sub(r'[^a-z0-9_.-]+', '-', team.lower()).strip('-_.') or 'team'}-task2-run{run}"
+    checked, built as :func:`image_tag`."""
+    tag = image_tag(team, run)
     return f"""\
 # MediaEval 2020 Medico, task 2 (efficiency): team {team}, run {run}, written by medico {__version__}.
 # Build:  docker build -t {tag} .

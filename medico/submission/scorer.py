@@ -14,6 +14,8 @@ left after the commit, and it needs no space, so no failure leaves files describ
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +39,7 @@ from medico.submission.validator import InvalidSubmissionError, ValidationReport
 __all__ = ["ScoreResult", "score_archive"]
 
 _MAX_MANIFEST_BYTES = 2**20
+_NO_LINKS = getattr(os, "O_NOFOLLOW", 0)
 
 
 @dataclass(frozen=True)
@@ -59,17 +62,27 @@ class ScoreResult:
 
 
 def _manifest_model(archive: Path) -> str:
-    """The model named in the participant's manifest beside the archive, if there is a readable one (as it is: the
-    leaderboard entry neutralises what it shows)."""
-    manifest = archive.with_suffix(".json")
-    if manifest.is_file() and manifest.stat().st_size <= _MAX_MANIFEST_BYTES:
-        try:
-            model = json.loads(manifest.read_text(encoding="utf-8")).get("model")
-        except (ValueError, AttributeError, UnicodeDecodeError):
+    """The model named in the participant's manifest beside the archive, or "submission" without a readable one.
+
+    The manifest is participant text: only a regular file is read, never a link (which could lead to any of the
+    organiser's files) nor a pipe or device (which could block), at most :data:`_MAX_MANIFEST_BYTES` of it, and only
+    its ``model`` string is kept, as it is (the leaderboard entry neutralises what it shows).
+    """
+    try:
+        fd = os.open(archive.with_suffix(".json"), os.O_RDONLY | _NO_LINKS | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return "submission"
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             return "submission"
-        if isinstance(model, str) and model:
-            return model
-    return "submission"
+        data = handle.read(_MAX_MANIFEST_BYTES + 1)
+    if len(data) > _MAX_MANIFEST_BYTES:
+        return "submission"
+    try:
+        model = json.loads(data.decode("utf-8-sig")).get("model")
+    except (ValueError, AttributeError, RecursionError):  # not UTF-8, not JSON, not an object, nested too deep
+        return "submission"
+    return model if isinstance(model, str) and model else "submission"
 
 
 def score_archive(

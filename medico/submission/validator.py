@@ -1,14 +1,16 @@
 """Task 1 archive validation: what the organisers accepted, and each way an archive can be refused.
 
 Accepted: a zip of PNG or JPEG masks named by the images' stems, at any folder depth, each at its image's
-exact width x height, read as binary by the organisers' rule (:mod:`medico.data.masks`: 0/255 and 0/1 both
-work). Refused, each with the offending entries: not a zip, too big, too many members, absolute paths, ``..``,
-symlinks, files that are not PNG/JPEG, zip bombs, oversized members, duplicate stems, masks for no image,
-missing masks, unreadable images, wrong sizes (a width/height swap is named as such) and masks that are not
-binary (colour, alpha-only, many grey levels).
+exact width x height, stored or deflated, read as binary by the organisers' rule (:mod:`medico.data.masks`: 0/255
+and 0/1 both work). Refused, each with the offending entries: not a zip, too big, too many members (or a central
+directory too large for them), absolute paths, ``..``, symlinks, files that are not PNG/JPEG, zip bombs, oversized
+members, duplicate stems, masks for no image, missing masks, unreadable images (encrypted, or compressed by another
+method than stored or deflate), wrong sizes (a width/height swap is named as such) and masks that are not binary (colour,
+alpha-only, many grey levels).
 
 Members are read through :mod:`zipfile` into memory, one at a time, with sizes checked before decoding;
-nothing is extracted to disk.
+nothing is extracted to disk. Member names are participant text: the report holds them neutralised
+(:func:`medico.leaderboard.participant.plain_text`), never raw.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from PIL import Image
 from medico.data.io import MAX_PIXELS, image_size, list_images
 from medico.data.masks import NotBinaryMaskError, binary_mask
 from medico.errors import MedicoError
+from medico.leaderboard.participant import plain_text
 
 __all__ = [
     "MASK_SUFFIXES",
     "MAX_ARCHIVE_BYTES",
     "MAX_COMPRESSION_RATIO",
+    "MAX_DIRECTORY_BYTES",
     "MAX_MEMBERS",
     "MEMBER_HEADROOM_BYTES",
     "RATIO_FLOOR_BYTES",
@@ -49,6 +53,12 @@ __all__ = [
 MAX_ARCHIVE_BYTES = 256 * 2**20
 """160 binary PNG masks take a few MB; 256 MiB leaves room for JPEG masks and larger test sets."""
 MAX_MEMBERS = 10_000
+MAX_DIRECTORY_BYTES = MAX_MEMBERS * 512
+"""The largest central directory read (room for every member with a name of about 460 characters): :mod:`zipfile` builds
+one object per entry before anything can be counted, and a few hundred MB of tiny entries take gigabytes."""
+_READ_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
+"""Compression methods read: :mod:`zipfile` inflates these in bounded steps, but decompresses a bzip2 or LZMA chunk
+whole, and a few kB of bzip2 expand to gigabytes in memory whatever size the header declares."""
 MAX_COMPRESSION_RATIO = 100
 """Uncompressed / compressed size above which a member is a zip bomb (PNG and JPEG barely compress)."""
 RATIO_FLOOR_BYTES = 2**20
@@ -62,7 +72,7 @@ _IGNORED_FOLDERS = {"__MACOSX"}
 RULES: dict[str, str] = {
     "not_zip": "not a zip archive",
     "too_big": f"archive larger than {MAX_ARCHIVE_BYTES:,} bytes",
-    "too_many": f"more than {MAX_MEMBERS:,} members",
+    "too_many": f"more than {MAX_MEMBERS:,} members (or a central directory too large for them)",
     "absolute": "absolute path",
     "parent": "'..' in the path",
     "symlink": "symbolic link",
@@ -91,11 +101,16 @@ class InvalidSubmissionError(MedicoError):
 
 @dataclass(frozen=True)
 class Problem:
-    """One broken rule: which entry (member name, or image stem for a missing mask) and what was found."""
+    """One broken rule: which entry (member name, or image stem for a missing mask) and what was found; both are
+    neutralised (:func:`plain_text`): member names are the participant's text."""
 
     rule: str
     entry: str
     detail: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "entry", plain_text(self.entry))
+        object.__setattr__(self, "detail", plain_text(self.detail))
 
 
 @dataclass
@@ -156,7 +171,11 @@ def _ignored(name: str) -> bool:
     return bool(parts) and (parts[0] in _IGNORED_FOLDERS or parts[-1] in _IGNORED_NAMES or parts[-1].startswith("._"))
 
 
-def _size_problem(info: zipfile.ZipInfo, width: int, height: int) -> tuple[str, str] | None:
+def _header_problem(info: zipfile.ZipInfo, width: int, height: int) -> tuple[str, str] | None:
+    """The rule a member breaks by what its header declares (method, sizes, encryption), before a byte is read."""
+    if info.compress_type not in _READ_METHODS:
+        method = zipfile.compressor_names.get(info.compress_type, f"method {info.compress_type}")
+        return "unreadable", f"compressed with {method}: only {' or '.join(_READ_METHODS.values())} members are read"
     if info.file_size > RATIO_FLOOR_BYTES and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
         ratio = info.file_size / max(info.compress_size, 1)
         return "zip_bomb", f"{info.compress_size:,} bytes expand to {info.file_size:,} ({ratio:,.0f}x)"
@@ -226,6 +245,11 @@ def validate_archive(
     if size > MAX_ARCHIVE_BYTES:
         report.add("too_big", archive.name, f"{size:,} bytes, at most {MAX_ARCHIVE_BYTES:,}")
         return report
+    directory = _directory_bytes(archive)
+    if directory is not None and directory > MAX_DIRECTORY_BYTES:
+        found = f"a central directory of {directory:,} bytes, at most {MAX_DIRECTORY_BYTES:,}"
+        report.add("too_many", archive.name, found)
+        return report
     try:
         zipped = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
@@ -234,6 +258,18 @@ def validate_archive(
     with zipped:
         _check_members(zipped, expected, report, on_mask)
     return report
+
+
+def _directory_bytes(archive: Path) -> int | None:
+    """The size of the archive's central directory as its end record declares it (None without one), read the way
+    :class:`zipfile.ZipFile` reads it next (its private ``_EndRecData``; zip64 included), so that the size is
+    checked before one object per entry is built."""
+    try:
+        with archive.open("rb") as handle:
+            end = zipfile._EndRecData(handle)  # type: ignore[attr-defined]
+    except OSError:
+        return None  # ZipFile then names the problem
+    return None if end is None else int(end[zipfile._ECD_SIZE])  # type: ignore[attr-defined]
 
 
 def _check_members(
@@ -254,7 +290,7 @@ def _check_members(
         elif info.is_dir():
             continue
         elif _ignored(info.filename):
-            report.ignored.append(info.filename)
+            report.ignored.append(plain_text(info.filename))
         elif PurePosixPath(info.filename).suffix.lower() not in MASK_SUFFIXES:
             report.add("not_mask", info.filename, f"expected {', '.join(MASK_SUFFIXES)} masks only")
         else:
@@ -281,7 +317,7 @@ def _check_mask(
     on_mask: Callable[[str, np.ndarray], None] | None,
 ) -> None:
     width, height = size
-    problem = _size_problem(info, width, height)
+    problem = _header_problem(info, width, height)
     if problem is None:
         limit = max_member_bytes(width, height)
         try:
