@@ -268,9 +268,9 @@ class LeaderboardStore:
             yield cursor.lastrowid
 
     def _already_stored(self, connection: sqlite3.Connection, entry: Entry) -> bool:
-        """Whether ``entry``'s file is stored for its task and split already (for its team: else a LeaderboardError), and
-        refuse a submission for a run its team holds with another file: one file belongs to one team, one run of a
-        team is one file, whichever order files are scored in."""
+        """Whether ``entry``'s file is stored for its task and split already (for its team: else a
+        LeaderboardError), and refuse a submission for a run its team holds with another file: one file belongs to one
+        team, one run of a team is one file, whichever order files are scored in."""
         where = "task = ? AND split = ? AND "
         if entry.sha256 is not None:
             row = connection.execute(

@@ -5,8 +5,8 @@ exact width x height, stored or deflated, read as binary by the organisers' rule
 and 0/1 both work). Refused, each with the offending entries: not a zip, too big, too many members (or a central
 directory too large for them), absolute paths, ``..``, symlinks, files that are not PNG/JPEG, zip bombs, oversized
 members, duplicate stems, masks for no image, missing masks, unreadable images (encrypted, or compressed by another
-method than stored or deflate), wrong sizes (a width/height swap is named as such) and masks that are not binary (colour,
-alpha-only, many grey levels).
+method than stored or deflate), wrong sizes (a width/height swap is named as such) and masks that are not binary
+(colour, alpha-only, many grey levels).
 
 Members are read through :mod:`zipfile` into memory, one at a time, with sizes checked before decoding;
 nothing is extracted to disk. Member names are participant text: the report holds them neutralised

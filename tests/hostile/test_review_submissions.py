@@ -201,7 +201,9 @@ def test_two_teams_whose_names_spell_alike_get_different_docker_images() -> None
 @pytest.mark.parametrize(
     ("column", "value"), [("metric_policy", "'not json'"), ("iou", "'abc'"), ("team", "NULL")]
 )
-def test_a_leaderboard_row_no_medico_wrote_is_one_line_naming_the_file(workspace: Path, column: str, value: str) -> None:
+def test_a_leaderboard_row_no_medico_wrote_is_one_line_naming_the_file(
+    workspace: Path, column: str, value: str
+) -> None:
     archive, truth = perfect_archive(workspace)
     assert _score(archive, truth).exit_code == 0
     database = workspace / "crafted.sqlite"
