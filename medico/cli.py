@@ -23,8 +23,12 @@ from medico.allocator import tune_allocator
 from medico.console import console, err_console
 from medico.errors import MedicoError, MedicoWarning
 from medico.files import disk_error
+from medico.leaderboard.participant import plain_text
 
 __all__ = ["COMMANDS", "app"]
+
+MAX_MESSAGE = 4000
+"""The longest error or note printed, in characters (longer ones end in an ellipsis)."""
 
 COMMANDS: dict[str, str] = {
     "models": "medico.commands.models:models",
@@ -56,13 +60,19 @@ def _load_command(name: str) -> TyperCommand | TyperGroup:
     return typer.main.get_command(single)
 
 
+def _shown(message: object) -> str:
+    """An error or note as one line for the terminal: file names and values inside it may come from participants,
+    so control and bidi characters show as escapes and markup as text."""
+    return escape(plain_text(str(message), limit=MAX_MESSAGE))
+
+
 def _note_printer(fallback: Callable[..., None]) -> Callable[..., None]:
     """A ``warnings.showwarning`` that prints a :class:`MedicoWarning` as a one-line note on stderr and passes
     other warnings to ``fallback``."""
 
     def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
         if issubclass(category, MedicoWarning):
-            err_console.print(f"[yellow]note:[/] {escape(str(message))}")
+            err_console.print(f"[yellow]note:[/] {_shown(message)}")
         else:
             fallback(message, category, *args, **kwargs)
 
@@ -92,7 +102,7 @@ class _MedicoGroup(TyperGroup):
                         raise
                     raise failure from error
             except MedicoError as error:
-                err_console.print(f"[bold red]error:[/] {escape(str(error))}")
+                err_console.print(f"[bold red]error:[/] {_shown(error)}")
                 raise typer.Exit(error.exit_code) from error
 
 

@@ -10,6 +10,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from medico.cli import app
@@ -115,3 +116,13 @@ def test_a_hostile_model_in_a_submission_manifest_reaches_no_output_raw(workspac
     summary = json.loads(archive.with_name(f"{archive.stem}_summary.json").read_text(encoding="utf-8"))
     assert _raw(summary["model"]) == [] and len(summary["model"]) <= CAP
     assert summary["model"] == LeaderboardStore().entries()[0].model, "the record says what the leaderboard shows"
+
+
+@pytest.mark.parametrize("name", ["csi", "osc8", "bidi", "newlines"])
+def test_an_error_naming_a_hostile_file_shows_the_name_neutralised(workspace: Path, name: str) -> None:
+    archive = workspace / f"{HOSTILE[name]}.zip".replace("\x00", "")
+    (workspace / "images").mkdir()
+    Image.new("RGB", (4, 4)).save(workspace / "images" / "a.jpg")
+    result = CliRunner().invoke(app, ["validate", str(archive), "--images", str(workspace / "images")], env=WIDE)
+    assert result.exit_code == 2 and "error:" in result.output
+    _assert_safe(result.output)
