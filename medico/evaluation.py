@@ -7,6 +7,7 @@ counts at a time, so images of different sizes mix freely). The reported figure 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from medico.contract import LogitRanges, check_logit_ranges
 from medico.errors import MedicoError
 from medico.files import write_atomic
 from medico.inference import Predictor
+from medico.leaderboard.entry import INTERVALS
 from medico.metrics import (
     METRIC_NAMES,
     METRIC_POLICY,
@@ -34,6 +36,7 @@ from medico.metrics import (
 )
 from medico.runs import METRICS, PER_IMAGE
 from medico.runtime import resolve_device, resolve_precision
+from medico.stats import ScoreSummary, describe
 
 __all__ = [
     "COUNT_NAMES",
@@ -74,6 +77,11 @@ class EvaluationResult:
     summary: dict[str, float]
     policy: dict[str, Any]
     logit_ranges: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @functools.cached_property
+    def intervals(self) -> dict[str, ScoreSummary]:
+        """Mean, std and 95% bootstrap interval over images of each score the leaderboard shows an interval for."""
+        return {name: describe(self.per_image[name].to_numpy()) for name in INTERVALS}
 
     @classmethod
     def from_counts(

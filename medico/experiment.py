@@ -30,15 +30,12 @@ from medico.download import file_sha256
 from medico.evaluation import EvaluationResult
 from medico.inference import Predictor
 from medico.leaderboard import Entry, LeaderboardStore
-from medico.leaderboard.entry import INTERVALS
 from medico.leaderboard.participant import TeamNameError, check_team_name
-from medico.metrics import METRIC_NAMES
 from medico.plugins import canonical_spec, get_plugin
 from medico.record import environment_info, write_history, write_json, write_training_curve
 from medico.run_data import DataRecord, run_data
 from medico.runs import RunFolder, find_run, run_number
 from medico.speed import SpeedResult, measure_model_speed
-from medico.stats import describe
 from medico.training import EpochRecord, Trainer, TrainingObserver, TrainingResult, load_resume_checkpoint
 
 __all__ = [
@@ -212,8 +209,6 @@ def finish_run(
     )
     if is_main():
         evaluation.write(run_dir)
-    intervals = {name: describe(evaluation.per_image[name].to_numpy()) for name in INTERVALS}
-    bounds = {f"{name}_ci_{end}": getattr(i, f"ci_{end}") for name, i in intervals.items() for end in ("low", "high")}
     speed = None
     if measure_speed and is_main():
         speed = measure_model_speed(model, checkpoint.input_size, device=result.device, precision=result.precision)
@@ -221,28 +216,23 @@ def finish_run(
     fingerprint = plan.dataset.fingerprint()
     entry = entry_id = None
     if leaderboard and is_main():
-        entry = Entry(
+        entry = Entry.from_evaluation(
+            evaluation,
             team=config.team or default_team(),
             model=config.model,
-            task="segmentation",
             split="val",
+            source="measured",
+            speed=speed,
             run=run_number(run_dir),
-            **{k: evaluation.summary[k] for m in METRIC_NAMES for k in (m, f"{m}_std")},
-            **bounds,
-            fps=speed.fps if speed else None,
-            fps_device=speed.device if speed else None,
-            fps_kind=speed.kind if speed else None,
-            n_images=int(evaluation.summary["n_images"]),
             dataset_fingerprint=fingerprint,
             dataset=dataset_label(plan.dataset, plan.config.data, fingerprint),
-            metric_policy=evaluation.policy,
-            source="measured",
             sha256=sha256,
             note=_note(plan, result),
         )
         entry_id = LeaderboardStore().add(entry)
     summary = _summary(plan, result, evaluation, speed, sha256, entry_id)
-    summary["validation"]["intervals"] = {name: i.as_dict() for name, i in intervals.items()}  # 95% bootstrap
+    # the 95% bootstrap intervals over images, as on the leaderboard
+    summary["validation"]["intervals"] = {name: i.as_dict() for name, i in evaluation.intervals.items()}
     if is_main():
         write_json(RunFolder(run_dir).summary, summary)
     return RunOutcome(evaluation, speed, entry, entry_id, summary)

@@ -128,7 +128,7 @@ def test_the_markdown_table_keeps_its_columns_whatever_the_team_is_called(store)
     output = _invoke("--format", "markdown", "--all-runs", "--with-published").stdout
     table_lines = [line for line in output.splitlines() if line.startswith("|")]
     widths = {len(re.findall(r"(?<!\\)\|", line)) for line in table_lines}
-    assert widths == {13}, "12 columns: 13 unescaped pipes per line"
+    assert widths == {14}, "13 columns: 14 unescaped pipes per line"
     assert r"u\|net" in output and r"\[bold red\]x" in output
     assert "Published figures (not measured here)" in output and "arXiv:2101.07172" in output
 

@@ -135,9 +135,9 @@ def test_fps_on_different_devices_is_never_compared():
     ]
     ranked = select_view(entries, "efficiency", "all")
     assert [(r.group, r.rank, r.entry.team) for r in ranked] == [
-        ("H100, model FPS", 1, "gpu"),
-        ("cpu, model FPS", 1, "cpu2"),
-        ("cpu, model FPS", 2, "cpu"),
+        ("H100, model FPS, precision not stated", 1, "gpu"),
+        ("cpu, model FPS, precision not stated", 1, "cpu2"),
+        ("cpu, model FPS, precision not stated", 2, "cpu"),
     ]
 
 

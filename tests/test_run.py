@@ -63,6 +63,7 @@ def test_run_trains_on_announced_synthetic_data_records_the_run_and_ranks_it(sma
     assert entry.sha256 == file_sha256(run_dir / "checkpoints" / "best.pt")
     assert entry.iou == pytest.approx(summary["validation"]["scores"]["iou"])
     assert entry.fps_kind == "model" and "SYNTHETIC" in entry.note
+    assert entry.fps_precision == summary["fps"]["precision"] == summary["training"]["precision"]
     assert entry.dataset == f"synthetic {entry.dataset_fingerprint[:8]}"  # never ranked with real-data runs
 
 

@@ -21,6 +21,7 @@ from medico.download import file_sha256
 from medico.leaderboard import LeaderboardStore
 from medico.metrics import METRIC_NAMES, METRIC_POLICY
 from medico.preprocess import normalize, resize_mask, to_tensor
+from medico.stats import describe
 from medico.submission import mask_png
 
 SIZES = [(80, 48), (48, 72), (96, 40), (64, 56)]  # (width, height), none square
@@ -91,6 +92,11 @@ def test_end_to_end_train_submit_validate_score_and_see_the_leaderboard(
     assert (entry.team, entry.model, entry.run, entry.source) == ("E2E", "unet", 1, "submission")
     assert entry.sha256 == file_sha256(archive) and entry.n_images == len(SIZES)
     assert entry.iou == pytest.approx(per_image["iou"].mean()) and entry.dice == pytest.approx(per_image["dice"].mean())
+    for name in ("iou", "dice"):  # test rows carry the same bootstrap intervals as validation rows
+        interval = describe(per_image[name].to_numpy())
+        assert (getattr(entry, f"{name}_ci_low"), getattr(entry, f"{name}_ci_high")) == pytest.approx(
+            (interval.ci_low, interval.ci_high)
+        )
 
 
 def test_the_truth_itself_scores_one_and_results_sit_next_to_the_archive(

@@ -88,3 +88,19 @@ def test_leaderboard_ci_shows_the_interval_beside_the_mean_and_only_when_asked(w
         assert with_ci.exit_code == 0 and interval in with_ci.output, (fmt, with_ci.output)
         without = runner.invoke(app, ["leaderboard", "--format", fmt])
         assert "0.8120" in without.output and "0.78," not in without.output
+
+
+def test_fps_at_different_precisions_are_shown_beside_it_and_never_ranked_together(workspace: Path) -> None:
+    store = LeaderboardStore()
+    device = dict(fps_device="CPU Xeon (2 threads)", fps_kind="model")
+    store.add(_entry(team="fast", fps=20.0, fps_precision="bf16", **device))
+    store.add(_entry(team="exact", fps=10.0, fps_precision="fp32", run=2, **device))
+    shown = runner.invoke(app, ["leaderboard", "--task", "efficiency", "--format", "markdown"])
+    assert shown.exit_code == 0, shown.output
+    sections = shown.output.split("## ")[1:]
+    assert [(s.splitlines()[0], "fast" in s, "exact" in s) for s in sections] == [
+        ("CPU Xeon (2 threads), model FPS, bf16", True, False),
+        ("CPU Xeon (2 threads), model FPS, fp32", False, True),
+    ]
+    assert all("| 1 |" in section for section in sections), "each is first among its own precision"
+    assert "| at |" in shown.output and "bf16" in sections[0].split("|", 20)[-1]

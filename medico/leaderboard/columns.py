@@ -73,7 +73,8 @@ def _score(name: str, header: str, secondary: bool = False, interval: bool = Fal
 
 
 def display_columns(task: str, intervals: bool = False) -> list[Column]:
-    """rank, team, run, model, the scores (FPS first for the efficiency task), device, date; ``intervals`` shows
+    """rank, team, run, model, the scores (FPS first for the efficiency task, the precision it was measured at beside
+    it), device, date; ``intervals`` shows
     mIoU and Dice with their 95% bootstrap interval where an entry has one."""
     scores = [
         _score("iou", "mIoU", interval=intervals),
@@ -83,7 +84,8 @@ def display_columns(task: str, intervals: bool = False) -> list[Column]:
         _score("f2", "F2", secondary=True),
     ]
     fps = Column("FPS", lambda row: row.entry.fps, format_fps, higher_is_better=True, numeric=True)
-    measures = [fps, *scores] if task == "efficiency" else [*scores, fps]
+    precision = Column("at", lambda row: row.entry.fps_precision)  # the precision the FPS was measured at
+    measures = [fps, precision, *scores] if task == "efficiency" else [*scores, fps, precision]
     return [
         Column("rank", lambda row: row.rank, numeric=True),
         Column("team", lambda row: row.entry.team),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from medico.leaderboard.errors import LeaderboardError
 from medico.leaderboard.participant import MAX_TEAM_NAME, MAX_TEXT, check_run_number, check_team_name, plain_text
@@ -21,6 +21,26 @@ INTERVALS = ("iou", "dice")
 Task = Literal["segmentation", "efficiency"]
 Split = Literal["val", "test"]
 Source = Literal["measured", "submission", "published"]
+
+
+class Evaluated(Protocol):
+    """What a row is built from (:class:`medico.evaluation.EvaluationResult`): the summary over images, the policy
+    and the bootstrap summaries of :data:`INTERVALS` (each with ``ci_low`` and ``ci_high``)."""
+
+    summary: dict[str, float]
+    policy: dict[str, Any]
+
+    @property
+    def intervals(self) -> dict[str, Any]: ...
+
+
+class SpeedMeasured(Protocol):
+    """A model-speed measurement (:class:`medico.speed.SpeedResult`)."""
+
+    fps: float
+    device: str
+    kind: str
+    precision: str
 
 
 @dataclass(frozen=True)
@@ -63,6 +83,7 @@ class Entry:
     fps: float | None = None
     fps_device: str | None = None
     fps_kind: str | None = None
+    fps_precision: str | None = None
     n_images: int | None = None
     dataset_fingerprint: str | None = None
     dataset: str = ""
@@ -73,6 +94,45 @@ class Entry:
     note: str = ""
     citation: str = ""
     id: int | None = None
+
+    @classmethod
+    def from_evaluation(
+        cls,
+        evaluation: Evaluated,
+        *,
+        team: str,
+        model: str,
+        split: Split,
+        source: Source,
+        speed: SpeedMeasured | None = None,
+        **provenance: Any,
+    ) -> Entry:
+        """The row of a scored evaluation: each score's mean and spread over images, the 95% bootstrap interval of
+        mIoU and Dice, the metric policy, and the speed when one was measured. ``medico run`` (val) and
+        ``medico score`` (test) both build their rows here; ``provenance`` holds the other fields (run, sha256,
+        dataset, note...)."""
+        summary = evaluation.summary
+        bounds = {
+            f"{name}_ci_{end}": getattr(interval, f"ci_{end}")
+            for name, interval in evaluation.intervals.items()
+            for end in ("low", "high")
+        }
+        measured = {} if speed is None else {
+            "fps": speed.fps, "fps_device": speed.device, "fps_kind": speed.kind, "fps_precision": speed.precision
+        }
+        return cls(
+            team=team,
+            model=model,
+            task="segmentation",
+            split=split,
+            **{key: summary[key] for name in SCORES for key in (name, f"{name}_std")},
+            **bounds,
+            **measured,
+            n_images=int(summary["n_images"]),
+            metric_policy=evaluation.policy,
+            source=source,
+            **provenance,
+        )
 
     def __post_init__(self) -> None:
         if self.id is None:

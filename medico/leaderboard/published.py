@@ -20,7 +20,7 @@ REPORTED_CSV = Path("baselines") / "reported.csv"
 
 _FLOATS = frozenset(SCORES) | {f"{name}_std" for name in SCORES} | {"fps"}
 _INTS = frozenset({"run", "n_images"})
-_OPTIONAL_TEXT = frozenset({"fps_device", "fps_kind", "dataset_fingerprint", "created"})
+_OPTIONAL_TEXT = frozenset({"fps_device", "fps_kind", "fps_precision", "dataset_fingerprint", "created"})
 _COLUMNS = frozenset(f.name for f in fields(Entry)) - {"id", "source", "sha256", "metric_policy"}
 _REQUIRED = ("team", "model", "citation")
 

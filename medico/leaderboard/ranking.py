@@ -42,10 +42,11 @@ class Ranked:
 
 def comparison_group(entry: Entry, task: str) -> str:
     """Which entries ``entry`` is compared with: its split and the data it was scored on (segmentation), or its
-    device and FPS kind (efficiency). A synthetic-data score is never ranked against a Kvasir-SEG one."""
+    device, FPS kind and precision (efficiency). A synthetic-data score is never ranked against a Kvasir-SEG one,
+    nor a bf16 FPS against an fp32 one."""
     if task == "efficiency":
         kind = f"{entry.fps_kind} FPS" if entry.fps_kind else "FPS kind not stated"
-        return f"{entry.fps_device or 'device not stated'}, {kind}"
+        return f"{entry.fps_device or 'device not stated'}, {kind}, {entry.fps_precision or 'precision not stated'}"
     return f"{entry.split} split" + (f", {entry.dataset}" if entry.dataset else "")
 
 

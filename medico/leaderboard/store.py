@@ -73,6 +73,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE entries ADD COLUMN dataset TEXT NOT NULL DEFAULT '';
     """,
+    # 5: the precision an FPS was measured at (fp32, bf16, fp16), so that the efficiency board never mixes them.
+    """
+    ALTER TABLE entries ADD COLUMN fps_precision TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -32,7 +32,7 @@ from medico.evaluation import EvaluationResult
 from medico.files import atomic_path
 from medico.leaderboard import Entry, LeaderboardStore
 from medico.leaderboard.participant import check_run_number, check_team_name
-from medico.metrics import METRIC_NAMES, METRIC_POLICY, confusion_counts
+from medico.metrics import METRIC_POLICY, confusion_counts
 from medico.submission.names import run_in_name
 from medico.submission.validator import InvalidSubmissionError, ValidationReport, image_sizes, validate_archive
 
@@ -121,23 +121,15 @@ def score_archive(
     heights_widths = [(expected[n][1], expected[n][0]) for n in names]
     stacked = torch.stack([counts[n] for n in names])
     evaluation = EvaluationResult.from_counts(names, heights_widths, stacked, METRIC_POLICY)
-    digest = file_sha256(archive)
-    model = _manifest_model(archive)
-    summary = evaluation.summary
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    entry = Entry(
+    entry = Entry.from_evaluation(
+        evaluation,
         team=team,
-        model=model,
-        task="segmentation",
+        model=_manifest_model(archive),
         split="test",
-        run=run,
-        **{name: summary[name] for name in METRIC_NAMES},
-        **{f"{name}_std": summary[f"{name}_std"] for name in METRIC_NAMES},
-        n_images=len(names),
-        metric_policy=evaluation.policy,
         source="submission",
-        sha256=digest,
-        created=created,
+        run=run,
+        sha256=file_sha256(archive),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         note=f"archive {archive.name}",
     )
     scores_csv, summary_json = (archive.with_name(f"{archive.stem}_{kind}") for kind in ("scores.csv", "summary.json"))
@@ -149,7 +141,7 @@ def score_archive(
             record = json.dumps(_summary(archive, entry, evaluation, entry_id), indent=2) + "\n"
             summary_tmp.write_text(record, encoding="utf-8")
     return ScoreResult(
-        archive, digest, entry.team, run, entry.model, evaluation, scores_csv, summary_json, entry_id, report
+        archive, entry.sha256, entry.team, run, entry.model, evaluation, scores_csv, summary_json, entry_id, report
     )
 
 
