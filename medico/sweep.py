@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from rich.table import Table
 
 from medico.config import ConfigError, RunOptions, check_setting
 from medico.data import Split
@@ -31,6 +30,7 @@ from medico.stats import CONFIDENCE, RESAMPLES, describe, std
 
 __all__ = [
     "FOLD_SEED",
+    "SWEEP_HEADERS",
     "SWEEP_METRICS",
     "MemberResult",
     "SweepError",
@@ -41,7 +41,6 @@ __all__ = [
     "plan_member",
     "summarise_sweep",
     "sweep_members",
-    "sweep_table",
     "write_sweep",
 ]
 
@@ -50,7 +49,8 @@ FOLD_SEED = 0
 MAX_FOLDS = 1000
 """The most folds a sweep plans: more than leave-one-out over Kvasir-SEG's 880 training images."""
 SWEEP_METRICS = ("iou", "dice")
-_HEADERS = {"iou": "mIoU", "dice": "Dice"}
+SWEEP_HEADERS = {"iou": "mIoU", "dice": "Dice"}
+"""How the sweep's metrics are named where people read them."""
 
 
 class SweepError(MedicoError):
@@ -229,27 +229,3 @@ def write_sweep(
     write_json(folder / "summary.json", record)
     write_atomic(folder / "per_image.csv", summary.per_image.to_csv(index=False), replace=True)
     return folder
-
-
-def sweep_table(summary: SweepSummary, title: str = "sweep") -> Table:
-    """One row per run, then the mean ± std over runs, the mean over images and its bootstrap interval."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("run", no_wrap=True)
-    for header in ("fold", "seed", "images", *(_HEADERS[m] for m in SWEEP_METRICS)):
-        table.add_column(header, justify="right", no_wrap=True)
-    for row in summary.runs:
-        fold = "-" if row["fold"] is None else str(row["fold"])
-        scores = [f"{row[m]:.4f}" for m in SWEEP_METRICS]
-        table.add_row(row["run"], fold, str(row["seed"]), str(row["n_images"]), *scores)
-    stats = [summary.metrics[m] for m in SWEEP_METRICS]
-    percent = f"{summary.confidence:.0%}"
-    table.add_section()
-    table.add_row("mean ± std", "", "", "", *(f"{s['mean']:.4f} ± {s['std']:.4f}" for s in stats))
-    images = str(len(summary.per_image))
-    table.add_row("image mean", "", "", images, *(f"{s['image_mean']:.4f}" for s in stats), style="bold")
-    table.add_row(f"{percent} CI", "", "", images, *(f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]" for s in stats))
-    table.caption = (
-        f"mean ± std: over the runs' means (sample std); image mean and {percent} CI: bootstrap over images of each "
-        "image's score averaged over the runs that scored it"
-    )
-    return table

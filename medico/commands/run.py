@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 from rich.progress import Progress
+from rich.table import Table
 
 from medico.config import ConfigError, RunOptions
 from medico.console import console, err_console, task_progress
@@ -20,12 +21,14 @@ from medico.leaderboard.render import leaderboard_tables
 from medico.leaderboard.view import leaderboard_rows
 from medico.runs import RunFolder
 from medico.sweep import (
+    SWEEP_HEADERS,
+    SWEEP_METRICS,
     MemberResult,
+    SweepSummary,
     parse_seeds,
     plan_member,
     summarise_sweep,
     sweep_members,
-    sweep_table,
     write_sweep,
 )
 from medico.training import EpochRecord, Trainer, TrainingObserver, TrainingResult
@@ -283,10 +286,34 @@ def execute_sweep(
         results.append(MemberResult.from_evaluation(member, plan, outcome.evaluation))
     summary = summarise_sweep(results)
     folder = write_sweep(summary, model, folds=folds, seeds=seed_list)
-    console.print(sweep_table(summary, title=f"sweep {folder.name}: {escape(model)}"))
+    console.print(_sweep_table(summary, title=f"sweep {folder.name}: {escape(model)}"))
     if folds:
         console.print("fold runs are scored on held-out training images, so they are not on the leaderboard")
     console.print(f"sweep record: {escape(str(folder))}/ (summary.json, per_image.csv)")
+
+
+def _sweep_table(summary: SweepSummary, title: str = "sweep") -> Table:
+    """One row per run, then the mean ± std over runs, the mean over images and its bootstrap interval."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("run", no_wrap=True)
+    for header in ("fold", "seed", "images", *(SWEEP_HEADERS[m] for m in SWEEP_METRICS)):
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in summary.runs:
+        fold = "-" if row["fold"] is None else str(row["fold"])
+        scores = [f"{row[m]:.4f}" for m in SWEEP_METRICS]
+        table.add_row(row["run"], fold, str(row["seed"]), str(row["n_images"]), *scores)
+    stats = [summary.metrics[m] for m in SWEEP_METRICS]
+    percent = f"{summary.confidence:.0%}"
+    table.add_section()
+    table.add_row("mean ± std", "", "", "", *(f"{s['mean']:.4f} ± {s['std']:.4f}" for s in stats))
+    images = str(len(summary.per_image))
+    table.add_row("image mean", "", "", images, *(f"{s['image_mean']:.4f}" for s in stats), style="bold")
+    table.add_row(f"{percent} CI", "", "", images, *(f"[{s['ci_low']:.4f}, {s['ci_high']:.4f}]" for s in stats))
+    table.caption = (
+        f"mean ± std: over the runs' means (sample std); image mean and {percent} CI: bootstrap over images of each "
+        "image's score averaged over the runs that scored it"
+    )
+    return table
 
 
 def run(
