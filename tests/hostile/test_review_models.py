@@ -1,0 +1,103 @@
+"""Review of issue 12 (checkpoints, plugins, run records, options), as a hostile participant and a careless user.
+
+A checkpoint of a few kilobytes never makes medico allocate far more than the file holds; what a checkpoint, a
+copied run folder or an installed plugin holds is refused on one line naming it, never a traceback, never shown raw,
+never scored as a run's validation when it is not, and never fetched or run.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from medico.checkpoint import FORMAT
+from medico.models import unet
+from tests.hostile.test_checkpoint_runs_no_code import COMMANDS, Outcome
+
+SMALL_SYNTHETIC_COUNT = 8
+
+
+def payload(**fields: Any) -> dict[str, Any]:
+    """What ``torch.save`` writes for a tiny U-Net checkpoint, with ``fields`` replaced, as a participant could."""
+    torch.manual_seed(0)
+    options = {"init_features": 4}
+    return {
+        "format": FORMAT,
+        "model_spec": "unet",
+        "model_options": options,
+        "input_size": 32,
+        "model": unet(**options).state_dict(),
+        "config": {"model": "unet", "options": options, "data": None, "split": "auto", "seed": 0},
+        "training": {},
+        "metrics": {},
+        **fields,
+    }
+
+
+def refused(outcome: Outcome, *named: str) -> str:
+    """The command failed with one message line naming ``named``, and no traceback; returns the message."""
+    assert outcome.code not in (0, None), outcome.output
+    assert "Traceback" not in outcome.output, outcome.output
+    [message] = [line for line in outcome.output.splitlines() if line.startswith("error:")]
+    for text in named:
+        assert text in message, (text, message)
+    return message
+
+
+def expanded_weights(features: int) -> dict[str, torch.Tensor]:
+    """The state_dict of ``unet(init_features=features)`` in shape, every tensor one stored zero seen through a view."""
+    with torch.device("meta"):
+        shapes = {k: v for k, v in unet(init_features=features).state_dict().items()}
+    return {k: torch.zeros((), dtype=v.dtype).expand(v.shape) for k, v in shapes.items()}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_checkpoint_of_kilobytes_cannot_make_medico_build_a_model_of_hundreds_of_megabytes(
+    command: str, workspace: Path
+) -> None:
+    """Options for a huge model and weights that are one stored zero each, expanded to the model's shapes: the file
+    is about 30 KB, the model it asks for 124 MB (and 32 GB with init_features=1024)."""
+    checkpoint = workspace / "best.pt"
+    features = 64
+    options = {"init_features": features}
+    config = {"model": "unet", "options": options, "data": None, "split": "auto", "seed": 0}
+    torch.save(payload(model=expanded_weights(features), model_options=options, config=config), checkpoint)
+    assert checkpoint.stat().st_size < 100_000
+    refused(COMMANDS[command](workspace, checkpoint), "best.pt", "more than the file")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "task 2 container entry"])
+def test_a_zip_bomb_checkpoint_is_refused_before_it_is_unpacked(command: str, workspace: Path) -> None:
+    """64 MiB of zeros deflated into a checkpoint of under a megabyte (torch reads compressed members)."""
+    plain, checkpoint = workspace / "plain.pt", workspace / "best.pt"
+    torch.save(payload(training={"padding": torch.zeros(64 << 20, dtype=torch.uint8)}), plain)
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(checkpoint, "w", zipfile.ZIP_DEFLATED) as bomb:
+        for member in source.infolist():
+            bomb.writestr(member.filename, source.read(member.filename))
+    plain.unlink()
+    assert checkpoint.stat().st_size < 1 << 20
+    refused(COMMANDS[command](workspace, checkpoint), "best.pt", "unpack to", "more than the file")
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"config": {"model": "unet", "data": 5, "split": "auto"}}, "data must be str"),
+        ({"config": {"model": "unet", "data": None, "split": ["auto"]}}, "split must be str"),
+        ({"config": {"model": "unet", "data": torch.zeros(2)}}, "config must be a dict of plain values"),
+        ({"model_options": {"init_features": torch.tensor(4)}, "config": {}}, "model_options must be"),
+        ({"metrics": {"data_record": torch.zeros(3)}}, "metrics must be a dict of plain values"),
+    ],
+    ids=["data a number", "split a list", "data a tensor", "an option a tensor", "record a tensor"],
+)
+@pytest.mark.parametrize("command", ["evaluate", "show"])
+def test_a_checkpoint_whose_settings_are_of_the_wrong_type_is_one_line_naming_the_field(
+    fields: dict[str, Any], named: str, command: str, small_data: Path
+) -> None:
+    checkpoint = small_data / "best.pt"
+    torch.save(payload(**fields), checkpoint)
+    refused(COMMANDS[command](small_data, checkpoint), "best.pt", named)
