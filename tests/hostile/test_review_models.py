@@ -7,7 +7,9 @@ never scored as a run's validation when it is not, and never fetched or run.
 
 from __future__ import annotations
 
+import json
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,10 @@ import pytest
 import torch
 
 from medico.checkpoint import FORMAT
+from medico.data import Split, open_dataset, resolve_split
 from medico.models import unet
-from tests.hostile.test_checkpoint_runs_no_code import COMMANDS, Outcome
+from medico.run_data import DataRecord
+from tests.hostile.test_checkpoint_runs_no_code import COMMANDS, Outcome, invoke
 
 SMALL_SYNTHETIC_COUNT = 8
 
@@ -101,3 +105,36 @@ def test_a_checkpoint_whose_settings_are_of_the_wrong_type_is_one_line_naming_th
     checkpoint = small_data / "best.pt"
     torch.save(payload(**fields), checkpoint)
     refused(COMMANDS[command](small_data, checkpoint), "best.pt", named)
+
+
+def copied_run(workspace: Path, edit: Callable[[Split], Split], split: str = "auto") -> Path:
+    """A run folder as another participant could hand it over: a tiny U-Net's best.pt, per_image.csv, and a
+    dataset.json whose split ``edit`` changed (its digest made to match, as anyone can)."""
+    run = workspace / "runs" / "1-unet"
+    dataset = open_dataset(None)
+    config = {"model": "unet", "options": {"init_features": 4}, "data": None, "split": split, "seed": 0}
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save(payload(config=config), run / "checkpoints" / "best.pt")
+    record = DataRecord.of(dataset, edit(resolve_split(dataset, "auto")))
+    (run / "dataset.json").write_text(json.dumps(record.as_dict()))
+    rows = [f"{name},0.5,0.5,0.5,0.5,0.5,0.5" for name in record.split.val]
+    (run / "per_image.csv").write_text("name,dice,iou,precision,recall,f2,accuracy\n" + "\n".join(rows) + "\n")
+    return run
+
+
+@pytest.mark.parametrize(
+    ("edit", "split"),
+    [
+        (lambda s: Split(s.name, s.val, s.train), "auto"),
+        (lambda s: Split(s.name, s.train[1:], s.val + s.train[:1]), "auto"),
+        (lambda s: Split("files", s.train, s.val + s.train[:1]), "/a/split/folder/gone/since"),
+    ],
+    ids=["train and val swapped", "a training image held out", "split folder gone, a training image held out"],
+)
+@pytest.mark.parametrize("command", ["evaluate", "show"])
+def test_a_run_record_edited_to_hold_out_training_images_is_never_scored_as_validation(
+    edit: Callable[[Split], Split], split: str, command: str, small_data: Path
+) -> None:
+    copied_run(small_data, edit, split)
+    refused(invoke(command, "1", "--device", "cpu"), "1-unet", "train")
+    assert not (small_data / "runs" / "1-unet" / "evaluations").exists()
