@@ -12,7 +12,7 @@ another split are used only when asked for with ``--data``/``--split``, and then
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,6 +123,17 @@ class RunData:
     dataset: PolypDataset
     split: Split
     other: str | None = None
+
+    def check_held_out(self, names: Iterable[str], source: str) -> None:
+        """Refuse scores ``source`` holds for images that are not this split's validation images (a per_image.csv
+        edited to list training images would have them shown as validation images)."""
+        others = sorted(set(names) - set(self.split.val))
+        if others:
+            shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            raise OtherDataError(
+                f"{source}: scores {len(others)} images that are not validation images of split {self.split.name} "
+                f"of {self.dataset.description}: {shown}"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         """What results say about the data they were scored on (``metrics.json``'s ``data``)."""

@@ -138,3 +138,33 @@ def test_a_run_record_edited_to_hold_out_training_images_is_never_scored_as_vali
     copied_run(small_data, edit, split)
     refused(invoke(command, "1", "--device", "cpu"), "1-unet", "train")
     assert not (small_data / "runs" / "1-unet" / "evaluations").exists()
+
+
+@pytest.mark.parametrize(
+    ("rows", "named"),
+    [
+        ("name,dice,iou\nsynthetic-0000,0.5,abc\n", "iou"),
+        ("name,dice,iou\nsynthetic-0000,0.5,nan\n", "iou"),
+        ("name,dice,iou\nsynthetic-0000,0.5,7\n", "iou"),
+        ("name,dice\nsynthetic-0000,0.5\n", "iou"),
+        ("name,dice,iou\n", "name"),
+        ("", "per_image.csv"),
+        ("name,dice,iou\n,0.5,0.5\n", "name"),
+    ],
+    ids=["text", "nan", "above 1", "no iou column", "no rows", "empty file", "a row without a name"],
+)
+def test_a_hand_edited_per_image_csv_is_one_line_naming_it_in_show_and_compare(
+    rows: str, named: str, small_data: Path
+) -> None:
+    run = copied_run(small_data, lambda split: split)
+    (run / "per_image.csv").write_text(rows)
+    for args in (["show", "1", "--device", "cpu"], ["compare", "1", "1"]):
+        refused(invoke(*args), "per_image.csv", named)
+
+
+def test_show_never_draws_training_images_listed_in_a_per_image_csv(small_data: Path) -> None:
+    run = copied_run(small_data, lambda split: split)
+    training = json.loads((run / "dataset.json").read_text())["split"]["train"]
+    (run / "per_image.csv").write_text("name,dice,iou\n" + "".join(f"{name},0.9,0.9\n" for name in training))
+    refused(invoke("show", "1", "--device", "cpu"), "per_image.csv", "not validation images", training[0])
+    assert not (run / "overlays").exists()
