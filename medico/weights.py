@@ -113,7 +113,7 @@ def load_weights_only(path: Path) -> Any:
     payload = torch.load(path, map_location="cpu", weights_only=True)
     held = _tensor_bytes(payload)
     if held > size:
-        raise ValueError(f"its tensors span {held:,} bytes, more than the file's {size:,} (views larger than their data)")
+        raise ValueError(f"its tensors span {held:,} bytes, more than the file's {size:,} (views beyond their data)")
     return payload
 
 

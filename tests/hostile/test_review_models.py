@@ -168,3 +168,26 @@ def test_show_never_draws_training_images_listed_in_a_per_image_csv(small_data: 
     (run / "per_image.csv").write_text("name,dice,iou\n" + "".join(f"{name},0.9,0.9\n" for name in training))
     refused(invoke("show", "1", "--device", "cpu"), "per_image.csv", "not validation images", training[0])
     assert not (run / "overlays").exists()
+
+
+CLIPBOARD = "\x1b]52;c;cHduZWQ=\x1b\\"
+"""OSC 52: a terminal receiving it raw puts 'pwned' in the user's clipboard."""
+
+
+@pytest.mark.parametrize("command", ["evaluate", "show", "compare", "submit"])
+def test_a_copied_run_folder_named_with_an_escape_sequence_never_reaches_the_terminal_raw(
+    command: str, small_data: Path
+) -> None:
+    run = copied_run(small_data, lambda split: split)
+    run = run.rename(run.with_name(f"1-unet{CLIPBOARD}"))
+    args = {
+        "evaluate": ["evaluate", "1", "--device", "cpu"],
+        "show": ["show", "1", "--device", "cpu", "--count", "1"],
+        "compare": ["compare", "1", "1"],
+        "submit": ["submit", "--team", "T", "--checkpoint", run / "missing.pt"],
+    }[command]
+    outcome = invoke(*args)
+    assert "Traceback" not in outcome.output, outcome.output
+    assert "1-unet" in outcome.output or "missing.pt" in outcome.output, outcome.output
+    assert "\x1b" not in outcome.output, outcome.output
+    assert "\\x1b]52" in outcome.output  # shown, as its escape
