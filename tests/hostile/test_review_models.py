@@ -21,6 +21,7 @@ from medico.data import Split, open_dataset, resolve_split
 from medico.models import unet
 from medico.run_data import DataRecord
 from tests.hostile.test_checkpoint_runs_no_code import COMMANDS, Outcome, invoke
+from tests.test_plugins import isolated_registry  # noqa: F401 (a fixture)
 
 SMALL_SYNTHETIC_COUNT = 8
 
@@ -191,3 +192,20 @@ def test_a_copied_run_folder_named_with_an_escape_sequence_never_reaches_the_ter
     assert "1-unet" in outcome.output or "missing.pt" in outcome.output, outcome.output
     assert "\x1b" not in outcome.output, outcome.output
     assert "\\x1b]52" in outcome.output  # shown, as its escape
+
+
+@pytest.mark.usefixtures("isolated_registry")
+def test_an_installed_plugin_exiting_on_import_is_reported_and_hides_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A package whose module calls sys.exit when imported: before, every command exited silently with its code."""
+    site = tmp_path / "site"
+    (site / "quitter-1.0.dist-info").mkdir(parents=True)
+    (site / "quitter-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: quitter\nVersion: 1.0\n")
+    (site / "quitter-1.0.dist-info" / "entry_points.txt").write_text("[medico.models]\nquitnet = quitter:build\n")
+    (site / "quitter.py").write_text("import sys\n\nsys.exit(4)\n")
+    monkeypatch.syspath_prepend(str(site))
+    outcome = invoke("models")
+    assert outcome.code == 0, outcome.output
+    assert "unet" in outcome.output
+    assert "quitnet failed to load" in " ".join(outcome.output.split()) and "SystemExit" in outcome.output
