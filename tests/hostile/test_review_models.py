@@ -209,3 +209,18 @@ def test_an_installed_plugin_exiting_on_import_is_reported_and_hides_no_other(
     assert outcome.code == 0, outcome.output
     assert "unet" in outcome.output
     assert "quitnet failed to load" in " ".join(outcome.output.split()) and "SystemExit" in outcome.output
+
+
+def test_resuming_a_copied_run_never_fetches_the_pretrained_source_its_checkpoint_names(small_data: Path) -> None:
+    """A last.pt naming ``file:///a/private/file`` (or any URL): resuming copied it into the cache, or fetched it."""
+    trained = invoke("train", "unet", "--option", "init_features=4", "--input-size", "32", "--epochs", "1")
+    assert trained.code == 0, trained.output
+    secret = small_data / "private.txt"
+    secret.write_text("not for the cache")
+    last = small_data / "runs" / "1-unet" / "checkpoints" / "last.pt"
+    stored = torch.load(last, weights_only=True)
+    stored["config"]["pretrained"] = secret.as_uri()
+    torch.save(stored, last)
+    resumed = invoke("run", "unet", "--resume", "1", "--epochs", "2", "--no-leaderboard", "--device", "cpu")
+    assert resumed.code == 0, resumed.output
+    assert not [path for path in (small_data / ".cache").rglob("*") if path.name == secret.name]
