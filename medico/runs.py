@@ -220,18 +220,34 @@ def find_run(run: str, root: Path | None = None) -> RunFolder:
     if run == "latest":
         return latest_run(root)
     runs = list_runs(root)
-    for folder in runs:
-        if run == folder.name or (run.isdigit() and int(run) == folder.number):
-            return folder
+    named = _named(run, runs)
+    if named is not None:
+        return named
     if Path(run).is_dir():
         return RunFolder(Path(run))
     known = ", ".join(r.name for r in runs[-10:]) or "none"
     raise RunNotFoundError(f"run {run!r} not found in {root} (latest runs: {known})")
 
 
+def _named(run: str, runs: list[RunFolder]) -> RunFolder | None:
+    """The run among ``runs`` that ``run`` names by number (``3``) or id (``3-attunet``), if any."""
+    return next((r for r in runs if run == r.name or (run.isdigit() and int(run) == r.number)), None)
+
+
 def resolve_checkpoint(run_or_file: str | None, which: str = "best", root: Path | None = None) -> Path:
-    """A checkpoint file from a path to a ``.pt`` file, a run (number, id, folder, ``latest``) or None (latest)."""
+    """A checkpoint file from a path to a ``.pt`` file, a run (number, id, folder, ``latest``) or None (latest).
+
+    A text naming both a file and a run (a file ``3`` in the current folder, and run 3) is refused rather than
+    guessed: scoring or submitting another model than the one meant would pass unnoticed.
+    """
     if run_or_file is not None and Path(run_or_file).is_file():
+        runs = list_runs(root)
+        run = runs[-1] if run_or_file == "latest" and runs else _named(run_or_file, runs)
+        if run is not None:
+            raise RunNotFoundError(
+                f"{run_or_file!r} names both the file {Path(run_or_file).resolve()} and run {run.name}: write "
+                f"./{run_or_file} for the file, or {run.path} for the run"
+            )
         return Path(run_or_file)
     return find_run(run_or_file or "latest", root).checkpoint(which)
 

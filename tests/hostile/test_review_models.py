@@ -13,8 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from medico.checkpoint import FORMAT
 from medico.data import Split, open_dataset, resolve_split
@@ -224,3 +226,19 @@ def test_resuming_a_copied_run_never_fetches_the_pretrained_source_its_checkpoin
     resumed = invoke("run", "unet", "--resume", "1", "--epochs", "2", "--no-leaderboard", "--device", "cpu")
     assert resumed.code == 0, resumed.output
     assert not [path for path in (small_data / ".cache").rglob("*") if path.name == secret.name]
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "bench", "submit task 1"])
+def test_a_file_named_like_a_run_is_never_taken_for_it(command: str, workspace: Path, run_dir: Path) -> None:
+    """A checkpoint dropped into the workspace as ``1``: ``medico evaluate 1`` meant run 1, and silently scored it."""
+    other = workspace / "1"
+    torch.save(payload(), other)
+    args = {
+        "evaluate": ["evaluate", "1"],
+        "predict": ["predict", "1", workspace / "in", "--out", workspace / "out"],
+        "bench": ["bench", "1", "--repeats", "1", "--warmup", "0"],
+        "submit task 1": ["submit", "--team", "T", "--checkpoint", "1", "--images", workspace / "in"],
+    }[command]
+    (workspace / "in").mkdir()
+    Image.fromarray(np.full((40, 48, 3), 90, np.uint8)).save(workspace / "in" / "frame.jpg")
+    refused(invoke(*args, "--device", "cpu"), "names both the file", "1-unet", "./1")
