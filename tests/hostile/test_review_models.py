@@ -58,7 +58,7 @@ def refused(outcome: Outcome, *named: str) -> str:
 def expanded_weights(features: int) -> dict[str, torch.Tensor]:
     """The state_dict of ``unet(init_features=features)`` in shape, every tensor one stored zero seen through a view."""
     with torch.device("meta"):
-        shapes = {k: v for k, v in unet(init_features=features).state_dict().items()}
+        shapes = unet(init_features=features).state_dict()
     return {k: torch.zeros((), dtype=v.dtype).expand(v.shape) for k, v in shapes.items()}
 
 
