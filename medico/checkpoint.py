@@ -1,6 +1,7 @@
 """Checkpoints: the model's weights plus everything needed to rebuild it, written atomically, read safely.
 
-A checkpoint is a plain dict of tensors and JSON-like values (so ``torch.load(weights_only=True)`` reads it):
+A checkpoint is a plain dict of tensors and JSON-like values (so ``torch.load(weights_only=True)`` reads it, through
+:func:`medico.weights.load_weights_only`, which also keeps a small file from asking for gigabytes):
 ``format``, ``model_spec`` (a plugin name or spec), ``model_options``, ``input_size``, ``model`` (state_dict),
 and optional ``config``, ``training`` (optimizer/scheduler/epoch state for resuming) and ``metrics``.
 
@@ -19,10 +20,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from medico.config import MAX_INPUT_SIZE
+from medico.config import MAX_INPUT_SIZE, ConfigError, check_stored_types
 from medico.errors import MedicoError
 from medico.files import atomic_path
 from medico.plugins import canonical_spec, get_plugin, is_model
+from medico.weights import load_weights_only
 
 __all__ = [
     "FORMAT",
@@ -129,8 +131,8 @@ def load_checkpoint(path: Path, *, model: str | None = None) -> Checkpoint:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # corrupt, truncated or unsafe files raise various types
+        payload = load_weights_only(path)
+    except Exception as error:  # corrupt, truncated, unsafe or inflating files raise various types
         raise CheckpointError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a medico checkpoint (expected format {FORMAT!r})")
@@ -167,12 +169,18 @@ def _checked(path: Path, payload: dict[str, Any]) -> Checkpoint:
         value = payload.get(name) if payload.get(name) is not None else {}
         if not _is_str_dict(value):
             raise refuse(name, "a dict with text keys")
+        if name != "training" and not _is_plain(value):  # settings and scores are JSON values; tensors train only
+            raise refuse(name, "a dict of plain values (text, numbers, booleans, lists and dicts of them)")
         fields[name] = value
     options = fields["model_options"]
     # `--resume` trains what the config names: one checkpoint, one model, so the spec vetted below is what trains
     config = fields["config"]
+    try:
+        check_stored_types(config, f"checkpoint {path}: config")
+    except ConfigError as error:
+        raise CheckpointError(str(error)) from error
     stated = (("model", spec), ("options", options))
-    if not all(key not in config or _equal(config[key], value) for key, value in stated):
+    if not all(key not in config or config[key] == value for key, value in stated):
         raise CheckpointError(
             f"checkpoint {path}: its config trains {_shown.repr(config.get('model'))} with options "
             f"{_shown.repr(config.get('options'))}, but its model_spec is {spec!r} with {_shown.repr(options)}"
@@ -184,12 +192,20 @@ def _is_str_dict(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) for k in value)
 
 
-def _equal(stored: Any, expected: Any) -> bool:
-    """Whether two stored values are equal; a tensor hidden in either (no plain truth value) makes them differ."""
-    try:
-        return bool(stored == expected)
-    except Exception:  # a tensor compared with several elements, or a type whose comparison raises
-        return False
+def _is_plain(value: Any) -> bool:
+    """Whether ``value`` holds only what JSON holds (no tensor, whose truth value or text may raise where read)."""
+    pending = [value]
+    while pending:  # a loop, not recursion: nesting as deep as a file likes cannot overflow the stack
+        item = pending.pop()
+        if isinstance(item, dict):
+            if not all(isinstance(k, str) for k in item):
+                return False
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+        elif item is not None and not isinstance(item, str | int | float | bool):
+            return False
+    return True
 
 
 def load_model(path: Path, *, model: str | None = None) -> tuple[nn.Module, Checkpoint]:

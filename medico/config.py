@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ __all__ = [
     "RunConfig",
     "RunOptions",
     "check_setting",
+    "check_stored_types",
     "parse_option",
     "read_layer",
     "resolve_config",
@@ -276,11 +278,7 @@ def check_setting(key: str, value: Any, source: str = _COMMAND_LINE, *, name: st
     name = name or (f"--{key.replace('_', '-')}" if source == _COMMAND_LINE else f"{source}: {key}")
     if key not in _TYPES:
         raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(sorted(_TYPES))}, and [options]")
-    expected = _TYPES[key]
-    # bool is an int in Python: refuse `epochs = true` and accept only real booleans for `augment`.
-    if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
-        names = " or ".join(t.__name__ for t in expected)
-        raise ConfigError(f"{name} must be {names}, got {value!r} ({type(value).__name__})")
+    expected = _check_type(key, value, name)
     if float in expected:
         value = float(value)
     if key in _RANGES and not isinstance(value, str) and not _RANGES[key].holds(value):
@@ -305,6 +303,27 @@ def check_setting(key: str, value: Any, source: str = _COMMAND_LINE, *, name: st
     if key == "team":
         check_team_name(value, name)  # the leaderboard entry's rule, asked before training rather than after it
     return value
+
+
+def _check_type(key: str, value: Any, name: str) -> tuple[type, ...]:
+    """The types setting ``key`` may have, after refusing ``value`` when it has none of them."""
+    expected = _TYPES[key]
+    # bool is an int in Python: refuse `epochs = true` and accept only real booleans for `augment`.
+    if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+        names = " or ".join(t.__name__ for t in expected)
+        raise ConfigError(f"{name} must be {names}, got {reprlib.repr(value)} ({type(value).__name__})")
+    return expected
+
+
+def check_stored_types(values: Mapping[str, Any], source: str) -> None:
+    """Refuse a stored config (a checkpoint's) whose settings are not of the types :class:`RunConfig` declares.
+
+    Only types: what reads a stored setting may need no more (``evaluate`` reads ``data`` and ``split``, and a split
+    folder may be gone), and ``--resume`` checks every setting in full (:meth:`RunConfig.from_dict`).
+    """
+    for key, value in values.items():
+        if key in _TYPES and value is not None:
+            _check_type(key, value, f"{source}: {key}")
 
 
 def _check_option(source: str, plugin: ModelPlugin, key: str, value: Any) -> Any:

@@ -1,6 +1,15 @@
-"""Shared rich consoles and progress bars for the command line (library code never prints)."""
+"""Shared rich consoles and progress bars for the command line (library code never prints).
+
+Whatever the consoles print, a control or format character in its text is shown as its escape (``\\x1b``), as the
+leaderboard shows participant text (:func:`medico.leaderboard.participant.plain_text`): run folder names, image
+names, a plugin's messages and a copied run's files reach the terminal, and an escape sequence in them must never
+move the cursor, retitle the window or set the clipboard. The consoles' own colours and cursor moves are unchanged.
+"""
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
 
 from rich.console import Console
 from rich.progress import (
@@ -13,11 +22,29 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.segment import Segment
+
+from medico.leaderboard.participant import plain_text
 
 __all__ = ["console", "err_console", "download_progress", "task_progress"]
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _PlainConsole(Console):
+    """A console writing every unshown character of the text it prints as its escape, its own styles untouched."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:  # every print, log and live refresh ends here
+        return super()._render_buffer(
+            segment if segment.control else Segment(_visible(segment.text), segment.style) for segment in buffer
+        )
+
+
+def _visible(text: str) -> str:
+    """``text`` with unshown characters escaped, line breaks kept (rich lays lines out with them)."""
+    return "\n".join(plain_text(line, limit=sys.maxsize) for line in text.split("\n"))
+
+
+console = _PlainConsole()
+err_console = _PlainConsole(stderr=True)
 
 
 def download_progress() -> Progress:

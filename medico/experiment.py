@@ -156,7 +156,15 @@ def make_trainer(plan: RunPlan, *, sync_bn: bool | None = None) -> Trainer:
         plan.run = broadcast_object(RunFolder.create(plan.config.model) if is_main() else None)
     try:
         provenance = plan.record().checkpoint_metrics()
-        trainer = Trainer(plan.config, plan.dataset, plan.split, plan.run.path, sync_bn=sync_bn, provenance=provenance)
+        trainer = Trainer(
+            plan.config,
+            plan.dataset,
+            plan.split,
+            plan.run.path,
+            sync_bn=sync_bn,
+            provenance=provenance,
+            resuming=plan.resume_from is not None,
+        )
     except BaseException:
         if new and is_main() and not any(plan.run.path.iterdir()):
             plan.run.path.rmdir()

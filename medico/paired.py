@@ -54,7 +54,7 @@ def compare_runs(
     """
     if metric not in METRIC_NAMES:
         raise ComparisonError(f"--metric: expected one of {', '.join(METRIC_NAMES)}, got {metric!r}")
-    (folder_a, scores_a), (folder_b, scores_b) = read_per_image(run_a), read_per_image(run_b)
+    (folder_a, scores_a), (folder_b, scores_b) = read_per_image(run_a, [metric]), read_per_image(run_b, [metric])
     scores_a, scores_b = scores_a.set_index("name"), scores_b.set_index("name")
     name_a, name_b = folder_a.name, folder_b.name
     only_a = sorted(set(scores_a.index) - set(scores_b.index))
@@ -76,9 +76,6 @@ def compare_runs(
             f"{record_a.fingerprint[:12]}... and {record_b.fingerprint[:12]}..., see {folder_a.dataset} and "
             f"{folder_b.dataset})"
         )
-    for folder, frame in ((folder_a, scores_a), (folder_b, scores_b)):
-        if metric not in frame.columns:
-            raise ComparisonError(f"{folder.per_image}: has no {metric} column")
     b_aligned = scores_b.loc[scores_a.index, metric]
     result = compare_paired(
         scores_a[metric].to_numpy(), b_aligned.to_numpy(), confidence=confidence, resamples=resamples, seed=seed

@@ -182,7 +182,7 @@ def _load_entry_points() -> None:
         origin = "built-in" if distribution == "medico" else f"entry point of package {distribution}"
         try:
             builder = entry_point.load()
-        except Exception as error:  # a plugin's import may raise anything; report it, keep the others
+        except (Exception, SystemExit) as error:  # a plugin's import may raise anything, exit too: report it, go on
             _plugin_errors[entry_point.name] = f"{origin}: {type(error).__name__}: {error}"
             continue
         if not callable(builder):

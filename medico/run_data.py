@@ -12,12 +12,13 @@ another split are used only when asked for with ``--data``/``--split``, and then
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medico.data import DataError, PolypDataset, Split, open_dataset, resolve_split
+from medico.data.splits import checked_split
 from medico.errors import MedicoError
 from medico.runs import RunFolder
 
@@ -123,6 +124,17 @@ class RunData:
     split: Split
     other: str | None = None
 
+    def check_held_out(self, names: Iterable[str], source: str) -> None:
+        """Refuse scores ``source`` holds for images that are not this split's validation images (a per_image.csv
+        edited to list training images would have them shown as validation images)."""
+        others = sorted(set(names) - set(self.split.val))
+        if others:
+            shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            raise OtherDataError(
+                f"{source}: scores {len(others)} images that are not validation images of split {self.split.name} "
+                f"of {self.dataset.description}: {shown}"
+            )
+
     def as_dict(self) -> dict[str, Any]:
         """What results say about the data they were scored on (``metrics.json``'s ``data``)."""
         return {
@@ -176,7 +188,7 @@ def run_data(
             "the data changed since. Pass --data (and --split) to score it on other data anyway"
         )
     if record is not None and same_data and own_split:
-        return RunData(dataset, record.split)
+        return RunData(dataset, _recorded_split(record, dataset, config, source))
     chosen = resolve_split(dataset, str(config.get("split", "auto")) if own_split else str(split))
     if record is None:  # written by an older medico: the split derived from its config, as training derived it
         unchecked = f"other data: {source} records no dataset to check them against"
@@ -184,6 +196,29 @@ def run_data(
     if same_data and chosen.digest == record.split.digest:
         return RunData(dataset, chosen)
     return RunData(dataset, chosen, _other(source, record, dataset, chosen))
+
+
+def _recorded_split(record: DataRecord, dataset: PolypDataset, config: Mapping[str, Any], source: str) -> Split:
+    """The split ``source`` recorded, once shown to be the one its settings make of ``dataset``.
+
+    A record is a file anyone can edit, and one listing training images as validation would have them scored as
+    such. Where the split can be made again (medico2020, random, a split folder still there) it must be the recorded
+    one; otherwise (the folder is gone) its names must make a split of ``dataset`` as any split's do.
+    """
+    try:
+        made = resolve_split(dataset, str(config.get("split", "auto")))
+    except DataError:  # a user's split folder gone since: the record's names are all there is
+        train, val = record.split.train, record.split.val
+        return checked_split(dataset, record.split.name, train, val, f"as {source} recorded it")
+    if made.digest != record.split.digest:
+        trained = set(made.train)
+        leaked = sum(name in trained for name in record.split.val)
+        raise OtherDataError(
+            f"{source}: its record holds out {len(record.split.val)} images, {leaked} of them training images of its "
+            f"split {made.name} of {dataset.description} (which holds out {len(made.val)}): the record or the split "
+            "changed since training. Pass --split to score it on a split of your choice"
+        )
+    return record.split
 
 
 def _open_recorded(data: str | None, source: str) -> PolypDataset:

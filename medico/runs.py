@@ -15,7 +15,7 @@ import contextlib
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,24 +220,44 @@ def find_run(run: str, root: Path | None = None) -> RunFolder:
     if run == "latest":
         return latest_run(root)
     runs = list_runs(root)
-    for folder in runs:
-        if run == folder.name or (run.isdigit() and int(run) == folder.number):
-            return folder
+    named = _named(run, runs)
+    if named is not None:
+        return named
     if Path(run).is_dir():
         return RunFolder(Path(run))
     known = ", ".join(r.name for r in runs[-10:]) or "none"
     raise RunNotFoundError(f"run {run!r} not found in {root} (latest runs: {known})")
 
 
+def _named(run: str, runs: list[RunFolder]) -> RunFolder | None:
+    """The run among ``runs`` that ``run`` names by number (``3``) or id (``3-attunet``), if any."""
+    return next((r for r in runs if run == r.name or (run.isdigit() and int(run) == r.number)), None)
+
+
 def resolve_checkpoint(run_or_file: str | None, which: str = "best", root: Path | None = None) -> Path:
-    """A checkpoint file from a path to a ``.pt`` file, a run (number, id, folder, ``latest``) or None (latest)."""
+    """A checkpoint file from a path to a ``.pt`` file, a run (number, id, folder, ``latest``) or None (latest).
+
+    A text naming both a file and a run (a file ``3`` in the current folder, and run 3) is refused rather than
+    guessed: scoring or submitting another model than the one meant would pass unnoticed.
+    """
     if run_or_file is not None and Path(run_or_file).is_file():
+        runs = list_runs(root)
+        run = runs[-1] if run_or_file == "latest" and runs else _named(run_or_file, runs)
+        if run is not None:
+            raise RunNotFoundError(
+                f"{run_or_file!r} names both the file {Path(run_or_file).resolve()} and run {run.name}: write "
+                f"./{run_or_file} for the file, or {run.path} for the run"
+            )
         return Path(run_or_file)
     return find_run(run_or_file or "latest", root).checkpoint(which)
 
 
-def read_per_image(run: str, root: Path | None = None) -> tuple[RunFolder, pd.DataFrame]:
-    """A run's folder and its per-image validation scores (``per_image.csv``: one row per image, by name)."""
+def read_per_image(run: str, metrics: Sequence[str], root: Path | None = None) -> tuple[RunFolder, pd.DataFrame]:
+    """A run's folder and its per-image validation scores (``per_image.csv``: one row per image, by name).
+
+    The file is a run's record, and anyone can edit it: it is refused, naming it, unless it has rows, a unique name
+    on each, and each of ``metrics`` as a column of numbers from 0 to 1.
+    """
     folder = find_run(run, root)
     path = folder.per_image
     if not path.is_file():
@@ -245,9 +265,20 @@ def read_per_image(run: str, root: Path | None = None) -> tuple[RunFolder, pd.Da
             f"run {folder.name}: {path} is missing (the run was never scored); finish it with `medico run MODEL "
             f"--resume {folder.name}` or score it with `medico evaluate {folder.name} --out {folder.path}`"
         )
-    frame = pd.read_csv(path, dtype={"name": str})
-    if "name" not in frame.columns or frame["name"].duplicated().any():
-        raise RunNotFoundError(f"{path}: expected one row per image with a name column, got {list(frame.columns)}")
+    try:
+        frame = pd.read_csv(path, dtype={"name": str})
+    except (OSError, ValueError) as error:  # pandas' parser errors are ValueErrors, and so are decoding errors
+        raise RunNotFoundError(f"{path}: cannot read per-image scores ({type(error).__name__}: {error})") from error
+    if "name" not in frame.columns or frame.empty or frame["name"].isna().any() or frame["name"].duplicated().any():
+        raise RunNotFoundError(
+            f"{path}: expected one row per image with a name column, got {len(frame)} rows of {list(frame.columns)}"
+        )
+    for metric in metrics:
+        values = pd.to_numeric(frame[metric], errors="coerce") if metric in frame.columns else None
+        if values is None or not values.between(0, 1).all():  # NaN, text and infinities are never between
+            found = "no such column" if values is None else f"{(~values.between(0, 1)).sum()} values that are not"
+            raise RunNotFoundError(f"{path}: expected column {metric} to hold numbers from 0 to 1, found {found}")
+        frame[metric] = values
     return folder, frame
 
 

@@ -94,7 +94,7 @@ def benchmark_target(model_or_checkpoint: str, *, model: str | None = None) -> B
     is the spec the user trusts to build a checkpoint with (see :func:`medico.checkpoint.load_checkpoint`).
     """
     if Path(model_or_checkpoint).is_file() and not model_or_checkpoint.endswith(".py"):
-        network, checkpoint = load_model(Path(model_or_checkpoint), model=model)
+        network, checkpoint = load_model(resolve_checkpoint(model_or_checkpoint), model=model)  # it may name a run
         return BenchmarkTarget(network, checkpoint.input_size, f"checkpoint {model_or_checkpoint}")
     if is_model(model_or_checkpoint) or ":" in model_or_checkpoint:
         if model is not None:

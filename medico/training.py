@@ -263,7 +263,8 @@ class Trainer:
     and batches are channels_last everywhere; on CUDA cuDNN autotuning trades bitwise repeatability for speed.
 
     In a process group (:mod:`medico.distributed`) ``config.batch_size`` is the global batch, split evenly over
-    the processes; ``sync_bn`` turns BatchNorm into SyncBatchNorm (None: on GPUs yes, on CPUs no).
+    the processes; ``sync_bn`` turns BatchNorm into SyncBatchNorm (None: on GPUs yes, on CPUs no). A trainer
+    ``resuming`` a run builds its model without the pretrained weights, which :meth:`resume` replaces anyway.
     """
 
     def __init__(
@@ -275,6 +276,7 @@ class Trainer:
         *,
         sync_bn: bool | None = None,
         provenance: Mapping[str, Any] | None = None,
+        resuming: bool = False,
     ) -> None:
         self.config = config
         self.dataset = dataset
@@ -286,7 +288,9 @@ class Trainer:
         self.processes = world_size()
         self.batch_size = per_rank_batch(config.batch_size)
         seed_everything(config.seed)
-        model, self.pretrained_report = build_model(config)
+        # resuming: the weights come from last.pt, and the source its config names (any file or URL) is not fetched
+        built = dataclasses.replace(config, pretrained=None) if resuming else config
+        model, self.pretrained_report = build_model(built)
         autotune_convolutions()  # fixed input size: autotuned kernels pay off from epoch 1
         # self.model is what is saved and validated; self.step_model what a training step calls (with several
         # processes the DDP wrapper around it, whose backward averages the gradients over the processes).

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from medico.download import DownloadError, Progress, download, file_sha256, sha256_matches
@@ -23,6 +24,7 @@ __all__ = [
     "cache_dir",
     "fetch_weights",
     "load_matching",
+    "load_weights_only",
     "read_state_dict",
 ]
 
@@ -82,12 +84,66 @@ def fetch_weights(source: WeightsSource, *, progress: Progress | None = None) ->
         ) from error
 
 
+_ZIP_MAGIC = b"PK\x03\x04"
+"""How a file torch reads as a zip archive begins (``torch.save``'s format since torch 1.6)."""
+
+
+def load_weights_only(path: Path) -> Any:
+    """What a torch file holds, read as medico reads every one: ``weights_only=True``, on the CPU, and never holding
+    more bytes than the file has (``torch.save`` stores every tensor's bytes, uncompressed).
+
+    A few kilobytes may otherwise ask for gigabytes: a zip whose members unpack to more than the file (compressed or
+    overlapping members), or a tensor seen through a view larger than its data (a one-element storage expanded to a
+    huge shape, which a model built to its shape would then allocate for real).
+
+    Raises:
+        ValueError: the file holds more than it has, or a tensor that is not a dense CPU tensor; torch's own errors
+            for corrupt or unsafe files pass unchanged (callers name the file).
+    """
+    import torch
+
+    size = Path(path).stat().st_size
+    with open(path, "rb") as handle:
+        zipped = handle.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
+    if zipped:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+        if unpacked > size:
+            raise ValueError(f"its members unpack to {unpacked:,} bytes, more than the file's {size:,}")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    held = _tensor_bytes(payload)
+    if held > size:
+        raise ValueError(f"its tensors span {held:,} bytes, more than the file's {size:,} (views beyond their data)")
+    return payload
+
+
+def _tensor_bytes(payload: Any) -> int:
+    """Bytes of the distinct tensors in ``payload`` (dicts, lists and tuples searched), each as large as its shape."""
+    import torch
+
+    views: dict[tuple[Any, ...], int] = {}
+    pending = [payload]
+    while pending:  # a loop, not recursion: nesting as deep as a file likes cannot overflow the stack
+        value = pending.pop()
+        if isinstance(value, Mapping):
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple):
+            pending.extend(value)
+        elif isinstance(value, torch.Tensor):
+            if value.layout != torch.strided or value.device.type != "cpu":
+                raise ValueError(f"it holds a {value.layout} tensor on {value.device}, expected dense CPU tensors")
+            storage = value.untyped_storage().data_ptr()
+            key = (storage, value.storage_offset(), tuple(value.shape), value.stride(), value.dtype)
+            views[key] = value.numel() * value.element_size()  # tied weights (one view, two names) count once
+    return sum(views.values())
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a state_dict safely (``weights_only=True``); a medico checkpoint's ``model`` entry is accepted."""
+    """Read a state_dict safely (:func:`load_weights_only`); a medico checkpoint's ``model`` entry is accepted."""
     import torch
 
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_weights_only(path)
     except Exception as error:  # torch raises several types for corrupt or unsafe files
         raise WeightsError(f"cannot read weights from {path}: {type(error).__name__}: {error}") from error
     if isinstance(payload, Mapping) and isinstance(payload.get("model"), Mapping):

@@ -37,10 +37,11 @@ def show(
 
     Images are ranked by IoU in the run's per_image.csv; ground truth is outlined green, the prediction red.
     """
-    run_folder, scores = read_per_image(run)
+    run_folder, scores = read_per_image(run, ["iou", "dice"])
     chosen = best_and_worst(scores, count)
     predictor, checkpoint = evaluation.load_predictor(run_folder.checkpoint("best"), model=model, device=device)
     drawn = run_data(checkpoint, run_folder, data=data)
+    drawn.check_held_out(scores["name"], str(run_folder.per_image))
     if drawn.other is not None:
         err_console.print(f"[yellow]{escape(drawn.other)}[/]")
     folder = out or run_folder.overlays

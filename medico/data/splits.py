@@ -16,6 +16,7 @@ __all__ = [
     "SPLIT_NAMES",
     "VAL_FRACTION",
     "Split",
+    "checked_split",
     "parse_split_list",
     "random_split",
     "resolve_split",
@@ -97,7 +98,7 @@ def _some(names: Sequence[str], limit: int = 5) -> str:
     return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
 
 
-def _checked(dataset: PolypDataset, name: str, train: tuple[str, ...], val: tuple[str, ...], where: str) -> Split:
+def checked_split(dataset: PolypDataset, name: str, train: tuple[str, ...], val: tuple[str, ...], where: str) -> Split:
     """The split, after refusing names that are not on disk, names on both sides, and an empty side."""
     known = set(dataset.names)
     for part, names in (("train", train), ("val", val)):
@@ -124,7 +125,7 @@ def _medico2020(dataset: PolypDataset) -> Split | None:
     if absent:
         raise DataError(f"split medico2020: {dataset.description} lacks {', '.join(absent)}")
     lists = {p: parse_split_list(t or "", _MEDICO2020.format(part=p)) for p, t in texts.items()}
-    return _checked(dataset, "medico2020", lists["train"], lists["val"], "splits/medico2020/ of the dataset")
+    return checked_split(dataset, "medico2020", lists["train"], lists["val"], "splits/medico2020/ of the dataset")
 
 
 def resolve_split(
@@ -154,7 +155,7 @@ def resolve_split(
             except (OSError, UnicodeDecodeError) as error:
                 raise DataError(f"split file {path}: cannot read ({error})") from error
         where = f"{files['train']}, {files['val']}"
-        return _checked(dataset, "files", lists["train"], lists["val"], where)
+        return checked_split(dataset, "files", lists["train"], lists["val"], where)
     if name not in SPLIT_NAMES:
         folder = Path(name).expanduser()
         if folder.is_dir():
@@ -168,7 +169,7 @@ def resolve_split(
         return official
     if name in ("random", "auto"):
         split = random_split(dataset.names)
-        return _checked(dataset, "random", split.train, split.val, "random 80:20")
+        return checked_split(dataset, "random", split.train, split.val, "random 80:20")
     hint = "use --split random (or auto)" if dataset.is_synthetic else "use --split random, or give split files"
     raise DataError(
         f"split medico2020: {dataset.description} has no splits/medico2020/train.txt and val.txt; {hint}"
