@@ -19,8 +19,8 @@ from rich.markup import escape
 from typer.core import TyperCommand, TyperGroup
 
 from medico import __version__
-from medico.allocator import tune_allocator
 from medico.console import console, err_console
+from medico.engine.allocator import tune_allocator
 from medico.errors import MedicoError, MedicoWarning
 from medico.files import disk_error
 from medico.leaderboard.participant import plain_text

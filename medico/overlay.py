@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from medico.evaluation import ImageSource
+from medico.engine.evaluation import ImageSource
+from medico.engine.inference import Predictor
+from medico.engine.preprocess import resize_image
 from medico.files import write_atomic
-from medico.inference import Predictor
-from medico.preprocess import resize_image
 
 __all__ = [
     "CONTACT_SHEET",

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from medico.checkpoint import Checkpoint, save_checkpoint
 from medico.data.synthetic import SyntheticDataset
 from medico.models import unet
+from medico.runs.checkpoint import Checkpoint, save_checkpoint
 
 SHARED_DATA = Path(os.environ.get("MEDICO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 KVASIR = SHARED_DATA / "kvasir-seg"

@@ -8,7 +8,7 @@ from torch import nn
 
 class NaNModel(nn.Module):
     """Multiplies the red channel by a NaN parameter once given more than two images: the contract's probe (two
-    images, medico.contract) passes, so that the first training batch is what meets the NaN."""
+    images, medico.engine.contract) passes, so that the first training batch is what meets the NaN."""
 
     def __init__(self) -> None:
         super().__init__()

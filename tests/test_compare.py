@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from medico.cli import app
 from medico.data import Split
+from medico.engine.evaluation import EvaluationResult
 from medico.errors import MedicoError
-from medico.evaluation import EvaluationResult
-from medico.paired import ComparisonError, compare_runs
-from medico.run_data import DataRecord
+from medico.runs.dataset import DataRecord
+from medico.stats.paired_runs import ComparisonError, compare_runs
 
 runner = CliRunner()
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from medico.baselines import baseline_file
 
-from medico.config import ConfigError, RunConfig, RunOptions, parse_option, read_layer, resolve_config
 from medico.plugins import get_plugin
+from medico.runs.config import ConfigError, RunConfig, RunOptions, parse_option, read_layer, resolve_config
 
 
 @pytest.mark.parametrize("model", ["unet", "attunet"])

@@ -1,4 +1,4 @@
-"""The model contract (medico.contract): what every registered model passes, and what must not be refused."""
+"""The model contract (medico.engine.contract): what every registered model passes, and what must not be refused."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from medico.contract import ContractError, check_logit_ranges, probe_model
+from medico.engine.contract import ContractError, check_logit_ranges, probe_model
 from medico.plugins import get_plugin, list_models
 
 

@@ -16,7 +16,7 @@ from medico.data import open_dataset
 from medico.data.augment import augment, training_augmentation
 from medico.data.loader import MAX_AUTO_WORKERS, EpochSampler, PolypTrainingSet, default_workers, make_loader
 from medico.data.synthetic import SyntheticDataset, write_synthetic_kvasir
-from medico.preprocess import normalize, resize_mask, to_tensor
+from medico.engine.preprocess import normalize, resize_mask, to_tensor
 
 
 @given(size=st.sampled_from([32, 48, 64]), seed=st.integers(0, 2**32 - 1), data=st.data())

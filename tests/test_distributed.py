@@ -18,15 +18,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from medico import training
-from medico.checkpoint import load_model
 from medico.cli import app
 from medico.data import open_dataset, resolve_split
 from medico.data.synthetic import write_synthetic_kvasir
-from medico.distributed import launch, rank
-from medico.evaluation import COUNT_NAMES, evaluate
-from medico.inference import Predictor
+from medico.engine import training
+from medico.engine.distributed import launch, rank
+from medico.engine.evaluation import COUNT_NAMES, evaluate
+from medico.engine.inference import Predictor
 from medico.leaderboard import LeaderboardStore
+from medico.runs.checkpoint import load_model
 
 runner = CliRunner()
 TINY = ["--option", "init_features=4", "--input-size", "32", "--epochs", "1"]

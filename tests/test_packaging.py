@@ -8,9 +8,9 @@ import pytest
 import tomllib
 from medico.baselines import baseline_file
 
-from medico.config import resolve_config
 from medico.leaderboard.published import reported_csv_path
 from medico.plugins import get_plugin
+from medico.runs.config import resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

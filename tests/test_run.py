@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from medico.checkpoint import load_checkpoint
 from medico.cli import app
 from medico.data.synthetic import SyntheticDataset, write_synthetic_kvasir
 from medico.download import file_sha256
+from medico.engine.training import Trainer
 from medico.leaderboard import LeaderboardStore
-from medico.training import Trainer
+from medico.runs.checkpoint import load_checkpoint
 
 runner = CliRunner()
 TINY = ["--option", "init_features=4", "--input-size", "32"]

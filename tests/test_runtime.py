@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from medico.allocator import tune_allocator
-from medico.comparison import Contender, compare, matmul_peak_flops
-from medico.errors import MedicoError
-from medico.runtime import (
+from medico.bench.peers import Contender, compare, matmul_peak_flops
+from medico.engine.allocator import tune_allocator
+from medico.engine.runtime import (
     autocast,
     compile_for_inference,
     cpu_has_native_bf16,
@@ -17,6 +16,7 @@ from medico.runtime import (
     resolve_device,
     resolve_precision,
 )
+from medico.errors import MedicoError
 
 
 def test_cpu_default_precision_is_bf16_exactly_when_the_cpu_computes_it_natively() -> None:
@@ -72,7 +72,7 @@ def test_allocator_tuning_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> 
 
 @pytest.mark.slow
 def test_a_model_compiled_for_inference_predicts_the_same_masks() -> None:
-    from medico.inference import Predictor
+    from medico.engine.inference import Predictor
     from medico.models import unet
 
     torch.manual_seed(0)
@@ -133,6 +133,6 @@ def test_the_matmul_roof_is_the_flops_of_the_timed_products(monkeypatch: pytest.
         calls.append(1)
         return [0.5, 0.25, 1.0][len(calls) - 1]
 
-    monkeypatch.setattr("medico.comparison.time_call", fake_time)
+    monkeypatch.setattr("medico.bench.peers.time_call", fake_time)
     flops = matmul_peak_flops(torch.device("cpu"), "fp32", size=64, repeats=3)
     assert flops == 2 * 64**3 / 0.5  # one product per timed run on a CPU, the median of the three runs

@@ -14,14 +14,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import medico
-from medico.checkpoint import Checkpoint, save_checkpoint
 from medico.cli import app
 from medico.data.synthetic import synthetic_frame
 from medico.download import file_sha256
+from medico.engine.preprocess import normalize, resize_mask, to_tensor
 from medico.leaderboard import LeaderboardStore
 from medico.metrics import METRIC_NAMES, METRIC_POLICY
-from medico.preprocess import normalize, resize_mask, to_tensor
-from medico.stats import describe
+from medico.runs.checkpoint import Checkpoint, save_checkpoint
+from medico.stats.per_image import describe
 from medico.submission import mask_png
 
 SIZES = [(80, 48), (48, 72), (96, 40), (64, 56)]  # (width, height), none square

@@ -11,19 +11,19 @@ import torch
 from PIL import Image
 from torch import nn
 
-from medico.data.cache import DecodedCache
-from medico.data.loader import PolypTrainingSet
-from medico.data.synthetic import SyntheticDataset
-from medico.errors import MedicoError
-from medico.inference import Predictor
-from medico.models import unet
-from medico.speed import (
+from medico.bench.speed import (
     FLOP_CONVENTION,
     count_flops,
     measure_end_to_end_speed,
     measure_loader_speed,
     measure_model_speed,
 )
+from medico.data.cache import DecodedCache
+from medico.data.loader import PolypTrainingSet
+from medico.data.synthetic import SyntheticDataset
+from medico.engine.inference import Predictor
+from medico.errors import MedicoError
+from medico.models import unet
 
 
 class CountingModel(nn.Module):

@@ -12,13 +12,13 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from medico.checkpoint import Checkpoint, save_checkpoint
+from medico.bench.speed import benchmark_target
 from medico.cli import app
 from medico.data.synthetic import write_synthetic_kvasir
+from medico.engine.runtime import default_precision
 from medico.models import unet
 from medico.plugins import UnknownModelError
-from medico.runtime import default_precision
-from medico.speed import benchmark_target
+from medico.runs.checkpoint import Checkpoint, save_checkpoint
 
 runner = CliRunner()
 

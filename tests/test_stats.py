@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medico.stats import StatsError, bootstrap_ci, compare_paired, describe, mean, std, wilcoxon_signed_rank
+from medico.stats.per_image import StatsError, bootstrap_ci, compare_paired, describe, mean, std, wilcoxon_signed_rank
 
 # per-image scores are ratios of pixel counts: fractions with a denominator of at most a few million
 score = st.integers(0, 10_000).map(lambda count: count / 10_000)

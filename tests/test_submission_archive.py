@@ -14,10 +14,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import medico
-from medico.checkpoint import Checkpoint, save_checkpoint
 from medico.cli import app
 from medico.data.io import list_images
 from medico.download import file_sha256
+from medico.runs.checkpoint import Checkpoint, save_checkpoint
 
 SIZES = [(72, 40), (33, 61), (96, 54)]  # (width, height), none square
 

@@ -15,8 +15,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import medico
-from medico.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from medico.cli import app
+from medico.runs.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from medico.submission import dockerfile
 
 SIZES = [(64, 48), (40, 70)]  # (width, height)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from medico.cli import app
 from medico.data import Split
 from medico.leaderboard import LeaderboardStore
-from medico.sweep import (
+from medico.runs.sweep import (
     MemberResult,
     SweepError,
     SweepMember,

@@ -9,18 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from medico.checkpoint import load_checkpoint
-from medico.config import RunConfig
 from medico.data.splits import random_split
 from medico.data.synthetic import SyntheticDataset
-from medico.training import (
+from medico.engine.losses import bce_dice_loss, soft_dice_loss
+from medico.engine.training import (
     EarlyStopping,
     NonFiniteLossError,
     Trainer,
     TrainingObserver,
-    bce_dice_loss,
-    soft_dice_loss,
 )
+from medico.runs.checkpoint import load_checkpoint
+from medico.runs.config import RunConfig
 from medico.weights import WeightsError
 
 NAN_MODEL = f"{Path(__file__).with_name('nan_model.py')}:nan_model"

@@ -13,16 +13,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from medico import comparison, speed
+from medico.bench import peers, speed
 from medico.commands.options import TrustedModel
 from medico.console import console, err_console
 from medico.data import open_dataset
 from medico.data.io import list_images, read_rgb
 from medico.data.loader import PolypTrainingSet, default_workers
 from medico.data.synthetic import synthetic_test_images
+from medico.engine.inference import Predictor
+from medico.engine.runtime import resolve_device, resolve_precision
 from medico.files import check_target, write_atomic
-from medico.inference import Predictor
-from medico.runtime import resolve_device, resolve_precision
 
 SYNTHETIC_IMAGES = 8
 PIPELINE_WARMUP = 2
@@ -86,7 +86,7 @@ def bench(
     chosen_precision = resolve_precision(chosen, precision)
     # Peers are built first, so that a missing or unknown one fails before anything is timed.
     wanted = bool(vs or train_batch_size)
-    contenders = comparison.contenders(target.model, target.label, chosen_precision, vs or []) if wanted else None
+    contenders = peers.contenders(target.model, target.label, chosen_precision, vs or []) if wanted else None
     flops = speed.count_flops(target.model, size)
     with tempfile.TemporaryDirectory(prefix="medico-bench-") as scratch:
         if images is None:
@@ -94,7 +94,7 @@ def bench(
         else:
             paths, source = list_images(images), str(images)
         compared = pipeline = None
-        if contenders is not None:  # first, while the allocator is fresh (see medico.comparison.compare)
+        if contenders is not None:  # first, while the allocator is fresh (see medico.bench.peers.compare)
             compared = _compare(
                 flops, contenders, size, chosen, chosen_precision, train_batch_size or 16, warmup, repeats, paths
             )
@@ -157,7 +157,7 @@ def bench(
 
 def _compare(
     flops: int,
-    rows: list[comparison.Contender],
+    rows: list[peers.Contender],
     size: int,
     device: torch.device,
     precision: str,
@@ -168,11 +168,11 @@ def _compare(
 ) -> dict[str, Any]:
     """Time medico's defaults, the plain eager fp32 loop and peers in this process; print ratios and the roof."""
     with err_console.status("timing") as status:
-        measured = comparison.compare(
+        measured = peers.compare(
             rows, size, device=device, train_batch_size=train_batch_size, warmup=warmup, repeats=repeats,
             image_paths=paths, progress=lambda label: status.update(f"timing {escape(label)}"),
         )
-        roof = {p: comparison.matmul_peak_flops(device, p) for p in dict.fromkeys(["fp32", precision])}
+        roof = {p: peers.matmul_peak_flops(device, p) for p in dict.fromkeys(["fp32", precision])}
     baselines = [row for row in measured if row.contender.baseline]
     table = Table(title=f"speed against baselines, {size}x{size}, measured in one process")
     table.add_column("contender")

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from medico.console import console
 from medico.metrics import METRIC_NAMES
-from medico.paired import RunComparison, compare_runs
+from medico.stats.paired_runs import RunComparison, compare_runs
 
 __all__ = ["compare"]
 

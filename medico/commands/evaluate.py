@@ -9,12 +9,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from medico import evaluation
 from medico.commands.options import TrustedModel
 from medico.console import console, err_console, task_progress
+from medico.engine import evaluation
 from medico.metrics import METRIC_NAMES, THRESHOLD
-from medico.run_data import OWN_SPLIT, run_data
-from medico.runs import PER_IMAGE, RunFolder, evaluation_folder, resolve_checkpoint
+from medico.runs.dataset import OWN_SPLIT, run_data
+from medico.runs.folder import PER_IMAGE, RunFolder, evaluation_folder, resolve_checkpoint
 
 
 def evaluate(

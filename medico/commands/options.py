@@ -16,4 +16,4 @@ TrustedModel = Annotated[
         "passing it is your trust in that code.",
     ),
 ]
-"""``--model SPEC`` of every command that loads a checkpoint (see :func:`medico.checkpoint.load_checkpoint`)."""
+"""``--model SPEC`` of every command that loads a checkpoint (see :func:`medico.runs.checkpoint.load_checkpoint`)."""

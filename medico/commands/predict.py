@@ -8,14 +8,14 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from medico import evaluation
 from medico.commands.options import TrustedModel
 from medico.console import console, task_progress
 from medico.data.io import list_images, read_rgb
+from medico.engine import evaluation
 from medico.errors import MedicoError
 from medico.files import atomic_folder, check_target
 from medico.metrics import THRESHOLD
-from medico.runs import resolve_checkpoint
+from medico.runs.folder import resolve_checkpoint
 from medico.submission.writer import mask_png
 
 

@@ -12,15 +12,23 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from medico.config import ConfigError, RunOptions
 from medico.console import console, err_console, task_progress
-from medico.distributed import DistributedError, is_main, launch, launched_by_torchrun, process_group, spawn_needed
-from medico.experiment import RunOutcome, RunPlan, finish_run, make_trainer, plan_run, train_run
+from medico.engine.distributed import (
+    DistributedError,
+    is_main,
+    launch,
+    launched_by_torchrun,
+    process_group,
+    spawn_needed,
+)
+from medico.engine.training import EpochRecord, Trainer, TrainingObserver, TrainingResult
 from medico.leaderboard import LeaderboardStore
 from medico.leaderboard.render import leaderboard_tables
 from medico.leaderboard.view import leaderboard_rows
-from medico.runs import RunFolder
-from medico.sweep import (
+from medico.runs.config import ConfigError, RunOptions
+from medico.runs.experiment import RunOutcome, RunPlan, finish_run, make_trainer, plan_run, train_run
+from medico.runs.folder import RunFolder
+from medico.runs.sweep import (
     SWEEP_HEADERS,
     SWEEP_METRICS,
     MemberResult,
@@ -31,7 +39,6 @@ from medico.sweep import (
     sweep_members,
     write_sweep,
 )
-from medico.training import EpochRecord, Trainer, TrainingObserver, TrainingResult
 
 __all__ = ["execute", "execute_distributed", "execute_sweep", "run"]
 

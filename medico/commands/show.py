@@ -8,15 +8,15 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from medico import evaluation
 from medico.commands.options import TrustedModel
 from medico.console import console, err_console, task_progress
 from medico.data.io import read_rgb
 from medico.data.masks import read_mask
+from medico.engine import evaluation
 from medico.errors import MedicoError
 from medico.overlay import CONTACT_SHEET, best_and_worst, draw_overlay, save_png, write_overlays
-from medico.run_data import run_data
-from medico.runs import read_per_image
+from medico.runs.dataset import run_data
+from medico.runs.folder import read_per_image
 
 
 def show(

@@ -13,8 +13,8 @@ from medico.commands.options import TrustedModel
 from medico.console import console, err_console, task_progress
 from medico.data.io import list_images
 from medico.data.synthetic import synthetic_test_images
-from medico.runs import resolve_checkpoint
-from medico.runtime import PRECISIONS, resolve_device
+from medico.engine.runtime import PRECISIONS, resolve_device
+from medico.runs.folder import resolve_checkpoint
 from medico.submission import MAX_RUNS, SubmissionFiles, write_task1, write_task2
 from medico.weights import cache_dir
 

@@ -26,7 +26,7 @@ from medico.commands.run import (
     execute,
     execute_distributed,
 )
-from medico.config import RunOptions
+from medico.runs.config import RunOptions
 
 __all__ = ["train"]
 

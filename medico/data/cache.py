@@ -21,7 +21,7 @@ from medico.weights import cache_dir
 __all__ = ["CONVENTION", "DecodedCache"]
 
 CONVENTION = f"resize_image:INTER_AREA;resize_mask:area>=0.5;v1;masks:{MASK_RULE}"
-"""The resizing convention of :mod:`medico.preprocess` and the mask reading rule, baked into every key; change it
+"""The resizing convention of :mod:`medico.engine.preprocess` and the mask reading rule, baked into every key; change it
 when either changes (a 0/1 mask cached as empty under the old rule must not be reused)."""
 
 

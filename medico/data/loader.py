@@ -1,8 +1,8 @@
 """Tensors for training and validation: a torch Dataset over named pairs, and a reproducible DataLoader.
 
-Images are resized with :mod:`medico.preprocess`, exactly as inference does, before the decoded cache and
+Images are resized with :mod:`medico.engine.preprocess`, exactly as inference does, before the decoded cache and
 augmentation. Items stay uint8: the training loop normalises each batch on its device with
-:func:`medico.preprocess.normalize`, so workers pass a quarter of the bytes.
+:func:`medico.engine.preprocess.normalize`, so workers pass a quarter of the bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from medico.data.augment import augment, training_augmentation
 from medico.data.cache import DecodedCache
 from medico.data.dataset import DataError, PolypDataset
-from medico.preprocess import resize_image, resize_mask
+from medico.engine.preprocess import resize_image, resize_mask
 
 __all__ = ["MAX_AUTO_WORKERS", "EpochSampler", "PolypTrainingSet", "default_workers", "item_seed", "make_loader"]
 

@@ -24,8 +24,8 @@ Source = Literal["measured", "submission", "published"]
 
 
 class Evaluated(Protocol):
-    """What a row is built from (:class:`medico.evaluation.EvaluationResult`): the summary over images, the policy
-    and the bootstrap summaries of :data:`INTERVALS` (each with ``ci_low`` and ``ci_high``)."""
+    """What a row is built from (:class:`medico.engine.evaluation.EvaluationResult`): the summary over images, the
+    policy and the bootstrap summaries of :data:`INTERVALS` (each with ``ci_low`` and ``ci_high``)."""
 
     summary: dict[str, float]
     policy: dict[str, Any]
@@ -35,7 +35,7 @@ class Evaluated(Protocol):
 
 
 class SpeedMeasured(Protocol):
-    """A model-speed measurement (:class:`medico.speed.SpeedResult`)."""
+    """A model-speed measurement (:class:`medico.bench.speed.SpeedResult`)."""
 
     fps: float
     device: str
@@ -49,8 +49,8 @@ class Entry:
 
     Scores are means over images in [0, 1] (None where a published source does not give them); ``*_std`` are
     standard deviations over images; ``*_ci_low``/``*_ci_high`` bound the 95% bootstrap interval of the mean over
-    images (:mod:`medico.stats`). ``sha256`` identifies what was scored (archive or checkpoint): the store keeps one
-    entry per (sha256, task, split). ``fps_kind`` is ``"model"`` (forward only) or ``"end-to-end"``.
+    images (:mod:`medico.stats.per_image`). ``sha256`` identifies what was scored (archive or checkpoint): the store
+    keeps one entry per (sha256, task, split). ``fps_kind`` is ``"model"`` (forward only) or ``"end-to-end"``.
     ``id`` is the store's row id (None until stored, and for published rows read from ``reported.csv``).
 
     Every entry passes one gate for participant text when it is made (:mod:`medico.leaderboard.participant`): a new

@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=Path(os.environ.get("MEDICO_OUTPUT", "/mask")))
     parser.add_argument("--weights", type=Path, default=Path(os.environ.get("MEDICO_WEIGHTS", "/weights/model.pt")))
     parser.add_argument("--device", default=os.environ.get("MEDICO_DEVICE", "auto"))
-    # auto: bf16 where the device computes it natively (medico.runtime), as task 2 is about speed.
+    # auto: bf16 where the device computes it natively (medico.engine.runtime), as task 2 is about speed.
     parser.add_argument("--precision", default=os.environ.get("MEDICO_PRECISION", "auto"))
     args = parser.parse_args(argv)
 
@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _segment(args: argparse.Namespace) -> int:
     """Segment every image of ``args.input`` into ``args.output``, printing each image's seconds and the mean FPS."""
-    from medico.checkpoint import load_model
     from medico.data.io import list_images, read_rgb
-    from medico.inference import Predictor
-    from medico.runtime import resolve_device, resolve_precision
+    from medico.engine.inference import Predictor
+    from medico.engine.runtime import resolve_device, resolve_precision
+    from medico.runs.checkpoint import load_model
     from medico.submission.writer import mask_png
 
     model, checkpoint = load_model(args.weights)

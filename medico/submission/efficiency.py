@@ -19,11 +19,11 @@ from pathlib import Path
 
 import medico
 from medico import __version__
-from medico.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from medico.download import file_sha256
 from medico.errors import MedicoError
 from medico.files import check_target
 from medico.plugins import get_plugin
+from medico.runs.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from medico.submission.names import MAX_RUNS, choose_run, run_name, team_dir
 from medico.submission.writer import SubmissionFiles, write_manifest
 
@@ -115,7 +115,8 @@ def write_task2(
 ) -> SubmissionFiles:
     """Write the Docker build context ``root/TEAM/TEAM_task2_runN/`` and ``TEAM_task2_runN.json`` beside it.
 
-    ``model`` is the spec the user trusts to build the checkpoint with (see :func:`medico.checkpoint.load_checkpoint`).
+    ``model`` is the spec the user trusts to build the checkpoint with (see
+    :func:`medico.runs.checkpoint.load_checkpoint`).
 
     Raises:
         MedicoError: the checkpoint's model is not a built-in plugin (a file or third-party plugin would be

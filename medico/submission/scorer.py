@@ -1,6 +1,6 @@
 """Organiser scoring of a task 1 archive: validate, score every mask against the ground truth, record it.
 
-The masks are scored by :mod:`medico.metrics` through :class:`medico.evaluation.EvaluationResult`, the same
+The masks are scored by :mod:`medico.metrics` through :class:`medico.engine.evaluation.EvaluationResult`, the same
 code and policy as ``medico evaluate``. Results go next to the archive (``<stem>_scores.csv``,
 ``<stem>_summary.json``) and onto the leaderboard as a ``test`` entry identified by the archive's SHA-256, so
 scoring the same archive twice adds nothing.
@@ -28,7 +28,7 @@ from medico import __version__
 from medico.data.io import list_images
 from medico.data.masks import read_mask
 from medico.download import file_sha256
-from medico.evaluation import EvaluationResult
+from medico.engine.evaluation import EvaluationResult
 from medico.files import atomic_path
 from medico.leaderboard import Entry, LeaderboardStore
 from medico.leaderboard.participant import check_run_number, check_team_name

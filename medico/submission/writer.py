@@ -21,13 +21,13 @@ import torch
 from PIL import Image
 
 from medico import __version__
-from medico.checkpoint import Checkpoint, load_model
 from medico.data.io import read_rgb
 from medico.download import file_sha256
+from medico.engine.inference import Predictor
 from medico.errors import MedicoError
 from medico.files import check_target, write_atomic
-from medico.inference import Predictor
 from medico.metrics import THRESHOLD
+from medico.runs.checkpoint import Checkpoint, load_model
 from medico.submission.names import MAX_RUNS, Task, choose_run, run_name, team_dir
 
 __all__ = ["SubmissionFiles", "mask_png", "write_manifest", "write_mask_archive", "write_task1"]
@@ -149,7 +149,7 @@ def write_task1(
         batch_size: images per forward pass.
         progress: called with each image's path once its mask is predicted.
         model: the model spec the user trusts to build the checkpoint with (``--model``; see
-            :func:`medico.checkpoint.load_checkpoint`).
+            :func:`medico.runs.checkpoint.load_checkpoint`).
     """
     folder = team_dir(root, team)
     _check_stems(images)

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from medico.checkpoint import FORMAT, Checkpoint, save_checkpoint
 from medico.cli import app
 from medico.models import unet
+from medico.runs.checkpoint import FORMAT, Checkpoint, save_checkpoint
 from medico.submission import container_entry
 
 SMALL_SYNTHETIC_COUNT = 8

@@ -21,10 +21,10 @@ from PIL import Image
 from typer.testing import CliRunner, Result
 
 import medico
-from medico.checkpoint import Checkpoint, save_checkpoint
 from medico.cli import app
 from medico.files import write_atomic
 from medico.models import unet
+from medico.runs.checkpoint import Checkpoint, save_checkpoint
 
 runner = CliRunner()
 STEMS = ("a", "b", "c")

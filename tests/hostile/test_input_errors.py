@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from medico.checkpoint import load_checkpoint, save_checkpoint
 from medico.cli import app
 from medico.leaderboard import LeaderboardStore
+from medico.runs.checkpoint import load_checkpoint, save_checkpoint
 
 runner = CliRunner()
 TINY = ["--option", "init_features=4", "--input-size", "32", "--epochs", "1"]

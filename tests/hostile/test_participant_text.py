@@ -14,9 +14,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from medico.cli import app
-from medico.config import RunConfig, RunOptions, read_layer
 from medico.errors import MedicoError
 from medico.leaderboard import Entry, LeaderboardStore
+from medico.runs.config import RunConfig, RunOptions, read_layer
 from tests.hostile._archives import perfect_archive
 
 WIDE = {"COLUMNS": "220"}

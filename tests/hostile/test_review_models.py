@@ -18,10 +18,10 @@ import pytest
 import torch
 from PIL import Image
 
-from medico.checkpoint import FORMAT
 from medico.data import Split, open_dataset, resolve_split
 from medico.models import unet
-from medico.run_data import DataRecord
+from medico.runs.checkpoint import FORMAT
+from medico.runs.dataset import DataRecord
 from tests.hostile.test_checkpoint_runs_no_code import COMMANDS, Outcome, invoke
 from tests.test_plugins import isolated_registry  # noqa: F401 (a fixture)
 

@@ -20,7 +20,7 @@ from PIL import Image
 from typer.testing import Result
 
 from medico.data.synthetic import SyntheticDataset, write_synthetic_kvasir
-from medico.training import Trainer
+from medico.engine.training import Trainer
 from tests.test_evaluation_cli import invoke
 
 TINY = ["--option", "init_features=4", "--input-size", "32", "--epochs", "1", "--device", "cpu"]

@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 
 import medico
 import medico.submission.scorer
-from medico.checkpoint import Checkpoint, save_checkpoint
 from medico.cli import app
 from medico.errors import MedicoError
 from medico.files import OutputError
 from medico.leaderboard import Entry, LeaderboardStore
+from medico.runs.checkpoint import Checkpoint, save_checkpoint
 from medico.submission import score_archive
 from tests.hostile._archives import perfect_archive
 

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from medico.data import DataError, PolypDataset, Split, open_dataset, resolve_split
 from medico.data.splits import checked_split
 from medico.errors import MedicoError
-from medico.runs import RunFolder
+from medico.runs.folder import RunFolder
 
 if TYPE_CHECKING:  # reading a record (medico compare) needs no torch
-    from medico.checkpoint import Checkpoint
+    from medico.runs.checkpoint import Checkpoint
 
 __all__ = ["OWN_SPLIT", "DataRecord", "OtherDataError", "RunData", "run_data"]
 

@@ -24,7 +24,7 @@ from medico.data.splits import SPLIT_NAMES, split_folder_files
 from medico.errors import MedicoError
 from medico.leaderboard.participant import check_team_name
 from medico.plugins import ModelPlugin, TrainingDefaults, canonical_spec
-from medico.runtime import PRECISION_CHOICES
+from medico.engine.runtime import PRECISION_CHOICES
 
 __all__ = [
     "MAX_BATCH",
@@ -88,7 +88,7 @@ class RunConfig:
             stay the same, so runs with different seeds are scored on the same images.
         pretrained: ``brain-mri`` (a plugin's named weights), a path or a URL; None trains from scratch.
         device, precision: ``auto`` picks CUDA when available, else the CPU; precision ``auto`` is bf16
-            where the device computes it natively, fp16 on older GPUs, else fp32 (medico.runtime).
+            where the device computes it natively, fp16 on older GPUs, else fp32 (medico.engine.runtime).
         workers: data-loader worker processes; ``auto`` is :func:`medico.data.loader.default_workers` (none on a
             CPU, whose threads already compute; enough on a GPU machine to keep the GPU fed).
         augment: the source paper's augmentations on training images.

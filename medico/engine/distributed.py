@@ -26,11 +26,11 @@ from torch import nn
 from torch.multiprocessing.spawn import ProcessContext, ProcessException
 from torch.nn.parallel import DistributedDataParallel
 
-from medico.allocator import tune_allocator
-from medico.contract import check_logit_ranges
+from medico.engine.allocator import tune_allocator
+from medico.engine.contract import check_logit_ranges
+from medico.engine.evaluation import COUNT_NAMES, EvaluationResult, ImageSource, evaluate
+from medico.engine.inference import Predictor
 from medico.errors import MedicoError
-from medico.evaluation import COUNT_NAMES, EvaluationResult, ImageSource, evaluate
-from medico.inference import Predictor
 
 __all__ = [
     "DistributedError",
@@ -332,7 +332,7 @@ def evaluate_sharded(
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
 ) -> EvaluationResult:
-    """:func:`medico.evaluation.evaluate` with the images shared out over the processes, gathered on every one.
+    """:func:`medico.engine.evaluation.evaluate` with the images shared out over the processes, gathered on every one.
 
     The single-process batches are dealt out whole (batch ``b`` to rank ``b % world``): no image is padded in
     or scored twice, each batch holds the images it would hold in one process, and the result, rebuilt from the

@@ -1,6 +1,6 @@
 """The memory allocator of a training or inference process: glibc told to keep large freed blocks.
 
-Separate from :mod:`medico.runtime` because the command line tunes it at start-up, before (and without) torch.
+Separate from :mod:`medico.engine.runtime` because the command line tunes it at start-up, before (and without) torch.
 """
 
 from __future__ import annotations

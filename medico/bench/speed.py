@@ -20,17 +20,17 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from medico.checkpoint import load_model
-from medico.config import check_setting
-from medico.contract import probe_model
 from medico.data.io import read_rgb
 from medico.data.loader import PolypTrainingSet, make_loader
+from medico.engine.contract import probe_model
+from medico.engine.inference import Predictor
+from medico.engine.losses import bce_dice_loss
+from medico.engine.runtime import MEMORY_FORMAT, autocast, device_name
 from medico.errors import MedicoError
-from medico.inference import Predictor
 from medico.plugins import TrainingDefaults, UnknownModelError, get_plugin, is_model
-from medico.runs import RunNotFoundError, resolve_checkpoint
-from medico.runtime import MEMORY_FORMAT, autocast, device_name
-from medico.training import bce_dice_loss
+from medico.runs.checkpoint import load_model
+from medico.runs.config import check_setting
+from medico.runs.folder import RunNotFoundError, resolve_checkpoint
 
 __all__ = [
     "FLOP_CONVENTION",
@@ -91,7 +91,7 @@ def benchmark_target(model_or_checkpoint: str, *, model: str | None = None) -> B
     """A ``.pt`` checkpoint file, a registered model name or spec (fresh weights, the plugin's input size), or a run.
 
     Weights do not change the speed of these models, so a model name is enough to time an architecture. ``model``
-    is the spec the user trusts to build a checkpoint with (see :func:`medico.checkpoint.load_checkpoint`).
+    is the spec the user trusts to build a checkpoint with (see :func:`medico.runs.checkpoint.load_checkpoint`).
     """
     if Path(model_or_checkpoint).is_file() and not model_or_checkpoint.endswith(".py"):
         network, checkpoint = load_model(resolve_checkpoint(model_or_checkpoint), model=model)  # it may name a run
@@ -117,7 +117,7 @@ def benchmark_target(model_or_checkpoint: str, *, model: str | None = None) -> B
 
 def _check_counts(**counts: int) -> None:
     for name, value in counts.items():
-        if name in ("input_size", "batch_size", "workers"):  # bounded as a run's are (medico.config)
+        if name in ("input_size", "batch_size", "workers"):  # bounded as a run's are (medico.runs.config)
             check_setting(name, value)
             continue
         minimum = 0 if name == "warmup" else 1

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medico.config import MAX_INPUT_SIZE, ConfigError, check_stored_types
+from medico.runs.config import MAX_INPUT_SIZE, ConfigError, check_stored_types
 from medico.errors import MedicoError
 from medico.files import atomic_path
 from medico.plugins import canonical_spec, get_plugin, is_model

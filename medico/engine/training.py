@@ -1,12 +1,12 @@
-"""Training one model: loss, optimiser, schedule, early stopping, the epoch loop, checkpoints and resuming.
+"""Training one model: optimiser, schedule, early stopping, the epoch loop, checkpoints and resuming.
 
-After the source paper: BCE + soft Dice loss, Adam with L2 by weight decay, the learning rate reduced when the
-validation mIoU plateaus, early stopping on it, the best checkpoint by validation mIoU kept beside the last.
-Validation scores every epoch at each image's ORIGINAL resolution through :func:`medico.evaluation.evaluate`.
-Both checkpoints are written atomically after every epoch with the full training state, so a run stopped at
-any point (Ctrl-C, a crash, a power cut) resumes from its last completed epoch.
+After the source paper: BCE + soft Dice loss (:mod:`medico.engine.losses`), Adam with L2 by weight decay, the
+learning rate reduced when the validation mIoU plateaus, early stopping on it, the best checkpoint by validation
+mIoU kept beside the last. Validation scores every epoch at each image's ORIGINAL resolution through
+:func:`medico.engine.evaluation.evaluate`. Both checkpoints are written atomically after every epoch with the full
+training state, so a run stopped at any point (Ctrl-C, a crash, a power cut) resumes from its last completed epoch.
 
-With several processes (:mod:`medico.distributed`) each trains on its shard of every epoch under
+With several processes (:mod:`medico.engine.distributed`) each trains on its shard of every epoch under
 DistributedDataParallel, validation is shared out and gathered (so the lr schedule and early stopping follow the
 same numbers everywhere), and rank 0 alone writes the checkpoints.
 """
@@ -24,14 +24,11 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from medico.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from medico.config import RunConfig
-from medico.contract import check_output
 from medico.data.loader import PolypTrainingSet, default_workers, make_loader
-from medico.distributed import (
+from medico.engine.contract import check_output
+from medico.engine.distributed import (
     barrier,
     broadcast_buffers,
     evaluate_sharded,
@@ -44,13 +41,16 @@ from medico.distributed import (
     rank,
     world_size,
 )
+from medico.engine.evaluation import ImageSource
+from medico.engine.inference import Predictor
+from medico.engine.losses import bce_dice_loss
+from medico.engine.preprocess import normalize
+from medico.engine.runtime import MEMORY_FORMAT, autocast, autotune_convolutions, resolve_device, resolve_precision
 from medico.errors import MedicoError, describe_error
-from medico.evaluation import ImageSource
-from medico.inference import Predictor
 from medico.plugins import ModelPlugin, get_plugin
-from medico.preprocess import normalize
-from medico.runs import RunFolder
-from medico.runtime import MEMORY_FORMAT, autocast, autotune_convolutions, resolve_device, resolve_precision
+from medico.runs.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from medico.runs.config import RunConfig
+from medico.runs.folder import RunFolder
 from medico.weights import LoadReport, WeightsError, WeightsSource, fetch_weights, load_matching, read_state_dict
 
 __all__ = [
@@ -60,11 +60,9 @@ __all__ = [
     "Trainer",
     "TrainingObserver",
     "TrainingResult",
-    "bce_dice_loss",
     "build_model",
     "load_resume_checkpoint",
     "seed_everything",
-    "soft_dice_loss",
 ]
 
 SCORE = "iou"
@@ -84,26 +82,6 @@ class Split(Protocol):
     name: str
     train: Sequence[str]
     val: Sequence[str]
-
-
-def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Soft Dice loss on probabilities: per image ``1 - 2*sum(y*p) / (sum(y^2) + sum(p^2) + eps)``, then the mean.
-
-    Sums run over each image's pixels (all dims but the batch); ``p = sigmoid(logits)``. Computed in float32.
-    An image with an empty target contributes about 1 whatever the prediction (only BCE pushes it to zero).
-    """
-    p = torch.sigmoid(logits.float()).flatten(1)
-    y = target.float().flatten(1)
-    dice = 2 * (y * p).sum(1) / ((y * y).sum(1) + (p * p).sum(1) + eps)
-    return (1 - dice).mean()
-
-
-def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The source paper's loss: binary cross-entropy (mean over pixels, stable logits form) + soft Dice.
-
-    L2 regularisation is not in the loss: it is Adam's ``weight_decay``.
-    """
-    return F.binary_cross_entropy_with_logits(logits.float(), target.float()) + soft_dice_loss(logits, target)
 
 
 @dataclass
@@ -256,13 +234,13 @@ class Trainer:
 
     State (model, optimizer, scheduler, early stopping, epoch, history, RNG) lives here and in the run's
     ``last.pt``; :meth:`resume` restores it from there. ``provenance`` (the run's data record, see
-    :mod:`medico.run_data`) goes into every checkpoint's metrics, so that a checkpoint knows what it was
+    :mod:`medico.runs.dataset`) goes into every checkpoint's metrics, so that a checkpoint knows what it was
     validated on wherever it is copied.
 
     On CPU a run repeats exactly with the same seed, thread count, precision and number of processes. Weights
     and batches are channels_last everywhere; on CUDA cuDNN autotuning trades bitwise repeatability for speed.
 
-    In a process group (:mod:`medico.distributed`) ``config.batch_size`` is the global batch, split evenly over
+    In a process group (:mod:`medico.engine.distributed`) ``config.batch_size`` is the global batch, split evenly over
     the processes; ``sync_bn`` turns BatchNorm into SyncBatchNorm (None: on GPUs yes, on CPUs no). A trainer
     ``resuming`` a run builds its model without the pretrained weights, which :meth:`resume` replaces anyway.
     """
@@ -485,7 +463,7 @@ class Trainer:
 
 def load_resume_checkpoint(run: RunFolder, model: str) -> Checkpoint:
     """The ``last.pt`` of a run to resume with ``model`` (the spec the user typed: their trust in its code, see
-    :func:`medico.checkpoint.load_checkpoint`), with a clear error when the run has none."""
+    :func:`medico.runs.checkpoint.load_checkpoint`), with a clear error when the run has none."""
     if not run.last.is_file():
         raise CheckpointError(
             f"--resume {run.name}: {run.last} is missing (the run ended before its first epoch); start a new run"

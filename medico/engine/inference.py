@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from medico.contract import LogitRanges, check_output
+from medico.engine.contract import LogitRanges, check_output
+from medico.engine.preprocess import normalize, resize_probabilities, to_tensor
+from medico.engine.runtime import MEMORY_FORMAT, autocast, autotune_convolutions, compile_for_inference
 from medico.metrics import THRESHOLD
-from medico.preprocess import normalize, resize_probabilities, to_tensor
-from medico.runtime import MEMORY_FORMAT, autocast, autotune_convolutions, compile_for_inference
 
 __all__ = ["Predictor"]
 
@@ -25,8 +25,8 @@ class Predictor:
         device: where to run it.
         precision: 'fp32', 'bf16' or 'fp16' autocast.
         threshold: probability at or above which a pixel is polyp.
-        memory_format: layout of weights and batches (channels_last by default, see medico.runtime).
-        compile: compile the model for inference (:func:`medico.runtime.compile_for_inference`; CUDA graphs
+        memory_format: layout of weights and batches (channels_last by default, see medico.engine.runtime).
+        compile: compile the model for inference (:func:`medico.engine.runtime.compile_for_inference`; CUDA graphs
             on a GPU); the first batch then takes seconds to compile, and a smaller batch later is padded to the
             largest seen so far (the last one repeated): a new batch shape would compile again.
         autotune: on a GPU, switch cuDNN autotuning on for the process (off only for plain baselines).
@@ -58,7 +58,7 @@ class Predictor:
 
     @torch.inference_mode()
     def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Model logits ``(B, 1, S, S)`` in float32 for a uint8 batch from :func:`medico.preprocess.to_tensor`."""
+        """Model logits ``(B, 1, S, S)`` in float32 for a uint8 batch (:func:`medico.engine.preprocess.to_tensor`)."""
         batch = normalize(batch.to(self.device, non_blocking=True, memory_format=self.memory_format))
         with autocast(self.device, self.precision):
             return check_output(self.model(batch), batch).float()

@@ -2,7 +2,7 @@
 
 The speed choices that are safe are defaults: bf16 autocast where the hardware computes bf16 natively (recent
 GPUs; CPUs with AVX512-BF16 or AMX), channels_last weights and activations (oneDNN and cuDNN convolutions run
-in NHWC without layout conversions) and cuDNN autotuning; the allocator is tuned by :mod:`medico.allocator`.
+in NHWC without layout conversions) and cuDNN autotuning; the allocator is tuned by :mod:`medico.engine.allocator`.
 fp32 stays one ``--precision fp32`` away.
 """
 

@@ -2,13 +2,13 @@
 
 ``plan_run`` resolves the config and opens the dataset and split (both independent of ``--seed``, so runs
 differing only in seed are scored on the same images), or, to resume, reloads the config and reopens the run's
-recorded data with :func:`medico.run_data.run_data`; ``make_trainer`` builds the trainer and, for a new run,
+recorded data with :func:`medico.runs.dataset.run_data`; ``make_trainer`` builds the trainer and, for a new run,
 creates its folder, the one place a run folder is made; ``train_run`` writes the record's first files and trains,
 keeping ``history.csv`` and the curve up to date after every epoch; ``finish_run`` scores the best checkpoint at
 the original resolution, optionally measures model FPS and adds a ``val`` entry to the leaderboard, and writes
 ``summary.json``.
 
-With several processes (:mod:`medico.distributed`) every process runs these steps; rank 0 creates the run folder
+With several processes (:mod:`medico.engine.distributed`) every process runs these steps; rank 0 creates the run folder
 (the others learn its name), writes every file and the leaderboard entry; scoring is shared out and gathered.
 """
 
@@ -21,22 +21,22 @@ from typing import Any
 
 import torch
 
-from medico.checkpoint import Checkpoint, load_model
-from medico.config import ConfigError, RunConfig, RunOptions, resolve_config
-from medico.contract import probe_model
+from medico.runs.checkpoint import Checkpoint, load_model
+from medico.runs.config import ConfigError, RunConfig, RunOptions, resolve_config
+from medico.engine.contract import probe_model
 from medico.data import open_dataset, resolve_split
-from medico.distributed import broadcast_object, evaluate_sharded, is_main
+from medico.engine.distributed import broadcast_object, evaluate_sharded, is_main
 from medico.download import file_sha256
-from medico.evaluation import EvaluationResult
-from medico.inference import Predictor
+from medico.engine.evaluation import EvaluationResult
+from medico.engine.inference import Predictor
 from medico.leaderboard import Entry, LeaderboardStore
 from medico.leaderboard.participant import TeamNameError, check_team_name
 from medico.plugins import canonical_spec, get_plugin
-from medico.record import environment_info, write_history, write_json, write_training_curve
-from medico.run_data import DataRecord, run_data
-from medico.runs import RunFolder, find_run, run_number
-from medico.speed import SpeedResult, measure_model_speed
-from medico.training import EpochRecord, Trainer, TrainingObserver, TrainingResult, load_resume_checkpoint
+from medico.runs.record import environment_info, write_history, write_json, write_training_curve
+from medico.runs.dataset import DataRecord, run_data
+from medico.runs.folder import RunFolder, find_run, run_number
+from medico.bench.speed import SpeedResult, measure_model_speed
+from medico.engine.training import EpochRecord, Trainer, TrainingObserver, TrainingResult, load_resume_checkpoint
 
 __all__ = [
     "RunOutcome",

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from medico.errors import MedicoError
 from medico.metrics import METRIC_NAMES
-from medico.run_data import DataRecord
-from medico.runs import read_per_image
-from medico.stats import CONFIDENCE, RESAMPLES, PairedComparison, compare_paired
+from medico.runs.dataset import DataRecord
+from medico.runs.folder import read_per_image
+from medico.stats.per_image import CONFIDENCE, RESAMPLES, PairedComparison, compare_paired
 
 __all__ = ["ComparisonError", "RunComparison", "compare_runs"]
 

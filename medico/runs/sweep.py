@@ -18,15 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medico.config import ConfigError, RunOptions, check_setting
+from medico.runs.config import ConfigError, RunOptions, check_setting
 from medico.data import Split
 from medico.errors import MedicoError
-from medico.evaluation import EvaluationResult
-from medico.experiment import RunPlan, plan_run
+from medico.engine.evaluation import EvaluationResult
+from medico.runs.experiment import RunPlan, plan_run
 from medico.files import write_atomic
-from medico.record import write_json
-from medico.runs import create_numbered_folder, runs_root
-from medico.stats import CONFIDENCE, RESAMPLES, describe, std
+from medico.runs.record import write_json
+from medico.runs.folder import create_numbered_folder, runs_root
+from medico.stats.per_image import CONFIDENCE, RESAMPLES, describe, std
 
 __all__ = [
     "FOLD_SEED",
@@ -84,7 +84,7 @@ def kfold_splits(split: Split, folds: int, *, seed: int = FOLD_SEED) -> list[Spl
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """``"1,2,3"`` as ``(1, 2, 3)``; each a seed as ``--seed`` takes it (:func:`medico.config.check_setting`), none
+    """``"1,2,3"`` as ``(1, 2, 3)``; each a seed as ``--seed`` takes it (:func:`medico.runs.config.check_setting`), none
     repeated."""
     seeds = []
     for item in text.split(","):

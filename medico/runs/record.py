@@ -1,10 +1,10 @@
 """The run record: what a run folder says about the run, so that it can be understood and repeated later.
 
-A run folder (:class:`medico.runs.RunFolder`, which names every file) holds ``config.json`` (the resolved config
+A run folder (:class:`medico.runs.folder.RunFolder`, which names every file) holds ``config.json`` (the resolved config
 and where each value came from), ``environment.json`` (versions, device, threads, git commit), ``dataset.json``
-(:class:`medico.run_data.DataRecord`: fingerprint, split name and digest, file lists), ``history.csv`` (one row
+(:class:`medico.runs.dataset.DataRecord`: fingerprint, split name and digest, file lists), ``history.csv`` (one row
 per epoch), ``training_curve.png``, ``per_image.csv`` and ``metrics.json`` (from
-:meth:`medico.evaluation.EvaluationResult.write`) and ``summary.json`` (best scores, metric policy, FPS block).
+:meth:`medico.engine.evaluation.EvaluationResult.write`) and ``summary.json`` (best scores, metric policy, FPS block).
 Every file is written atomically.
 """
 
@@ -27,8 +27,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 import medico
 from medico.files import write_atomic
-from medico.runtime import device_name
-from medico.training import EpochRecord
+from medico.engine.runtime import device_name
+from medico.engine.training import EpochRecord
 
 __all__ = [
     "HISTORY_COLUMNS",

@@ -16,16 +16,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from medico.errors import MedicoError
-from medico.inference import Predictor
-from medico.runtime import MEMORY_FORMAT
-from medico.speed import (
+from medico.bench.speed import (
     SpeedResult,
     measure_end_to_end_speed,
     measure_model_speed,
     measure_training_speed,
     time_call,
 )
+from medico.engine.inference import Predictor
+from medico.engine.runtime import MEMORY_FORMAT
+from medico.errors import MedicoError
 
 __all__ = ["PEERS", "ComparisonRow", "Contender", "compare", "contenders", "matmul_peak_flops"]
 
@@ -135,7 +135,8 @@ def compare(
 def matmul_peak_flops(device: torch.device, precision: str, size: int = 2048, repeats: int = 5) -> float:
     """The machine's compute roof as measured: FLOP/s of large square matmuls in ``precision`` (median).
 
-    A ``size``-square matmul costs ``2 * size**3`` FLOPs (multiply-add = 2, as in :func:`medico.speed.count_flops`).
+    A ``size``-square matmul costs ``2 * size**3`` FLOPs (multiply-add = 2, as in
+    :func:`medico.bench.speed.count_flops`).
     On a GPU one such matmul takes tens of microseconds, about what synchronising around it costs, so each
     timed run there chains 50 of them. fp32 means true fp32 (PyTorch leaves TF32 matmuls off by default).
     """

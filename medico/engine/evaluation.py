@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from medico.checkpoint import Checkpoint, load_model
-from medico.contract import LogitRanges, check_logit_ranges
+from medico.engine.contract import LogitRanges, check_logit_ranges
+from medico.engine.inference import Predictor
+from medico.engine.runtime import resolve_device, resolve_precision
 from medico.errors import MedicoError
 from medico.files import write_atomic
-from medico.inference import Predictor
 from medico.leaderboard.entry import INTERVALS
 from medico.metrics import (
     METRIC_NAMES,
@@ -34,9 +34,9 @@ from medico.metrics import (
     reduce_scores,
     scores_from_counts,
 )
-from medico.runs import METRICS, PER_IMAGE
-from medico.runtime import resolve_device, resolve_precision
-from medico.stats import ScoreSummary, describe
+from medico.runs.checkpoint import Checkpoint, load_model
+from medico.runs.folder import METRICS, PER_IMAGE
+from medico.stats.per_image import ScoreSummary, describe
 
 __all__ = [
     "COUNT_NAMES",
@@ -70,7 +70,7 @@ class EvaluationResult:
 
     ``per_image`` columns: name, height, width, tp, fp, fn, tn, dice, iou, precision, recall, f2, accuracy.
     ``summary`` keys: each metric (mean), ``<metric>_std`` and ``n_images``. ``logit_ranges``: ``(N, 2)`` lowest
-    and highest logit per image, where the model's logits were watched (:class:`medico.contract.LogitRanges`).
+    and highest logit per image, where the model's logits were watched (:class:`medico.engine.contract.LogitRanges`).
     """
 
     per_image: pd.DataFrame
@@ -107,7 +107,7 @@ class EvaluationResult:
 
     def write(self, folder: Path, data: dict[str, Any] | None = None) -> None:
         """Write ``per_image.csv`` and ``metrics.json`` (summary, policy and, when given, what ``data`` the images
-        came from) into ``folder``, each atomically. Where: :func:`medico.runs.evaluation_folder`."""
+        came from) into ``folder``, each atomically. Where: :func:`medico.runs.folder.evaluation_folder`."""
         folder = Path(folder)
         write_atomic(folder / PER_IMAGE, self.per_image.to_csv(index=False), replace=True)
         saved = {"summary": self.summary, "policy": self.policy} | ({"data": data} if data is not None else {})
@@ -131,7 +131,7 @@ def evaluate(
         names: the images to score, in the order of the result's rows.
         batch_size: images per forward pass.
         progress: called as ``progress(done, total)`` after each batch.
-        check_logits: stop on NaN, infinite or squashed logits (:func:`medico.contract.check_logit_ranges`);
+        check_logits: stop on NaN, infinite or squashed logits (:func:`medico.engine.contract.check_logit_ranges`);
             whoever turns it off checks the result's ``logit_ranges`` (as a sharded evaluation does once gathered).
 
     Returns:
@@ -196,9 +196,9 @@ def load_predictor(
 ) -> tuple[Predictor, Checkpoint]:
     """The model of a checkpoint file, wrapped for inference at the input size it was trained at.
 
-    ``model`` is the spec the user trusts to build it with (see :func:`medico.checkpoint.load_checkpoint`);
+    ``model`` is the spec the user trusts to build it with (see :func:`medico.runs.checkpoint.load_checkpoint`);
     ``device`` None or 'auto' picks CUDA when available; ``precision`` None or 'auto' picks the device's default;
-    ``compile`` compiles the model for inference (see :class:`medico.inference.Predictor`).
+    ``compile`` compiles the model for inference (see :class:`medico.engine.inference.Predictor`).
     """
     if not 0.0 < threshold < 1.0:
         raise EvaluationError(f"--threshold: expected a probability strictly between 0 and 1, got {threshold}")
