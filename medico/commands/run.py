@@ -13,14 +13,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from medico.console import console, err_console, task_progress
-from medico.engine.distributed import (
-    DistributedError,
-    is_main,
-    launch,
-    launched_by_torchrun,
-    process_group,
-    spawn_needed,
-)
+from medico.engine.distributed import DistributedError, launched_by_torchrun, run_distributed
 from medico.engine.training import EpochRecord, Trainer, TrainingObserver, TrainingResult
 from medico.leaderboard import LeaderboardStore
 from medico.leaderboard.render import leaderboard_tables
@@ -28,17 +21,7 @@ from medico.leaderboard.view import leaderboard_rows
 from medico.runs.config import ConfigError, RunOptions
 from medico.runs.experiment import RunOutcome, RunPlan, finish_run, make_trainer, plan_run, train_run
 from medico.runs.folder import RunFolder
-from medico.runs.sweep import (
-    SWEEP_HEADERS,
-    SWEEP_METRICS,
-    MemberResult,
-    SweepSummary,
-    parse_seeds,
-    plan_member,
-    summarise_sweep,
-    sweep_members,
-    write_sweep,
-)
+from medico.runs.sweep import SWEEP_HEADERS, SWEEP_METRICS, SweepSummary, parse_seeds, run_sweep
 
 __all__ = ["execute", "execute_distributed", "execute_sweep", "run"]
 
@@ -237,17 +220,14 @@ def execute(
 
 
 def execute_distributed(nproc: int | None, fn: Callable[..., None], *args: Any, **kwargs: Any) -> None:
-    """``fn(*args, **kwargs)`` here, in each process torchrun started, or in ``nproc`` processes spawned here.
+    """``fn(*args, **kwargs)`` here, in each process torchrun started, or in ``nproc`` processes spawned here; only
+    rank 0 prints."""
+    run_distributed(nproc, fn, *args, worker_setup=_quiet, **kwargs)
 
-    Only rank 0 prints: the other processes' consoles are quiet.
-    """
-    if spawn_needed(nproc):
-        launch(nproc, execute_distributed, nproc, fn, *args, **kwargs)
-        return
-    with process_group():
-        if not is_main():
-            console.quiet = err_console.quiet = True
-        fn(*args, **kwargs)
+
+def _quiet() -> None:
+    """The consoles of a process other than rank 0 print nothing (one process reports for all)."""
+    console.quiet = err_console.quiet = True
 
 
 def _train_and_finish(
@@ -282,17 +262,16 @@ def execute_sweep(
 ) -> None:
     """One run per fold and seed, then the sweep summary (written and shown); fold runs stay off the leaderboard,
     since they are scored on training images rather than the validation split."""
-    seed_list = parse_seeds(seeds) if seeds is not None else None
-    members = sweep_members(folds, seed_list)
-    results = []
-    for index, member in enumerate(members, start=1):
-        console.rule(f"sweep run {index}/{len(members)}: {member.label}")
-        plan = plan_member(model, member, given)
-        ranked = leaderboard and member.fold is None
-        outcome = _train_and_finish("run", plan, measure_speed=measure_speed, leaderboard=ranked)
-        results.append(MemberResult.from_evaluation(member, plan, outcome.evaluation))
-    summary = summarise_sweep(results)
-    folder = write_sweep(summary, model, folds=folds, seeds=seed_list)
+    summary, folder = run_sweep(
+        model,
+        given,
+        folds=folds,
+        seeds=parse_seeds(seeds) if seeds is not None else None,
+        train=lambda plan, ranked: _train_and_finish(
+            "run", plan, measure_speed=measure_speed, leaderboard=leaderboard and ranked
+        ),
+        starting=lambda index, count, member: console.rule(f"sweep run {index}/{count}: {member.label}"),
+    )
     console.print(_sweep_table(summary, title=f"sweep {folder.name}: {escape(model)}"))
     if folds:
         console.print("fold runs are scored on held-out training images, so they are not on the leaderboard")

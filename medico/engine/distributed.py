@@ -40,6 +40,7 @@ __all__ = [
     "evaluate_sharded",
     "is_main",
     "launch",
+    "run_distributed",
     "launched_by_torchrun",
     "local_device",
     "local_world_size",
@@ -147,6 +148,21 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def run_distributed(
+    nproc: int | None, fn: Callable[..., Any], *args: Any, worker_setup: Callable[[], None] | None = None, **kwargs: Any
+) -> None:
+    """``fn(*args, **kwargs)`` in this process, in each process torchrun started, or in ``nproc`` processes spawned
+    here (see :func:`launch`), inside the process group; ``worker_setup()`` runs first in every process but rank 0.
+    ``fn`` and ``worker_setup`` must be importable by name (processes are spawned)."""
+    if spawn_needed(nproc):
+        launch(nproc, run_distributed, nproc, fn, *args, worker_setup=worker_setup, **kwargs)
+        return
+    with process_group():
+        if not is_main() and worker_setup is not None:
+            worker_setup()
+        fn(*args, **kwargs)
 
 
 def launch(nproc: int, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:

@@ -10,7 +10,7 @@ score first averaged over the runs that scored it (over seeds; across folds ever
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from medico.runs.config import ConfigError, RunOptions, check_setting
 from medico.data import Split
 from medico.errors import MedicoError
 from medico.engine.evaluation import EvaluationResult
-from medico.runs.experiment import RunPlan, plan_run
+from medico.runs.experiment import RunOutcome, RunPlan, plan_run
 from medico.files import write_atomic
 from medico.runs.record import write_json
 from medico.runs.folder import create_numbered_folder, runs_root
@@ -38,6 +38,7 @@ __all__ = [
     "SweepSummary",
     "kfold_splits",
     "parse_seeds",
+    "run_sweep",
     "plan_member",
     "summarise_sweep",
     "sweep_members",
@@ -229,3 +230,30 @@ def write_sweep(
     write_json(folder / "summary.json", record)
     write_atomic(folder / "per_image.csv", summary.per_image.to_csv(index=False), replace=True)
     return folder
+
+
+def run_sweep(
+    model: str,
+    given: RunOptions,
+    *,
+    folds: int | None,
+    seeds: Sequence[int] | None,
+    train: Callable[[RunPlan, bool], RunOutcome],
+    starting: Callable[[int, int, SweepMember], None] | None = None,
+) -> tuple[SweepSummary, Path]:
+    """One run per fold and seed, then their summary, written to a new sweep folder; returns both.
+
+    ``train(plan, ranked)`` trains, scores and records one planned run (``ranked``: whether it may reach the
+    leaderboard: fold runs never do, since they are scored on training images, not the validation split);
+    ``starting(index, count, member)`` is told before each run.
+    """
+    members = sweep_members(folds, seeds)
+    results = []
+    for index, member in enumerate(members, start=1):
+        if starting is not None:
+            starting(index, len(members), member)
+        plan = plan_member(model, member, given)
+        outcome = train(plan, member.fold is None)
+        results.append(MemberResult.from_evaluation(member, plan, outcome.evaluation))
+    summary = summarise_sweep(results)
+    return summary, write_sweep(summary, model, folds=folds, seeds=seeds)
