@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from medico.bench import peers
 from medico.bench.peers import Contender, compare, matmul_peak_flops
+from medico.bench.speed import SpeedResult
 from medico.engine.allocator import tune_allocator
 from medico.engine.runtime import (
     autocast,
@@ -136,3 +138,13 @@ def test_the_matmul_roof_is_the_flops_of_the_timed_products(monkeypatch: pytest.
     monkeypatch.setattr("medico.bench.peers.time_call", fake_time)
     flops = matmul_peak_flops(torch.device("cpu"), "fp32", size=64, repeats=3)
     assert flops == 2 * 64**3 / 0.5  # one product per timed run on a CPU, the median of the three runs
+
+
+def test_the_share_of_the_roof_counts_a_training_step_as_three_forward_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(peers, "matmul_peak_flops", lambda device, precision: {"fp32": 1e12, "bf16": 4e12}[precision])
+    speed = SpeedResult("model", 10.0, 9.0, 11.0, 100.0, 1, 64, "cpu", "bf16", 2, torch.__version__)
+    row = peers.ComparisonRow(Contender("ours", torch.nn.Identity(), "bf16", torch.channels_last), speed, None, speed)
+    use = peers.roof_use(row, flops=2_000_000_000, device=torch.device("cpu"))
+    assert use.roof == {"fp32": 1e12, "bf16": 4e12}
+    assert use.achieved == {"inference": 2e10, "training": 6e10}
+    assert use.share("training") == pytest.approx(6e10 / 4e12)

@@ -12,6 +12,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,7 +28,17 @@ from medico.engine.inference import Predictor
 from medico.engine.runtime import MEMORY_FORMAT
 from medico.errors import MedicoError
 
-__all__ = ["PEERS", "ComparisonRow", "Contender", "compare", "contenders", "matmul_peak_flops"]
+__all__ = [
+    "PEERS",
+    "TRAINING_STEP_FORWARDS",
+    "ComparisonRow",
+    "Contender",
+    "RoofUse",
+    "compare",
+    "contenders",
+    "matmul_peak_flops",
+    "roof_use",
+]
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,45 @@ class ComparisonRow:
     inference: SpeedResult
     end_to_end: SpeedResult | None
     training: SpeedResult | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The contender's setting and its measurements, JSON-ready."""
+        speeds = {"inference": self.inference, "end_to_end": self.end_to_end, "training": self.training}
+        return {
+            "label": self.contender.label,
+            "precision": self.contender.precision,
+            "layout": self.contender.layout,
+            "baseline": self.contender.baseline,
+            **{name: None if result is None else result.as_dict() for name, result in speeds.items()},
+        }
+
+
+TRAINING_STEP_FORWARDS = 3
+"""A training step costs about three forward passes: the forward, and the backward through activations and weights."""
+
+
+@dataclass(frozen=True)
+class RoofUse:
+    """How much of this machine's measured matmul roof a contender's inference and training achieve (FLOP/s)."""
+
+    precision: str
+    roof: dict[str, float]
+    achieved: dict[str, float]
+
+    def share(self, kind: str) -> float:
+        """``kind``'s achieved FLOP/s as a fraction of the roof at the contender's precision."""
+        return self.achieved[kind] / self.roof[self.precision]
+
+
+def roof_use(row: ComparisonRow, flops: int, device: torch.device) -> RoofUse:
+    """Measure the matmul roof (fp32 and the contender's precision) and what ``row`` achieves of it, from its forward
+    ``flops`` per image and its model FPS (and training images/s, when timed)."""
+    precision = row.contender.precision
+    roof = {name: matmul_peak_flops(device, name) for name in dict.fromkeys(["fp32", precision])}
+    achieved = {"inference": flops * row.inference.fps}
+    if row.training is not None:
+        achieved["training"] = TRAINING_STEP_FORWARDS * flops * row.training.fps
+    return RoofUse(precision, roof, achieved)
 
 
 def _monai_attention_unet(init_features: int = 32) -> nn.Module:

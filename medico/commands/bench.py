@@ -172,7 +172,7 @@ def _compare(
             rows, size, device=device, train_batch_size=train_batch_size, warmup=warmup, repeats=repeats,
             image_paths=paths, progress=lambda label: status.update(f"timing {escape(label)}"),
         )
-        roof = {p: peers.matmul_peak_flops(device, p) for p in dict.fromkeys(["fp32", precision])}
+        roof = peers.roof_use(measured[0], flops, device)
     baselines = [row for row in measured if row.contender.baseline]
     table = Table(title=f"speed against baselines, {size}x{size}, measured in one process")
     table.add_column("contender")
@@ -199,30 +199,17 @@ def _compare(
             cells.append(" · ".join(f"{ratio:.2f}" for ratio in ratios))
         table.add_row(*cells)
     console.print(table)
-    ours = measured[0]
-    # A training step costs about 3 forward passes (forward, and backward through activations and weights).
-    achieved = {"inference": flops * ours.inference.fps, "training": 3 * flops * ours.training.fps}
-    for kind, value in achieved.items():
+    for kind, value in roof.achieved.items():
         console.print(
-            f"{kind}: {value / 1e9:.1f} GFLOP/s achieved = {value / roof[precision]:.0%} of the measured "
-            f"{precision} matmul roof ({roof[precision] / 1e9:.0f} GFLOP/s; fp32 roof {roof['fp32'] / 1e9:.0f})"
+            f"{kind}: {value / 1e9:.1f} GFLOP/s achieved = {roof.share(kind):.0%} of the measured "
+            f"{precision} matmul roof ({roof.roof[precision] / 1e9:.0f} GFLOP/s; "
+            f"fp32 roof {roof.roof['fp32'] / 1e9:.0f})"
         )
     return {
         "train_batch_size": train_batch_size,
-        "rows": [
-            {
-                "label": row.contender.label,
-                "precision": row.contender.precision,
-                "layout": row.contender.layout,
-                "baseline": row.contender.baseline,
-                "inference": row.inference.as_dict(),
-                "end_to_end": row.end_to_end.as_dict(),
-                "training": row.training.as_dict(),
-            }
-            for row in measured
-        ],
-        "matmul_roof_flops": roof,
-        "achieved_flops": achieved,
+        "rows": [row.as_dict() for row in measured],
+        "matmul_roof_flops": roof.roof,
+        "achieved_flops": roof.achieved,
     }
 
 
