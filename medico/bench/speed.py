@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from medico.data.io import read_rgb
-from medico.data.loader import PolypTrainingSet, make_loader
+from medico.data.loader import PolypTrainingSet, default_workers, make_loader
 from medico.engine.contract import probe_model
 from medico.engine.inference import Predictor
 from medico.engine.losses import bce_dice_loss
@@ -40,6 +40,7 @@ __all__ = [
     "count_flops",
     "measure_end_to_end_speed",
     "measure_loader_speed",
+    "measure_training_pipeline",
     "measure_model_speed",
     "measure_training_speed",
     "time_call",
@@ -279,6 +280,25 @@ def measure_loader_speed(
     return _result(
         "data pipeline", seconds, batch_size=batch_size, input_size=train_set.size, device=torch.device("cpu"),
         precision="fp32", workers=workers,
+    )
+
+
+PIPELINE_WARMUP = 2
+"""Batches the training-pipeline timing leaves untimed (loader workers start)."""
+
+
+def measure_training_pipeline(
+    dataset: Any, input_size: int, *, batch_size: int, device: torch.device, workers: int | None, repeats: int
+) -> SpeedResult:
+    """Images/s of the data pipeline a run on ``device`` would train from: every image of ``dataset`` at
+    ``input_size``, augmented, with ``workers`` loader processes (None: as training picks them), as many timed
+    chunks as the data allows up to ``repeats`` (see :func:`measure_loader_speed`)."""
+    train_set = PolypTrainingSet(dataset, dataset.names, input_size, augment=True)
+    chosen = default_workers(device) if workers is None else workers
+    chunks = max(1, min(repeats, len(train_set) // batch_size - PIPELINE_WARMUP))
+    return measure_loader_speed(
+        train_set, batch_size=batch_size, workers=chosen, warmup=PIPELINE_WARMUP, repeats=chunks,
+        pin_memory=device.type == "cuda",
     )
 
 

@@ -18,15 +18,12 @@ from medico.commands.options import TrustedModel
 from medico.console import console, err_console
 from medico.data import open_dataset
 from medico.data.io import list_images, read_rgb
-from medico.data.loader import PolypTrainingSet, default_workers
 from medico.data.synthetic import synthetic_test_images
 from medico.engine.inference import Predictor
 from medico.engine.runtime import resolve_device, resolve_precision
 from medico.files import check_target, write_atomic
 
 SYNTHETIC_IMAGES = 8
-PIPELINE_WARMUP = 2
-"""Batches the data-pipeline timing leaves untimed (loader workers start)."""
 
 
 def bench(
@@ -224,21 +221,17 @@ def _pipeline(
 ) -> dict[str, Any]:
     """Time the training data pipeline and print whether it keeps up with medico's training rate."""
     dataset = open_dataset(data)
-    train_set = PolypTrainingSet(dataset, dataset.names, size, augment=True)
-    chosen = default_workers(device) if workers is None else workers
-    chunks = max(1, min(repeats, len(train_set) // batch_size - PIPELINE_WARMUP))
-    with err_console.status(f"timing the data pipeline ({len(train_set)} images, {chosen} workers)"):
-        result = speed.measure_loader_speed(
-            train_set, batch_size=batch_size, workers=chosen, warmup=PIPELINE_WARMUP, repeats=chunks,
-            pin_memory=device.type == "cuda",
+    with err_console.status(f"timing the data pipeline ({len(dataset.names)} images)"):
+        result = speed.measure_training_pipeline(
+            dataset, size, batch_size=batch_size, device=device, workers=workers, repeats=repeats
         )
     training = compared["rows"][0]["training"]["fps"]
     margin = result.fps / training
     verdict = "keeps up with" if margin >= 1 else "[yellow]is slower than[/] (the device waits for data; add --workers)"
     console.print(
-        f"data pipeline: {_speed_cell(result)} img/s with {chosen} loader workers ({escape(dataset.description)}, "
-        f"cached decode, augmentation, batch {batch_size}); {margin:.1f}× medico's training rate "
-        f"({training:.2f} img/s): it {verdict} training"
+        f"data pipeline: {_speed_cell(result)} img/s with {result.workers} loader workers "
+        f"({escape(dataset.description)}, cached decode, augmentation, batch {batch_size}); "
+        f"{margin:.1f}× medico's training rate ({training:.2f} img/s): it {verdict} training"
     )
     return {**result.as_dict(), "data": dataset.description, "training_fps": training, "margin": margin}
 
