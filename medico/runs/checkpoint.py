@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from medico.runs.config import MAX_INPUT_SIZE, ConfigError, check_stored_types
 from medico.errors import MedicoError
 from medico.files import atomic_path
 from medico.plugins import canonical_spec, get_plugin, is_model
+from medico.runs.config import MAX_INPUT_SIZE, ConfigError, check_stored_types
 from medico.weights import load_weights_only
 
 __all__ = [

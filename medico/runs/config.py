@@ -21,10 +21,10 @@ import tomllib
 from medico.baselines import baseline_file
 from medico.data.dataset import DataError
 from medico.data.splits import SPLIT_NAMES, split_folder_files
+from medico.engine.runtime import PRECISION_CHOICES
 from medico.errors import MedicoError
 from medico.leaderboard.participant import check_team_name
 from medico.plugins import ModelPlugin, TrainingDefaults, canonical_spec
-from medico.engine.runtime import PRECISION_CHOICES
 
 __all__ = [
     "MAX_BATCH",

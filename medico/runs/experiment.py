@@ -21,22 +21,22 @@ from typing import Any
 
 import torch
 
-from medico.runs.checkpoint import Checkpoint, load_model
-from medico.runs.config import ConfigError, RunConfig, RunOptions, resolve_config
-from medico.engine.contract import probe_model
+from medico.bench.speed import SpeedResult, measure_model_speed
 from medico.data import open_dataset, resolve_split
-from medico.engine.distributed import broadcast_object, evaluate_sharded, is_main
 from medico.download import file_sha256
+from medico.engine.contract import probe_model
+from medico.engine.distributed import broadcast_object, evaluate_sharded, is_main
 from medico.engine.evaluation import EvaluationResult
 from medico.engine.inference import Predictor
+from medico.engine.training import EpochRecord, Trainer, TrainingObserver, TrainingResult, load_resume_checkpoint
 from medico.leaderboard import Entry, LeaderboardStore
 from medico.leaderboard.participant import TeamNameError, check_team_name
 from medico.plugins import canonical_spec, get_plugin
-from medico.runs.record import environment_info, write_history, write_json, write_training_curve
+from medico.runs.checkpoint import Checkpoint, load_model
+from medico.runs.config import ConfigError, RunConfig, RunOptions, resolve_config
 from medico.runs.dataset import DataRecord, run_data
 from medico.runs.folder import RunFolder, find_run, run_number
-from medico.bench.speed import SpeedResult, measure_model_speed
-from medico.engine.training import EpochRecord, Trainer, TrainingObserver, TrainingResult, load_resume_checkpoint
+from medico.runs.record import environment_info, write_history, write_json, write_training_curve
 
 __all__ = [
     "RunOutcome",

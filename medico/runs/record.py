@@ -26,9 +26,9 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 import medico
-from medico.files import write_atomic
 from medico.engine.runtime import device_name
 from medico.engine.training import EpochRecord
+from medico.files import write_atomic
 
 __all__ = [
     "HISTORY_COLUMNS",

@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medico.runs.config import ConfigError, RunOptions, check_setting
 from medico.data import Split
-from medico.errors import MedicoError
 from medico.engine.evaluation import EvaluationResult
-from medico.runs.experiment import RunOutcome, RunPlan, plan_run
+from medico.errors import MedicoError
 from medico.files import write_atomic
-from medico.runs.record import write_json
+from medico.runs.config import ConfigError, RunOptions, check_setting
+from medico.runs.experiment import RunOutcome, RunPlan, plan_run
 from medico.runs.folder import create_numbered_folder, runs_root
+from medico.runs.record import write_json
 from medico.stats.per_image import CONFIDENCE, RESAMPLES, describe, std
 
 __all__ = [
