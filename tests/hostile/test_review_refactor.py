@@ -70,3 +70,17 @@ def test_a_package_registering_under_a_medico_module_name_is_never_labelled_buil
     assert get_plugin("posenet").origin != "built-in"
     assert get_plugin("unet").builder is unet and get_plugin("unet").origin == "built-in"
     assert "built-in" in plugin_errors()["posing-unet"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"team,model,citation,iou\nA,m,caf\xe9,0.5\n", b"team,model,citation,iou\nA,m," + b"x" * 200_000 + b",0.5\n"],
+    ids=["latin-1", "huge-cell"],
+)
+def test_a_workspace_published_figures_file_that_is_no_utf8_csv_is_one_line(workspace: Path, content: bytes) -> None:
+    """``medico leaderboard --with-published`` ended in a UnicodeDecodeError or a csv field-limit traceback."""
+    (workspace / "baselines").mkdir()
+    (workspace / "baselines" / "reported.csv").write_bytes(content)
+    outcome = invoke("leaderboard", "--with-published")
+    assert outcome.code == 2, outcome.output
+    assert "Traceback" not in outcome.output and "baselines/reported.csv" in outcome.output
