@@ -352,6 +352,8 @@ def read_layer(path: Path, label: str | None = None) -> Layer:
         raise ConfigError(f"config file {path} does not exist")
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"config file {path} cannot be read: {error.strerror or error}") from error
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from error
     options = document.pop("options", {})

@@ -84,3 +84,19 @@ def test_a_workspace_published_figures_file_that_is_no_utf8_csv_is_one_line(work
     outcome = invoke("leaderboard", "--with-published")
     assert outcome.code == 2, outcome.output
     assert "Traceback" not in outcome.output and "baselines/reported.csv" in outcome.output
+
+
+UNREADABLE = Path("/proc/self/mem")  # a regular file whose reading fails (EIO), even for root
+
+
+@pytest.mark.skipif(not UNREADABLE.is_file(), reason="needs Linux's /proc/self/mem")
+@pytest.mark.parametrize("where", ["--config", "baselines/unet.toml"])
+def test_a_config_file_that_cannot_be_read_is_one_line(workspace: Path, where: str) -> None:
+    """A TOML file medico may not read (permissions, a failing disk) ended ``medico train`` in an OSError traceback."""
+    (workspace / "baselines").mkdir()
+    link = workspace / ("settings.toml" if where == "--config" else where)
+    link.symlink_to(UNREADABLE)
+    extra = ("--config", link) if where == "--config" else ()
+    outcome = invoke("train", "unet", *TINY_RUN, *extra)
+    assert outcome.code == 2, outcome.output
+    assert "Traceback" not in outcome.output and "cannot be read" in outcome.output
