@@ -100,3 +100,11 @@ def test_a_config_file_that_cannot_be_read_is_one_line(workspace: Path, where: s
     outcome = invoke("train", "unet", *TINY_RUN, *extra)
     assert outcome.code == 2, outcome.output
     assert "Traceback" not in outcome.output and "cannot be read" in outcome.output
+
+
+def test_a_data_path_that_is_a_loop_of_links_is_one_line(workspace: Path) -> None:
+    """``--data loop`` (a link to itself) ended ``medico run`` and ``medico train`` in a RuntimeError traceback."""
+    (workspace / "loop").symlink_to(workspace / "loop")
+    outcome = invoke("train", "unet", *TINY_RUN, "--data", workspace / "loop")
+    assert outcome.code == 2, outcome.output
+    assert "Traceback" not in outcome.output and "--data" in outcome.output
