@@ -9,10 +9,13 @@ hang.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from medico.data import DataError
+from medico.data.splits import parse_split_list
 from medico.models import unet
 from medico.plugins import get_plugin, plugin_errors
 from tests.hostile.test_checkpoint_runs_no_code import invoke
@@ -108,3 +111,12 @@ def test_a_data_path_that_is_a_loop_of_links_is_one_line(workspace: Path) -> Non
     outcome = invoke("train", "unet", *TINY_RUN, "--data", workspace / "loop")
     assert outcome.code == 2, outcome.output
     assert "Traceback" not in outcome.output and "--data" in outcome.output
+
+
+def test_a_split_list_of_many_repeated_names_is_refused_at_once() -> None:
+    """Counting repeats took time growing with the square of the lines: 40,000 took minutes, 10 million never ended."""
+    text = "\n".join(f"frame{i % 20_000}" for i in range(40_000))
+    started = time.perf_counter()
+    with pytest.raises(DataError, match="listed more than once: frame0, frame1"):
+        parse_split_list(text, "train.txt")
+    assert time.perf_counter() - started < 2
