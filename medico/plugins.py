@@ -207,9 +207,10 @@ def _load_entry_points() -> None:
 
 
 def _origin(entry_point: importlib.metadata.EntryPoint) -> str:
-    """``built-in`` for an entry point of medico's own distribution into medico's own modules; else its package."""
+    """``built-in`` for an entry point of medico's own distribution into medico's own modules; else its package.
+    The value is compared, not parsed: a malformed one fails in ``load()``, where it is reported by name."""
     distribution = _distribution_name(entry_point)
-    own = distribution == "medico" and entry_point.module.partition(".")[0] == "medico"
+    own = distribution == "medico" and entry_point.value.startswith(("medico.", "medico:"))
     return BUILT_IN if own else f"entry point of package {distribution}"
 
 
