@@ -6,7 +6,8 @@ A plugin is a name plus a builder ``build(**options) -> torch.nn.Module`` whose 
 1. ``@register_model("name")`` inside a module that is imported (it also declares training defaults and weights);
 2. the entry-point group ``medico.models`` of any installed distribution, loaded lazily, one failure never
    hiding the other plugins. medico's own built-ins (:mod:`medico.models`, decorated too) come this way, from
-   medico's own entry points: the registry never imports a model;
+   medico's own entry points, loaded first: the registry never imports a model, only medico's own entry points
+   make a plugin ``built-in``, and no other plugin takes a built-in's name;
 3. a spec ``path/to/file.py:builder`` or ``package.module:builder`` given where a model name is expected.
 """
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:  # torch is imported with the models: `medico leaderboard` and
     from torch import nn
 
 __all__ = [
+    "BUILT_IN",
     "ENTRY_POINT_GROUP",
     "ModelPlugin",
     "PluginError",
@@ -45,6 +47,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "medico.models"
+BUILT_IN = "built-in"
+"""The origin of medico's own plugins (the task 2 image installs only medico, so it runs only these)."""
 
 Builder = Callable[..., "nn.Module"]
 
@@ -81,7 +85,7 @@ class ModelPlugin:
     description: str
     defaults: TrainingDefaults = field(default_factory=TrainingDefaults)
     pretrained: Mapping[str, WeightsSource] = field(default_factory=dict)
-    origin: str = "built-in"
+    origin: str = BUILT_IN
 
     def build(self, **options: Any) -> nn.Module:
         """Build the model; options the builder does not accept, and any error it raises, are reported with the
@@ -153,7 +157,7 @@ def register_model(
             description=description or (doc[0] if doc else ""),
             defaults=defaults or TrainingDefaults(),
             pretrained=dict(pretrained or {}),
-            origin="built-in" if module.startswith("medico.") else f"module {module}",
+            origin=f"module {module}",  # medico's own entry points make it built-in, nothing else
         )
         _add(plugin)
         return builder
@@ -162,6 +166,14 @@ def register_model(
 
 
 def _add(plugin: ModelPlugin) -> None:
+    """Register ``plugin`` under its name; a name a built-in holds is never taken by another plugin (a third-party
+    ``unet`` would otherwise replace medico's or not depending on the order packages are found in)."""
+    held = _registry.get(plugin.name)
+    if held is not None and held.origin == BUILT_IN and plugin.origin != BUILT_IN:
+        raise PluginError(
+            f"model {plugin.name!r} ({plugin.origin}): {plugin.name!r} is the name of a medico built-in model; "
+            "register the plugin under another name"
+        )
     _registry[plugin.name] = plugin
     _by_builder[plugin.builder] = plugin
 
@@ -172,14 +184,14 @@ def _distribution_name(entry_point: importlib.metadata.EntryPoint) -> str:
 
 
 def _load_entry_points() -> None:
-    """Import every ``medico.models`` entry point once; a broken one is recorded, not raised."""
+    """Import every ``medico.models`` entry point once, medico's own first; a broken one is recorded, not raised."""
     global _entry_points_loaded
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
-    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        distribution = _distribution_name(entry_point)
-        origin = "built-in" if distribution == "medico" else f"entry point of package {distribution}"
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    for entry_point in sorted(found, key=lambda entry_point: _origin(entry_point) != BUILT_IN):
+        origin = _origin(entry_point)
         try:
             builder = entry_point.load()
         except (Exception, SystemExit) as error:  # a plugin's import may raise anything, exit too: report it, go on
@@ -188,7 +200,18 @@ def _load_entry_points() -> None:
         if not callable(builder):
             _plugin_errors[entry_point.name] = f"{origin}: {entry_point.value} is not callable"
             continue
-        _add(_plugin_for(builder, name=entry_point.name, origin=origin))
+        try:
+            _add(_plugin_for(builder, name=entry_point.name, origin=origin))
+        except PluginError as error:
+            _plugin_errors[entry_point.name] = f"{origin}: {error}"
+
+
+def _origin(entry_point: importlib.metadata.EntryPoint) -> str:
+    """``built-in`` for an entry point of medico's own distribution into medico's own modules; else its package.
+    The value is compared, not parsed: a malformed one fails in ``load()``, where it is reported by name."""
+    distribution = _distribution_name(entry_point)
+    own = distribution == "medico" and entry_point.value.startswith(("medico.", "medico:"))
+    return BUILT_IN if own else f"entry point of package {distribution}"
 
 
 def _plugin_for(builder: Builder, *, name: str, origin: str) -> ModelPlugin:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -87,7 +88,7 @@ def parse_split_list(text: str, source: str) -> tuple[str, ...]:
         if PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES:
             name = PurePosixPath(name).stem
         names.append(name)
-    repeated = sorted({n for n in names if names.count(n) > 1}) if len(set(names)) != len(names) else []
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)  # one pass: lists may be long
     if repeated:
         raise DataError(f"{source}: names listed more than once: {_some(repeated)}")
     return tuple(names)

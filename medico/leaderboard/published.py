@@ -67,6 +67,8 @@ def load_published(path: Path | None = None) -> list[Entry]:
             rows = [(reader.line_num, row) for row in reader]
     except OSError as error:
         raise LeaderboardError(f"published figures file {path} cannot be read: {error.strerror or error}") from error
+    except (UnicodeDecodeError, csv.Error) as error:  # not UTF-8, or a cell beyond the csv module's field limit
+        raise LeaderboardError(f"published figures file {path}: expected UTF-8 CSV, but {error}") from error
     entries = []
     for line, row in rows:
         if None in row:

@@ -174,12 +174,12 @@ class RunOptions:
         return cls(builder_options=dict(parse_option(text) for text in option or []), **values)
 
     def settings(self) -> dict[str, Any]:
-        """The settings given (not None), each checked and named by its option; the data folder made absolute, so
-        that the run record finds it from any folder."""
+        """The settings given (not None), each checked and named by its option (:func:`check_setting` makes the data
+        and split folders absolute)."""
         given = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         del given["builder_options"], given["config_file"]
         if self.data is not None:
-            given["data"] = str(Path(self.data).resolve())
+            given["data"] = str(self.data)
         return {key: check_setting(key, value) for key, value in given.items() if value is not None}
 
 
@@ -264,7 +264,8 @@ class Layer:
 
 
 def check_setting(key: str, value: Any, source: str = _COMMAND_LINE, *, name: str | None = None) -> Any:
-    """``value`` for the setting ``key`` checked (known key, type, range) and normalised (floats, split folders).
+    """``value`` for the setting ``key`` checked (known key, type, range) and normalised (floats, absolute data and
+    split folders).
 
     Args:
         key: a :class:`RunConfig` field (``input_size``).
@@ -295,7 +296,9 @@ def check_setting(key: str, value: Any, source: str = _COMMAND_LINE, *, name: st
             split_folder_files(folder)
         except DataError as error:
             raise ConfigError(f"{name}: {error}") from error
-        value = str(folder.resolve())  # the run record must find it again from any folder
+        value = _absolute(value, name)
+    if key == "data":
+        value = _absolute(value, name)
     if key == "workers" and isinstance(value, str) and value != "auto":
         raise ConfigError(f"{name} must be auto or a number of processes, got {value!r}")
     if key == "precision" and value not in PRECISION_CHOICES:
@@ -303,6 +306,14 @@ def check_setting(key: str, value: Any, source: str = _COMMAND_LINE, *, name: st
     if key == "team":
         check_team_name(value, name)  # the leaderboard entry's rule, asked before training rather than after it
     return value
+
+
+def _absolute(path: str, name: str) -> str:
+    """``path`` absolute, links resolved, so that the run record finds it again from any folder."""
+    try:
+        return str(Path(path).expanduser().resolve())
+    except (OSError, RuntimeError) as error:  # RuntimeError: a loop of symbolic links (Python before 3.13)
+        raise ConfigError(f"{name} {path!r}: expected a folder or zip, but the path cannot be resolved: {error}") from None
 
 
 def _check_type(key: str, value: Any, name: str) -> tuple[type, ...]:
@@ -352,6 +363,8 @@ def read_layer(path: Path, label: str | None = None) -> Layer:
         raise ConfigError(f"config file {path} does not exist")
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"config file {path} cannot be read: {error.strerror or error}") from error
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from error
     options = document.pop("options", {})

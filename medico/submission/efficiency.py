@@ -22,7 +22,7 @@ from medico import __version__
 from medico.download import file_sha256
 from medico.errors import MedicoError
 from medico.files import check_target
-from medico.plugins import get_plugin
+from medico.plugins import BUILT_IN, get_plugin
 from medico.runs.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from medico.submission.names import MAX_RUNS, choose_run, run_name, team_dir
 from medico.submission.writer import SubmissionFiles, write_manifest
@@ -125,7 +125,7 @@ def write_task2(
     folder = team_dir(root, team)
     number = choose_run(folder, team, "efficiency", run, max_runs, force)
     spec = load_checkpoint(checkpoint, model=model)
-    if get_plugin(spec.model_spec).origin != "built-in":
+    if get_plugin(spec.model_spec).origin != BUILT_IN:
         raise MedicoError(
             f"{checkpoint}: model {spec.model_spec!r} comes from {get_plugin(spec.model_spec).origin}; the task 2 "
             "image installs only the medico package, so only built-in models (see `medico models`) can be packaged"
