@@ -313,7 +313,9 @@ def _absolute(path: str, name: str) -> str:
     try:
         return str(Path(path).expanduser().resolve())
     except (OSError, RuntimeError) as error:  # RuntimeError: a loop of symbolic links (Python before 3.13)
-        raise ConfigError(f"{name} {path!r}: expected a folder or zip, but the path cannot be resolved: {error}") from None
+        raise ConfigError(
+            f"{name} {path!r}: expected a folder or zip, but the path cannot be resolved: {error}"
+        ) from None
 
 
 def _check_type(key: str, value: Any, name: str) -> tuple[type, ...]:
