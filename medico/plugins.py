@@ -18,9 +18,11 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
+import math
 import sys
+import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +34,9 @@ if TYPE_CHECKING:  # torch is imported with the models: `medico leaderboard` and
 
 __all__ = [
     "BUILT_IN",
+    "DECLARATION_KEYS",
+    "NORMALIZATIONS",
+    "InputSpec",
     "ENTRY_POINT_GROUP",
     "ModelPlugin",
     "PluginError",
@@ -43,6 +48,7 @@ __all__ = [
     "is_model",
     "list_models",
     "plugin_errors",
+    "plugin_from_mapping",
     "register_model",
 ]
 
@@ -76,9 +82,74 @@ class TrainingDefaults:
     epochs: int = 50  # ours: an upper bound; early stopping usually ends a run sooner
 
 
+NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "symmetric": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # [-1, 1]: medico's own convention
+    "unit": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),  # [0, 1]
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # torchvision, timm and smp encoders
+}
+"""Named input normalisations as ``(mean, std)`` per RGB channel over pixel values scaled to [0, 1]: a model sees
+``(value / 255 - mean) / std``."""
+
+MAX_MULTIPLE = 1024
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a plugin's model expects of its input beyond medico's convention, applied by medico on the device
+    (:func:`medico.engine.adapter.adapt`): a normalisation (a name of :data:`NORMALIZATIONS`, or ``(mean, std)``
+    over [0, 1]) and the multiple its height and width must be (medico pads up to it and crops the logits back).
+    """
+
+    normalization: str | tuple[tuple[float, ...], tuple[float, ...]] = "symmetric"
+    multiple: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.normalization, str):
+            if self.normalization not in NORMALIZATIONS:
+                raise PluginError(
+                    f"normalization: expected one of {', '.join(NORMALIZATIONS)} or (mean, std), "
+                    f"got {self.normalization!r}"
+                )
+        else:
+            try:
+                mean, std = (tuple(float(v) for v in values) for values in self.normalization)
+            except (TypeError, ValueError):
+                raise PluginError(
+                    f"normalization: expected a name or (mean, std) of three numbers each, got {self.normalization!r}"
+                ) from None
+            if len(mean) != 3 or len(std) != 3 or not all(math.isfinite(v) for v in (*mean, *std)) or min(std) <= 0:
+                raise PluginError(
+                    f"normalization: expected three finite means and three positive stds, got {self.normalization!r}"
+                )
+            object.__setattr__(self, "normalization", (mean, std))
+        integer = isinstance(self.multiple, int) and not isinstance(self.multiple, bool)
+        if not integer or not 1 <= self.multiple <= MAX_MULTIPLE:
+            raise PluginError(f"multiple: expected an integer from 1 to {MAX_MULTIPLE}, got {self.multiple!r}")
+
+    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(mean, std)`` per channel over pixel values scaled to [0, 1]."""
+        if isinstance(self.normalization, str):
+            return NORMALIZATIONS[self.normalization]
+        return self.normalization
+
+    def affine(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(scale, shift)`` per channel taking medico's [-1, 1] input to this normalisation: ``x * scale + shift``."""
+        mean, std = self.mean_std()
+        return tuple(0.5 / s for s in std), tuple((0.5 - m) / s for m, s in zip(mean, std))
+
+    def describe(self) -> str:
+        """In words, for ``medico models``: ``ImageNet mean/std, sides multiple of 32``."""
+        if isinstance(self.normalization, str):
+            name = {"symmetric": "[-1, 1]", "unit": "[0, 1]", "imagenet": "ImageNet mean/std"}[self.normalization]
+        else:
+            name = "mean {} std {}".format(*self.normalization)
+        return name + (f", sides multiple of {self.multiple}" if self.multiple > 1 else "")
+
+
 @dataclass(frozen=True)
 class ModelPlugin:
-    """A registered model: how to build it, what it proposes for training, where it came from."""
+    """A registered model: how to build it, what it proposes for training, what it expects of its input, where it
+    came from."""
 
     name: str
     builder: Builder
@@ -86,6 +157,7 @@ class ModelPlugin:
     defaults: TrainingDefaults = field(default_factory=TrainingDefaults)
     pretrained: Mapping[str, WeightsSource] = field(default_factory=dict)
     origin: str = BUILT_IN
+    input: InputSpec = field(default_factory=InputSpec)
 
     def build(self, **options: Any) -> nn.Module:
         """Build the model; options the builder does not accept, and any error it raises, are reported with the
@@ -113,7 +185,27 @@ class ModelPlugin:
                 f"model {self.name!r} ({self.origin}): builder returned {type(model).__name__}, "
                 "expected a torch.nn.Module"
             )
-        return model
+        from medico.engine.adapter import adapt
+
+        return adapt(model, self.input)
+
+    def parameter_count(self, **options: Any) -> int:
+        """How many parameters the model built with ``options`` has, counted on the meta device (nothing allocated;
+        a builder that downloads weights may still try to)."""
+        import torch
+
+        with torch.device("meta"):
+            return sum(p.numel() for p in self.build(**options).parameters())
+
+    def option_types(self) -> dict[str, Any]:
+        """Each keyword option's type as the builder declares it: its annotation, else its default's type (options
+        with neither are absent)."""
+        try:
+            hints = typing.get_type_hints(self.builder)
+        except Exception:  # annotations naming what cannot be imported here: fall back to the defaults
+            hints = {}
+        types_ = {name: type(default) for name, default in self.parameters.items() if default is not None}
+        return {**types_, **{name: hint for name, hint in hints.items() if name in self.parameters}}
 
     @property
     def parameters(self) -> dict[str, Any]:
@@ -138,6 +230,8 @@ def register_model(
     description: str | None = None,
     defaults: TrainingDefaults | None = None,
     pretrained: Mapping[str, WeightsSource] | None = None,
+    normalization: str | tuple[tuple[float, ...], tuple[float, ...]] = "symmetric",
+    multiple: int = 1,
 ) -> Callable[[Builder], Builder]:
     """Register ``builder`` under ``name``; returns the builder unchanged.
 
@@ -146,6 +240,8 @@ def register_model(
         description: one line for ``medico models``; defaults to the builder docstring's first line.
         defaults: proposed training options.
         pretrained: named weight sources, e.g. ``{"brain-mri": WeightsSource(url=..., sha256=...)}``.
+        normalization: the input normalisation the model expects (see :class:`InputSpec`).
+        multiple: the multiple the input's height and width must be (medico pads and crops for it).
     """
 
     def decorate(builder: Builder) -> Builder:
@@ -158,6 +254,7 @@ def register_model(
             defaults=defaults or TrainingDefaults(),
             pretrained=dict(pretrained or {}),
             origin=f"module {module}",  # medico's own entry points make it built-in, nothing else
+            input=InputSpec(normalization, multiple),
         )
         _add(plugin)
         return builder
@@ -197,13 +294,57 @@ def _load_entry_points() -> None:
         except (Exception, SystemExit) as error:  # a plugin's import may raise anything, exit too: report it, go on
             _plugin_errors[entry_point.name] = f"{origin}: {type(error).__name__}: {error}"
             continue
-        if not callable(builder):
-            _plugin_errors[entry_point.name] = f"{origin}: {entry_point.value} is not callable"
-            continue
         try:
-            _add(_plugin_for(builder, name=entry_point.name, origin=origin))
+            if isinstance(builder, Mapping):
+                plugin = plugin_from_mapping(builder, name=entry_point.name, origin=origin)
+            elif callable(builder):
+                plugin = _plugin_for(builder, name=entry_point.name, origin=origin)
+            else:
+                raise PluginError(f"{entry_point.value} is neither callable nor a mapping declaring a plugin")
+            _add(plugin)
         except PluginError as error:
             _plugin_errors[entry_point.name] = f"{origin}: {error}"
+
+
+DECLARATION_KEYS = ("build", "description", "defaults", "pretrained", "normalization", "multiple")
+"""What a mapping an entry point names may declare (only ``build`` is required)."""
+
+
+def plugin_from_mapping(declaration: Mapping[str, Any], *, name: str, origin: str) -> ModelPlugin:
+    """The plugin a plain mapping declares, so that a package registers a fully described plugin without importing
+    medico: ``{"build": build, "description": "...", "defaults": {"input_size": 320, ...}, "pretrained":
+    {"name": {"url": ..., "sha256": ...}}, "normalization": "imagenet", "multiple": 32}``.
+
+    Raises:
+        PluginError: an unknown key, no callable ``build``, or a value of the wrong kind (named in the message).
+    """
+    unknown = sorted(set(declaration) - set(DECLARATION_KEYS))
+    if unknown:
+        raise PluginError(
+            f"unknown keys {', '.join(map(repr, unknown))}; a plugin declares {', '.join(DECLARATION_KEYS)}"
+        )
+    builder = declaration.get("build")
+    if not callable(builder):
+        raise PluginError(f"'build' must be the model's builder (a callable), got {type(builder).__name__}")
+    defaults = declaration.get("defaults") or {}
+    known = {f.name for f in fields(TrainingDefaults)}
+    if not isinstance(defaults, Mapping) or not set(defaults) <= known:
+        raise PluginError(f"'defaults' must be a mapping of {', '.join(sorted(known))}, got {defaults!r}")
+    try:
+        pretrained = {str(k): WeightsSource(**v) for k, v in (declaration.get("pretrained") or {}).items()}
+    except (TypeError, ValueError, AttributeError) as error:
+        raise PluginError(
+            f"'pretrained' must map names to {{'url': ..., 'sha256': ...}} or {{'path': ...}}: {error}"
+        ) from None
+    plugin = _plugin_for(builder, name=name, origin=origin)
+    description = declaration.get("description")
+    return replace(
+        plugin,
+        description=str(description) if description is not None else plugin.description,
+        defaults=TrainingDefaults(**defaults),
+        pretrained=pretrained,
+        input=InputSpec(declaration.get("normalization", "symmetric"), declaration.get("multiple", 1)),
+    )
 
 
 def _origin(entry_point: importlib.metadata.EntryPoint) -> str:

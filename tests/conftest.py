@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from medico import plugins
 from medico.data.synthetic import SyntheticDataset
 from medico.models import unet
 from medico.runs.checkpoint import Checkpoint, save_checkpoint
@@ -93,3 +94,13 @@ def run_dir(workspace: Path) -> Path:
         ),
     )
     return folder
+
+
+@pytest.fixture
+def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registry state restored after the test; entry points scanned afresh."""
+    plugins.list_models()  # built-ins imported before copying
+    monkeypatch.setattr(plugins, "_registry", dict(plugins._registry))
+    monkeypatch.setattr(plugins, "_by_builder", dict(plugins._by_builder))
+    monkeypatch.setattr(plugins, "_plugin_errors", {})
+    monkeypatch.setattr(plugins, "_entry_points_loaded", False)

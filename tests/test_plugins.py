@@ -37,16 +37,6 @@ def build(width: int = 2) -> nn.Module:
 
 
 @pytest.fixture
-def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Registry state restored after the test; entry points scanned afresh."""
-    list_models()  # built-ins imported before copying
-    monkeypatch.setattr(plugins, "_registry", dict(plugins._registry))
-    monkeypatch.setattr(plugins, "_by_builder", dict(plugins._by_builder))
-    monkeypatch.setattr(plugins, "_plugin_errors", {})
-    monkeypatch.setattr(plugins, "_entry_points_loaded", False)
-
-
-@pytest.fixture
 def installed_plugin_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_registry: None) -> Path:
     """A real distribution (package + .dist-info with entry points) on sys.path: one good, one broken plugin."""
     package = tmp_path / "site" / "toynets"

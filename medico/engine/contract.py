@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from medico.errors import describe_error
-from medico.plugins import PluginError
+from medico.plugins import PluginError, get_plugin
 
 __all__ = [
     "CONTRACT",
@@ -30,14 +30,16 @@ __all__ = [
     "LogitRanges",
     "check_logit_ranges",
     "check_output",
+    "check_plugin",
     "probe_model",
+    "probe_size",
 ]
 
 CONTRACT = "logits (B, 1, H, W) for a (B, 3, H, W) batch: one float tensor, no sigmoid inside"
 """The contract in the words every message about it uses."""
 
 PROBE_SIZE = 64
-"""The probe's largest side: a multiple of 32 (five poolings without padding still fit), a few ms on a CPU."""
+"""The probe's side for inputs of at least this size (plus their remainder modulo it): a few ms on a CPU."""
 
 SIGMOID_SPREAD = 0.5
 """How much of [0, 1] an evaluation's outputs must cover, all inside it, to betray a sigmoid inside: a trained
@@ -79,17 +81,25 @@ def check_output(output: object, batch: torch.Tensor, model: str = "the model") 
     return output
 
 
+def probe_size(input_size: int) -> int:
+    """The probe's side for a model trained at ``input_size``: the size itself up to :data:`PROBE_SIZE`, above it
+    ``PROBE_SIZE`` plus the size's remainder modulo ``PROBE_SIZE``, so that a model needing sides divisible by 8, 16,
+    32 or 64 fails the probe exactly when it would fail at ``input_size`` (72 probes at 72, 256 at 64)."""
+    return input_size if input_size <= PROBE_SIZE else PROBE_SIZE + input_size % PROBE_SIZE
+
+
 def probe_model(model: nn.Module, input_size: int, label: str) -> nn.Module:
     """``model`` after two forward passes of two images (training, then evaluation mode) keep the contract.
 
-    The images are ``min(input_size, PROBE_SIZE)`` pixels square, seeded noise in [-1, 1], on the model's device (the
-    CPU, for a model just built); its weights do not change (batch-norm statistics of a training-mode pass may).
-    ``label`` names the model in messages.
+    The images are :func:`probe_size` pixels square, seeded noise in [-1, 1], on the model's device (the CPU, for a
+    model just built); its weights do not change (batch-norm statistics of a training-mode pass may). ``label`` names
+    the model in messages.
 
     Raises:
-        ContractError: a pass raised, or its output has the wrong form, is not finite, or ends in a sigmoid.
+        ContractError: a pass raised, or its output has the wrong form, is not finite, carries no gradient in
+            training mode, or ends in a sigmoid.
     """
-    size = min(input_size, PROBE_SIZE)
+    size = probe_size(input_size)
     batch = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
     batch = batch.to(next(model.parameters(), batch).device)
     was_training = model.training
@@ -105,6 +115,11 @@ def probe_model(model: nn.Module, input_size: int, label: str) -> nn.Module:
                         f"expected {CONTRACT}"
                     ) from error
             output = check_output(output, batch, label)
+            if training and not output.requires_grad:
+                raise ContractError(
+                    f"{label}: the output carries no gradient in training mode (detached, or computed under "
+                    f"no_grad), so training could not change the model; expected {CONTRACT}"
+                )
             squash = _squashing_operation(output)
             if squash is not None:
                 raise ContractError(
@@ -177,3 +192,22 @@ def check_logit_ranges(names: Sequence[str], ranges: np.ndarray) -> None:
             f"the model's outputs on all {len(names)} images lie in [0, 1] (from {low:.3f} to {high:.3f}): it applies "
             f"a sigmoid itself, so every pixel scores as polyp. Expected {CONTRACT}"
         )
+
+
+def check_plugin(name_or_spec: str, input_size: int | None = None) -> str:
+    """``medico models --check``: build the plugin with its default options on the CPU and probe it at
+    ``input_size`` (default: its own); one line saying what it is when it keeps the contract.
+
+    Raises:
+        PluginError: the plugin cannot be found, imported or built.
+        ContractError: the model breaks the contract (the message says how).
+    """
+    plugin = get_plugin(name_or_spec)
+    size = input_size or plugin.defaults.input_size
+    label = f"model {plugin.name!r} ({plugin.origin})"
+    model = probe_model(plugin.build(), size, label)
+    parameters = sum(p.numel() for p in model.parameters())
+    return (
+        f"{label} keeps the contract at {size}x{size} (probed at {probe_size(size)}x{probe_size(size)}): "
+        f"{CONTRACT}; {parameters:,} parameters; input {plugin.input.describe()}"
+    )

@@ -8,9 +8,13 @@ options (``init_features = 8``). The resolved config and each key's source are w
 
 from __future__ import annotations
 
+import collections.abc
+import contextlib
 import dataclasses
 import math
 import reprlib
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -340,21 +344,69 @@ def check_stored_types(values: Mapping[str, Any], source: str) -> None:
 
 
 def _check_option(source: str, plugin: ModelPlugin, key: str, value: Any) -> Any:
-    """A builder option's value: finite, and of its default's type where the builder has a plain default."""
+    """A builder option's value, converted to the type the builder declares for it (its annotation, else its
+    default's type): ``False`` or ``yes`` for a bool, ``16,32,64`` for a tuple of ints; refused when it is none of
+    them or not finite."""
     name = f"--option {key}" if source == _COMMAND_LINE else f"{source}: [options] {key}"
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
-    default = plugin.parameters.get(key)
-    expected = type(default) if isinstance(default, bool | int | float | str) else None
-    if expected is None:
-        return value
-    accepted = (int, float) if expected is float else (expected,)
-    if not isinstance(value, accepted) or (isinstance(value, bool) and expected is not bool):
+    expected = plugin.option_types().get(key)
+    try:
+        value = _as_type(value, expected) if expected is not None else value
+    except (TypeError, ValueError):
+        default = plugin.parameters.get(key)
         raise ConfigError(
-            f"{name} must be {expected.__name__} like its default {default!r} (model {plugin.name!r}), "
+            f"{name} must be {_type_name(expected)} (model {plugin.name!r}, default {default!r}), "
             f"got {value!r} ({type(value).__name__})"
-        )
-    return float(value) if expected is float else value
+        ) from None
+    values = value if isinstance(value, tuple | list) else [value]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+_TRUE, _FALSE = frozenset({"true", "yes", "on", "1"}), frozenset({"false", "no", "off", "0"})
+
+
+def _as_type(value: Any, expected: Any) -> Any:
+    """``value`` as ``expected`` (bool, int, float, str, a tuple or list of them, or ``X | None``); a TypeError or
+    ValueError when it cannot be, losslessly."""
+    origin, arguments = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() == "none" and type(None) in arguments):
+            return None
+        for member in (a for a in arguments if a is not type(None)):
+            with contextlib.suppress(TypeError, ValueError):
+                return _as_type(value, member)
+        raise ValueError(value)
+    if origin in (tuple, list, collections.abc.Sequence):
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise TypeError(value)
+        item_type = arguments[0] if arguments else Any
+        converted = [_as_type(item.strip() if isinstance(item, str) else item, item_type) for item in items]
+        return list(converted) if origin is list else tuple(converted)
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise ValueError(value)
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise TypeError(value)
+        return int(value)
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise TypeError(value)
+        return float(value)
+    if expected is str:
+        if not isinstance(value, str):
+            raise TypeError(value)
+        return value
+    return value  # another annotation: passed as given, for the builder to judge
+
+
+def _type_name(expected: Any) -> str:
+    return getattr(expected, "__name__", None) or str(expected).replace("typing.", "")
 
 
 def read_layer(path: Path, label: str | None = None) -> Layer:

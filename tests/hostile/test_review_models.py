@@ -23,7 +23,6 @@ from medico.models import unet
 from medico.runs.checkpoint import FORMAT
 from medico.runs.dataset import DataRecord
 from tests.hostile.test_checkpoint_runs_no_code import COMMANDS, Outcome, invoke
-from tests.test_plugins import isolated_registry  # noqa: F401 (a fixture)
 
 SMALL_SYNTHETIC_COUNT = 8
 

@@ -19,7 +19,6 @@ from medico.data.splits import parse_split_list
 from medico.models import unet
 from medico.plugins import get_plugin, plugin_errors
 from tests.hostile.test_checkpoint_runs_no_code import invoke
-from tests.test_plugins import isolated_registry  # noqa: F401 (a fixture)
 
 TINY_RUN = ("--option", "init_features=4", "--input-size", "32", "--epochs", "1")
 
