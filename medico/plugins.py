@@ -19,6 +19,7 @@ import importlib.metadata
 import importlib.util
 import inspect
 import math
+import re
 import sys
 import typing
 from collections.abc import Callable, Mapping
@@ -158,6 +159,8 @@ class ModelPlugin:
     pretrained: Mapping[str, WeightsSource] = field(default_factory=dict)
     origin: str = BUILT_IN
     input: InputSpec = field(default_factory=InputSpec)
+    distribution: str | None = None
+    """The installed distribution whose entry point registered the plugin (None for decorators and specs)."""
 
     def build(self, **options: Any) -> nn.Module:
         """Build the model; options the builder does not accept, and any error it raises, are reported with the
@@ -189,6 +192,29 @@ class ModelPlugin:
 
         return adapt(model, self.input)
 
+    def provenance(self) -> dict[str, Any]:
+        """Where the plugin's code comes from, for a run's ``environment.json`` and a submission's manifest: its
+        origin, the installed distribution holding its builder and its version, and the installed versions of the
+        libraries that distribution requires (smp, timm, monai...); a file plugin has no distribution."""
+        module = getattr(self.builder, "__module__", "") or ""
+        record: dict[str, Any] = {"name": self.name, "origin": self.origin, "module": module}
+        names = [self.distribution] if self.distribution else _distributions_of(module)
+        try:
+            if not names or self.origin.startswith("file "):
+                raise importlib.metadata.PackageNotFoundError(module)
+            distribution = importlib.metadata.distribution(names[0])
+        except importlib.metadata.PackageNotFoundError:
+            return {**record, "distribution": None}
+        requires = {}
+        for requirement in distribution.requires or []:
+            if "extra ==" in requirement:  # an optional extra: not what the plugin builds on
+                continue
+            library = re.match(r"[A-Za-z0-9_.\-]+", requirement.strip())
+            if library is not None:
+                requires[library.group(0)] = _installed_version(library.group(0))
+        return {**record, "distribution": distribution.metadata["Name"], "version": distribution.version,
+                "requires": requires}
+
     def parameter_count(self, **options: Any) -> int:
         """How many parameters the model built with ``options`` has, counted on the meta device (nothing allocated;
         a builder that downloads weights may still try to)."""
@@ -218,9 +244,22 @@ class ModelPlugin:
         }
 
 
+def _distributions_of(module: str) -> list[str]:
+    """The installed distributions providing ``module``'s top-level package (none for a file or a local module)."""
+    return importlib.metadata.packages_distributions().get(module.partition(".")[0], [])
+
+
+def _installed_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 _registry: dict[str, ModelPlugin] = {}
 _by_builder: dict[Builder, ModelPlugin] = {}
 _plugin_errors: dict[str, str] = {}
+_spec_plugins: dict[str, ModelPlugin] = {}
 _entry_points_loaded = False
 
 
@@ -301,7 +340,8 @@ def _load_entry_points() -> None:
                 plugin = _plugin_for(builder, name=entry_point.name, origin=origin)
             else:
                 raise PluginError(f"{entry_point.value} is neither callable nor a mapping declaring a plugin")
-            _add(plugin)
+            dist = getattr(entry_point, "dist", None)
+            _add(replace(plugin, distribution=dist.name if dist is not None else None))
         except PluginError as error:
             _plugin_errors[entry_point.name] = f"{origin}: {error}"
 
@@ -395,7 +435,10 @@ def get_plugin(name_or_spec: str) -> ModelPlugin:
     if name_or_spec in _plugin_errors:
         raise PluginError(f"model {name_or_spec!r} failed to load: {_plugin_errors[name_or_spec]}")
     if ":" in name_or_spec:
-        return _plugin_from_spec(name_or_spec)
+        key = canonical_spec(name_or_spec)  # a file by its absolute path: the same file, from any folder
+        if key not in _spec_plugins:  # a spec's file or module is imported once per process, as modules are
+            _spec_plugins[key] = _plugin_from_spec(name_or_spec)
+        return _spec_plugins[key]
     known = sorted(_registry)
     close = difflib.get_close_matches(name_or_spec, known, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""

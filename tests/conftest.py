@@ -103,4 +103,5 @@ def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(plugins, "_registry", dict(plugins._registry))
     monkeypatch.setattr(plugins, "_by_builder", dict(plugins._by_builder))
     monkeypatch.setattr(plugins, "_plugin_errors", {})
+    monkeypatch.setattr(plugins, "_spec_plugins", {})
     monkeypatch.setattr(plugins, "_entry_points_loaded", False)

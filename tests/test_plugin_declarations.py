@@ -3,12 +3,14 @@ them), its training defaults without importing medico, option types, and a contr
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 from typer.testing import CliRunner, Result
 
@@ -183,3 +185,25 @@ def test_models_lists_a_huge_model_without_allocating_it(
     monkeypatch.syspath_prepend(str(site))
     listing = invoke("models")
     assert listing.exit_code == 0 and "10,000,100,000" in listing.output
+
+
+@pytest.mark.usefixtures("declared_package")
+def test_a_run_and_a_submission_record_the_plugins_distribution_and_what_it_builds_on(
+    small_data: Path, tmp_path: Path
+) -> None:
+    dist_info = next((tmp_path / "site").glob("stridenets-*.dist-info"))
+    (dist_info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: stridenets\nVersion: 0.1\nRequires-Dist: torch>=2.1\n"
+        "Requires-Dist: numpy\nRequires-Dist: pytest; extra == 'test'\n"
+    )
+    assert invoke("train", "stride", "--input-size", "64").exit_code == 0
+    plugin = json.loads((small_data / "runs" / "1-stride" / "environment.json").read_text())["plugin"]
+    assert (plugin["name"], plugin["distribution"], plugin["version"]) == ("stride", "stridenets", "0.1")
+    assert plugin["requires"] == {name: importlib.metadata.version(name) for name in ("torch", "numpy")}
+    images = small_data / "test-images"
+    images.mkdir()
+    Image.new("RGB", (40, 30)).save(images / "a.jpg")
+    submitted = invoke("submit", "--team", "T", "--images", images)
+    assert submitted.exit_code == 0, submitted.output
+    manifest = json.loads(next((small_data / "submissions" / "T").glob("*.json")).read_text())
+    assert manifest["plugin"] == plugin

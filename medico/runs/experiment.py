@@ -184,7 +184,7 @@ def train_run(plan: RunPlan, trainer: Trainer, observer: TrainingObserver | None
         return trainer.fit()
     run = trainer.run
     write_json(run.config, plan.config.as_dict())
-    write_json(run.environment, environment_info(trainer.device, trainer.precision))
+    write_json(run.environment, environment_info(trainer.device, trainer.precision, plan.config.model))
     write_json(run.dataset, plan.record().as_dict())
     title = f"{run.name}: {plan.config.model} on {plan.dataset.description} ({plan.split.name} split)"
     return trainer.fit(_RecordingObserver(observer or TrainingObserver(), run, trainer, title))

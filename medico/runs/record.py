@@ -29,6 +29,7 @@ import medico
 from medico.engine.runtime import device_name
 from medico.engine.training import EpochRecord
 from medico.files import write_atomic
+from medico.plugins import get_plugin
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -69,9 +70,11 @@ def git_commit(folder: Path | None = None) -> dict[str, Any] | None:
     return {"commit": commit, "dirty": bool(status.strip())}
 
 
-def environment_info(device: torch.device, precision: str) -> dict[str, Any]:
-    """Versions, platform, device and precision: what a number measured in this run depends on."""
+def environment_info(device: torch.device, precision: str, model: str) -> dict[str, Any]:
+    """Versions, platform, device and precision, and where ``model``'s plugin code comes from: what a number
+    measured in this run depends on."""
     return {
+        "plugin": get_plugin(model).provenance(),
         "medico": medico.__version__,
         "python": sys.version.split()[0],
         "torch": torch.__version__,

@@ -27,6 +27,7 @@ from medico.engine.inference import Predictor
 from medico.errors import MedicoError
 from medico.files import check_target, write_atomic
 from medico.metrics import THRESHOLD
+from medico.plugins import get_plugin
 from medico.runs.checkpoint import Checkpoint, load_model
 from medico.submission.names import MAX_RUNS, Task, choose_run, run_name, team_dir
 
@@ -100,6 +101,7 @@ def write_manifest(
         **fields,
         "model": spec.model_spec,
         "model_options": spec.model_options,
+        "plugin": get_plugin(spec.model_spec).provenance(),
         "checkpoint": str(checkpoint),
         "checkpoint_sha256": file_sha256(checkpoint),
         "input_size": spec.input_size,
