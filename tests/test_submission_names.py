@@ -91,3 +91,8 @@ def test_an_existing_run_is_never_overwritten_without_force(tmp_path: Path) -> N
 def test_a_run_number_beyond_the_allowance_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RunNumberError, match="from 1 to 5"):
         choose_run(tmp_path, "T", "segmentation", run=6)
+
+
+def test_a_run_slot_beyond_the_allowance_says_that_checkpoint_chooses_the_training_run(tmp_path) -> None:
+    with pytest.raises(RunNumberError, match=r"--run 8: expected a number from 1 to 5 .*--checkpoint RUN"):
+        choose_run(tmp_path, "T", "segmentation", run=8)

@@ -49,7 +49,13 @@ def submit(
         Literal["segmentation", "efficiency"],
         typer.Option(help="segmentation: task 1 masks archive; efficiency: task 2 Docker build context."),
     ] = "segmentation",
-    run: Annotated[int | None, typer.Option(help="Run number (default: the lowest free one).")] = None,
+    run: Annotated[
+        int | None,
+        typer.Option(
+            help="The submission's run slot, 1 to --max-runs (default: the lowest free one); not the training run, "
+            "which --checkpoint chooses."
+        ),
+    ] = None,
     checkpoint: Annotated[
         str | None, typer.Option(help="A .pt checkpoint or a run (number, id, folder); default: the latest run.")
     ] = None,

@@ -83,7 +83,13 @@ def choose_run(
                 f"(at most {max_runs}); replace one with --run N --force, or raise --max-runs"
             )
         return free
-    check_run_number(run, "--run", max_runs)
+    try:
+        check_run_number(run, "--run", max_runs)
+    except RunNumberError as error:  # a common mix-up: the submission's slot taken for the training run
+        raise RunNumberError(
+            f"{error} (--run is the submission's slot, TEAM_task{TASK_NUMBERS[task]}_runN, at most {max_runs} per "
+            "team; the training run to submit is chosen with --checkpoint RUN)"
+        ) from None
     if run in taken and not force:
         raise RunNumberError(
             f"--run {run}: {folder / run_name(team, task, run)} already exists; pass --force to overwrite it"
