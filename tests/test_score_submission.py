@@ -19,6 +19,7 @@ from medico.data.synthetic import synthetic_frame
 from medico.download import file_sha256
 from medico.engine.preprocess import normalize, resize_mask, to_tensor
 from medico.leaderboard import LeaderboardStore
+from medico.leaderboard.ranking import comparison_group
 from medico.metrics import METRIC_NAMES, METRIC_POLICY
 from medico.runs.checkpoint import Checkpoint, save_checkpoint
 from medico.stats.per_image import describe
@@ -172,3 +173,36 @@ def test_a_participant_manifest_cannot_break_scoring(workspace: Path, test_set: 
     assert _score(str(archive), "--truth", str(truth), "--team", "M").exit_code == 0
     (entry,) = LeaderboardStore().entries(team="M")
     assert entry.model == "submission"
+
+
+def test_a_truth_folder_of_more_images_scores_the_images_named_and_entries_group_by_the_truth_scored(
+    workspace: Path, test_set: tuple[Path, Path]
+) -> None:
+    images, truth = test_set
+    answered = workspace / "answered"
+    answered.mkdir()
+    for mask in sorted(truth.iterdir())[:2]:  # a validation archive: two of the four images
+        (answered / mask.name).write_bytes(mask.read_bytes())
+    archive = _perfect_archive(workspace / "Val_task1_run1.zip", answered)
+    whole = _score(str(archive), "--truth", str(truth), "--team", "Val")
+    assert whole.exit_code == 1 and "--names FILE" in " ".join(whole.output.split()), whole.output
+    names = workspace / "val.txt"
+    names.write_text("case0\ncase1.png\n")
+    scored = _score(str(archive), "--truth", str(truth), "--team", "Val", "--names", str(names))
+    assert scored.exit_code == 0, scored.output
+    missing = workspace / "more.txt"
+    missing.write_text("case0\nnot-there\n")
+    refused = _score(str(archive), "--truth", str(truth), "--team", "Val", "--names", str(missing), "--run", "2")
+    assert refused.exit_code == 2 and "no mask for 1 of the 2 images" in " ".join(refused.output.split())
+
+    other = workspace / "other-truth"  # the same masks, one of them corrected: another truth
+    other.mkdir()
+    for mask in sorted(answered.iterdir()):
+        (other / mask.name).write_bytes(mask.read_bytes())
+    (other / "case0.png").write_bytes(mask_png(np.ones((SIZES[0][1], SIZES[0][0]), bool)))
+    second = _perfect_archive(workspace / "Other_task1_run1.zip", other)
+    assert _score(str(second), "--truth", str(other), "--team", "Other").exit_code == 0
+    entries = {entry.team: entry for entry in LeaderboardStore().entries(split="test")}
+    assert entries["Val"].n_images == 2 and entries["Val"].dataset.startswith("truth truth ")
+    assert entries["Val"].dataset_fingerprint != entries["Other"].dataset_fingerprint
+    assert len({comparison_group(entry, "segmentation") for entry in entries.values()}) == 2

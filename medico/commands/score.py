@@ -11,6 +11,9 @@ from rich.table import Table
 
 from medico.commands.validate import print_report
 from medico.console import console
+from medico.data.io import list_images
+from medico.data.splits import read_split_list
+from medico.errors import MedicoError
 from medico.metrics import METRIC_NAMES
 from medico.submission import InvalidSubmissionError, score_archive
 
@@ -23,15 +26,36 @@ def score(
     db: Annotated[
         Path | None, typer.Option(help="Leaderboard database (default: $MEDICO_DB or ./leaderboard).")
     ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(help="When --truth holds more masks than the test set: the folder of test images to score."),
+    ] = None,
+    names: Annotated[
+        Path | None,
+        typer.Option(help="When --truth holds more masks: a file of the image names to score, one a line (val.txt)."),
+    ] = None,
 ) -> None:
     """Validate a task 1 archive, score every mask against the ground truth, add a test entry to the leaderboard.
 
+    The archive must cover every image to score: every mask in --truth, or those --images or --names name.
     Exits 0 when scored, 1 when the archive is invalid (with the report), 2 on a usage error.
     """
+    if images is not None and names is not None:
+        raise MedicoError("--images and --names both say which images to score: give one of them")
+    scored = (
+        [p.stem for p in list_images(images)] if images is not None
+        else read_split_list(names) if names is not None
+        else None
+    )
     try:
-        result = score_archive(archive, truth, team, run=run, db=db)
+        result = score_archive(archive, truth, team, run=run, db=db, names=scored)
     except InvalidSubmissionError as error:
         print_report(error.report)
+        if scored is None and error.report.by_rule().get("missing"):
+            console.print(
+                "[yellow]hint:[/] if --truth holds masks of more images than the archive answers for (a whole "
+                "dataset for a validation archive), say which to score with --images TEST_IMAGES or --names FILE"
+            )
         raise
     summary = result.evaluation.summary
     run_label = result.run if result.run is not None else "-"

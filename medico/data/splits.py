@@ -19,6 +19,7 @@ __all__ = [
     "Split",
     "checked_split",
     "parse_split_list",
+    "read_split_list",
     "random_split",
     "resolve_split",
     "split_folder_files",
@@ -94,6 +95,19 @@ def parse_split_list(text: str, source: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def read_split_list(path: Path) -> tuple[str, ...]:
+    """The names a split file lists (see :func:`parse_split_list`).
+
+    Raises:
+        DataError: the file cannot be read as UTF-8 text, or lists a name twice.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"split file {path}: cannot read ({error})") from error
+    return parse_split_list(text, str(path))
+
+
 def _some(names: Sequence[str], limit: int = 5) -> str:
     shown = ", ".join(names[:limit])
     return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
@@ -148,13 +162,7 @@ def resolve_split(
     if files is not None:
         if set(files) != set(_PARTS):
             raise DataError(f"split files: expected train= and val= files, got {', '.join(sorted(files)) or 'none'}")
-        lists = {}
-        for part in _PARTS:
-            path = Path(files[part])
-            try:
-                lists[part] = parse_split_list(path.read_text(encoding="utf-8-sig"), str(path))
-            except (OSError, UnicodeDecodeError) as error:
-                raise DataError(f"split file {path}: cannot read ({error})") from error
+        lists = {part: read_split_list(Path(files[part])) for part in _PARTS}
         where = f"{files['train']}, {files['val']}"
         return checked_split(dataset, "files", lists["train"], lists["val"], where)
     if name not in SPLIT_NAMES:

@@ -13,9 +13,11 @@ left after the commit, and it needs no space, so no failure leaves files describ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +31,7 @@ from medico.data.io import list_images
 from medico.data.masks import read_mask
 from medico.download import file_sha256
 from medico.engine.evaluation import EvaluationResult
+from medico.errors import MedicoError
 from medico.files import atomic_path
 from medico.leaderboard import Entry, LeaderboardStore
 from medico.leaderboard.participant import check_run_number, check_team_name
@@ -36,7 +39,7 @@ from medico.metrics import METRIC_POLICY, confusion_counts
 from medico.submission.names import run_in_name
 from medico.submission.validator import InvalidSubmissionError, ValidationReport, image_sizes, validate_archive
 
-__all__ = ["ScoreResult", "score_archive"]
+__all__ = ["ScoreResult", "Truth", "score_archive"]
 
 _MAX_MANIFEST_BYTES = 2**20
 _NO_LINKS = getattr(os, "O_NOFOLLOW", 0)
@@ -85,8 +88,47 @@ def _manifest_model(archive: Path) -> str:
     return model if isinstance(model, str) and model else "submission"
 
 
+@dataclass(frozen=True)
+class Truth:
+    """The ground truth an archive is scored against: each scored image's mask and ``(width, height)``, and the
+    fingerprint of exactly those masks (names and contents)."""
+
+    paths: dict[str, Path]
+    sizes: dict[str, tuple[int, int]]
+    fingerprint: str
+
+    @classmethod
+    def read(cls, folder: Path, names: Sequence[str] | None = None) -> Truth:
+        """The masks in ``folder``: all of them, or only ``names`` when it holds more (Kvasir-SEG's 1000 masks for its
+        120 validation images), so that entries scored against other truth are never ranked together.
+
+        Raises:
+            MedicoError: a name has no mask in ``folder``.
+        """
+        sizes = image_sizes(folder)
+        if names is not None:
+            missing = sorted(set(names) - set(sizes))
+            if missing:
+                raise MedicoError(
+                    f"--truth {folder}: no mask for {len(missing)} of the {len(set(names))} images to score "
+                    f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
+                )
+            sizes = {name: sizes[name] for name in sorted(set(names))}
+        paths = {p.stem: p for p in list_images(folder) if p.stem in sizes}
+        digest = hashlib.sha256()
+        for name in sorted(sizes):
+            digest.update(f"{name}\0{file_sha256(paths[name])}\n".encode())
+        return cls(paths, sizes, digest.hexdigest())
+
+
 def score_archive(
-    archive: Path, truth: Path, team: str, *, run: int | None = None, db: Path | None = None
+    archive: Path,
+    truth: Path,
+    team: str,
+    *,
+    run: int | None = None,
+    db: Path | None = None,
+    names: Sequence[str] | None = None,
 ) -> ScoreResult:
     """Validate ``archive`` against the ground-truth masks in ``truth``, score it, write results, record it.
 
@@ -96,6 +138,7 @@ def score_archive(
         team: the team the entry is recorded for.
         run: the run number; default: ``N`` from a name ending in ``_task1_runN``.
         db: the leaderboard database (default: the store's default).
+        names: the images the archive must cover when ``truth`` holds more masks (default: every mask in it).
 
     Raises:
         InvalidSubmissionError: the archive breaks a rule (exit code 1); ``error.report`` lists the problems.
@@ -107,13 +150,13 @@ def score_archive(
         check_run_number(run, "--run")
     elif (named := run_in_name(archive.stem, "segmentation")) is not None:
         run = check_run_number(named, f"archive {archive.name}: run")
-    paths = {p.stem: p for p in list_images(truth)}
+    reference = Truth.read(Path(truth), names)
     counts: dict[str, torch.Tensor] = {}
 
     def score(stem: str, mask: np.ndarray) -> None:
-        counts[stem] = confusion_counts(torch.from_numpy(mask), torch.from_numpy(read_mask(paths[stem])))
+        counts[stem] = confusion_counts(torch.from_numpy(mask), torch.from_numpy(read_mask(reference.paths[stem])))
 
-    expected = image_sizes(truth)
+    expected = reference.sizes
     report = validate_archive(archive, expected, on_mask=score)
     if not report.ok:
         raise InvalidSubmissionError(report)
@@ -129,6 +172,8 @@ def score_archive(
         source="submission",
         run=run,
         sha256=file_sha256(archive),
+        dataset_fingerprint=reference.fingerprint,
+        dataset=f"truth {Path(truth).resolve().name} {reference.fingerprint[:8]}, {len(expected)} images",
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         note=f"archive {archive.name}",
     )
