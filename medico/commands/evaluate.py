@@ -29,8 +29,9 @@ def evaluate(
     split: Annotated[
         str,
         typer.Option(
-            help="val (the run's own recorded validation images), medico2020, random, auto or a folder holding "
-            "train.txt and val.txt; its val part is scored (another split than the run's is said so in the results)."
+            help="val (the run's own recorded validation images), all (every image of --data: another labelled "
+            "set), medico2020, random, auto or a folder holding train.txt and val.txt; its val part is scored "
+            "(another split than the run's is said so in the results)."
         ),
     ] = OWN_SPLIT,
     threshold: Annotated[float, typer.Option(help="Probability at or above which a pixel is polyp.")] = THRESHOLD,

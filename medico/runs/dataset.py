@@ -25,7 +25,7 @@ from medico.runs.folder import RunFolder
 if TYPE_CHECKING:  # reading a record (medico compare) needs no torch
     from medico.runs.checkpoint import Checkpoint
 
-__all__ = ["OWN_SPLIT", "DataRecord", "OtherDataError", "RunData", "run_data"]
+__all__ = ["ALL_IMAGES", "OWN_SPLIT", "DataRecord", "OtherDataError", "RunData", "run_data"]
 
 OWN_SPLIT = "val"
 """The ``--split`` value meaning the run's own split (its recorded validation names)."""
@@ -148,6 +148,10 @@ class RunData:
         }
 
 
+ALL_IMAGES = "all"
+"""``--split all``: score every image/mask pair of the dataset (another labelled set, not a run's own split)."""
+
+
 def run_data(
     checkpoint: Checkpoint,
     run: RunFolder | None = None,
@@ -163,7 +167,8 @@ def run_data(
         run: the run it belongs to (its ``dataset.json`` is the record), or None for a checkpoint kept elsewhere
             (the record it carries is used).
         source: how messages name the run or checkpoint.
-        data, split: ``--data`` and ``--split`` given explicitly (None, and split ``val``: the run's own).
+        data, split: ``--data`` and ``--split`` given explicitly (None, and split ``val``: the run's own; ``all``:
+            every pair of the dataset).
 
     Without ``data``/``split`` the recorded dataset is opened and must have the recorded fingerprint; the split is
     the recorded one. A checkpoint without any record (written by an older medico) gets its split derived from its
@@ -189,7 +194,10 @@ def run_data(
         )
     if record is not None and same_data and own_split:
         return RunData(dataset, _recorded_split(record, dataset, config, source))
-    chosen = resolve_split(dataset, str(config.get("split", "auto")) if own_split else str(split))
+    if split == ALL_IMAGES:  # another labelled set scored whole (another centre's frames): nothing trains on it
+        chosen = Split(ALL_IMAGES, (), tuple(sorted(dataset.names)))
+    else:
+        chosen = resolve_split(dataset, str(config.get("split", "auto")) if own_split else str(split))
     if record is None:  # written by an older medico: the split derived from its config, as training derived it
         unchecked = f"other data: {source} records no dataset to check them against"
         return RunData(dataset, chosen, unchecked if data is not None or not own_split else None)

@@ -158,3 +158,15 @@ def test_a_run_that_fails_before_its_first_checkpoint_is_never_latest(
     assert submitted.exit_code == 0, submitted.output
     manifest = json.loads((small_synthetic / "submissions" / "T" / "T_task1_run1.json").read_text())
     assert Path(manifest["checkpoint"]).resolve() == (good / "checkpoints" / "best.pt").resolve()
+
+
+def test_evaluate_split_all_scores_every_image_of_another_labelled_set_and_says_so(workspace: Path) -> None:
+    data = write_synthetic_kvasir(workspace / "kvasir", count=12)
+    run = train("--data", data, "--split", "random")
+    other = write_synthetic_kvasir(workspace / "other-centre", count=7, seed=9)
+    out = workspace / "all"
+    scored = invoke("evaluate", run.name, "--device", "cpu", "--out", out, "--data", other, "--split", "all")
+    assert scored.exit_code == 0, scored.output
+    frame = pd.read_csv(out / "per_image.csv")
+    assert len(frame) == 7 and "other data" in said(scored)
+    assert json.loads((out / "metrics.json").read_text())["data"]["split"] == "all"
