@@ -195,25 +195,26 @@ class ModelPlugin:
     def provenance(self) -> dict[str, Any]:
         """Where the plugin's code comes from, for a run's ``environment.json`` and a submission's manifest: its
         origin, the installed distribution holding its builder and its version, and the installed versions of the
-        libraries that distribution requires (smp, timm, monai...); a file plugin has no distribution."""
+        libraries that distribution requires (smp, timm, monai...); a file plugin has no distribution, and one whose
+        metadata cannot be read is recorded without it."""
         module = getattr(self.builder, "__module__", "") or ""
         record: dict[str, Any] = {"name": self.name, "origin": self.origin, "module": module}
-        names = [self.distribution] if self.distribution else _distributions_of(module)
-        try:
-            if not names or self.origin.startswith("file "):
-                raise importlib.metadata.PackageNotFoundError(module)
-            distribution = importlib.metadata.distribution(names[0])
-        except importlib.metadata.PackageNotFoundError:
+        if self.distribution:
+            names = [self.distribution]
+        else:
+            names = [] if self.origin.startswith("file ") else _distributions_of(module)
+        installed = _installed(names[0]) if names else None
+        if installed is None:
             return {**record, "distribution": None}
         requires = {}
-        for requirement in distribution.requires or []:
+        for requirement in installed.requires:
             if "extra ==" in requirement:  # an optional extra: not what the plugin builds on
                 continue
             library = re.match(r"[A-Za-z0-9_.\-]+", requirement.strip())
             if library is not None:
-                requires[library.group(0)] = _installed_version(library.group(0))
-        return {**record, "distribution": distribution.metadata["Name"], "version": distribution.version,
-                "requires": requires}
+                found = _installed(library.group(0))
+                requires[library.group(0)] = found.version if found is not None else None
+        return {**record, "distribution": installed.name, "version": installed.version, "requires": requires}
 
     def parameter_count(self, **options: Any) -> int:
         """How many parameters the model built with ``options`` has, counted on the meta device (nothing allocated;
@@ -245,14 +246,35 @@ class ModelPlugin:
 
 
 def _distributions_of(module: str) -> list[str]:
-    """The installed distributions providing ``module``'s top-level package (none for a file or a local module)."""
-    return importlib.metadata.packages_distributions().get(module.partition(".")[0], [])
-
-
-def _installed_version(name: str) -> str | None:
+    """The installed distributions providing ``module``'s top-level package (none for a file or a local module, nor
+    when some installed distribution's metadata cannot be read)."""
     try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
+        return importlib.metadata.packages_distributions().get(module.partition(".")[0], [])
+    except Exception:  # another package's broken metadata: no provenance rather than no run
+        return []
+
+
+@dataclass(frozen=True)
+class _Installed:
+    """What an installed distribution's metadata declares."""
+
+    name: str
+    version: str | None
+    requires: list[str]
+
+
+def _installed(distribution: str | importlib.metadata.Distribution | None) -> _Installed | None:
+    """The name, version and requirements of an installed distribution (by name, or as an entry point's); None when
+    it is absent, or its metadata is unreadable (not UTF-8, no name...): third-party files never stop a command."""
+    if distribution is None:
+        return None
+    try:
+        if isinstance(distribution, str):
+            distribution = importlib.metadata.distribution(distribution)
+        metadata = distribution.metadata
+        name = metadata["Name"]
+        return _Installed(name, metadata["Version"], list(distribution.requires or [])) if name else None
+    except Exception:  # any failure reading a third party's metadata
         return None
 
 
@@ -314,9 +336,9 @@ def _add(plugin: ModelPlugin) -> None:
     _by_builder[plugin.builder] = plugin
 
 
-def _distribution_name(entry_point: importlib.metadata.EntryPoint) -> str:
-    dist = getattr(entry_point, "dist", None)
-    return dist.name if dist is not None else "an unknown distribution"
+def _distribution_name(entry_point: importlib.metadata.EntryPoint) -> str | None:
+    installed = _installed(getattr(entry_point, "dist", None))
+    return installed.name if installed is not None else None
 
 
 def _load_entry_points() -> None:
@@ -340,10 +362,11 @@ def _load_entry_points() -> None:
                 plugin = _plugin_for(builder, name=entry_point.name, origin=origin)
             else:
                 raise PluginError(f"{entry_point.value} is neither callable nor a mapping declaring a plugin")
-            dist = getattr(entry_point, "dist", None)
-            _add(replace(plugin, distribution=dist.name if dist is not None else None))
-        except PluginError as error:
+            _add(replace(plugin, distribution=_distribution_name(entry_point)))
+        except MedicoError as error:
             _plugin_errors[entry_point.name] = f"{origin}: {error}"
+        except (Exception, SystemExit) as error:  # reading what a plugin declares runs its code too (a Mapping's)
+            _plugin_errors[entry_point.name] = f"{origin}: reading {entry_point.value}: {describe_error(error)}"
 
 
 DECLARATION_KEYS = ("build", "description", "defaults", "pretrained", "normalization", "multiple")
@@ -392,7 +415,7 @@ def _origin(entry_point: importlib.metadata.EntryPoint) -> str:
     The value is compared, not parsed: a malformed one fails in ``load()``, where it is reported by name."""
     distribution = _distribution_name(entry_point)
     own = distribution == "medico" and entry_point.value.startswith(("medico.", "medico:"))
-    return BUILT_IN if own else f"entry point of package {distribution}"
+    return BUILT_IN if own else f"entry point of package {distribution or 'an unknown distribution'}"
 
 
 def _plugin_for(builder: Builder, *, name: str, origin: str) -> ModelPlugin:

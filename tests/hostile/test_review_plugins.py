@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import textwrap
 from pathlib import Path
 
@@ -93,3 +94,88 @@ def test_an_adapted_model_saved_whole_or_deep_copied_stays_adapted() -> None:
         assert isinstance(copied, FirstChannel) and copied.scale is not model.scale
         output = copied(black)
         assert tuple(output.shape) == (1, 1, 40, 40) and output.min().item() == 0.0
+
+
+HOSTILE_PACKAGE = '''
+from collections.abc import Mapping
+
+from torch import nn
+
+
+def build(width: int = 4):
+    """A one-layer model."""
+    return nn.Conv2d(3, 1, 3, padding=1)
+
+
+class Raising(Mapping):
+    """Looks like a declaration; raises when read."""
+
+    def __getitem__(self, key):
+        raise RuntimeError("no declaration here")
+
+    def __iter__(self):
+        raise RuntimeError("no declaration here")
+
+    def __len__(self):
+        return 1
+
+
+class Exiting(Raising):
+    def __iter__(self):
+        raise SystemExit(3)
+
+
+RAISING, EXITING = Raising(), Exiting()
+TEXT_SIZE = {"build": build, "defaults": {"input_size": "72"}}
+HUGE_SIZE = {"build": build, "defaults": {"input_size": 10**9}}
+BOOL_EPOCHS = {"build": build, "defaults": {"epochs": True}}
+'''
+
+
+def _install(site: Path, name: str, entry_points: dict[str, str], metadata: bytes | None = None) -> None:
+    """A distribution ``name`` in ``site`` whose ``medico.models`` entry points are ``entry_points``."""
+    dist_info = site / f"{name}-0.1.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_bytes(metadata or f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n".encode())
+    lines = "".join(f"{key} = {value}\n" for key, value in entry_points.items())
+    (dist_info / "entry_points.txt").write_text(f"[medico.models]\n{lines}")
+
+
+@pytest.fixture
+def hostile_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_registry: None) -> Path:
+    site = tmp_path / "site"
+    (site / "hostilenets").mkdir(parents=True)
+    (site / "hostilenets" / "__init__.py").write_text(textwrap.dedent(HOSTILE_PACKAGE))
+    names = ("RAISING", "EXITING", "TEXT_SIZE", "HUGE_SIZE", "BOOL_EPOCHS")
+    _install(site, "hostilenets", {name.lower().replace("_", "-"): f"hostilenets:{name}" for name in names})
+    monkeypatch.syspath_prepend(str(site))
+    return site
+
+
+def test_a_mapping_that_raises_when_read_is_reported_by_name_and_every_other_plugin_still_lists(
+    hostile_package: Path,
+) -> None:
+    listing = invoke("models")
+    assert listing.exit_code == 0, listing.output
+    text = " ".join(listing.output.split())
+    assert "unet" in text and "RuntimeError: no declaration here" in text and "SystemExit: 3" in text
+    assert invoke("models", "--check", "raising").exit_code == 2
+
+
+def test_a_distribution_whose_metadata_cannot_be_read_stops_neither_the_registry_nor_a_runs_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_registry: None, small_data: Path
+) -> None:
+    site = tmp_path / "site"
+    (site / "latin1nets").mkdir(parents=True)
+    (site / "latin1nets" / "__init__.py").write_text(textwrap.dedent(HOSTILE_PACKAGE))
+    broken = b"Metadata-Version: 2.1\nName: latin1nets\nVersion: 0.1\nAuthor: J\xf6rg\n"  # Latin-1, not UTF-8
+    _install(site, "latin1nets", {"latin1": "latin1nets:build"}, broken)
+    monkeypatch.syspath_prepend(str(site))
+    listing = invoke("models")
+    assert listing.exit_code == 0 and "latin1" in listing.output and "unet" in listing.output, listing.output
+    plugin_file = tmp_path / "mine.py"
+    plugin_file.write_text("from torch import nn\n\ndef build():\n    return nn.Conv2d(3, 1, 3, padding=1)\n")
+    trained = invoke("train", f"{plugin_file}:build", "--input-size", "32", "--epochs", "1")
+    assert trained.exit_code == 0, trained.output
+    (environment,) = (small_data / "runs").glob("*/environment.json")
+    assert json.loads(environment.read_text())["plugin"]["distribution"] is None  # a file: no distribution
