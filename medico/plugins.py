@@ -82,6 +82,14 @@ class TrainingDefaults:
     weight_decay: float = 1e-5  # paper: L2 regularisation (its strength: ours)
     epochs: int = 50  # ours: an upper bound; early stopping usually ends a run sooner
 
+    def __post_init__(self) -> None:
+        """Each default checked (type and range) and normalised as the same setting from a config file is."""
+        from medico.runs.config import check_setting  # the one rule for a setting (imported here: it needs torch)
+
+        for setting in fields(self):
+            value = check_setting(setting.name, getattr(self, setting.name), "plugin defaults")
+            object.__setattr__(self, setting.name, value)
+
 
 NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     "symmetric": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # [-1, 1]: medico's own convention

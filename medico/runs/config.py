@@ -458,9 +458,7 @@ def resolve_config(
         given: what the command line gave (settings, ``--option`` builder options, ``--config`` file).
     """
     given = given or RunOptions()
-    label = f"plugin {plugin.name} defaults"
-    defaults = dataclasses.asdict(plugin.defaults)
-    layers = [Layer(label, {k: check_setting(k, v, label) for k, v in defaults.items()})]
+    layers = [Layer(f"plugin {plugin.name} defaults", dataclasses.asdict(plugin.defaults))]  # checked as declared
     baseline = baseline_file(f"{model}.toml") if ":" not in model else None
     if baseline is not None:
         layers.append(read_layer(*baseline))

@@ -162,6 +162,21 @@ def test_a_mapping_that_raises_when_read_is_reported_by_name_and_every_other_plu
     assert invoke("models", "--check", "raising").exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("plugin", "expected"),
+    [("text-size", "input_size must be int, got '72'"), ("huge-size", "input_size must be an integer from 1 to 2,048"),
+     ("bool-epochs", "epochs must be int, got True")],
+)
+def test_a_plugins_training_defaults_are_checked_as_a_config_files_are(
+    hostile_package: Path, plugin: str, expected: str
+) -> None:
+    for command in (("models", "--check", plugin), ("bench", plugin, "--device", "cpu")):
+        refused = invoke(*command)
+        assert refused.exit_code == 2, refused.output
+        text = " ".join(refused.output.split())
+        assert f"plugin defaults: {expected}" in text and "--input-size" not in text, text
+
+
 def test_a_distribution_whose_metadata_cannot_be_read_stops_neither_the_registry_nor_a_runs_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_registry: None, small_data: Path
 ) -> None:
