@@ -18,7 +18,6 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
-import math
 import re
 import sys
 import typing
@@ -100,6 +99,9 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
 ``(value / 255 - mean) / std``."""
 
 MAX_MULTIPLE = 1024
+MIN_STD = 1 / 255
+"""The smallest std a normalisation may declare: one step of an 8-bit pixel (a smaller one amplifies noise more than
+255 times, and a std near zero makes every input infinite)."""
 
 
 @dataclass(frozen=True)
@@ -126,9 +128,12 @@ class InputSpec:
                 raise PluginError(
                     f"normalization: expected a name or (mean, std) of three numbers each, got {self.normalization!r}"
                 ) from None
-            if len(mean) != 3 or len(std) != 3 or not all(math.isfinite(v) for v in (*mean, *std)) or min(std) <= 0:
+            if len(mean) != 3 or len(std) != 3 or not all(0 <= m <= 1 for m in mean) or not all(
+                MIN_STD <= s <= 1 for s in std
+            ):  # 0-255 statistics would squash every image to one value; a tiny std blows it up to inf
                 raise PluginError(
-                    f"normalization: expected three finite means and three positive stds, got {self.normalization!r}"
+                    f"normalization: expected three means from 0 to 1 and three stds from 1/255 to 1 (statistics of "
+                    f"pixel values scaled to [0, 1]: divide 0-255 ones by 255), got {self.normalization!r}"
                 )
             object.__setattr__(self, "normalization", (mean, std))
         integer = isinstance(self.multiple, int) and not isinstance(self.multiple, bool)

@@ -16,7 +16,7 @@ from typer.testing import CliRunner, Result
 
 from medico.cli import app
 from medico.engine.adapter import adapt
-from medico.plugins import InputSpec
+from medico.plugins import InputSpec, PluginError
 
 runner = CliRunner()
 
@@ -194,3 +194,16 @@ def test_a_distribution_whose_metadata_cannot_be_read_stops_neither_the_registry
     assert trained.exit_code == 0, trained.output
     (environment,) = (small_data / "runs").glob("*/environment.json")
     assert json.loads(environment.read_text())["plugin"]["distribution"] is None  # a file: no distribution
+
+
+@pytest.mark.parametrize(
+    "normalization",
+    [
+        ((0.5,) * 3, (1e-30,) * 3),  # every input infinite after scaling
+        ((0.5,) * 3, (5e-324,) * 3),
+        ((123.7, 116.3, 103.5), (58.4, 57.1, 57.4)),  # 0-255 statistics: every image squashed to about -2.1
+    ],
+)
+def test_a_normalisation_no_image_could_have_is_refused_when_declared(normalization: object) -> None:
+    with pytest.raises(PluginError, match="divide 0-255 ones by 255"):
+        InputSpec(normalization)  # type: ignore[arg-type]
