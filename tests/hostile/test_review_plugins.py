@@ -7,8 +7,10 @@ import copy
 import io
 import json
 import textwrap
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -17,6 +19,7 @@ from typer.testing import CliRunner, Result
 from medico.cli import app
 from medico.engine.adapter import adapt
 from medico.plugins import InputSpec, PluginError
+from medico.submission import mask_png
 
 runner = CliRunner()
 
@@ -207,3 +210,21 @@ def test_a_distribution_whose_metadata_cannot_be_read_stops_neither_the_registry
 def test_a_normalisation_no_image_could_have_is_refused_when_declared(normalization: object) -> None:
     with pytest.raises(PluginError, match="divide 0-255 ones by 255"):
         InputSpec(normalization)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("archived", [[], ["case0"]])
+def test_scoring_against_an_empty_list_of_names_is_refused_naming_it(workspace: Path, archived: list[str]) -> None:
+    truth = workspace / "truth"
+    truth.mkdir()
+    mask = np.zeros((40, 48), bool)
+    mask[5:20, 5:30] = True
+    for name in ("case0", "case1"):
+        (truth / f"{name}.png").write_bytes(mask_png(mask))
+    archive = workspace / "T_task1_run1.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name in archived:
+            zipped.writestr(f"masks/{name}.png", (truth / f"{name}.png").read_bytes())
+    names = workspace / "val.txt"
+    names.write_text("# nothing chosen yet\n")
+    refused = invoke("score", archive, "--truth", truth, "--team", "T", "--names", names)
+    assert refused.exit_code == 2 and "no images to score" in " ".join(refused.output.split()), refused.output
