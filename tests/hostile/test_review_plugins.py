@@ -228,3 +228,24 @@ def test_scoring_against_an_empty_list_of_names_is_refused_naming_it(workspace: 
     names.write_text("# nothing chosen yet\n")
     refused = invoke("score", archive, "--truth", truth, "--team", "T", "--names", names)
     assert refused.exit_code == 2 and "no images to score" in " ".join(refused.output.split()), refused.output
+
+
+def test_an_option_outside_a_literal_annotation_is_refused_before_training(
+    tmp_path: Path, isolated_registry: None
+) -> None:
+    from medico.errors import MedicoError
+    from medico.plugins import get_plugin
+    from medico.runs.config import RunOptions, resolve_config
+
+    plugin_file = tmp_path / "choices.py"
+    plugin_file.write_text(
+        "from typing import Literal\nfrom torch import nn\n\n"
+        "def build(attention: Literal['scse', 'none'] = 'none', depth: Literal[3, 4, 5] = 5) -> nn.Module:\n"
+        "    return nn.Conv2d(3, 1, 1)\n"
+    )
+    spec = f"{plugin_file}:build"
+    given = RunOptions.from_command_line(["attention=scse", "depth=4"])
+    assert resolve_config(spec, get_plugin(spec), given=given).options == {"attention": "scse", "depth": 4}
+    for typo in ("attention=sce", "depth=6", "depth=4.0"):
+        with pytest.raises(MedicoError, match=r"--option \w+ must be Literal\["):
+            resolve_config(spec, get_plugin(spec), given=RunOptions.from_command_line([typo]))
