@@ -249,3 +249,14 @@ def test_an_option_outside_a_literal_annotation_is_refused_before_training(
     for typo in ("attention=sce", "depth=6", "depth=4.0"):
         with pytest.raises(MedicoError, match=r"--option \w+ must be Literal\["):
             resolve_config(spec, get_plugin(spec), given=RunOptions.from_command_line([typo]))
+
+
+@pytest.mark.parametrize(
+    "source", [{"url": 123}, {"url": "https://example.org/w.pt", "sha256": "abc"}, {"path": 5}], ids=str
+)
+def test_pretrained_weights_that_could_only_fail_when_fetched_are_refused_when_declared(source: dict) -> None:
+    from medico.plugins import plugin_from_mapping
+
+    declaration = {"build": lambda: FirstChannel(), "pretrained": {"mine": source}}
+    with pytest.raises(PluginError, match="'pretrained' must map names"):
+        plugin_from_mapping(declaration, name="weighted", origin="entry point of package weighted")
