@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 from typer.testing import CliRunner, Result
 
 from medico.cli import app
 from medico.engine.adapter import adapt
 from medico.plugins import InputSpec, PluginError
 from medico.submission import mask_png
+from tests.test_plugin_declarations import FirstChannel
 
 runner = CliRunner()
 
@@ -28,17 +28,6 @@ def invoke(*args: object) -> Result:
     result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "1000"})
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     return result
-
-
-class FirstChannel(nn.Module):
-    """Returns its input's first channel as logits: what it was fed, made visible."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(()))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, :1] * self.scale
 
 
 BUILDERS = '''
