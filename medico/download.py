@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from pathlib import Path
 from medico.errors import MedicoError
 from medico.files import atomic_path
 
-__all__ = ["DownloadError", "Progress", "download", "file_sha256", "sha256_matches"]
+__all__ = ["DownloadError", "Progress", "check_sha256", "download", "file_sha256", "sha256_matches"]
 
 Progress = Callable[[int, int | None], None]
 """Called with (bytes received so far, total bytes or None when the server does not say)."""
@@ -32,15 +33,21 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def sha256_matches(actual: str, expected: str) -> bool:
-    """Whether a digest matches ``expected``: the full hex digest, or a prefix of at least 8 hex digits.
+def check_sha256(expected: object) -> str:
+    """``expected`` as a digest to match, lower case: the full hex SHA-256 or a prefix of at least 8 hex digits (torch
+    hub's file-name convention, ``unet-e012d006.pt``).
 
-    The prefix form is torch hub's file-name convention (``unet-e012d006.pt``).
+    Raises:
+        ValueError: ``expected`` is anything else.
     """
-    expected = expected.lower()
-    if len(expected) < 8:
+    if not isinstance(expected, str) or not re.fullmatch(r"[0-9a-fA-F]{8,64}", expected):
         raise ValueError(f"sha256 {expected!r}: expected a hex digest or a prefix of at least 8 hex digits")
-    return actual.lower().startswith(expected)
+    return expected.lower()
+
+
+def sha256_matches(actual: str, expected: str) -> bool:
+    """Whether a digest matches ``expected`` (see :func:`check_sha256`)."""
+    return actual.lower().startswith(check_sha256(expected))
 
 
 def download(

@@ -18,7 +18,6 @@ import importlib
 import importlib.metadata
 import importlib.util
 import inspect
-import math
 import re
 import sys
 import typing
@@ -82,6 +81,14 @@ class TrainingDefaults:
     weight_decay: float = 1e-5  # paper: L2 regularisation (its strength: ours)
     epochs: int = 50  # ours: an upper bound; early stopping usually ends a run sooner
 
+    def __post_init__(self) -> None:
+        """Each default checked (type and range) and normalised as the same setting from a config file is."""
+        from medico.runs.config import check_setting  # the one rule for a setting (imported here: it needs torch)
+
+        for setting in fields(self):
+            value = check_setting(setting.name, getattr(self, setting.name), "plugin defaults")
+            object.__setattr__(self, setting.name, value)
+
 
 NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     "symmetric": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # [-1, 1]: medico's own convention
@@ -92,6 +99,9 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
 ``(value / 255 - mean) / std``."""
 
 MAX_MULTIPLE = 1024
+MIN_STD = 1 / 255
+"""The smallest std a normalisation may declare: one step of an 8-bit pixel (a smaller one amplifies noise more than
+255 times, and a std near zero makes every input infinite)."""
 
 
 @dataclass(frozen=True)
@@ -118,9 +128,12 @@ class InputSpec:
                 raise PluginError(
                     f"normalization: expected a name or (mean, std) of three numbers each, got {self.normalization!r}"
                 ) from None
-            if len(mean) != 3 or len(std) != 3 or not all(math.isfinite(v) for v in (*mean, *std)) or min(std) <= 0:
+            if len(mean) != 3 or len(std) != 3 or not all(0 <= m <= 1 for m in mean) or not all(
+                MIN_STD <= s <= 1 for s in std
+            ):  # 0-255 statistics would squash every image to one value; a tiny std blows it up to inf
                 raise PluginError(
-                    f"normalization: expected three finite means and three positive stds, got {self.normalization!r}"
+                    f"normalization: expected three means from 0 to 1 and three stds from 1/255 to 1 (statistics of "
+                    f"pixel values scaled to [0, 1]: divide 0-255 ones by 255), got {self.normalization!r}"
                 )
             object.__setattr__(self, "normalization", (mean, std))
         integer = isinstance(self.multiple, int) and not isinstance(self.multiple, bool)
@@ -195,25 +208,26 @@ class ModelPlugin:
     def provenance(self) -> dict[str, Any]:
         """Where the plugin's code comes from, for a run's ``environment.json`` and a submission's manifest: its
         origin, the installed distribution holding its builder and its version, and the installed versions of the
-        libraries that distribution requires (smp, timm, monai...); a file plugin has no distribution."""
+        libraries that distribution requires (smp, timm, monai...); a file plugin has no distribution, and one whose
+        metadata cannot be read is recorded without it."""
         module = getattr(self.builder, "__module__", "") or ""
         record: dict[str, Any] = {"name": self.name, "origin": self.origin, "module": module}
-        names = [self.distribution] if self.distribution else _distributions_of(module)
-        try:
-            if not names or self.origin.startswith("file "):
-                raise importlib.metadata.PackageNotFoundError(module)
-            distribution = importlib.metadata.distribution(names[0])
-        except importlib.metadata.PackageNotFoundError:
+        if self.distribution:
+            names = [self.distribution]
+        else:
+            names = [] if self.origin.startswith("file ") else _distributions_of(module)
+        installed = _installed(names[0]) if names else None
+        if installed is None:
             return {**record, "distribution": None}
         requires = {}
-        for requirement in distribution.requires or []:
+        for requirement in installed.requires:
             if "extra ==" in requirement:  # an optional extra: not what the plugin builds on
                 continue
             library = re.match(r"[A-Za-z0-9_.\-]+", requirement.strip())
             if library is not None:
-                requires[library.group(0)] = _installed_version(library.group(0))
-        return {**record, "distribution": distribution.metadata["Name"], "version": distribution.version,
-                "requires": requires}
+                found = _installed(library.group(0))
+                requires[library.group(0)] = found.version if found is not None else None
+        return {**record, "distribution": installed.name, "version": installed.version, "requires": requires}
 
     def parameter_count(self, **options: Any) -> int:
         """How many parameters the model built with ``options`` has, counted on the meta device (nothing allocated;
@@ -245,14 +259,35 @@ class ModelPlugin:
 
 
 def _distributions_of(module: str) -> list[str]:
-    """The installed distributions providing ``module``'s top-level package (none for a file or a local module)."""
-    return importlib.metadata.packages_distributions().get(module.partition(".")[0], [])
-
-
-def _installed_version(name: str) -> str | None:
+    """The installed distributions providing ``module``'s top-level package (none for a file or a local module, nor
+    when some installed distribution's metadata cannot be read)."""
     try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
+        return importlib.metadata.packages_distributions().get(module.partition(".")[0], [])
+    except Exception:  # another package's broken metadata: no provenance rather than no run
+        return []
+
+
+@dataclass(frozen=True)
+class _Installed:
+    """What an installed distribution's metadata declares."""
+
+    name: str
+    version: str | None
+    requires: list[str]
+
+
+def _installed(distribution: str | importlib.metadata.Distribution | None) -> _Installed | None:
+    """The name, version and requirements of an installed distribution (by name, or as an entry point's); None when
+    it is absent, or its metadata is unreadable (not UTF-8, no name...): third-party files never stop a command."""
+    if distribution is None:
+        return None
+    try:
+        if isinstance(distribution, str):
+            distribution = importlib.metadata.distribution(distribution)
+        metadata = distribution.metadata
+        name = metadata["Name"]
+        return _Installed(name, metadata["Version"], list(distribution.requires or [])) if name else None
+    except Exception:  # any failure reading a third party's metadata
         return None
 
 
@@ -314,9 +349,9 @@ def _add(plugin: ModelPlugin) -> None:
     _by_builder[plugin.builder] = plugin
 
 
-def _distribution_name(entry_point: importlib.metadata.EntryPoint) -> str:
-    dist = getattr(entry_point, "dist", None)
-    return dist.name if dist is not None else "an unknown distribution"
+def _distribution_name(entry_point: importlib.metadata.EntryPoint) -> str | None:
+    installed = _installed(getattr(entry_point, "dist", None))
+    return installed.name if installed is not None else None
 
 
 def _load_entry_points() -> None:
@@ -340,10 +375,11 @@ def _load_entry_points() -> None:
                 plugin = _plugin_for(builder, name=entry_point.name, origin=origin)
             else:
                 raise PluginError(f"{entry_point.value} is neither callable nor a mapping declaring a plugin")
-            dist = getattr(entry_point, "dist", None)
-            _add(replace(plugin, distribution=dist.name if dist is not None else None))
-        except PluginError as error:
+            _add(replace(plugin, distribution=_distribution_name(entry_point)))
+        except MedicoError as error:
             _plugin_errors[entry_point.name] = f"{origin}: {error}"
+        except (Exception, SystemExit) as error:  # reading what a plugin declares runs its code too (a Mapping's)
+            _plugin_errors[entry_point.name] = f"{origin}: reading {entry_point.value}: {describe_error(error)}"
 
 
 DECLARATION_KEYS = ("build", "description", "defaults", "pretrained", "normalization", "multiple")
@@ -392,7 +428,7 @@ def _origin(entry_point: importlib.metadata.EntryPoint) -> str:
     The value is compared, not parsed: a malformed one fails in ``load()``, where it is reported by name."""
     distribution = _distribution_name(entry_point)
     own = distribution == "medico" and entry_point.value.startswith(("medico.", "medico:"))
-    return BUILT_IN if own else f"entry point of package {distribution}"
+    return BUILT_IN if own else f"entry point of package {distribution or 'an unknown distribution'}"
 
 
 def _plugin_for(builder: Builder, *, name: str, origin: str) -> ModelPlugin:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from medico.download import DownloadError, Progress, download, file_sha256, sha256_matches
+from medico.download import DownloadError, Progress, check_sha256, download, file_sha256, sha256_matches
 from medico.errors import MedicoError
 
 if TYPE_CHECKING:  # torch is imported where tensors are read: the light commands never need it
@@ -42,8 +42,17 @@ class WeightsSource:
     path: Path | None = None
 
     def __post_init__(self) -> None:
+        """Refuse a source that could only fail when fetched (a URL that is no text, a digest that is no hex)."""
         if (self.url is None) == (self.path is None):
             raise ValueError("WeightsSource: give exactly one of url= or path=")
+        if self.url is not None and not isinstance(self.url, str):
+            raise ValueError(f"WeightsSource: url must be text, got {type(self.url).__name__}")
+        if self.sha256 is not None:
+            check_sha256(self.sha256)
+        if self.path is not None:
+            if not isinstance(self.path, str | os.PathLike):
+                raise ValueError(f"WeightsSource: path must be a file path, got {type(self.path).__name__}")
+            object.__setattr__(self, "path", Path(self.path))
 
     @property
     def filename(self) -> str:

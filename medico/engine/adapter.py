@@ -10,11 +10,13 @@ parameters and state_dict keys are unchanged, so weights load as the plugin's ow
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medico.plugins import InputSpec
+from medico.plugins import InputSpec, PluginError
 
 __all__ = ["adapt", "adapt_input"]
 
@@ -37,11 +39,29 @@ def adapt(model: nn.Module, spec: InputSpec) -> nn.Module:
     """``model`` itself, its forward fitted to ``spec`` (nothing changes for medico's own convention).
 
     The model keeps its class's behaviour through a subclass that renormalises and pads the input and crops the
-    output back to the input's height and width: parameters, buffers, state_dict keys and ``isinstance`` stay.
+    output back to the input's height and width: parameters, buffers, state_dict keys and ``isinstance`` stay, and it
+    pickles and deep-copies as the adapted model it is.
+
+    Raises:
+        PluginError: ``model`` runs another forward than its class's (a TorchScript module, ``torch.compile``'s
+            wrapper, a forward set on the instance), which the subclass could not fit.
     """
     if spec == InputSpec():
         return model
-    base = type(model)
+    if isinstance(model, torch.jit.ScriptModule) or "forward" in vars(model):
+        raise PluginError(
+            f"the model ({type(model).__name__}) runs a forward of its own "
+            f"({'TorchScript' if isinstance(model, torch.jit.ScriptModule) else 'set on the instance'}), which medico "
+            f"cannot fit to the input its plugin declares ({spec.describe()}): return the plain eager module "
+            "(medico compiles it itself where asked)"
+        )
+    model.__class__ = _adapted_class(type(model), spec)
+    return model
+
+
+@functools.cache
+def _adapted_class(base: type[nn.Module], spec: InputSpec) -> type[nn.Module]:
+    """``base`` whose forward renormalises and pads its input to ``spec`` and crops the output back."""
     forward = base.forward
 
     def adapted_forward(self: nn.Module, batch: torch.Tensor, *args: object, **kwargs: object) -> object:
@@ -51,5 +71,13 @@ def adapt(model: nn.Module, spec: InputSpec) -> nn.Module:
             output = output[..., :height, :width]
         return output
 
-    model.__class__ = type(base.__name__, (base,), {"forward": adapted_forward, "__module__": base.__module__})
-    return model
+    def __reduce_ex__(self: nn.Module, protocol: int) -> tuple[object, ...]:  # noqa: N807
+        return _adapted_instance, (base, spec), self.__getstate__()  # a class made here has no name to pickle by
+
+    namespace = {"forward": adapted_forward, "__reduce_ex__": __reduce_ex__, "__module__": base.__module__}
+    return type(base.__name__, (base,), namespace)
+
+
+def _adapted_instance(base: type[nn.Module], spec: InputSpec) -> nn.Module:
+    """An empty instance of ``base`` fitted to ``spec``, which unpickling and deep copies fill."""
+    return object.__new__(_adapted_class(base, spec))

@@ -367,9 +367,15 @@ _TRUE, _FALSE = frozenset({"true", "yes", "on", "1"}), frozenset({"false", "no",
 
 
 def _as_type(value: Any, expected: Any) -> Any:
-    """``value`` as ``expected`` (bool, int, float, str, a tuple or list of them, or ``X | None``); a TypeError or
-    ValueError when it cannot be, losslessly."""
+    """``value`` as ``expected`` (bool, int, float, str, a tuple or list of them, ``X | None``, or one of a
+    ``Literal``'s choices); a TypeError or ValueError when it cannot be, losslessly."""
     origin, arguments = typing.get_origin(expected), typing.get_args(expected)
+    if origin is typing.Literal:  # one of the choices, each converted as its own type (``mode=b``, ``depth=4``)
+        for choice in arguments:
+            with contextlib.suppress(TypeError, ValueError):
+                if type(converted := _as_type(value, type(choice))) is type(choice) and converted == choice:
+                    return choice
+        raise ValueError(value)
     if origin in (typing.Union, types.UnionType):
         if value is None or (isinstance(value, str) and value.lower() == "none" and type(None) in arguments):
             return None
@@ -406,6 +412,9 @@ def _as_type(value: Any, expected: Any) -> Any:
 
 
 def _type_name(expected: Any) -> str:
+    """``int``, ``tuple[int, ...]``, ``Optional[int]``, ``Literal['a', 'b']``: as the annotation reads."""
+    if typing.get_args(expected):
+        return str(expected).replace("typing.", "")
     return getattr(expected, "__name__", None) or str(expected).replace("typing.", "")
 
 
@@ -458,9 +467,7 @@ def resolve_config(
         given: what the command line gave (settings, ``--option`` builder options, ``--config`` file).
     """
     given = given or RunOptions()
-    label = f"plugin {plugin.name} defaults"
-    defaults = dataclasses.asdict(plugin.defaults)
-    layers = [Layer(label, {k: check_setting(k, v, label) for k, v in defaults.items()})]
+    layers = [Layer(f"plugin {plugin.name} defaults", dataclasses.asdict(plugin.defaults))]  # checked as declared
     baseline = baseline_file(f"{model}.toml") if ":" not in model else None
     if baseline is not None:
         layers.append(read_layer(*baseline))

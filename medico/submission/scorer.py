@@ -103,8 +103,10 @@ class Truth:
         120 validation images), so that entries scored against other truth are never ranked together.
 
         Raises:
-            MedicoError: a name has no mask in ``folder``.
+            MedicoError: no name is given, or a name has no mask in ``folder``.
         """
+        if names is not None and not names:
+            raise MedicoError(f"--truth {folder}: no images to score: the list of names to score is empty")
         sizes = image_sizes(folder)
         if names is not None:
             missing = sorted(set(names) - set(sizes))
