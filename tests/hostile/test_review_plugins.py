@@ -64,6 +64,7 @@ def wrapped():
 
 
 @pytest.mark.usefixtures("isolated_registry")
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("builder", ["compiled", "scripted", "wrapped"])
 def test_a_model_whose_forward_the_adapter_cannot_reach_is_refused_not_fed_unnormalised_input(
     tmp_path: Path, builder: str
