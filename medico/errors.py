@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["MedicoError", "MedicoWarning", "describe_error"]
+from collections.abc import Sequence
+
+__all__ = ["MedicoError", "MedicoWarning", "describe_error", "some"]
 
 MAX_FOREIGN_MESSAGE = 300
 """Characters of another library's error message kept in ours (some print whole tensors)."""
@@ -24,6 +26,12 @@ class MedicoWarning(UserWarning):
 
     Library code raises it with :func:`warnings.warn`; the command line prints it as a note on stderr.
     """
+
+
+def some(names: Sequence[str], limit: int = 3) -> str:
+    """The first ``limit`` of ``names`` for a message, and how many more there are: ``a, b, c and 4 more``."""
+    shown = ", ".join(names[:limit])
+    return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
 
 
 def describe_error(error: BaseException) -> str:

@@ -12,6 +12,7 @@ import numpy as np
 
 from medico.data.dataset import DataError, PolypDataset
 from medico.data.io import IMAGE_SUFFIXES
+from medico.errors import some
 
 __all__ = [
     "SPLIT_NAMES",
@@ -91,7 +92,7 @@ def parse_split_list(text: str, source: str) -> tuple[str, ...]:
         names.append(name)
     repeated = sorted(name for name, count in Counter(names).items() if count > 1)  # one pass: lists may be long
     if repeated:
-        raise DataError(f"{source}: names listed more than once: {_some(repeated)}")
+        raise DataError(f"{source}: names listed more than once: {some(repeated, 5)}")
     return tuple(names)
 
 
@@ -108,11 +109,6 @@ def read_split_list(path: Path) -> tuple[str, ...]:
     return parse_split_list(text, str(path))
 
 
-def _some(names: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(names[:limit])
-    return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
-
-
 def checked_split(dataset: PolypDataset, name: str, train: tuple[str, ...], val: tuple[str, ...], where: str) -> Split:
     """The split, after refusing names that are not on disk, names on both sides, and an empty side."""
     known = set(dataset.names)
@@ -121,13 +117,13 @@ def checked_split(dataset: PolypDataset, name: str, train: tuple[str, ...], val:
         if missing:
             raise DataError(
                 f"split {name} ({where}): {len(missing)} {part} names are not in {dataset.description}: "
-                f"{_some(missing)}"
+                f"{some(missing, 5)}"
             )
         if not names:
             raise DataError(f"split {name} ({where}): the {part} list is empty")
     overlap = sorted(set(train) & set(val))
     if overlap:
-        raise DataError(f"split {name} ({where}): {len(overlap)} names are in both train and val: {_some(overlap)}")
+        raise DataError(f"split {name} ({where}): {len(overlap)} names are in both train and val: {some(overlap, 5)}")
     return Split(name=name, train=train, val=val)
 
 

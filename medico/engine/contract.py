@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medico.errors import describe_error
+from medico.errors import describe_error, some
 from medico.plugins import PluginError, get_plugin
 
 __all__ = [
@@ -179,9 +179,8 @@ def check_logit_ranges(names: Sequence[str], ranges: np.ndarray) -> None:
     """
     broken = [name for name, (low, high) in zip(names, ranges) if not (np.isfinite(low) and np.isfinite(high))]
     if broken:
-        shown = ", ".join(broken[:5]) + (f" and {len(broken) - 5} more" if len(broken) > 5 else "")
         raise ContractError(
-            f"the model's logits are NaN or infinite on {len(broken)} of {len(names)} images ({shown}); "
+            f"the model's logits are NaN or infinite on {len(broken)} of {len(names)} images ({some(broken, 5)}); "
             f"scores from them would not be valid. Expected finite {CONTRACT}"
         )
     if len(ranges) == 0:

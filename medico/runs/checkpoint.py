@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from medico.errors import MedicoError
+from medico.errors import MedicoError, some
 from medico.files import atomic_path
 from medico.plugins import canonical_spec, get_plugin, is_model
 from medico.runs.config import MAX_INPUT_SIZE, ConfigError, check_stored_types
@@ -72,7 +72,7 @@ class Checkpoint:
         expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
         found = {k: tuple(v.shape) for k, v in self.model.items()}
         problems = [
-            (f"{len(keys)} {what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})")
+            f"{len(keys)} {what} ({some(keys)})"
             for what, keys in (
                 ("missing", sorted(expected.keys() - found.keys())),
                 ("unexpected", sorted(found.keys() - expected.keys())),

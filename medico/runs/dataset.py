@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from medico.data import DataError, PolypDataset, Split, open_dataset, resolve_split
 from medico.data.splits import checked_split
-from medico.errors import MedicoError
+from medico.errors import MedicoError, some
 from medico.runs.folder import RunFolder
 
 if TYPE_CHECKING:  # reading a record (medico compare) needs no torch
@@ -129,10 +129,9 @@ class RunData:
         edited to list training images would have them shown as validation images)."""
         others = sorted(set(names) - set(self.split.val))
         if others:
-            shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
             raise OtherDataError(
                 f"{source}: scores {len(others)} images that are not validation images of split {self.split.name} "
-                f"of {self.dataset.description}: {shown}"
+                f"of {self.dataset.description}: {some(others)}"
             )
 
     def as_dict(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medico.errors import MedicoError, MedicoWarning
+from medico.errors import MedicoError, MedicoWarning, some
 
 __all__ = [
     "METRICS",
@@ -193,7 +193,7 @@ def latest_run(root: Path | None = None) -> RunFolder:
     usable = [run for run in runs if run.best.is_file()]
     if not usable:
         raise RunNotFoundError(
-            f"no run in {root} has a best checkpoint: {_some([r.name for r in runs])} failed or were stopped "
+            f"no run in {root} has a best checkpoint: {some([r.name for r in runs])} failed or were stopped "
             "before their first epoch ended; start one with `medico run MODEL`"
         )
     chosen = usable[-1]
@@ -201,17 +201,12 @@ def latest_run(root: Path | None = None) -> RunFolder:
     if skipped:
         warnings.warn(
             MedicoWarning(
-                f"latest is run {chosen.name}: skipped {_some(skipped)} (no {chosen.best.relative_to(chosen.path)}: "
+                f"latest is run {chosen.name}: skipped {some(skipped)} (no {chosen.best.relative_to(chosen.path)}: "
                 "failed or stopped before the first epoch ended)"
             ),
             stacklevel=2,
         )
     return chosen
-
-
-def _some(names: list[str], limit: int = 3) -> str:
-    shown = ", ".join(names[-limit:])
-    return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
 
 
 def find_run(run: str, root: Path | None = None) -> RunFolder:

@@ -7,10 +7,9 @@ runs scored on different image sets (another split, another fold) or on differen
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from medico.errors import MedicoError
+from medico.errors import MedicoError, some
 from medico.metrics import METRIC_NAMES
 from medico.runs.dataset import DataRecord
 from medico.runs.folder import read_per_image
@@ -31,11 +30,6 @@ class RunComparison:
     run_b: str
     metric: str
     result: PairedComparison
-
-
-def _some(names: Sequence[str], limit: int = 3) -> str:
-    shown = ", ".join(names[:limit])
-    return f"{shown} and {len(names) - limit} more" if len(names) > limit else shown
 
 
 def compare_runs(
@@ -61,7 +55,7 @@ def compare_runs(
     only_b = sorted(set(scores_b.index) - set(scores_a.index))
     if only_a or only_b:
         parts = [
-            f"{len(names)} only in {run}: {_some(names)}"
+            f"{len(names)} only in {run}: {some(names)}"
             for run, names in ((name_a, only_a), (name_b, only_b))
             if names
         ]

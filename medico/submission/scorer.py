@@ -31,7 +31,7 @@ from medico.data.io import list_images
 from medico.data.masks import read_mask
 from medico.download import file_sha256
 from medico.engine.evaluation import EvaluationResult
-from medico.errors import MedicoError
+from medico.errors import MedicoError, some
 from medico.files import atomic_path
 from medico.leaderboard import Entry, LeaderboardStore
 from medico.leaderboard.participant import check_run_number, check_team_name
@@ -113,7 +113,7 @@ class Truth:
             if missing:
                 raise MedicoError(
                     f"--truth {folder}: no mask for {len(missing)} of the {len(set(names))} images to score "
-                    f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})"
+                    f"({some(missing)})"
                 )
             sizes = {name: sizes[name] for name in sorted(set(names))}
         paths = {p.stem: p for p in list_images(folder) if p.stem in sizes}
