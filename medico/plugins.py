@@ -203,7 +203,7 @@ class ModelPlugin:
             )
         from medico.engine.adapter import adapt
 
-        return adapt(model, self.input)
+        return adapt(model, self.input, f"model {self.name!r} ({self.origin})")
 
     def provenance(self) -> dict[str, Any]:
         """Where the plugin's code comes from, for a run's ``environment.json`` and a submission's manifest: its
@@ -360,9 +360,10 @@ def _load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
-    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    for entry_point in sorted(found, key=lambda entry_point: _origin(entry_point) != BUILT_IN):
-        origin = _origin(entry_point)
+    found = [(entry_point, _distribution_name(entry_point)) for entry_point in
+             importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)]  # each distribution's metadata read once
+    for entry_point, distribution in sorted(found, key=lambda pair: _origin(*pair) != BUILT_IN):
+        origin = _origin(entry_point, distribution)
         try:
             builder = entry_point.load()
         except (Exception, SystemExit) as error:  # a plugin's import may raise anything, exit too: report it, go on
@@ -375,7 +376,7 @@ def _load_entry_points() -> None:
                 plugin = _plugin_for(builder, name=entry_point.name, origin=origin)
             else:
                 raise PluginError(f"{entry_point.value} is neither callable nor a mapping declaring a plugin")
-            _add(replace(plugin, distribution=_distribution_name(entry_point)))
+            _add(replace(plugin, distribution=distribution))
         except MedicoError as error:
             _plugin_errors[entry_point.name] = f"{origin}: {error}"
         except (Exception, SystemExit) as error:  # reading what a plugin declares runs its code too (a Mapping's)
@@ -423,10 +424,9 @@ def plugin_from_mapping(declaration: Mapping[str, Any], *, name: str, origin: st
     )
 
 
-def _origin(entry_point: importlib.metadata.EntryPoint) -> str:
+def _origin(entry_point: importlib.metadata.EntryPoint, distribution: str | None) -> str:
     """``built-in`` for an entry point of medico's own distribution into medico's own modules; else its package.
     The value is compared, not parsed: a malformed one fails in ``load()``, where it is reported by name."""
-    distribution = _distribution_name(entry_point)
     own = distribution == "medico" and entry_point.value.startswith(("medico.", "medico:"))
     return BUILT_IN if own else f"entry point of package {distribution or 'an unknown distribution'}"
 

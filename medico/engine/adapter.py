@@ -35,12 +35,12 @@ def adapt_input(batch: torch.Tensor, spec: InputSpec) -> torch.Tensor:
     return batch
 
 
-def adapt(model: nn.Module, spec: InputSpec) -> nn.Module:
+def adapt(model: nn.Module, spec: InputSpec, label: str = "the model") -> nn.Module:
     """``model`` itself, its forward fitted to ``spec`` (nothing changes for medico's own convention).
 
     The model keeps its class's behaviour through a subclass that renormalises and pads the input and crops the
     output back to the input's height and width: parameters, buffers, state_dict keys and ``isinstance`` stay, and it
-    pickles and deep-copies as the adapted model it is.
+    pickles and deep-copies as the adapted model it is. ``label`` names the model in messages.
 
     Raises:
         PluginError: ``model`` runs another forward than its class's (a TorchScript module, ``torch.compile``'s
@@ -50,7 +50,7 @@ def adapt(model: nn.Module, spec: InputSpec) -> nn.Module:
         return model
     if isinstance(model, torch.jit.ScriptModule) or "forward" in vars(model):
         raise PluginError(
-            f"the model ({type(model).__name__}) runs a forward of its own "
+            f"{label} ({type(model).__name__}) runs a forward of its own "
             f"({'TorchScript' if isinstance(model, torch.jit.ScriptModule) else 'set on the instance'}), which medico "
             f"cannot fit to the input its plugin declares ({spec.describe()}): return the plain eager module "
             "(medico compiles it itself where asked)"

@@ -355,7 +355,7 @@ def _check_option(source: str, plugin: ModelPlugin, key: str, value: Any) -> Any
         default = plugin.parameters.get(key)
         raise ConfigError(
             f"{name} must be {_type_name(expected)} (model {plugin.name!r}, default {default!r}), "
-            f"got {value!r} ({type(value).__name__})"
+            f"got {reprlib.repr(value)} ({type(value).__name__})"
         ) from None
     values = value if isinstance(value, tuple | list) else [value]
     if any(isinstance(v, float) and not math.isfinite(v) for v in values):
@@ -428,7 +428,7 @@ def read_layer(path: Path, label: str | None = None) -> Layer:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:
         raise ConfigError(f"config file {path} cannot be read: {error.strerror or error}") from error
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+    except ValueError as error:  # TOMLDecodeError, UnicodeDecodeError, and tomllib's limit on huge integers
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from error
     options = document.pop("options", {})
     if not isinstance(options, dict):
@@ -446,7 +446,7 @@ def parse_option(text: str) -> tuple[str, Any]:
         )
     try:
         value = tomllib.loads(f"value = {raw.strip()}")["value"]
-    except tomllib.TOMLDecodeError:
+    except ValueError:  # no TOML value (or one tomllib refuses, a 5000-digit integer): the text as given
         value = raw.strip()
     return key, value
 

@@ -87,8 +87,9 @@ class RunFolder:
 
     @classmethod
     def create(cls, model: str, root: Path | None = None) -> RunFolder:
-        """A new, empty run folder for ``model``, numbered after the others."""
-        return cls(create_numbered_folder(runs_root() if root is None else Path(root), model))
+        """A new, empty run folder for ``model``, numbered after the others and labelled by its name, or by the last
+        part of its spec (``3-plugins.py_build`` for ``/abs/path/plugins.py:build``)."""
+        return cls(create_numbered_folder(runs_root() if root is None else Path(root), model.rpartition("/")[2]))
 
     @classmethod
     def containing(cls, checkpoint: Path) -> RunFolder | None:
