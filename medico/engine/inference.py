@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medico.engine.contract import LogitRanges, check_output
+from medico.engine.contract import CONTRACT, ContractError, LogitRanges, check_output
 from medico.engine.preprocess import normalize, resize_probabilities, to_tensor
 from medico.engine.runtime import MEMORY_FORMAT, autocast, autotune_convolutions, compile_for_inference
 from medico.metrics import THRESHOLD
@@ -82,14 +82,14 @@ class Predictor:
         """Per image, a float32 probability map at the image's own height and width."""
         if not images:
             return []
-        small = self.small_probabilities(images)
+        small = _finite(self.small_probabilities(images))
         return [resize_probabilities(p, *image.shape[:2]) for p, image in zip(small, images)]
 
     def masks(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per image, a boolean mask at the image's own size (probability >= threshold)."""
         if not images:
             return []
-        small = self.small_probabilities(images)
+        small = _finite(self.small_probabilities(images))
         return [self.full_mask(p, *image.shape[:2]) for p, image in zip(small, images)]
 
     def predict_all(self, images: Iterable[np.ndarray], batch_size: int = 8) -> Iterator[np.ndarray]:
@@ -102,3 +102,15 @@ class Predictor:
                 pending = []
         if pending:
             yield from self.masks(pending)
+
+
+def _finite(small: np.ndarray) -> np.ndarray:
+    """``small`` when every probability is a number: a NaN (a model's NaN logits) would threshold to an empty mask
+    and pass for a prediction (an evaluation names such images itself, see :class:`LogitRanges`)."""
+    broken = int(np.isnan(small).reshape(len(small), -1).any(axis=1).sum())
+    if broken:
+        raise ContractError(
+            f"the model's logits are NaN on {broken} of the {len(small)} images of a batch: no mask is written from "
+            f"them. Expected finite {CONTRACT}"
+        )
+    return small

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner, Result
 
 from medico.cli import app
@@ -217,6 +218,20 @@ def test_evaluating_a_checkpoint_with_nan_weights_stops_naming_the_images(run_di
     line = refused(invoke("evaluate", "1", "--device", "cpu"), "NaN or infinite on 40 of 40 images")
     assert "synthetic-" in line
     assert not (run_dir / "evaluations").exists()
+
+
+def test_predicting_or_submitting_with_nan_weights_writes_no_mask(run_dir: Path, workspace: Path) -> None:
+    path = run_dir / "checkpoints" / "best.pt"
+    checkpoint = load_checkpoint(path)
+    checkpoint.model["conv.weight"].fill_(float("nan"))
+    save_checkpoint(path, checkpoint)
+    images = workspace / "images"
+    images.mkdir()
+    Image.new("RGB", (40, 30)).save(images / "a.jpg")
+    refused(invoke("predict", "1", images, "--out", workspace / "masks", "--device", "cpu"), "NaN")
+    assert not (workspace / "masks").exists() or not list((workspace / "masks").iterdir())
+    refused(invoke("submit", "--team", "T", "--images", images, "--device", "cpu"), "NaN")
+    assert not list(workspace.glob("submissions/T/*.zip"))
 
 
 @pytest.mark.parametrize(
