@@ -95,7 +95,19 @@ class RunFolder:
     def containing(cls, checkpoint: Path) -> RunFolder | None:
         """The run whose ``checkpoints/`` holds ``checkpoint``; None for a file kept anywhere else."""
         folder = Path(checkpoint).resolve().parent
-        return cls(folder.parent) if folder.name == _CHECKPOINTS else None
+        return cls(folder.parent).checked() if folder.name == _CHECKPOINTS else None
+
+    def checked(self) -> RunFolder:
+        """This run, refused when one of the folders medico writes into is a symbolic link: medico never makes one,
+        and an evaluation, overlay or checkpoint written through it would land outside the run (a copied run folder
+        is anyone's files)."""
+        for folder in (self.checkpoints, self.evaluations, self.overlays):
+            if folder.is_symlink():
+                raise RunNotFoundError(
+                    f"{folder} is a symbolic link (to {os.readlink(folder)}): a run's own folders are never links, "
+                    "and medico would write through it; replace it with a folder"
+                )
+        return self
 
     @property
     def name(self) -> str:
@@ -214,13 +226,13 @@ def find_run(run: str, root: Path | None = None) -> RunFolder:
     """The run folder for ``run``: its number (``3``), its full id (``3-attunet``), a path, or ``latest``."""
     root = runs_root() if root is None else Path(root)
     if run == "latest":
-        return latest_run(root)
+        return latest_run(root).checked()
     runs = list_runs(root)
     named = _named(run, runs)
     if named is not None:
-        return named
+        return named.checked()
     if Path(run).is_dir():
-        return RunFolder(Path(run))
+        return RunFolder(Path(run)).checked()
     known = ", ".join(r.name for r in runs[-10:]) or "none"
     raise RunNotFoundError(f"run {run!r} not found in {root} (latest runs: {known})")
 

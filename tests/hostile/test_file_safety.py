@@ -363,3 +363,17 @@ def test_a_dataset_path_that_loops_is_named_as_a_link(workspace):
 def test_a_symlink_loop_among_images_to_predict_is_named_not_skipped(checkpoint, images, workspace):
     (images / "loop.png").symlink_to("loop.png")
     refused(invoke("predict", checkpoint, images, "--out", workspace / "masks", "--device", "cpu"), "loop.png")
+
+
+@pytest.mark.parametrize("folder", ["evaluations", "overlays"])
+def test_a_run_whose_own_folder_is_a_link_is_refused_and_nothing_is_written_through_it(
+    run_dir: Path, workspace: Path, folder: str
+) -> None:
+    elsewhere = workspace / "elsewhere"
+    elsewhere.mkdir()
+    (run_dir / "per_image.csv").write_text("name,iou,dice\nsynthetic-0000,0.5,0.6\n")
+    (run_dir / folder).symlink_to(elsewhere, target_is_directory=True)
+    for args in (["evaluate", "1", "--device", "cpu"], ["show", "1", "--device", "cpu"]):
+        result = CliRunner().invoke(app, args, env={"COLUMNS": "10000"})
+        assert result.exit_code == 2 and "symbolic link" in result.output, result.output
+    assert list(elsewhere.iterdir()) == []
