@@ -1,6 +1,11 @@
 """medico: a harness for polyp-segmentation challenges (MediaEval 2020 Medico)."""
 
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+# albumentations asks PyPI for its latest version at import unless told not to: a network request (up to 2 s) on
+# every command, and a warning on stderr on an offline machine. A user who wants the check can set it to 0.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from medico.plugins import create_model, get_plugin, list_models, register_model
 

@@ -34,3 +34,15 @@ def test_every_public_name_of_a_package_resolves(package: str) -> None:
     module = importlib.import_module(package)
     for name in module.__all__:
         assert getattr(module, name) is not None, name
+
+
+def test_commands_do_not_ask_pypi_for_albumentations_updates(tmp_path: Path) -> None:
+    """albumentations checks PyPI at import unless told not to: a request on every command, and on an offline
+    machine (a GPU box, a hospital network) a warning on stderr that broke one-line error messages."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "https_proxy": "http://127.0.0.1:9",
+           "HTTPS_PROXY": "http://127.0.0.1:9"}  # any request fails at once, and albumentations would say so
+    script = "import medico.data.augment, albumentations; print('imported')"
+    result = subprocess.run([sys.executable, "-W", "default", "-c", script], capture_output=True, text=True,
+                            env=env, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "version info" not in result.stderr and "update" not in result.stderr.lower(), result.stderr
