@@ -44,7 +44,9 @@ def _visible(text: str) -> str:
 
 
 console = _PlainConsole()
-err_console = _PlainConsole(stderr=True)
+# Errors, notes and messages on stderr stay one line however long (a file's path, a log grepped for it), wrapped by
+# the terminal for the eye rather than by rich; tables and progress bars are laid out to the width as before.
+err_console = _PlainConsole(stderr=True, soft_wrap=True)
 
 
 def download_progress() -> Progress:

@@ -377,3 +377,11 @@ def test_a_run_whose_own_folder_is_a_link_is_refused_and_nothing_is_written_thro
         result = CliRunner().invoke(app, args, env={"COLUMNS": "10000"})
         assert result.exit_code == 2 and "symbolic link" in result.output, result.output
     assert list(elsewhere.iterdir()) == []
+
+
+def test_an_error_naming_a_long_path_is_one_line_on_a_narrow_terminal(workspace):
+    """An error is one line however narrow the terminal, so a log grepped for the file finds it (the GPU machine's
+    long temporary paths once wrapped every such message)."""
+    missing = workspace / ("a-folder-with-a-long-name-" * 4) / "kvasir"
+    result = runner.invoke(app, ["data", "check", str(missing)], env={"COLUMNS": "40"})
+    refused(result, str(missing))
