@@ -29,6 +29,7 @@ from scipy import ndimage
 
 __all__ = [
     "LOWER_IS_BETTER",
+    "MASK_INPUT",
     "PAPER_METRICS",
     "PAPER_POLICY",
     "hd95",
@@ -51,6 +52,7 @@ PAPER_POLICY = {
     "percentile of both directions' distances pooled (medpy); 0 when both are empty, the image diagonal when one is",
 }
 
+MASK_INPUT = "binary masks as 0/255 maps (no probabilities to score): what a submission archive holds"
 _EPS = np.spacing(1)  # MATLAB's eps, as the toolbox uses it
 _THRESHOLDS = 256
 
@@ -216,7 +218,7 @@ def hd95(mask: np.ndarray, truth: np.ndarray) -> float:
     return float(np.percentile(np.concatenate((to_truth, to_mask)), 95))
 
 
-def paper_scores(probability: np.ndarray, truth: np.ndarray, threshold: float) -> dict[str, float]:
-    """Every measure of :data:`PAPER_METRICS` for one image: the saliency measures of its probability map and HD95 of
-    the mask thresholded at ``threshold`` (probability at or above it is polyp)."""
-    return saliency_scores(probability, truth) | {"hd95": hd95(probability >= threshold, truth)}
+def paper_scores(probability: np.ndarray, mask: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Every measure of :data:`PAPER_METRICS` for one image: the saliency measures of its probability map and HD95
+    of its thresholded ``mask`` (the one Dice and IoU are counted from)."""
+    return saliency_scores(probability, truth) | {"hd95": hd95(mask, truth)}
