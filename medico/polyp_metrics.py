@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 __all__ = [
     "LOWER_IS_BETTER",
@@ -67,11 +69,11 @@ def toolbox_map(probability: np.ndarray) -> np.ndarray:
 
 
 def _ssim(pred: np.ndarray, truth: np.ndarray) -> float:
-    count = pred.size
+    degrees = pred.size - 1 + _EPS  # as the MATLAB original: a one-pixel quarter gives 0, not pysodmetrics' NaN
     x, y = pred.mean(), truth.mean()
-    sigma_x = ((pred - x) ** 2).sum() / (count - 1)
-    sigma_y = ((truth - y) ** 2).sum() / (count - 1)
-    sigma_xy = ((pred - x) * (truth - y)).sum() / (count - 1)
+    sigma_x = ((pred - x) ** 2).sum() / degrees
+    sigma_y = ((truth - y) ** 2).sum() / degrees
+    sigma_xy = ((pred - x) * (truth - y)).sum() / degrees
     alpha = 4 * x * y * sigma_xy
     beta = (x**2 + y**2) * (sigma_x + sigma_y)
     if alpha != 0:
@@ -155,7 +157,8 @@ def _weighted_f(pred: np.ndarray, truth: np.ndarray, beta2: float = 1.0) -> floa
     distance, (iy, ix) = ndimage.distance_transform_edt(~truth, return_indices=True)
     error = np.abs(pred - truth)
     spread = error[iy, ix]  # outside the polyp, the error of the nearest polyp pixel (edges handled as in MATLAB)
-    blurred = ndimage.convolve(spread, _gaussian_kernel(), mode="constant", cval=0.0)
+    # MATLAB's imfilter (zero padding); the kernel is symmetric, so OpenCV's correlation is the convolution
+    blurred = cv2.filter2D(spread, -1, _gaussian_kernel(), borderType=cv2.BORDER_CONSTANT)
     least = np.where(truth & (blurred < error), blurred, error)
     weighted = least * np.where(truth, 1.0, 2 - np.exp(np.log(0.5) / 5 * distance))
     true_w = truth.sum() - weighted[truth].sum()
@@ -199,7 +202,12 @@ def saliency_scores(probability: np.ndarray, truth: np.ndarray) -> dict[str, flo
 
 
 def _border(mask: np.ndarray) -> np.ndarray:
-    return mask & ~ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(2, 1))
+    """``(K, 2)`` coordinates of the pixels of ``mask`` with a 4-neighbour outside it (or outside the image)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    top, left = rows[0], cols[0]
+    crop = np.pad(mask[top : rows[-1] + 1, left : cols[-1] + 1], 1)  # outside the image counts as outside the mask
+    inner = crop[:-2, 1:-1] & crop[2:, 1:-1] & crop[1:-1, :-2] & crop[1:-1, 2:]
+    return np.argwhere(crop[1:-1, 1:-1] & ~inner) + (top, left)
 
 
 def hd95(mask: np.ndarray, truth: np.ndarray) -> float:
@@ -213,8 +221,8 @@ def hd95(mask: np.ndarray, truth: np.ndarray) -> float:
     if not mask.any() or not truth.any():
         return float(math.hypot(*mask.shape))
     mask_border, truth_border = _border(mask), _border(truth)
-    to_truth = ndimage.distance_transform_edt(~truth_border)[mask_border]
-    to_mask = ndimage.distance_transform_edt(~mask_border)[truth_border]
+    to_truth, _ = cKDTree(truth_border).query(mask_border)  # exact Euclidean nearest border pixel
+    to_mask, _ = cKDTree(mask_border).query(truth_border)
     return float(np.percentile(np.concatenate((to_truth, to_mask)), 95))
 
 
