@@ -30,7 +30,6 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 __all__ = [
-    "LOWER_IS_BETTER",
     "MASK_INPUT",
     "PAPER_METRICS",
     "PAPER_POLICY",
@@ -41,7 +40,6 @@ __all__ = [
 ]
 
 PAPER_METRICS = ("smeasure", "mean_em", "adaptive_em", "wfm", "mae", "hd95")
-LOWER_IS_BETTER = frozenset({"mae", "hd95"})
 PAPER_POLICY = {
     "input": "probability map at the ground truth's resolution as a grey 0..255 map, then divided by 255 and "
     "min-max stretched unless constant (PraNet's toolbox, pysodmetrics)",
