@@ -4,6 +4,7 @@ seeded maps (their values stored here, so the check runs where they are not inst
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial.distance import cdist
 
+from medico.data.masks import read_mask
 from medico.polyp_metrics import PAPER_METRICS, hd95, paper_scores, saliency_scores
 
 SALIENCY = ("smeasure", "mean_em", "adaptive_em", "wfm", "mae")
@@ -177,3 +179,16 @@ def test_maps_of_different_shapes_are_refused() -> None:
         saliency_scores(np.zeros((4, 4)), np.zeros((4, 5), bool))
     with pytest.raises(ValueError, match="one shape"):
         hd95(np.zeros((4, 4), bool), np.zeros((5, 4), bool))
+
+
+@pytest.mark.slow
+def test_real_masks_score_perfect_against_themselves_and_a_shift_by_its_length(kvasir_path: Path) -> None:
+    names = (kvasir_path / "splits" / "medico2020" / "val.txt").read_text().split()[:10]
+    for name in names:
+        truth = read_mask(next((kvasir_path / "masks").glob(f"{name}.*")))
+        scores = paper_scores(truth.astype(float), truth, truth)
+        assert scores["smeasure"] == pytest.approx(1.0) and scores["wfm"] == pytest.approx(1.0)
+        assert scores["mae"] == 0.0 and scores["hd95"] == 0.0
+        shifted = np.zeros_like(truth)
+        shifted[:, 7:] = truth[:, :-7]
+        assert 0.0 < hd95(shifted, truth) <= 7.0
