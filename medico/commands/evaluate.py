@@ -13,6 +13,7 @@ from medico.commands.options import TrustedModel
 from medico.console import console, err_console, task_progress
 from medico.engine import evaluation
 from medico.metrics import METRIC_NAMES, THRESHOLD
+from medico.polyp_metrics import PAPER_METRICS
 from medico.runs.dataset import OWN_SPLIT, run_data
 from medico.runs.folder import PER_IMAGE, RunFolder, evaluation_folder, resolve_checkpoint
 
@@ -47,6 +48,14 @@ def evaluate(
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 8,
     model: TrustedModel = None,
+    paper_metrics: Annotated[
+        bool,
+        typer.Option(
+            "--paper-metrics",
+            help="Also score what polyp papers report: S-measure, mean and adaptive E-measure, weighted F-measure and "
+            "MAE of the probability map (PraNet's toolbox), HD95 of the mask in pixels.",
+        ),
+    ] = False,
 ) -> None:
     """Score a checkpoint on a validation split at each image's original resolution.
 
@@ -74,13 +83,14 @@ def evaluate(
                 names,
                 batch_size=batch_size,
                 progress=lambda done, total: progress.update(task, completed=done),
+                paper=paper_metrics,
             )
         result.write(folder, chosen.as_dict())
 
     table = Table(title=f"validation ({result.summary['n_images']} images, threshold {predictor.threshold})")
     table.add_column("metric")
     table.add_column("mean ± std", justify="right")
-    for name in METRIC_NAMES:
+    for name in (*METRIC_NAMES, *(PAPER_METRICS if paper_metrics else ())):
         table.add_row(name, f"{result.summary[name]:.4f} ± {result.summary[name + '_std']:.4f}")
     console.print(table)
     for key, value in result.policy.items():

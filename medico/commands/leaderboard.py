@@ -81,6 +81,14 @@ def leaderboard(
             "(table, markdown and html; CSV and JSON always hold the bounds).",
         ),
     ] = False,
+    paper_metrics: Annotated[
+        bool,
+        typer.Option(
+            "--paper-metrics",
+            help="Show the measures polyp papers report: S-measure, mean E-measure, weighted F-measure, MAE, HD95 "
+            "(pixels), where an entry has them (table, markdown and html; CSV and JSON always hold them).",
+        ),
+    ] = False,
     model: Annotated[str | None, typer.Option(help="Only entries of this model.")] = None,
     device: Annotated[str | None, typer.Option(help="Only entries whose FPS was measured on this device.")] = None,
     fmt: Annotated[
@@ -111,10 +119,12 @@ def leaderboard(
         with_published=with_published,
     )
     if output is not None:
-        written = write_export(rows, _output_format(fmt, output), task.value, output, intervals=ci, replace=force)
+        written = write_export(
+            rows, _output_format(fmt, output), task.value, output, intervals=ci, paper=paper_metrics, replace=force
+        )
         err_console.print(f"wrote {len(rows)} rows to [bold]{escape(str(written))}[/]")
     elif fmt is not FormatChoice.table:
-        text = export_text(rows, fmt.value, task.value, intervals=ci)
+        text = export_text(rows, fmt.value, task.value, intervals=ci, paper=paper_metrics)
         console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True, end="")
     elif not rows:
         chosen = (("split", split.value if split else None), ("model", model), ("device", device))
@@ -125,5 +135,5 @@ def leaderboard(
             "`medico run` and `medico score` add them; --with-published shows the published figures."
         )
     else:
-        for table in leaderboard_tables(rows, task.value, width=console.width, intervals=ci):
+        for table in leaderboard_tables(rows, task.value, width=console.width, intervals=ci, paper=paper_metrics):
             console.print(table)

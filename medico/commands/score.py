@@ -15,6 +15,7 @@ from medico.data.io import list_images
 from medico.data.splits import read_split_list
 from medico.errors import MedicoError
 from medico.metrics import METRIC_NAMES
+from medico.polyp_metrics import PAPER_METRICS
 from medico.submission import InvalidSubmissionError, score_archive
 
 
@@ -34,6 +35,14 @@ def score(
         Path | None,
         typer.Option(help="When --truth holds more masks: a file of the image names to score, one a line (val.txt)."),
     ] = None,
+    paper_metrics: Annotated[
+        bool,
+        typer.Option(
+            "--paper-metrics",
+            help="Also score what polyp papers report (S-measure, E-measure, weighted F-measure, MAE, HD95), from the "
+            "archive's binary masks.",
+        ),
+    ] = False,
 ) -> None:
     """Validate a task 1 archive, score every mask against the ground truth, add a test entry to the leaderboard.
 
@@ -48,7 +57,7 @@ def score(
         else None
     )
     try:
-        result = score_archive(archive, truth, team, run=run, db=db, names=scored)
+        result = score_archive(archive, truth, team, run=run, db=db, names=scored, paper=paper_metrics)
     except InvalidSubmissionError as error:
         print_report(error.report)
         if scored is None and error.report.by_rule().get("missing"):
@@ -61,9 +70,10 @@ def score(
     run_label = result.run if result.run is not None else "-"
     title = f"{escape(result.archive.name)}: team {escape(team)}, run {run_label}, {summary['n_images']} images"
     table = Table(title=title)
-    for name in METRIC_NAMES:
+    shown = (*METRIC_NAMES, *(PAPER_METRICS if paper_metrics else ()))
+    for name in shown:
         table.add_column(name, justify="right")
-    table.add_row(*(f"{summary[name]:.4f} ± {summary[f'{name}_std']:.4f}" for name in METRIC_NAMES))
+    table.add_row(*(f"{summary[name]:.4f} ± {summary[f'{name}_std']:.4f}" for name in shown))
     console.print(table)
     console.print(f"per image: {escape(str(result.scores_csv))}\nsummary:   {escape(str(result.summary_json))}")
     if result.entry_id is None:

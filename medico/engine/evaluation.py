@@ -22,18 +22,19 @@ import torch
 
 from medico.engine.contract import LogitRanges, check_logit_ranges
 from medico.engine.inference import Predictor
+from medico.engine.preprocess import resize_probabilities
 from medico.engine.runtime import resolve_device, resolve_precision
 from medico.errors import MedicoError
 from medico.files import write_atomic
 from medico.leaderboard.entry import INTERVALS
 from medico.metrics import (
-    METRIC_NAMES,
     METRIC_POLICY,
     THRESHOLD,
     confusion_counts,
     reduce_scores,
     scores_from_counts,
 )
+from medico.polyp_metrics import PAPER_METRICS, PAPER_POLICY, paper_scores
 from medico.runs.checkpoint import Checkpoint, load_model
 from medico.runs.folder import METRICS, PER_IMAGE
 from medico.stats.per_image import ScoreSummary, describe
@@ -68,7 +69,8 @@ class ImageSource(Protocol):
 class EvaluationResult:
     """Per-image scores, their summary (mean and population std over images) and the metric policy used.
 
-    ``per_image`` columns: name, height, width, tp, fp, fn, tn, dice, iou, precision, recall, f2, accuracy.
+    ``per_image`` columns: name, height, width, tp, fp, fn, tn, dice, iou, precision, recall, f2, accuracy, and the
+    papers' measures (:data:`medico.polyp_metrics.PAPER_METRICS`) where they were asked for.
     ``summary`` keys: each metric (mean), ``<metric>_std`` and ``n_images``. ``logit_ranges``: ``(N, 2)`` lowest
     and highest logit per image, where the model's logits were watched (:class:`medico.engine.contract.LogitRanges`).
     """
@@ -91,19 +93,25 @@ class EvaluationResult:
         counts: torch.Tensor,
         policy: dict[str, Any] | None = None,
         logit_ranges: np.ndarray | None = None,
+        paper: Sequence[dict[str, float]] | None = None,
     ) -> EvaluationResult:
-        """Build the result from per-image ``(height, width)`` and ``(N, 4)`` confusion counts."""
+        """Build the result from per-image ``(height, width)`` and ``(N, 4)`` confusion counts, and the papers'
+        measures of each image (:func:`medico.polyp_metrics.paper_scores`) when they were computed."""
         scores = scores_from_counts(counts)
+        policy = dict(policy or METRIC_POLICY)
+        if paper is not None:
+            scores |= {name: torch.tensor([one[name] for one in paper], dtype=torch.float64) for name in PAPER_METRICS}
+            policy.setdefault("paper_measures", PAPER_POLICY)
         frame = pd.DataFrame({"name": list(names)})
         frame["height"] = [h for h, _ in sizes]
         frame["width"] = [w for _, w in sizes]
         for column, values in zip(COUNT_NAMES, counts.T):
             frame[column] = values.numpy()
-        for metric in METRIC_NAMES:
-            frame[metric] = scores[metric].numpy()
+        for metric, values in scores.items():
+            frame[metric] = values.numpy()
         summary: dict[str, float] = reduce_scores(scores, "mean_std")
         summary["n_images"] = len(frame)
-        return cls(per_image=frame, summary=summary, policy=dict(policy or METRIC_POLICY), logit_ranges=logit_ranges)
+        return cls(per_image=frame, summary=summary, policy=policy, logit_ranges=logit_ranges)
 
     def write(self, folder: Path, data: dict[str, Any] | None = None) -> None:
         """Write ``per_image.csv`` and ``metrics.json`` (summary, policy and, when given, what ``data`` the images
@@ -122,6 +130,7 @@ def evaluate(
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
     check_logits: bool = True,
+    paper: bool = False,
 ) -> EvaluationResult:
     """Score ``predictor`` on the images ``names`` of ``dataset`` at their original resolution.
 
@@ -133,6 +142,8 @@ def evaluate(
         progress: called as ``progress(done, total)`` after each batch.
         check_logits: stop on NaN, infinite or squashed logits (:func:`medico.engine.contract.check_logit_ranges`);
             whoever turns it off checks the result's ``logit_ranges`` (as a sharded evaluation does once gathered).
+        paper: also score each image's probability map with the measures polyp papers report
+            (:mod:`medico.polyp_metrics`: S-measure, E-measure, weighted F-measure, MAE, HD95).
 
     Returns:
         The per-image scores, their summary and the metric policy (with the threshold actually used).
@@ -147,6 +158,7 @@ def evaluate(
         raise EvaluationError(f"batch_size: expected a positive integer, got {batch_size}")
     sizes: list[tuple[int, int]] = []
     counts: list[torch.Tensor] = []
+    measures: list[dict[str, float]] = []
     ranges = LogitRanges()
     batches = [names[start : start + batch_size] for start in range(0, len(names), batch_size)]
     # Images are decoded by threads, the next batch while the model predicts this one: on a GPU, decoding
@@ -166,12 +178,18 @@ def evaluate(
                     )
             small = predictor.small_probabilities([image for image, _ in pairs], ranges)
             # Resizing back to full resolution and counting run in the threads too (cv2 and torch release the GIL).
-            counts += pool.map(_counts, [predictor] * len(pairs), small, [truth for _, truth in pairs])
+            truths = [truth for _, truth in pairs]
+            scored = pool.map(_score, [predictor] * len(pairs), small, truths, [paper] * len(pairs))
+            for image_counts, image_measures in scored:
+                counts.append(image_counts)
+                measures += [image_measures] if image_measures is not None else []
             sizes += [truth.shape for _, truth in pairs]
             if progress is not None:
                 progress(len(sizes), len(names))
     policy = {**METRIC_POLICY, "threshold": float(predictor.threshold)}
-    result = EvaluationResult.from_counts(names, sizes, torch.stack(counts), policy, ranges.read())
+    result = EvaluationResult.from_counts(
+        names, sizes, torch.stack(counts), policy, ranges.read(), paper=measures if paper else None
+    )
     if check_logits:
         check_logit_ranges(names, result.logit_ranges)
     return result
@@ -181,8 +199,13 @@ def _read_pair(dataset: ImageSource, name: str) -> tuple[np.ndarray, np.ndarray]
     return dataset.read_image(name), dataset.read_mask(name)
 
 
-def _counts(predictor: Predictor, small: np.ndarray, truth: np.ndarray) -> torch.Tensor:
-    return confusion_counts(torch.from_numpy(predictor.full_mask(small, *truth.shape)), torch.from_numpy(truth))
+def _score(
+    predictor: Predictor, small: np.ndarray, truth: np.ndarray, paper: bool
+) -> tuple[torch.Tensor, dict[str, float] | None]:
+    """One image's confusion counts and, when asked, the papers' measures of its full-resolution probabilities."""
+    mask = predictor.full_mask(small, *truth.shape)
+    counts = confusion_counts(torch.from_numpy(mask), torch.from_numpy(truth))
+    return counts, paper_scores(resize_probabilities(small, *truth.shape), mask, truth) if paper else None
 
 
 def load_predictor(

@@ -1,6 +1,7 @@
 """The columns people read on the leaderboard (terminal, markdown, html): header, value, text, and whether higher is
 better. Scores are shown as fractions with four decimals (0.8988), FPS with one decimal, dates as YYYY-MM-DD; with
-intervals, mIoU and Dice read ``0.812 [0.78, 0.84]`` (mean and 95% bootstrap interval over images)."""
+intervals, mIoU and Dice read ``0.812 [0.78, 0.84]`` (mean and 95% bootstrap interval over images). The measures
+polyp papers report (S-measure, mean E-measure, weighted F-measure, MAE, HD95 in pixels) are shown on request."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from dataclasses import dataclass
 
 from medico.leaderboard.ranking import Ranked
 
-__all__ = ["Column", "best_values", "display_columns", "format_fps", "format_interval", "format_score"]
+__all__ = [
+    "Column",
+    "best_values",
+    "display_columns",
+    "format_distance",
+    "format_fps",
+    "format_interval",
+    "format_score",
+]
 
 
 def format_score(value: float | None) -> str:
@@ -20,6 +29,11 @@ def format_score(value: float | None) -> str:
 
 def format_fps(value: float | None) -> str:
     """Frames per second with one decimal, ``-`` when not given."""
+    return "-" if value is None else f"{value:.1f}"
+
+
+def format_distance(value: float | None) -> str:
+    """A distance in pixels with one decimal, ``-`` when not given."""
     return "-" if value is None else f"{value:.1f}"
 
 
@@ -72,16 +86,27 @@ def _score(name: str, header: str, secondary: bool = False, interval: bool = Fal
     )
 
 
-def display_columns(task: str, intervals: bool = False) -> list[Column]:
+def _paper_columns() -> list[Column]:
+    """The measures polyp papers report, as they name them; MAE and HD95 (pixels) are better lower, so never
+    highlighted as the largest."""
+    lower = [
+        Column("MAE", lambda row: row.entry.mae, format_score, numeric=True),
+        Column("HD95", lambda row: row.entry.hd95, format_distance, numeric=True),
+    ]
+    return [_score("smeasure", "S"), _score("mean_em", "meanEm"), _score("wfm", "wFm"), *lower]
+
+
+def display_columns(task: str, intervals: bool = False, paper: bool = False) -> list[Column]:
     """rank, team, run, model, the scores (FPS first for the efficiency task, the precision it was measured at beside
-    it), device, date; ``intervals`` shows
-    mIoU and Dice with their 95% bootstrap interval where an entry has one."""
+    it), device, date; ``intervals`` shows mIoU and Dice with their 95% bootstrap interval where an entry has one;
+    ``paper`` adds the measures polyp papers report after F2."""
     scores = [
         _score("iou", "mIoU", interval=intervals),
         _score("dice", "Dice", interval=intervals),
         _score("precision", "precision", secondary=True),
         _score("recall", "recall", secondary=True),
         _score("f2", "F2", secondary=True),
+        *(_paper_columns() if paper else []),
     ]
     fps = Column("FPS", lambda row: row.entry.fps, format_fps, higher_is_better=True, numeric=True)
     precision = Column("at", lambda row: row.entry.fps_precision)  # the precision the FPS was measured at

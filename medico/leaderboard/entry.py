@@ -9,12 +9,14 @@ from typing import Any, Literal, Protocol
 from medico.leaderboard.errors import LeaderboardError
 from medico.leaderboard.participant import MAX_TEAM_NAME, MAX_TEXT, check_run_number, check_team_name, plain_text
 
-__all__ = ["INTERVALS", "SCORES", "SOURCES", "SPLITS", "TASKS", "Entry", "check_entry"]
+__all__ = ["INTERVALS", "PAPER_SCORES", "SCORES", "SOURCES", "SPLITS", "TASKS", "Entry", "check_entry"]
 
 TASKS = ("segmentation", "efficiency")
 SPLITS = ("val", "test")
 SOURCES = ("measured", "submission", "published")
 SCORES = ("dice", "iou", "precision", "recall", "f2", "accuracy")
+PAPER_SCORES = ("smeasure", "mean_em", "wfm", "mae", "hd95")
+"""The measures polyp papers report that a row can hold (:mod:`medico.polyp_metrics`; None where not scored)."""
 INTERVALS = ("iou", "dice")
 """The scores whose bootstrap interval an entry can hold (``iou_ci_low``, ``iou_ci_high``, ...)."""
 
@@ -49,8 +51,10 @@ class Entry:
 
     Scores are means over images in [0, 1] (None where a published source does not give them); ``*_std`` are
     standard deviations over images; ``*_ci_low``/``*_ci_high`` bound the 95% bootstrap interval of the mean over
-    images (:mod:`medico.stats.per_image`). ``sha256`` identifies what was scored (archive or checkpoint): the store
-    keeps one entry per (sha256, task, split). ``fps_kind`` is ``"model"`` (forward only) or ``"end-to-end"``.
+    images (:mod:`medico.stats.per_image`). ``smeasure`` ... ``hd95`` are the means of :data:`PAPER_SCORES` where
+    they were scored (``--paper-metrics``); HD95 in pixels, the others fractions. ``sha256`` identifies what was
+    scored (archive or checkpoint): the store keeps one entry per (sha256, task, split). ``fps_kind`` is ``"model"``
+    (forward only) or ``"end-to-end"``.
     ``id`` is the store's row id (None until stored, and for published rows read from ``reported.csv``).
 
     Every entry passes one gate for participant text when it is made (:mod:`medico.leaderboard.participant`): a new
@@ -80,6 +84,11 @@ class Entry:
     iou_ci_high: float | None = None
     dice_ci_low: float | None = None
     dice_ci_high: float | None = None
+    smeasure: float | None = None
+    mean_em: float | None = None
+    wfm: float | None = None
+    mae: float | None = None
+    hd95: float | None = None
     fps: float | None = None
     fps_device: str | None = None
     fps_kind: str | None = None
@@ -127,6 +136,7 @@ class Entry:
             split=split,
             **{key: summary[key] for name in SCORES for key in (name, f"{name}_std")},
             **bounds,
+            **{name: summary[name] for name in PAPER_SCORES if name in summary},
             **measured,
             n_images=int(summary["n_images"]),
             metric_policy=evaluation.policy,
@@ -169,6 +179,13 @@ def check_entry(entry: Entry) -> None:
             raise LeaderboardError(
                 f"entry {name}_ci_low/{name}_ci_high: expected 0 <= low <= high <= 1, got [{low!r}, {high!r}]"
             )
+    for name in PAPER_SCORES:
+        value = getattr(entry, name)
+        # the toolbox divides the E-measure by one pixel fewer than an image holds: a tiny image scores just over 1
+        high = math.inf if name == "hd95" else 1.5 if name == "mean_em" else 1.0
+        if value is not None and not (math.isfinite(value) and 0.0 <= value <= high):
+            expected = "a distance of 0 pixels or more" if name == "hd95" else f"a value in [0, {high:g}]"
+            raise LeaderboardError(f"entry {name}: expected {expected}, got {value!r}")
     if entry.run is not None:
         check_run_number(entry.run, "entry run")
     if entry.fps is not None and not (math.isfinite(entry.fps) and entry.fps > 0):

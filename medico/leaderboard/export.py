@@ -59,8 +59,8 @@ def _markdown_cell(text: str) -> str:
     return text
 
 
-def _markdown(rows: list[Ranked], task: str, intervals: bool) -> str:
-    columns = display_columns(task, intervals)
+def _markdown(rows: list[Ranked], task: str, intervals: bool, paper: bool) -> str:
+    columns = display_columns(task, intervals, paper)
     lines = [f"# {TASK_TITLES.get(task, task)}", ""]
     citations: dict[str, int] = {}
     for group, members in groupby(rows, key=lambda row: row.group):
@@ -127,8 +127,8 @@ document.querySelectorAll("table.leaderboard").forEach(function (table) {
 """
 
 
-def _html(rows: list[Ranked], task: str, intervals: bool) -> str:
-    columns = display_columns(task, intervals)
+def _html(rows: list[Ranked], task: str, intervals: bool, paper: bool) -> str:
+    columns = display_columns(task, intervals, paper)
     title = html.escape(TASK_TITLES.get(task, task))
     parts = [
         "<!DOCTYPE html>",
@@ -171,26 +171,33 @@ def _html(rows: list[Ranked], task: str, intervals: bool) -> str:
     return "\n".join(parts) + "\n"
 
 
-def export_text(rows: list[Ranked], fmt: Format, task: str, intervals: bool = False) -> str:
+def export_text(rows: list[Ranked], fmt: Format, task: str, intervals: bool = False, paper: bool = False) -> str:
     """The leaderboard ``rows`` of ``task`` as text in ``fmt`` (csv, markdown, json or html).
 
-    ``intervals`` shows mIoU and Dice with their 95% bootstrap interval in markdown and html (CSV and JSON always
-    hold the bounds).
+    ``intervals`` shows mIoU and Dice with their 95% bootstrap interval in markdown and html, ``paper`` the measures
+    polyp papers report (CSV and JSON always hold every field).
     """
     if fmt == "csv":
         return _csv(rows)
     if fmt == "json":
         return _json(rows)
     if fmt == "markdown":
-        return _markdown(rows, task, intervals)
+        return _markdown(rows, task, intervals, paper)
     if fmt == "html":
-        return _html(rows, task, intervals)
+        return _html(rows, task, intervals, paper)
     raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
 
 
 def write_export(
-    rows: list[Ranked], fmt: Format, task: str, path: Path, intervals: bool = False, *, replace: bool = False
+    rows: list[Ranked],
+    fmt: Format,
+    task: str,
+    path: Path,
+    intervals: bool = False,
+    *,
+    paper: bool = False,
+    replace: bool = False,
 ) -> Path:
-    """Write the export to ``path`` atomically (readers never see half a file); ``intervals`` as in
+    """Write the export to ``path`` atomically (readers never see half a file); ``intervals`` and ``paper`` as in
     :func:`export_text`; an existing file is replaced only with ``replace``."""
-    return write_atomic(Path(path), export_text(rows, fmt, task, intervals), replace=replace)
+    return write_atomic(Path(path), export_text(rows, fmt, task, intervals, paper), replace=replace)

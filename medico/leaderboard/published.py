@@ -11,14 +11,14 @@ from dataclasses import fields
 from pathlib import Path
 
 from medico.baselines import baseline_file
-from medico.leaderboard.entry import SCORES, Entry, check_entry
+from medico.leaderboard.entry import PAPER_SCORES, SCORES, Entry, check_entry
 from medico.leaderboard.errors import LeaderboardError
 
 __all__ = ["REPORTED_CSV", "load_published", "reported_csv_path"]
 
 REPORTED_CSV = Path("baselines") / "reported.csv"
 
-_FLOATS = frozenset(SCORES) | {f"{name}_std" for name in SCORES} | {"fps"}
+_FLOATS = frozenset(SCORES) | {f"{name}_std" for name in SCORES} | frozenset(PAPER_SCORES) | {"fps"}
 _INTS = frozenset({"run", "n_images"})
 _OPTIONAL_TEXT = frozenset({"fps_device", "fps_kind", "fps_precision", "dataset_fingerprint", "created"})
 _COLUMNS = frozenset(f.name for f in fields(Entry)) - {"id", "source", "sha256", "metric_policy"}

@@ -20,13 +20,14 @@ FULL_WIDTH = 130  # below this many terminal columns, the secondary columns are 
 
 
 def leaderboard_tables(
-    rows: list[Ranked], task: str, width: int | None = None, intervals: bool = False
+    rows: list[Ranked], task: str, width: int | None = None, intervals: bool = False, paper: bool = False
 ) -> list[Table]:
     """One table per comparison group (a split, or a device and FPS kind), in the order of ``rows``; for a terminal
     ``width`` under :data:`FULL_WIDTH` the secondary columns (precision, recall, F2, date) are left out; ``intervals``
-    shows mIoU and Dice as ``0.812 [0.78, 0.84]`` (mean and 95% bootstrap interval over images)."""
+    shows mIoU and Dice as ``0.812 [0.78, 0.84]`` (mean and 95% bootstrap interval over images); ``paper`` adds the
+    measures polyp papers report (S, meanEm, wFm, MAE, HD95)."""
     narrow = width is not None and width < FULL_WIDTH
-    columns = [column for column in display_columns(task, intervals) if not (narrow and column.secondary)]
+    columns = [column for column in display_columns(task, intervals, paper) if not (narrow and column.secondary)]
     tables = []
     for group, members in groupby(rows, key=lambda row: row.group):
         members = list(members)

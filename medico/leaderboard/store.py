@@ -77,6 +77,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE entries ADD COLUMN fps_precision TEXT;
     """,
+    # 6: the measures polyp papers report (NULL where not scored: older entries and those scored without them).
+    """
+    ALTER TABLE entries ADD COLUMN smeasure REAL;
+    ALTER TABLE entries ADD COLUMN mean_em REAL;
+    ALTER TABLE entries ADD COLUMN wfm REAL;
+    ALTER TABLE entries ADD COLUMN mae REAL;
+    ALTER TABLE entries ADD COLUMN hd95 REAL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

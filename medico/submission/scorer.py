@@ -36,6 +36,7 @@ from medico.files import atomic_path
 from medico.leaderboard import Entry, LeaderboardStore
 from medico.leaderboard.participant import check_run_number, check_team_name
 from medico.metrics import METRIC_POLICY, confusion_counts
+from medico.polyp_metrics import MASK_INPUT, PAPER_POLICY, paper_scores
 from medico.submission.names import run_in_name
 from medico.submission.validator import InvalidSubmissionError, ValidationReport, image_sizes, validate_archive
 
@@ -131,6 +132,7 @@ def score_archive(
     run: int | None = None,
     db: Path | None = None,
     names: Sequence[str] | None = None,
+    paper: bool = False,
 ) -> ScoreResult:
     """Validate ``archive`` against the ground-truth masks in ``truth``, score it, write results, record it.
 
@@ -141,6 +143,7 @@ def score_archive(
         run: the run number; default: ``N`` from a name ending in ``_task1_runN``.
         db: the leaderboard database (default: the store's default).
         names: the images the archive must cover when ``truth`` holds more masks (default: every mask in it).
+        paper: also score the measures polyp papers report (:mod:`medico.polyp_metrics`), from the binary masks.
 
     Raises:
         InvalidSubmissionError: the archive breaks a rule (exit code 1); ``error.report`` lists the problems.
@@ -154,9 +157,14 @@ def score_archive(
         run = check_run_number(named, f"archive {archive.name}: run")
     reference = Truth.read(Path(truth), names)
     counts: dict[str, torch.Tensor] = {}
+    measures: dict[str, dict[str, float]] = {}
 
     def score(stem: str, mask: np.ndarray) -> None:
-        counts[stem] = confusion_counts(torch.from_numpy(mask), torch.from_numpy(read_mask(reference.paths[stem])))
+        truth_mask = read_mask(reference.paths[stem])
+        counts[stem] = confusion_counts(torch.from_numpy(mask), torch.from_numpy(truth_mask))
+        if paper:
+            binary = mask.astype(bool)
+            measures[stem] = paper_scores(binary.astype(np.float64), binary, truth_mask)
 
     expected = reference.sizes
     report = validate_archive(archive, expected, on_mask=score)
@@ -165,7 +173,11 @@ def score_archive(
     names = sorted(counts)
     heights_widths = [(expected[n][1], expected[n][0]) for n in names]
     stacked = torch.stack([counts[n] for n in names])
-    evaluation = EvaluationResult.from_counts(names, heights_widths, stacked, METRIC_POLICY)
+    # an archive holds masks, not probabilities: the policy says what the papers' measures were computed from
+    policy = METRIC_POLICY | ({"paper_measures": PAPER_POLICY | {"input": MASK_INPUT}} if paper else {})
+    evaluation = EvaluationResult.from_counts(
+        names, heights_widths, stacked, policy, paper=[measures[n] for n in names] if paper else None
+    )
     entry = Entry.from_evaluation(
         evaluation,
         team=team,
