@@ -24,10 +24,7 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
-from scipy import ndimage
-from scipy.spatial import cKDTree
 
 __all__ = [
     "MASK_INPUT",
@@ -152,6 +149,9 @@ def _gaussian_kernel(size: int = 7, sigma: float = 5.0) -> np.ndarray:
 def _weighted_f(pred: np.ndarray, truth: np.ndarray, beta2: float = 1.0) -> float:
     if not truth.any():
         return 0.0
+    import cv2  # imported here: scoring without these measures (most commands) pays nothing for them
+    from scipy import ndimage
+
     distance, (iy, ix) = ndimage.distance_transform_edt(~truth, return_indices=True)
     error = np.abs(pred - truth)
     spread = error[iy, ix]  # outside the polyp, the error of the nearest polyp pixel (edges handled as in MATLAB)
@@ -219,6 +219,8 @@ def hd95(mask: np.ndarray, truth: np.ndarray) -> float:
     if not mask.any() or not truth.any():
         return float(math.hypot(*mask.shape))
     mask_border, truth_border = _border(mask), _border(truth)
+    from scipy.spatial import cKDTree  # imported here, as in _weighted_f
+
     to_truth, _ = cKDTree(truth_border).query(mask_border)  # exact Euclidean nearest border pixel
     to_mask, _ = cKDTree(mask_border).query(truth_border)
     return float(np.percentile(np.concatenate((to_truth, to_mask)), 95))
