@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import pandas as pd
 import typer
 from rich.markup import escape
 
@@ -13,10 +14,11 @@ from medico.console import console, err_console, task_progress
 from medico.data.io import read_rgb
 from medico.data.masks import read_mask
 from medico.engine import evaluation
+from medico.engine.inference import Predictor
 from medico.errors import MedicoError
 from medico.overlay import CONTACT_SHEET, best_and_worst, draw_overlay, save_png, write_overlays
-from medico.runs.dataset import run_data
-from medico.runs.folder import read_per_image
+from medico.runs.dataset import OWN_SPLIT, RunData, run_data
+from medico.runs.folder import find_run, read_per_image
 
 
 def show(
@@ -25,6 +27,13 @@ def show(
         Path | None,
         typer.Option(help="Dataset folder or zip (default: the one the run recorded, refused if it changed since)."),
     ] = None,
+    split: Annotated[
+        str,
+        typer.Option(
+            help="val: the run's own validation images, ranked by its per_image.csv; all (every image of --data), "
+            "medico2020, random, auto or a folder holding train.txt and val.txt: those images are scored first."
+        ),
+    ] = OWN_SPLIT,
     count: Annotated[int, typer.Option(min=1, help="How many best and how many worst validation images.")] = 4,
     out: Annotated[Path | None, typer.Option(help="Folder for the PNGs (default: RUN/overlays).")] = None,
     force: Annotated[
@@ -35,13 +44,20 @@ def show(
 ) -> None:
     """Overlay PNGs of a run's best and worst validation images, plus one contact sheet.
 
-    Images are ranked by IoU in the run's per_image.csv; ground truth is outlined green, the prediction red.
+    Images are ranked by IoU in the run's per_image.csv (or, with another --split, by IoU scored now); ground truth
+    is outlined green, the prediction red.
     """
-    run_folder, scores = read_per_image(run, ["iou", "dice"])
-    chosen = best_and_worst(scores, count)
+    if split == OWN_SPLIT:
+        run_folder, scores = read_per_image(run, ["iou", "dice"])
+    else:
+        run_folder = find_run(run)
     predictor, checkpoint = evaluation.load_predictor(run_folder.checkpoint("best"), model=model, device=device)
-    drawn = run_data(checkpoint, run_folder, data=data)
-    drawn.check_held_out(scores["name"], str(run_folder.per_image))
+    drawn = run_data(checkpoint, run_folder, data=data, split=split)
+    if split == OWN_SPLIT:
+        drawn.check_held_out(scores["name"], str(run_folder.per_image))
+    else:
+        scores = _scored(predictor, drawn)
+    chosen = best_and_worst(scores, count)
     if drawn.other is not None:
         err_console.print(f"[yellow]{escape(drawn.other)}[/]")
     folder = out or run_folder.overlays
@@ -57,6 +73,17 @@ def show(
         )
     console.print(f"wrote {len(paths) - 1} overlays and {CONTACT_SHEET} to {escape(str(folder))}")
     console.print("[green]green[/]: ground truth outline · [red]red[/]: prediction outline")
+
+
+def _scored(predictor: Predictor, drawn: RunData) -> pd.DataFrame:
+    """Per-image scores of ``predictor`` on the validation part of ``drawn``, scored as ``medico evaluate`` does."""
+    names = drawn.split.val
+    with task_progress() as progress:
+        task = progress.add_task(f"scoring {len(names)} images", total=len(names), status="")
+        result = evaluation.evaluate(
+            predictor, drawn.dataset, names, progress=lambda done, total: progress.update(task, completed=done)
+        )
+    return result.per_image
 
 
 def overlay(

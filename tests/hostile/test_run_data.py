@@ -170,3 +170,17 @@ def test_evaluate_split_all_scores_every_image_of_another_labelled_set_and_says_
     frame = pd.read_csv(out / "per_image.csv")
     assert len(frame) == 7 and "other data" in said(scored)
     assert json.loads((out / "metrics.json").read_text())["data"]["split"] == "all"
+
+
+def test_show_split_all_draws_the_best_and_worst_of_another_labelled_set_scored_now(workspace: Path) -> None:
+    data = write_synthetic_kvasir(workspace / "kvasir", count=12)
+    run = train("--data", data, "--split", "random")
+    other = write_synthetic_kvasir(workspace / "other-centre", count=7, seed=9)
+    out = workspace / "drawn"
+    shown = invoke("show", run.name, "--device", "cpu", "--data", other, "--split", "all", "--count", "2",
+                   "--out", out)
+    assert shown.exit_code == 0, shown.output
+    drawn = {p.stem.split("-", 2)[2] for p in out.glob("*-*.png")}  # best-01-NAME.png
+    assert len(drawn) == 4 and drawn <= {p.stem for p in (other / "images").iterdir()}
+    assert "other data" in said(shown)
+    assert not (run / "overlays").exists()  # the run's own overlays are untouched: these went to --out
