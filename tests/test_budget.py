@@ -253,3 +253,11 @@ def test_a_run_records_and_says_that_it_stopped_on_its_budget(small_data: Path) 
     assert recorded["max_time"] == 1.0 and recorded["average"] == "ema"
     assert "stopped on the 1s budget" in result.output
     assert "EMA of weights (decay 0.999)" in result.output
+
+
+def test_a_run_says_what_it_is_expected_to_take_and_how_to_bound_it(small_data: Path) -> None:
+    args = ["train", "unet", "--option", "init_features=4", "--input-size", "64", "--epochs", "2"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "10000"})
+    assert result.exit_code == 0, result.output
+    assert "expected: about" in result.output and "for up to 2 epochs (on this machine:" in result.output
+    assert "Bound it with --max-time" in result.output and "--input-size (32: about 4x faster)" in result.output

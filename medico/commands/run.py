@@ -112,7 +112,7 @@ class ConsoleObserver(TrainingObserver):
         self.run_task: Any = None
         self.validation: Any = None
         self.latest: RunProgress | None = None
-        self.told: set[bool] = set()  # estimates printed: without (False) and with (True) a timed validation
+        self.told = 0  # the estimate printed: 0 none yet, 1 one without a timed validation, 2 one with
 
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
         self.close()
@@ -134,9 +134,9 @@ class ConsoleObserver(TrainingObserver):
         self.latest = progress
         if self.progress is not None:
             self.progress.update(self.run_task, **_run_bar(progress))
-        timed_validation = progress.validation_seconds is not None
-        if progress.seconds_left is not None and timed_validation not in self.told and True not in self.told:
-            self.told.add(timed_validation)
+        stage = 2 if progress.validation_seconds is not None else 1
+        if progress.seconds_left is not None and stage > self.told:
+            self.told = stage
             err_console.print(_expectation(progress, self.input_size))
 
     def validation_progress(self, done: int, total: int) -> None:
@@ -184,9 +184,8 @@ def _expectation(progress: RunProgress, input_size: int) -> str:
     left = progress.seconds_left or 0.0
     if progress.budget_binds:
         budget = progress.budget or 0.0
-        epochs = progress.epoch - 1 + (progress.step + left / max(progress.step_seconds or 1e-9, 1e-9)) / progress.steps
-        if validation is not None:
-            epochs = progress.epoch - 1 + progress.step / progress.steps + left / (epoch_seconds + validation)
+        per_epoch_seconds = max(epoch_seconds + (validation or 0.0), 1e-9)
+        epochs = progress.epoch - 1 + progress.step / progress.steps + left / per_epoch_seconds
         return (
             f"[bold]expected[/]: the {format_duration(budget)} budget ends this run after about {epochs:.1f} of up to "
             f"{progress.epochs} epochs ({per_epoch})"

@@ -309,7 +309,9 @@ class Trainer:
     In a process group (:mod:`medico.engine.distributed`) ``config.batch_size`` is the global batch, split evenly over
     the processes; ``sync_bn`` turns BatchNorm into SyncBatchNorm (None: on GPUs yes, on CPUs no). A trainer
     ``resuming`` a run builds its model without the pretrained weights, which :meth:`resume` replaces anyway.
-    ``clock`` is where the budget and every duration are read (tests pass a fake one).
+    ``clock`` is where the budget and every duration are read (tests pass a fake one). With ``config.max_time`` the
+    lr follows the budget's cosine instead of the plateau rule; with ``config.average`` of ``ema`` the average
+    (``self.average``) is what is validated and saved as the checkpoints' model.
     """
 
     def __init__(
