@@ -17,12 +17,15 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
 from rich.segment import Segment
+from rich.text import Text
 
 from medico.leaderboard.participant import plain_text
 
@@ -62,14 +65,28 @@ def download_progress() -> Progress:
     )
 
 
+class _OwnText(ProgressColumn):
+    """What ``column`` shows, or the task's own text in its field ``name`` where it has one (the whole run's bar of a
+    training brings its measured ``count``, ``elapsed`` and ``left``)."""
+
+    def __init__(self, column: ProgressColumn, name: str, style: str) -> None:
+        super().__init__()
+        self.column, self.name, self.style = column, name, style
+
+    def render(self, task: Task) -> Text:
+        own = task.fields.get(self.name)
+        return Text(own, style=self.style) if own is not None else self.column.render(task)
+
+
 def task_progress() -> Progress:
-    """A progress bar for counted items (images, batches), drawn on stderr."""
+    """A progress bar for counted items (images, batches), drawn on stderr; a task may bring its own ``count``,
+    ``elapsed`` and ``left`` texts."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
+        _OwnText(MofNCompleteColumn(), "count", "progress.download"),
+        _OwnText(TimeElapsedColumn(), "elapsed", "progress.elapsed"),
+        _OwnText(TimeRemainingColumn(), "left", "progress.remaining"),
         TextColumn("{task.fields[status]}"),
         console=err_console,
         transient=True,

@@ -13,8 +13,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from medico.console import console, err_console, task_progress
+from medico.engine.budget import format_duration
 from medico.engine.distributed import DistributedError, launched_by_torchrun, run_distributed
-from medico.engine.training import EpochRecord, Trainer, TrainingObserver, TrainingResult
+from medico.engine.training import STOP_BUDGET, EpochRecord, RunProgress, Trainer, TrainingObserver, TrainingResult
 from medico.leaderboard import LeaderboardStore
 from medico.leaderboard.render import leaderboard_tables
 from medico.leaderboard.view import leaderboard_rows
@@ -40,6 +41,25 @@ BatchSize = Annotated[
 InputSize = Annotated[int | None, typer.Option("--input-size", help="Square input side images are resized to.")]
 Lr = Annotated[float | None, typer.Option("--lr", help="Adam learning rate.")]
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed for weights, shuffling and augmentation.")]
+MaxTime = Annotated[
+    str | None,
+    typer.Option(
+        "--max-time",
+        help="Time budget of training, validation included, e.g. 30m, 90s, 1h30m: the lr anneals by a cosine to "
+        "the end of the budget and training stops inside it (or at --epochs, if sooner).",
+    ),
+]
+Average = Annotated[
+    str | None,
+    typer.Option(
+        "--average",
+        help="Weight averaging: ema validates and saves (in best.pt) a moving average of the weights, or none.",
+    ),
+]
+EmaDecay = Annotated[
+    float | None,
+    typer.Option("--ema-decay", help="Decay of --average ema (default 0.999; warmed up over the first steps)."),
+]
 Pretrained = Annotated[
     str | None,
     typer.Option("--pretrained", help="Start from weights: brain-mri (unet/attunet), a file or a URL."),
@@ -82,25 +102,42 @@ SyncBn = Annotated[
 
 
 class ConsoleObserver(TrainingObserver):
-    """Shows a progress bar per epoch (loss, images/s, ETA) on stderr and one summary line per epoch."""
+    """Shows progress bars of the whole run and of the epoch (loss, images/s, time left) on stderr, what the run is
+    expected to take once a few steps are timed, and one summary line per epoch."""
 
-    def __init__(self) -> None:
+    def __init__(self, input_size: int) -> None:
+        self.input_size = input_size
         self.progress: Progress | None = None
         self.task: Any = None
+        self.run_task: Any = None
         self.validation: Any = None
+        self.latest: RunProgress | None = None
+        self.told = 0  # the estimate printed: 0 none yet, 1 one without a timed validation, 2 one with
 
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
         self.close()
-        if not err_console.is_terminal:  # logs and pipes get the per-epoch lines only
+        if not err_console.is_terminal:  # logs and pipes get the estimate and the per-epoch lines only
             return
         self.progress = task_progress()
         self.progress.start()
+        self.run_task = self.progress.add_task("run", total=1.0, status="", count=f"epoch {epoch}/{epochs}")
+        if self.latest is not None:
+            self.progress.update(self.run_task, **_run_bar(self.latest))
         self.task = self.progress.add_task(f"epoch {epoch}/{epochs}", total=steps, status="")
         self.validation = None
 
     def step_done(self, step: int, loss: float, images_per_second: float) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=step, status=f"loss {loss:.4f}  {images_per_second:.1f} img/s")
+
+    def run_progress(self, progress: RunProgress) -> None:
+        self.latest = progress
+        if self.progress is not None:
+            self.progress.update(self.run_task, **_run_bar(progress))
+        stage = 2 if progress.validation_seconds is not None else 1
+        if progress.seconds_left is not None and stage > self.told:
+            self.told = stage
+            err_console.print(_expectation(progress, self.input_size))
 
     def validation_progress(self, done: int, total: int) -> None:
         if self.progress is None:
@@ -119,10 +156,45 @@ class ConsoleObserver(TrainingObserver):
         )
 
     def close(self) -> None:
-        """Remove the bar (before printing, and when training stops for any reason)."""
+        """Remove the bars (before printing, and when training stops for any reason)."""
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+def _run_bar(progress: RunProgress) -> dict[str, Any]:
+    """The whole run's bar: done so far, the epoch, time taken (of the budget) and expected time left."""
+    elapsed = format_duration(progress.elapsed)
+    left = progress.seconds_left
+    return {
+        "completed": progress.fraction,
+        "count": f"epoch {progress.epoch}/{progress.epochs}",
+        "elapsed": elapsed if progress.budget is None else f"{elapsed} of {format_duration(progress.budget)}",
+        "left": "-:--" if left is None else f"~{format_duration(left)} left",
+    }
+
+
+def _expectation(progress: RunProgress, input_size: int) -> str:
+    """What the whole run is expected to take on this machine, measured on its first steps, and how to bound it."""
+    epoch_seconds = progress.steps * (progress.step_seconds or 0.0)
+    validation = progress.validation_seconds
+    per_epoch = f"on this machine: {format_duration(epoch_seconds)} of training an epoch" + (
+        f" and {format_duration(validation)} of validation" if validation is not None else ", plus validation"
+    )
+    left = progress.seconds_left or 0.0
+    if progress.budget_binds:
+        budget = progress.budget or 0.0
+        per_epoch_seconds = max(epoch_seconds + (validation or 0.0), 1e-9)
+        epochs = progress.epoch - 1 + progress.step / progress.steps + left / per_epoch_seconds
+        return (
+            f"[bold]expected[/]: the {format_duration(budget)} budget ends this run after about {epochs:.1f} of up to "
+            f"{progress.epochs} epochs ({per_epoch})"
+        )
+    smaller = f" or a smaller --input-size ({input_size // 2}: about 4x faster)" if input_size >= 64 else ""
+    return (
+        f"[bold]expected[/]: about {format_duration(left)} more for up to {progress.epochs} epochs ({per_epoch}; "
+        f"early stopping may end it sooner). Bound it with --max-time (e.g. --max-time 30m){smaller}"
+    )
 
 
 @contextlib.contextmanager
@@ -152,8 +224,10 @@ def _announce(plan: RunPlan, trainer: Trainer) -> None:
         f"[bold]{escape(action)}[/]: {escape(config.model)} ({parameters:,} parameters"
         f"{', ' + escape(str(config.options)) if config.options else ''}) on {escape(dataset.description)}, "
         f"split {split.name} ({len(split.train)} train / {len(split.val)} val), input {config.input_size}, "
-        f"batch {config.batch_size}, lr {config.lr:g}, up to {config.epochs} epochs, "
-        f"{trainer.device} {trainer.precision}, seed {config.seed}"
+        f"batch {config.batch_size}, lr {config.lr:g}, up to {config.epochs} epochs"
+        + (f" or {format_duration(config.max_time)} (lr cosine to the budget)" if config.max_time is not None else "")
+        + (f", EMA of weights (decay {config.ema_decay:g})" if config.average == "ema" else "")
+        + f", {trainer.device} {trainer.precision}, seed {config.seed}"
         + (f", {trainer.processes} processes (batch {trainer.batch_size} each)" if trainer.processes > 1 else "")
     )
     if trainer.pretrained_report is not None:
@@ -167,7 +241,9 @@ def _interrupted(command: str, plan: RunPlan, trainer: Trainer) -> None:
         return
     where = (
         "after training, while scoring"
-        if trainer.epoch >= plan.config.epochs or trainer.stopper.should_stop
+        if trainer.epoch >= plan.config.epochs
+        or trainer.stopper.should_stop
+        or trainer.budget.exhausted(trainer.budget.elapsed())
         else f"during epoch {trainer.epoch + 1}"
     )
     err_console.print(
@@ -179,7 +255,12 @@ def _interrupted(command: str, plan: RunPlan, trainer: Trainer) -> None:
 def _print_outcome(result: TrainingResult, outcome: RunOutcome) -> None:
     scores = outcome.evaluation.summary
     epochs = len(result.history)
-    stop = f"{epochs} epoch{'' if epochs == 1 else 's'}" + (", stopped early" if result.stopped_early else "")
+    stop = f"{epochs} epoch{'' if epochs == 1 else 's'}"
+    if result.stopped_by == STOP_BUDGET:
+        budget, taken = format_duration(result.budget or 0.0), format_duration(result.elapsed)
+        stop += f", stopped on the {budget} budget after {taken}"
+    elif result.stopped_early:
+        stop += ", stopped early"
     console.print(
         f"best epoch {result.best_epoch} ({stop}): val Dice {scores['dice']:.4f} ± {scores['dice_std']:.4f}, "
         f"mIoU {scores['iou']:.4f} ± {scores['iou_std']:.4f} over {scores['n_images']} images at their "
@@ -236,7 +317,7 @@ def _train_and_finish(
     """Train a planned run, score, time and rank it, printing progress and the outcome."""
     trainer = make_trainer(plan, sync_bn=sync_bn)
     _announce(plan, trainer)
-    observer = ConsoleObserver()
+    observer = ConsoleObserver(plan.config.input_size)
     try:
         result = train_run(plan, trainer, observer)
         with _bar("scoring best.pt", len(plan.split.val)) as progress:
@@ -310,6 +391,9 @@ def run(
     batch_size: BatchSize = None,
     input_size: InputSize = None,
     lr: Lr = None,
+    max_time: MaxTime = None,
+    average: Average = None,
+    ema_decay: EmaDecay = None,
     seed: Seed = None,
     pretrained: Pretrained = None,
     device: Device = None,
@@ -348,6 +432,9 @@ def run(
         batch_size=batch_size,
         input_size=input_size,
         lr=lr,
+        max_time=max_time,
+        average=average,
+        ema_decay=ema_decay,
         seed=seed,
         pretrained=pretrained,
         device=device,

@@ -2,7 +2,12 @@
 
 After the source paper: BCE + soft Dice loss (:mod:`medico.engine.losses`), Adam with L2 by weight decay, the
 learning rate reduced when the validation mIoU plateaus, early stopping on it, the best checkpoint by validation
-mIoU kept beside the last. Validation scores every epoch at each image's ORIGINAL resolution through
+mIoU kept beside the last. With a time budget (``max_time``, :mod:`medico.engine.budget`) the learning rate instead
+anneals by a cosine over the budget's time, and training stops when the next step and the closing validation would
+no longer fit, cutting the epoch under way short. With weight averaging (``average = "ema"``,
+:mod:`medico.engine.averaging`) the averaged weights are the ones validated and checkpointed.
+
+Validation scores every epoch at each image's ORIGINAL resolution through
 :func:`medico.engine.evaluation.evaluate`. Both checkpoints are written atomically after every epoch with the full
 training state, so a run stopped at any point (Ctrl-C, a crash, a power cut) resumes from its last completed epoch.
 
@@ -27,6 +32,8 @@ import torch
 from torch import nn
 
 from medico.data.loader import PolypTrainingSet, default_workers, make_loader
+from medico.engine.averaging import WeightAverage
+from medico.engine.budget import Clock, TimeBudget, cosine_lr
 from medico.engine.contract import check_output
 from medico.engine.distributed import (
     barrier,
@@ -57,6 +64,10 @@ __all__ = [
     "EarlyStopping",
     "EpochRecord",
     "NonFiniteLossError",
+    "RunProgress",
+    "STOP_BUDGET",
+    "STOP_EARLY",
+    "STOP_EPOCHS",
     "Trainer",
     "TrainingObserver",
     "TrainingResult",
@@ -70,6 +81,12 @@ SCORE = "iou"
 
 GPU_READBACK_STEPS = 10
 """On a GPU, training losses are read back (a wait for the device) once per this many steps."""
+
+ESTIMATE_STEPS = 3
+"""Training steps timed before the length of the whole run is estimated (the first one, warming up, is not)."""
+
+STOP_EPOCHS, STOP_EARLY, STOP_BUDGET = "epochs", "early stopping", "budget"
+"""Why training stopped: it ran its epochs, the validation score stopped improving, or the time budget ran out."""
 
 
 class NonFiniteLossError(MedicoError):
@@ -121,19 +138,65 @@ class EpochRecord:
 
 
 @dataclass(frozen=True)
+class RunProgress:
+    """Where the whole run stands after a training step: for its progress bar and the estimate of its length.
+
+    Attributes:
+        epoch, epochs, step, steps: the epoch under way of at most ``epochs``, and its step of ``steps``.
+        fraction: how much of the run is done, from 0 to 1 (with a budget, the lr schedule's progress).
+        elapsed: seconds the run has taken, earlier sessions included; ``budget`` its budget (None: none).
+        step_seconds: seconds per training step, once a few are timed; ``validation_seconds`` of the last
+            validation and checkpoints (None until one is done in this session).
+    """
+
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    fraction: float
+    elapsed: float
+    budget: float | None
+    step_seconds: float | None
+    validation_seconds: float | None
+
+    @property
+    def seconds_left(self) -> float | None:
+        """The expected time to the end: the epochs left at the measured speed, validations included, or the budget
+        left if it ends sooner; None until steps are timed. Early stopping may end the run sooner still."""
+        if self.step_seconds is None:
+            return None
+        steps_left = (self.epochs - self.epoch) * self.steps + self.steps - self.step
+        by_epochs = steps_left * self.step_seconds + (self.epochs - self.epoch + 1) * (self.validation_seconds or 0.0)
+        return by_epochs if self.budget is None else min(by_epochs, max(self.budget - self.elapsed, 0.0))
+
+    @property
+    def budget_binds(self) -> bool:
+        """Whether the budget, rather than the epoch count, is expected to end the run."""
+        left = self.seconds_left
+        return self.budget is not None and left is not None and left >= self.budget - self.elapsed - 1e-9
+
+
+@dataclass(frozen=True)
 class TrainingResult:
-    """What :meth:`Trainer.fit` leaves: the history, the best epoch and why it stopped."""
+    """What :meth:`Trainer.fit` leaves: the history, the best epoch, why it stopped and the time it took."""
 
     run_dir: Path
     history: list[EpochRecord]
     best_epoch: int | None
     best_score: float
-    stopped_early: bool
+    stopped_by: str
     device: torch.device
     precision: str
     processes: int = 1
     sync_bn: bool = False
     workers: int = 0
+    elapsed: float = 0.0
+    budget: float | None = None
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether the run stopped before its epochs: no better validation score, or the budget ran out."""
+        return self.stopped_by != STOP_EPOCHS
 
     @property
     def best_checkpoint(self) -> Path:
@@ -157,6 +220,9 @@ class TrainingObserver:
 
     def validation_progress(self, done: int, total: int) -> None:
         """Validation images scored so far."""
+
+    def run_progress(self, progress: RunProgress) -> None:
+        """Where the whole run stands (after a step whose loss was read back)."""
 
     def epoch_done(self, record: EpochRecord) -> None:
         """An epoch ended and its checkpoints are written."""
@@ -243,6 +309,9 @@ class Trainer:
     In a process group (:mod:`medico.engine.distributed`) ``config.batch_size`` is the global batch, split evenly over
     the processes; ``sync_bn`` turns BatchNorm into SyncBatchNorm (None: on GPUs yes, on CPUs no). A trainer
     ``resuming`` a run builds its model without the pretrained weights, which :meth:`resume` replaces anyway.
+    ``clock`` is where the budget and every duration are read (tests pass a fake one). With ``config.max_time`` the
+    lr follows the budget's cosine instead of the plateau rule; with ``config.average`` of ``ema`` the average
+    (``self.average``) is what is validated and saved as the checkpoints' model.
     """
 
     def __init__(
@@ -255,6 +324,7 @@ class Trainer:
         sync_bn: bool | None = None,
         provenance: Mapping[str, Any] | None = None,
         resuming: bool = False,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.config = config
         self.dataset = dataset
@@ -275,7 +345,10 @@ class Trainer:
         self.model, self.step_model, self.sync_bn = prepare_model(
             model.to(self.device, memory_format=MEMORY_FORMAT), self.device, sync_bn
         )
+        # The weights validated and checkpointed: an average of the trained ones, or those themselves.
+        self.average = WeightAverage(self.model, config.ema_decay) if config.average == "ema" else None
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        # Stepped only without a budget (with one the cosine over time sets the lr); kept so --resume may add one.
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=config.lr_factor, patience=config.lr_patience, min_lr=config.min_lr
         )
@@ -289,6 +362,11 @@ class Trainer:
         self.stopper = EarlyStopping(config.early_stopping)
         self.epoch = 0
         self.history: list[EpochRecord] = []
+        self.clock = clock
+        self.budget = TimeBudget(config.max_time, clock)
+        self.step_seconds: float | None = None  # measured in this session, once ESTIMATE_STEPS are timed
+        self._warm, self._timed = False, (0.0, 0)  # past the first readback; (seconds, steps) timed since
+        self.validation_seconds: float | None = None
         self.train_set = PolypTrainingSet(
             dataset, list(split.train), config.input_size, augment=config.augment, seed=config.seed
         )
@@ -304,7 +382,11 @@ class Trainer:
         if not state or "optimizer" not in state:
             raise CheckpointError(f"{self.run.last} holds no training state to resume from")
         try:  # the file is data: a state of the wrong shape or type is refused with its name, not a traceback
-            self.model.load_state_dict(checkpoint.model)
+            # With averaging the checkpoint's model is the average, and the weights as trained are kept beside it.
+            self.model.load_state_dict(state["weights"] if self.average is not None else checkpoint.model)
+            if self.average is not None:
+                self.average.module.load_state_dict(checkpoint.model)
+                self.average.updates = _count(state["average_updates"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             if state["scaler"]:  # empty when the run so far was not fp16: a new fp16 scaler starts afresh
@@ -312,28 +394,42 @@ class Trainer:
             self.stopper = EarlyStopping(**state["early_stopping"])
             self.epoch = int(state["epoch"])
             self.history = [EpochRecord(**row) for row in state["history"]]
+            # The budget counts the time of the epochs kept (an interrupted epoch's time is given back).
+            spent = state.get("budget", {"elapsed": sum(r.seconds for r in self.history), "reserve": 0.0})
+            self.budget.spent, self.budget.reserve = _seconds(spent["elapsed"]), _seconds(spent["reserve"])
+            if spent.get("step_seconds") is not None:  # the speed last measured, until this session measures its own
+                self.step_seconds = _seconds(spent["step_seconds"])
             _restore_rng(state["rng"])
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
             raise CheckpointError(
                 f"{self.run.last}: its training state cannot be restored ({describe_error(error)}); start a new run"
             ) from error
 
+    @property
+    def validated(self) -> nn.Module:
+        """The model that is validated and checkpointed: the weight average when there is one, else the model."""
+        return self.average.module if self.average is not None else self.model
+
     def fit(self, observer: TrainingObserver | None = None) -> TrainingResult:
-        """Train until ``config.epochs`` or early stopping; checkpoints after every epoch.
+        """Train until ``config.epochs``, early stopping or the time budget; checkpoints after every epoch.
 
         Raises:
             NonFiniteLossError: the loss became NaN or infinite (the message names the epoch and step).
             KeyboardInterrupt: passed on; ``last.pt`` then holds the last completed epoch.
         """
         observer = observer or TrainingObserver()
-        stopped_early = self.stopper.should_stop
-        while self.epoch < self.config.epochs and not stopped_early:
+        self.budget.start()
+        stopped_by = self._stop_reason(self._elapsed())
+        while stopped_by is None:
             epoch = self.epoch + 1
-            started = time.perf_counter()
+            started = self._elapsed()
+            self._anneal(0, len(self.loader), started)
             lr = self.optimizer.param_groups[0]["lr"]
             train_loss, images_per_second = self._train_epoch(epoch, observer)
+            closing = self._elapsed()
             scores = self.validate(observer)
-            self.scheduler.step(scores[SCORE])
+            if self.budget.seconds is None:
+                self.scheduler.step(scores[SCORE])
             improved = self.stopper.update(scores[SCORE])
             record = EpochRecord(
                 epoch=epoch,
@@ -341,44 +437,87 @@ class Trainer:
                 val_dice=scores["dice"],
                 val_iou=scores["iou"],
                 lr=lr,
-                seconds=time.perf_counter() - started,
+                seconds=self._elapsed() - started,
                 images_per_second=images_per_second,
                 best=improved,
             )
             self.history.append(record)
             self.epoch = epoch
+            elapsed = self._elapsed()  # every process asks (with a budget, a collective); rank 0 records it
             if is_main():
                 if improved:
-                    self._save(self.run.best, scores)
-                self._save(self.run.last, scores)
+                    self._save(self.run.best, scores, elapsed)
+                self._save(self.run.last, scores, elapsed)
             barrier()  # the checkpoints exist before any process goes on (finish_run reads best.pt everywhere)
+            # What ends every epoch, kept free at the end of the budget: validation and checkpoints, as last measured.
+            self.validation_seconds = self.budget.reserve = self._elapsed() - closing
             observer.epoch_done(record)
-            stopped_early = self.stopper.should_stop
+            stopped_by = self._stop_reason(self._elapsed())
         best = [r for r in self.history if r.best]
         return TrainingResult(
             run_dir=self.run.path,
             history=list(self.history),
             best_epoch=best[-1].epoch if best else None,
             best_score=self.stopper.best,
-            stopped_early=stopped_early,
+            stopped_by=stopped_by,
             device=self.device,
             precision=self.precision,
             processes=self.processes,
             sync_bn=self.sync_bn,
             workers=self.workers,
+            elapsed=self._elapsed(),
+            budget=self.budget.seconds,
         )
 
+    def _stop_reason(self, elapsed: float) -> str | None:
+        """Why training must stop before another epoch (None: it goes on)."""
+        if self.stopper.should_stop:
+            return STOP_EARLY
+        if self.epoch >= self.config.epochs:
+            return STOP_EPOCHS
+        if self.budget.exhausted(elapsed, self.step_seconds or 0.0):
+            return STOP_BUDGET
+        return None
+
+    def _elapsed(self) -> float:
+        """The run's elapsed seconds; with a budget and several processes their mean, so that all stop together."""
+        elapsed = self.budget.elapsed()
+        if self.processes > 1 and self.budget.seconds is not None:
+            elapsed = mean_over_ranks(torch.tensor([elapsed], dtype=torch.float64, device=self.device)).item()
+        return elapsed
+
+    def _progress(self, steps_done: int, steps: int, elapsed: float) -> float:
+        """How much of the run is done after ``steps_done`` steps in all (of ``steps`` an epoch) and ``elapsed``
+        seconds, 0 to 1: the share of its epochs' steps, or of the budget's horizon when that is further along."""
+        return min(max(steps_done / max(self.config.epochs * steps, 1), self.budget.progress(elapsed)), 1.0)
+
+    def _anneal(self, step: int, steps: int, elapsed: float) -> None:
+        """With a budget, set the lr of the step after ``step`` of the epoch under way (of ``steps``), ``elapsed``
+        seconds in: the cosine from ``config.lr`` to ``config.min_lr`` at the time that step is expected to end, and
+        ``min_lr`` itself when no step is expected to fit after it (it ends its epoch and no other epoch would fit)."""
+        if self.budget.seconds is None:
+            return
+        seconds = self.step_seconds or 0.0
+        end = elapsed + seconds
+        last = self.budget.exhausted(end if step + 1 < steps else end + self.budget.reserve, seconds)
+        progress = 1.0 if last else self._progress(self.epoch * steps + step + 1, steps, end)
+        for group in self.optimizer.param_groups:
+            group["lr"] = cosine_lr(self.config.lr, self.config.min_lr, progress)
+
     def _train_epoch(self, epoch: int, observer: TrainingObserver) -> tuple[float, float]:
-        """One pass over the training set; returns the mean loss per image and images per second (all processes)."""
+        """One pass over the training set, cut short when the budget runs out; returns the mean loss per image and
+        images per second (all processes)."""
         config = self.config
         # Order and augmentation depend on (seed, epoch) only, so a resumed run repeats the epochs it missed.
         loader = self.loader
         loader.sampler.set_epoch(epoch)
-        observer.epoch_started(epoch, config.epochs, len(loader))
+        steps = len(loader)
+        observer.epoch_started(epoch, config.epochs, steps)
         self.step_model.train()
-        total_loss, seen, started = 0.0, 0, time.perf_counter()
+        total_loss, seen, started = 0.0, 0, self.clock()
         pending: list[torch.Tensor] = []  # losses still on the device, read back every `readback_every` steps
         batch_images: list[int] = []  # images per pending step
+        mark = (0, self._elapsed())  # the step and time of the last readback, from which steps are timed
         for step, (images, masks) in enumerate(loader, start=1):
             images = normalize(images.to(self.device, non_blocking=True, memory_format=MEMORY_FORMAT))
             masks = masks.to(self.device, non_blocking=True).float()
@@ -389,9 +528,11 @@ class Trainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.average is not None:
+                self.average.update(self.model)
             pending.append(loss.detach())
             batch_images.append(len(images))
-            if len(pending) < self.readback_every and step < len(loader):
+            if len(pending) < self.readback_every and step < steps:
                 continue
             # Reading back waits for the device; the NaN guard and the progress bar both need the values. The
             # mean over the processes makes a NaN anywhere stop every process at the same step.
@@ -399,12 +540,34 @@ class Trainer:
             first = step - len(values) + 1
             for offset, value in enumerate(values):
                 if not math.isfinite(value):
-                    self._raise_non_finite(value, epoch, first + offset, len(loader))
+                    self._raise_non_finite(value, epoch, first + offset, steps)
             total_loss += sum(v * n for v, n in zip(values, batch_images)) * self.processes
             seen += sum(batch_images) * self.processes
             pending, batch_images = [], []
-            observer.step_done(step, values[-1], seen / max(time.perf_counter() - started, 1e-9))
-        return total_loss / max(seen, 1), seen / max(time.perf_counter() - started, 1e-9)
+            observer.step_done(step, values[-1], seen / max(self.clock() - started, 1e-9))
+            elapsed = self._elapsed()
+            if self._warm:  # the session's first steps warm up (allocations, autotuning): not timed
+                self._timed = (self._timed[0] + elapsed - mark[1], self._timed[1] + step - mark[0])
+            self._warm, mark = True, (step, elapsed)
+            if self._timed[1] >= min(ESTIMATE_STEPS, steps) or (self._timed[1] and step == steps):
+                self.step_seconds = self._timed[0] / self._timed[1]
+            self._anneal(step, steps, elapsed)
+            observer.run_progress(
+                RunProgress(
+                    epoch=epoch,
+                    epochs=config.epochs,
+                    step=step,
+                    steps=steps,
+                    fraction=self._progress((epoch - 1) * steps + step, steps, elapsed),
+                    elapsed=elapsed,
+                    budget=self.budget.seconds,
+                    step_seconds=self.step_seconds,
+                    validation_seconds=self.validation_seconds,
+                )
+            )
+            if step < steps and self.budget.exhausted(elapsed, self.step_seconds or 0.0):
+                break  # the rest of the budget is for validating and saving this epoch
+        return total_loss / max(seen, 1), seen / max(self.clock() - started, 1e-9)
 
     def _raise_non_finite(self, value: float, epoch: int, step: int, steps: int) -> None:
         raise NonFiniteLossError(
@@ -421,8 +584,8 @@ class Trainer:
         gathered scores are the same on every process.
         """
         observer = observer or TrainingObserver()
-        broadcast_buffers(self.model)
-        predictor = Predictor(self.model, self.config.input_size, self.device, self.precision)
+        broadcast_buffers(self.validated)
+        predictor = Predictor(self.validated, self.config.input_size, self.device, self.precision)
         result = evaluate_sharded(
             predictor,
             self.dataset,
@@ -432,7 +595,7 @@ class Trainer:
         )
         return result.summary
 
-    def _save(self, path: Path, scores: dict[str, float]) -> Path:
+    def _save(self, path: Path, scores: dict[str, float], elapsed: float) -> Path:
         training = {
             "epoch": self.epoch,
             "optimizer": self.optimizer.state_dict(),
@@ -445,20 +608,45 @@ class Trainer:
             "precision": self.precision,
             "processes": self.processes,
             "sync_bn": self.sync_bn,
+            "budget": {
+                "elapsed": elapsed,
+                "reserve": self.budget.reserve,
+                "seconds": self.budget.seconds,
+                "step_seconds": self.step_seconds,
+            },
         }
-        weights = {
-            k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in self.model.state_dict().items()
-        }
+        if self.average is not None:
+            training["weights"] = _cpu_weights(self.model)
+            training["average_updates"] = self.average.updates
         checkpoint = Checkpoint(
             model_spec=self.config.model,
             model_options=dict(self.config.options),
             input_size=self.config.input_size,
-            model=weights,
+            model=_cpu_weights(self.validated),
             config=self.config.as_dict(),
             training=training,
             metrics={"epoch": self.epoch, "split": self.split.name, **scores, **self.provenance},
         )
         return save_checkpoint(path, checkpoint)
+
+
+def _count(value: Any) -> int:
+    """A count stored in a checkpoint; a ValueError unless it is a whole number of at least 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a count, got {value!r}")
+    return value
+
+
+def _seconds(value: Any) -> float:
+    """A duration stored in a checkpoint; a ValueError unless it is a finite number of at least 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"expected seconds, got {value!r}")
+    return float(value)
+
+
+def _cpu_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s state on the CPU, contiguous, as a checkpoint holds it."""
+    return {k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in model.state_dict().items()}
 
 
 def load_resume_checkpoint(run: RunFolder, model: str) -> Checkpoint:

@@ -25,6 +25,8 @@ import tomllib
 from medico.baselines import baseline_file
 from medico.data.dataset import DataError
 from medico.data.splits import SPLIT_NAMES, split_folder_files
+from medico.engine.averaging import AVERAGES, DEFAULT_EMA_DECAY
+from medico.engine.budget import MAX_SECONDS, parse_duration
 from medico.engine.runtime import PRECISION_CHOICES
 from medico.errors import MedicoError
 from medico.leaderboard.participant import check_team_name
@@ -48,7 +50,7 @@ __all__ = [
     "resolve_config",
 ]
 
-RESUMABLE_KEYS = frozenset({"epochs", "device", "precision", "workers", "eval_batch_size", "team"})
+RESUMABLE_KEYS = frozenset({"epochs", "max_time", "device", "precision", "workers", "eval_batch_size", "team"})
 """What ``--resume`` may change: where and how long to go on, never what is being trained."""
 
 _COMMAND_LINE = "command line"
@@ -88,6 +90,11 @@ class RunConfig:
         epochs, batch_size, input_size, lr, weight_decay: the source paper's knobs (Adam, L2 by weight decay).
         lr_patience, lr_factor, min_lr: ReduceLROnPlateau on validation mIoU.
         early_stopping: epochs without a better validation mIoU before stopping (0: never stop early).
+        max_time: a budget of seconds for training, validation included (``30m`` in a file or on the command line);
+            the lr then anneals by a cosine to ``min_lr`` at the budget (or at ``epochs``, whichever comes first)
+            instead of dropping on plateaus (:mod:`medico.engine.budget`). None: no limit on time.
+        average, ema_decay: ``ema`` validates and saves an exponential moving average of the weights with this
+            decay (:mod:`medico.engine.averaging`); ``none`` the weights as trained.
         seed: seeds weights, shuffling and augmentation; not the data: the synthetic set and the random split
             stay the same, so runs with different seeds are scored on the same images.
         pretrained: ``brain-mri`` (a plugin's named weights), a path or a URL; None trains from scratch.
@@ -113,6 +120,9 @@ class RunConfig:
     lr_factor: float = 0.1
     min_lr: float = 1e-7
     early_stopping: int = 15
+    max_time: float | None = None
+    average: str = "none"
+    ema_decay: float = DEFAULT_EMA_DECAY
     seed: int = 0
     pretrained: str | None = None
     device: str = "auto"
@@ -163,6 +173,9 @@ class RunOptions:
     batch_size: int | None = None
     input_size: int | None = None
     lr: float | None = None
+    max_time: str | None = None
+    average: str | None = None
+    ema_decay: float | None = None
     seed: int | None = None
     pretrained: str | None = None
     device: str | None = None
@@ -199,6 +212,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "lr_factor": (float, int),
     "min_lr": (float, int),
     "early_stopping": (int,),
+    "max_time": (str, int, float),
+    "average": (str,),
+    "ema_decay": (float,),
     "seed": (int,),
     "pretrained": (str,),
     "device": (str,),
@@ -248,6 +264,8 @@ _RANGES: dict[str, _Range] = {
     "lr_factor": _Range(0, 1, open_low=True, open_high=True),
     "min_lr": _Range(0),
     "early_stopping": _Range(0, MAX_COUNT),
+    "max_time": _Range(0, MAX_SECONDS, open_low=True),
+    "ema_decay": _Range(0, 1, open_low=True, open_high=True),
     "seed": _Range(0, MAX_SEED),
     "workers": _Range(0, MAX_WORKERS),
     "eval_batch_size": _Range(1, MAX_BATCH),
@@ -255,6 +273,7 @@ _RANGES: dict[str, _Range] = {
 _WHY = {
     "input_size": "larger inputs only upsample the largest Kvasir-SEG and Medico frames (1920x1072)",
     "seed": "the seeds NumPy takes",
+    "max_time": "seconds, up to a year",
 }
 
 
@@ -284,6 +303,11 @@ def check_setting(key: str, value: Any, source: str = _COMMAND_LINE, *, name: st
     if key not in _TYPES:
         raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(sorted(_TYPES))}, and [options]")
     expected = _check_type(key, value, name)
+    if key == "max_time" and isinstance(value, str):
+        try:
+            value = parse_duration(value)
+        except ValueError as error:
+            raise ConfigError(f"{name} {error}") from None
     if float in expected:
         value = float(value)
     if key in _RANGES and not isinstance(value, str) and not _RANGES[key].holds(value):
@@ -305,6 +329,8 @@ def check_setting(key: str, value: Any, source: str = _COMMAND_LINE, *, name: st
         value = _absolute(value, name)
     if key == "workers" and isinstance(value, str) and value != "auto":
         raise ConfigError(f"{name} must be auto or a number of processes, got {value!r}")
+    if key == "average" and value not in AVERAGES:
+        raise ConfigError(f"{name} must be one of {', '.join(AVERAGES)}, got {value!r}")
     if key == "precision" and value not in PRECISION_CHOICES:
         raise ConfigError(f"{name} must be one of {', '.join(PRECISION_CHOICES)}, got {value!r}")
     if key == "team":

@@ -24,11 +24,19 @@ import torch
 from medico.bench.speed import SpeedResult, measure_model_speed
 from medico.data import open_dataset, resolve_split
 from medico.download import file_sha256
+from medico.engine.budget import format_duration
 from medico.engine.contract import probe_model
 from medico.engine.distributed import broadcast_object, evaluate_sharded, is_main
 from medico.engine.evaluation import EvaluationResult
 from medico.engine.inference import Predictor
-from medico.engine.training import EpochRecord, Trainer, TrainingObserver, TrainingResult, load_resume_checkpoint
+from medico.engine.training import (
+    EpochRecord,
+    RunProgress,
+    Trainer,
+    TrainingObserver,
+    TrainingResult,
+    load_resume_checkpoint,
+)
 from medico.leaderboard import Entry, LeaderboardStore
 from medico.leaderboard.participant import TeamNameError, check_team_name
 from medico.plugins import canonical_spec, get_plugin
@@ -138,6 +146,9 @@ class _RecordingObserver(TrainingObserver):
 
     def validation_progress(self, done: int, total: int) -> None:
         self.inner.validation_progress(done, total)
+
+    def run_progress(self, progress: RunProgress) -> None:
+        self.inner.run_progress(progress)
 
     def epoch_done(self, record: EpochRecord) -> None:
         write_history(self.run.history, self.trainer.history)
@@ -258,6 +269,8 @@ def _note(plan: RunPlan, result: TrainingResult) -> str:
     return (
         f"run {result.run_dir.name}: {data}, {plan.split.name} split, input {plan.config.input_size}, "
         f"{len(result.history)} epochs (best {result.best_epoch}), {result.device.type} {result.precision}"
+        + (f", budget {format_duration(result.budget)}" if result.budget is not None else "")
+        + (", EMA weights" if plan.config.average == "ema" else "")
         + (f", {result.processes} processes" if result.processes > 1 else "")
     )
 
@@ -293,6 +306,10 @@ def _summary(
             "epochs_run": len(history),
             "epochs_planned": plan.config.epochs,
             "stopped_early": result.stopped_early,
+            "stopped_by": result.stopped_by,
+            "max_time_seconds": result.budget,
+            "elapsed_seconds": result.elapsed,
+            "weight_average": plan.config.average,
             "seconds": sum(r.seconds for r in history),
             "images_per_second": (sum(r.images_per_second for r in history) / len(history)) if history else None,
             "device": str(result.device),
