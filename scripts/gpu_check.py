@@ -28,6 +28,13 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 TAIL = 4000  # characters of each step's output kept in the JSON
 BATCHES = (1, 8, 32, 128, 256)
+GROUPS = ("bench", "train", "recipes", "tests")
+RECIPES = {  # training recipes compared at one time budget (--recipe-time) on the real split, same seed
+    "lr 1e-4 (the paper's)": ["--lr", "1e-4"],
+    "lr 1e-3": ["--lr", "1e-3"],
+    "lr 1e-3 + EMA": ["--lr", "1e-3", "--average", "ema"],
+    "lr 3e-4 + EMA": ["--lr", "3e-4", "--average", "ema"],
+}
 
 
 class Check:
@@ -134,6 +141,22 @@ def train_and_submit(
     return True
 
 
+def compare_recipes(check: Check, work: Path, medico: list[str], device: list[str], size: list[str],
+                    args: argparse.Namespace, data: str) -> None:
+    """Train attunet with each of :data:`RECIPES` for ``--recipe-time`` on the real split; keep each run's summary
+    and per-image scores (paired comparisons are made from them afterwards, with ``medico compare``'s statistics)."""
+    for label, options in RECIPES.items():
+        before = set((work / "runs").glob("*"))
+        record = check.step(f"recipe {label}", [*medico, "run", "attunet", "--data", data, "--split", "medico2020",
+                                                "--max-time", args.recipe_time, "--seed", "0", "--no-leaderboard",
+                                                *device, *size, *options], 150)
+        made = [r for r in set((work / "runs").glob("*")) - before if (r / "summary.json").is_file()]
+        if made:
+            record["summary"] = json.loads((made[0] / "summary.json").read_text())
+            record["per_image"] = (made[0] / "per_image.csv").read_text()
+            check.save()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="Kvasir-SEG folder with splits/medico2020")
@@ -146,7 +169,9 @@ def main() -> None:
     parser.add_argument("--input-size", type=int, help="for bench and training (default: each model's)")
     parser.add_argument("--models", nargs="+", default=["attunet", "unet"])
     parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
-    parser.add_argument("--no-tests", action="store_true", help="skip the fast test suite at the end")
+    parser.add_argument("--groups", nargs="+", choices=GROUPS, default=["bench", "train", "tests"],
+                        help="what to run, in the order of the choices (default: bench train tests)")
+    parser.add_argument("--recipe-time", default="30s", help="time budget of each recipe run (group recipes)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="medico-gpu-check-"))
@@ -173,20 +198,23 @@ def main() -> None:
     # training img/s and whether the real data pipeline keeps up; then a real training, its exported model and
     # submission; then fp32, compiled and the other models; the test suite last.
     first, *others = args.models
-    bench(first, "defaults", [*batches, "--train-batch-size", "16", "--data", data], 150)
-    trained = train_and_submit(check, work, medico, device, size, args, data, test_images)
-    if trained:
+    if "bench" in args.groups:
+        bench(first, "defaults", [*batches, "--train-batch-size", "16", "--data", data], 150)
+    if "train" in args.groups and train_and_submit(check, work, medico, device, size, args, data, test_images):
         result = work / "bench-exported.json"
         check.step(f"bench trained {first} exported", [sys.executable, str(REPO / "scripts" / "gpu_exported.py"),
                                                        "latest", "--device", args.device, "--images", test_images,
                                                        "--json", str(result)], 120, result)
-    for model in args.models:
-        bench(model, "fp32", ["--precision", "fp32", *batches], 90)
-        bench(model, "compiled", ["--compile", "--batch-size", "1", "--batch-size", "32"], 150)
-    for model in others:
-        bench(model, "defaults", [*batches, "--train-batch-size", "16"], 120)
-    if not args.no_tests:
-        parallel = ["-n", "8"] if importlib.util.find_spec("xdist") else []
+    if "bench" in args.groups:
+        for model in args.models:
+            bench(model, "fp32", ["--precision", "fp32", *batches], 90)
+            bench(model, "compiled", ["--compile", "--batch-size", "1", "--batch-size", "32"], 150)
+        for model in others:
+            bench(model, "defaults", [*batches, "--train-batch-size", "16"], 120)
+    if "recipes" in args.groups:
+        compare_recipes(check, work, medico, device, size, args, data)
+    if "tests" in args.groups:
+        parallel = ["-n", "12"] if importlib.util.find_spec("xdist") else []
         check.step("fast tests", [sys.executable, "-m", "pytest", "-q", "--maxfail=25", "-p", "no:cacheprovider",
                                   *parallel], 180, cwd=REPO)
     check.report["finished"] = True
