@@ -43,6 +43,7 @@ __all__ = [
     "EvaluationError",
     "EvaluationResult",
     "ImageSource",
+    "check_threshold",
     "evaluate",
     "load_predictor",
 ]
@@ -185,6 +186,12 @@ def _counts(predictor: Predictor, small: np.ndarray, truth: np.ndarray) -> torch
     return confusion_counts(torch.from_numpy(predictor.full_mask(small, *truth.shape)), torch.from_numpy(truth))
 
 
+def check_threshold(threshold: float) -> None:
+    """Refuse a ``--threshold`` that is not a probability strictly between 0 and 1 (every mask would be one value)."""
+    if not 0.0 < threshold < 1.0:
+        raise EvaluationError(f"--threshold: expected a probability strictly between 0 and 1, got {threshold}")
+
+
 def load_predictor(
     path: Path,
     *,
@@ -200,8 +207,7 @@ def load_predictor(
     ``device`` None or 'auto' picks CUDA when available; ``precision`` None or 'auto' picks the device's default;
     ``compile`` compiles the model for inference (see :class:`medico.engine.inference.Predictor`).
     """
-    if not 0.0 < threshold < 1.0:
-        raise EvaluationError(f"--threshold: expected a probability strictly between 0 and 1, got {threshold}")
+    check_threshold(threshold)
     network, checkpoint = load_model(path, model=model)
     chosen = resolve_device(device)
     chosen_precision = resolve_precision(chosen, precision)

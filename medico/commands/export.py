@@ -1,0 +1,52 @@
+"""``medico export``: a run's model as an ONNX or TorchScript file, checked against the eager model first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.markup import escape
+
+from medico.commands.options import TrustedModel
+from medico.console import console
+from medico.engine.export import MIN_DICE, SUFFIXES, export_checkpoint, verification_images
+from medico.metrics import THRESHOLD
+from medico.runs.checkpoint import load_checkpoint
+from medico.runs.folder import RunFolder, resolve_checkpoint
+
+
+def export(
+    checkpoint: Annotated[str, typer.Argument(help="A .pt checkpoint, or a run: number, id, folder or 'latest'.")],
+    format: Annotated[
+        Literal["onnx", "torchscript"],
+        typer.Option(help="onnx (runs in ONNX Runtime, `--runtime onnxruntime`) or torchscript."),
+    ] = "onnx",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="The file to write (default: RUN.onnx or RUN.torchscript.pt in the current folder)."),
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(help="Folder of real frames to check the export on (default: the run's validation images)."),
+    ] = None,
+    threshold: Annotated[float, typer.Option(help="Probability threshold recorded in the file.")] = THRESHOLD,
+    force: Annotated[bool, typer.Option(help="Replace an existing --out file.")] = False,
+    model: TrustedModel = None,
+) -> None:
+    """Export a checkpoint's model at its input size, the plugin's normalisation and padding inside the graph.
+
+    The exported model takes a float32 batch (batch, 3, S, S) of RGB images scaled to [-1, 1] (a dynamic batch
+    axis) and returns logits (batch, 1, S, S). It is written only if its masks agree with the eager model's on a
+    few real frames (least per-image Dice >= 0.999); the file records the model, input size, normalisation,
+    threshold, medico version and the checkpoint's SHA-256.
+    """
+    path = resolve_checkpoint(checkpoint)
+    run = RunFolder.containing(path)
+    target = out if out is not None else Path((run.name if run is not None else path.stem) + SUFFIXES[format])
+    frames, described = verification_images(images, load_checkpoint(path, model=model), path)
+    result = export_checkpoint(path, target, format, frames, model=model, threshold=threshold, force=force)
+    console.print(
+        f"wrote {escape(str(result.path))} ({result.format}, {result.metadata['input_size']}px): masks agree with the "
+        f"eager model's on {escape(described)}, least Dice {result.dice:.4f} (>= {MIN_DICE})"
+    )

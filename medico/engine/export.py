@@ -1,0 +1,158 @@
+"""A checkpoint's model exported (ONNX or TorchScript), checked against the eager model, and recorded in the file.
+
+Nothing is written unless the exported model's masks agree with the eager model's on real frames: every image's
+mask, at the image's own size, must reach a Dice of :data:`MIN_DICE` against the eager one (an image both leave
+empty agrees fully). The file records what made it (:func:`export_metadata`): in ONNX ``metadata_props``, in a
+TorchScript archive's ``medico.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medico import __version__
+from medico.data import DataError
+from medico.data.io import list_images, read_rgb
+from medico.download import file_sha256
+from medico.engine.graphs import FORMATS, GraphError, write_onnx, write_torchscript
+from medico.engine.inference import Predictor
+from medico.engine.runtimes import load_onnx
+from medico.files import atomic_path, check_target
+from medico.metrics import THRESHOLD, confusion_counts, scores_from_counts
+from medico.plugins import get_plugin
+from medico.runs.checkpoint import Checkpoint, load_model
+from medico.runs.dataset import OtherDataError, run_data
+from medico.runs.folder import RunFolder
+
+__all__ = [
+    "FORMAT",
+    "MIN_DICE",
+    "SUFFIXES",
+    "VERIFY_IMAGES",
+    "ExportResult",
+    "export_checkpoint",
+    "export_metadata",
+    "mask_agreement",
+    "verification_images",
+]
+
+FORMAT = "medico-export/1"
+MIN_DICE = 0.999
+"""The least per-image mask Dice, exported against eager, that an export must reach to be written."""
+VERIFY_IMAGES = 8
+"""How many frames the check predicts (the first of the folder or of the run's validation images, by name)."""
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_checkpoint` wrote and how well the exported model agreed with the eager one."""
+
+    path: Path
+    format: str
+    dice: float
+    images: int
+    metadata: dict[str, str]
+
+
+def export_metadata(checkpoint: Checkpoint, source: Path, threshold: float) -> dict[str, str]:
+    """What an exported file records of its model, input, threshold and origin (text values, as ONNX keeps them)."""
+    plugin = get_plugin(checkpoint.model_spec)
+    size = checkpoint.input_size
+    return {
+        "format": FORMAT,
+        "model": checkpoint.model_spec,
+        "model_options": json.dumps(checkpoint.model_options, sort_keys=True),
+        "input_size": str(size),
+        "input": f"float32 (batch, 3, {size}, {size}): RGB resized to {size}x{size}, scaled to [-1, 1] (x / 127.5 - 1)",
+        "output": f"float32 logits (batch, 1, {size}, {size}); polyp where sigmoid(logit) >= threshold",
+        "normalization": f"{plugin.input.describe()} (the plugin's, applied inside the graph)",
+        "threshold": repr(float(threshold)),
+        "medico_version": __version__,
+        "torch_version": torch.__version__,
+        "source": source.name,
+        "source_sha256": file_sha256(source),
+    }
+
+
+def verification_images(folder: Path | None, checkpoint: Checkpoint, source: Path) -> tuple[list[np.ndarray], str]:
+    """The frames an export is checked on, and what they are: the first of ``folder``, else the first validation
+    images of the run that ``source`` belongs to (its recorded data).
+
+    Raises:
+        GraphError: neither gives an image (a checkpoint kept outside its run, data moved): pass ``--images``.
+    """
+    if folder is not None:
+        paths = list_images(folder)[:VERIFY_IMAGES]
+        return [read_rgb(path) for path in paths], f"{len(paths)} images of {folder}"
+    try:
+        data = run_data(checkpoint, RunFolder.containing(source), source=f"checkpoint {source}")
+    except (DataError, OtherDataError) as error:
+        raise GraphError(
+            f"cannot check the export on the run's validation images ({error}); pass --images with a few real frames"
+        ) from error
+    names = sorted(data.split.val)[:VERIFY_IMAGES]
+    if not names:
+        raise GraphError(f"checkpoint {source}: its run has no validation images; pass --images with a few frames")
+    images = [data.dataset.read_image(name) for name in names]
+    return images, f"{len(names)} validation images of {data.dataset.description}"
+
+
+def mask_agreement(reference: Predictor, other: Predictor, images: Sequence[np.ndarray]) -> float:
+    """The least per-image Dice between ``other``'s masks and ``reference``'s (1 where both are empty)."""
+    least = 1.0
+    for image in images:  # one at a time: a batch axis the export got wrong would show here too
+        ours, theirs = reference.masks([image])[0], other.masks([image])[0]
+        counts = confusion_counts(torch.from_numpy(theirs), torch.from_numpy(ours))
+        least = min(least, float(scores_from_counts(counts)["dice"]))
+    return least
+
+
+def export_checkpoint(
+    source: Path,
+    out: Path,
+    format: str,
+    images: Sequence[np.ndarray],
+    *,
+    model: str | None = None,
+    threshold: float = THRESHOLD,
+    force: bool = False,
+) -> ExportResult:
+    """Export the model of checkpoint ``source`` to ``out`` in ``format``; check it on ``images`` before writing.
+
+    ``model`` is the spec the user trusts to build the checkpoint with (see
+    :func:`medico.runs.checkpoint.load_checkpoint`).
+
+    Raises:
+        GraphError: an unknown format, a model the exporter cannot follow, or an exported model whose masks
+            disagree with the eager model's (then nothing is written).
+        OutputError: ``out`` is refused (it exists without ``force``, or is not a regular file).
+    """
+    if format not in FORMATS:
+        raise GraphError(f"--format: expected one of {', '.join(FORMATS)}, got {format!r}")
+    if not images:
+        raise GraphError("no image to check the export on: pass --images with a few real frames")
+    check_target(out, replace=force)  # refused now, not after exporting
+    network, checkpoint = load_model(source, model=model)
+    metadata = export_metadata(checkpoint, source, threshold)
+    size = checkpoint.input_size
+    with atomic_path(out, suffix=SUFFIXES[format], replace=force) as temporary:
+        if format == "onnx":
+            exported = load_onnx(write_onnx(network, size, temporary, metadata))
+        else:
+            exported = torch.jit.load(str(write_torchscript(network, size, temporary, metadata)), map_location="cpu")
+        eager = Predictor(network, size, "cpu", "fp32", threshold)  # after exporting: it moves weights to NHWC
+        dice = mask_agreement(eager, Predictor(exported, size, "cpu", "fp32", threshold, torch.contiguous_format),
+                              images)
+        if dice < MIN_DICE:
+            raise GraphError(
+                f"the {format} export of {source} disagrees with the eager model: least mask Dice {dice:.4f} on "
+                f"{len(images)} images, below {MIN_DICE}; nothing was written"
+            )
+    return ExportResult(out, format, dice, len(images), metadata)
