@@ -9,6 +9,7 @@ TorchScript archive's ``medico.json``.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,7 +147,10 @@ def export_checkpoint(
         if format == "onnx":
             exported = load_onnx(write_onnx(network, size, temporary, metadata))
         else:
-            exported = torch.jit.load(str(write_torchscript(network, size, temporary, metadata)), map_location="cpu")
+            write_torchscript(network, size, temporary, metadata)
+            with warnings.catch_warnings():  # torch.jit.load is deprecated: this file is the one just written
+                warnings.simplefilter("ignore", DeprecationWarning)
+                exported = torch.jit.load(str(temporary), map_location="cpu")
         eager = Predictor(network, size, "cpu", "fp32", threshold)  # after exporting: it moves weights to NHWC
         dice = mask_agreement(eager, Predictor(exported, size, "cpu", "fp32", threshold, torch.contiguous_format),
                               images)
