@@ -109,6 +109,25 @@ def test_an_export_whose_masks_differ_from_the_eager_ones_is_not_written(workspa
     assert not [p for p in workspace.iterdir() if ".torchscript" in p.name]
 
 
+def test_an_int8_export_is_written_only_when_its_masks_agree_on_average(run_dir: Path, workspace: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    images = str(frames(workspace / "images"))
+    monkeypatch.setattr("medico.engine.export.MIN_DICE_INT8", 1.01)  # no quantised model agrees beyond exactness
+    refused = invoke("export", "1", "--int8", "--images", images)  # calibrated on the run's training images
+    assert refused.exit_code == 2 and "int8 onnx export" in refused.output and "mean mask Dice" in refused.output
+    assert not list(workspace.glob("*.onnx"))
+
+    monkeypatch.setattr("medico.engine.export.MIN_DICE_INT8", 0.0)
+    written = invoke("export", "1", "--int8", "--images", images, "--calibration", images)
+    assert written.exit_code == 0, written.output
+    path = workspace / "1-unet-int8.onnx"
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert props["quantization"].startswith("int8 static") and props["model"] == "unet"
+    assert {node.op_type for node in onnx.load(str(path)).graph.node} >= {"QuantizeLinear", "DequantizeLinear"}
+    result = invoke("predict", str(path), images, "--out", "masks")
+    assert result.exit_code == 0 and len(list((workspace / "masks").glob("*.png"))) == 3
+
+
 def test_an_onnx_file_is_refused_unless_it_is_self_contained_with_medicos_signature(workspace: Path) -> None:
     from onnx import TensorProto, helper
 

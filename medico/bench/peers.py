@@ -208,7 +208,7 @@ def compare(
                 if reference is None:
                     reference = predictor
                 elif row.runtime:
-                    agreement = mask_agreement(reference, predictor, [read_rgb(path) for path in image_paths])
+                    agreement = float(mask_agreement(reference, predictor, [read_rgb(p) for p in image_paths]).min())
         results.append(ComparisonRow(row, inference, end_to_end, training, agreement))
     return results
 

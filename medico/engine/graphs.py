@@ -5,6 +5,7 @@ convention, :func:`medico.engine.preprocess.normalize`), with a dynamic batch ax
 ``S`` fixed, and returns float32 logits ``(B, 1, S, S)``. A plugin's declared normalisation and padding
 (:mod:`medico.engine.adapter`) are part of the model's forward, so they are written into the graph too.
 ONNX graphs come from ``torch.export`` (the maintained exporter; the TorchScript-based one is deprecated).
+:func:`write_int8` quantises an ONNX graph for ONNX Runtime (static, calibrated on real frames).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import contextlib
 import importlib
 import json
 import logging
+import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,6 +33,7 @@ __all__ = [
     "OUTPUT_NAME",
     "GraphError",
     "require",
+    "write_int8",
     "write_onnx",
     "write_torchscript",
 ]
@@ -94,6 +98,51 @@ def write_onnx(model: nn.Module, input_size: int, path: Path, metadata: Mapping[
     onnx.helper.set_model_props(proto, dict(metadata))
     onnx.save(proto, str(path))
     return path
+
+
+def write_int8(source: Path, path: Path, calibration: Iterable[np.ndarray], metadata: Mapping[str, str]) -> Path:
+    """Write the ONNX graph ``source`` to ``path`` quantised to int8 (ONNX Runtime's static QDQ quantisation: weights
+    per channel, activation ranges from the ``[-1, 1]`` batches of ``calibration``), ``metadata`` in its props.
+
+    The stem (first convolution), the head (last) and every convolution feeding a sigmoid (attention gates) stay in
+    fp32: their outputs decide the mask most directly, and quantising them cost most of the masks' agreement.
+    """
+    onnx = require("onnx", "int8 quantisation")
+    quantization = require("onnxruntime.quantization", "int8 quantisation")
+    shape_inference = require("onnxruntime.quantization.shape_inference", "int8 quantisation")
+    with tempfile.TemporaryDirectory(prefix="medico-int8-") as scratch, _quiet():
+        prepared = Path(scratch) / "prepared.onnx"  # shapes inferred, batch norms folded: what quantisation expects
+        shape_inference.quant_pre_process(str(source), str(prepared))
+        _quantize(onnx, quantization, prepared, path, calibration)
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, dict(metadata))
+    onnx.save(proto, str(path))
+    return path
+
+
+def _quantize(onnx: ModuleType, quantization: ModuleType, source: Path, path: Path,
+              calibration: Iterable[np.ndarray]) -> None:
+    """Static QDQ quantisation of ``source`` into ``path``, keeping the stem, head and gate convolutions in fp32."""
+    graph = onnx.load(str(source)).graph
+    producers = {output: node for node in graph.node for output in node.output}
+    convolutions = [node.name for node in graph.node if node.op_type == "Conv"]
+    gates = [producers[n.input[0]].name for n in graph.node if n.op_type == "Sigmoid" and n.input[0] in producers]
+    kept = sorted({*gates, *convolutions[:1], *convolutions[-1:]})
+
+    class Reader(quantization.CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    quantization.quantize_static(
+        str(source), str(path), Reader(), quant_format=quantization.QuantFormat.QDQ, per_channel=True,
+        activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
+        nodes_to_exclude=kept,
+    )
 
 
 def write_torchscript(model: nn.Module, input_size: int, path: Path, metadata: Mapping[str, str]) -> Path:

@@ -28,7 +28,7 @@ import numpy as np
 import medico
 from medico import __version__
 from medico.download import file_sha256
-from medico.engine.export import export_checkpoint, verification_images
+from medico.engine.export import export_checkpoint, real_frames
 from medico.engine.graphs import EXTRA, require
 from medico.errors import MedicoError
 from medico.files import check_target
@@ -154,7 +154,7 @@ def write_task2(
     ``model`` is the spec the user trusts to build the checkpoint with (see
     :func:`medico.runs.checkpoint.load_checkpoint`). A model that is not built in is exported to ONNX, checked on
     the first frames of ``images`` (default: its run's validation images, see
-    :func:`medico.engine.export.verification_images`).
+    :func:`medico.engine.export.real_frames`).
 
     Raises:
         MedicoError: the run number rules refuse the run, or a plugin's model cannot be exported (ONNX missing,
@@ -166,7 +166,7 @@ def write_task2(
     export: _Export | None = None
     if get_plugin(spec.model_spec).origin != BUILT_IN:  # its code is not in the image: its graph goes instead
         require("onnxruntime", f"packaging {spec.model_spec!r} (not built in) for task 2 as ONNX")
-        export = _Export(checkpoint, model, verification_images(images, spec, checkpoint)[0])
+        export = _Export(checkpoint, model, real_frames(images, spec, checkpoint)[0])
     base = run_name(team, "efficiency", number)
     destination = folder / base
     check_target(folder / f"{base}.json", replace=force)  # the manifest: refused before the context is written
