@@ -184,9 +184,10 @@ def export_checkpoint(
         eager = Predictor(network, size, "cpu", "fp32", threshold)  # after exporting: it moves weights to NHWC
         dice = mask_agreement(eager, Predictor(exported, size, "cpu", "fp32", threshold, torch.contiguous_format),
                               images)
-        what, value, floor = ("mean", dice.mean(), MIN_DICE_INT8) if calibration else ("least", dice.min(), MIN_DICE)
+        quantised = calibration is not None
+        what, value, floor = ("mean", dice.mean(), MIN_DICE_INT8) if quantised else ("least", dice.min(), MIN_DICE)
         if value < floor:
-            kind = "int8 " + format if calibration is not None else format
+            kind = f"int8 {format}" if quantised else format
             raise GraphError(
                 f"the {kind} export of {source} disagrees with the eager model: {what} mask Dice {value:.4f} on "
                 f"{len(images)} images, below {floor}; nothing was written"
