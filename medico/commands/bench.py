@@ -20,9 +20,7 @@ from medico.data import open_dataset
 from medico.data.io import list_images, read_rgb
 from medico.data.synthetic import synthetic_test_images
 from medico.engine.inference import Predictor
-from medico.engine.runtime import MEMORY_FORMAT
-from medico.engine.runtimes import runtime_model, runtime_setting
-from medico.errors import MedicoError
+from medico.engine.runtimes import runtime_layout, runtime_model, runtime_setting
 from medico.files import check_target, write_atomic
 
 SYNTHETIC_IMAGES = 8
@@ -88,9 +86,7 @@ def bench(
         check_target(json_file, replace=force)  # refused now, not after minutes of timing
     target = speed.benchmark_target(model, model=trusted_model)
     size = input_size or target.input_size
-    if runtime != "torch" and compile:
-        raise MedicoError("--compile: only with --runtime torch (ONNX Runtime optimises the graph itself)")
-    chosen, chosen_precision = runtime_setting(runtime, device, precision)
+    chosen, chosen_precision = runtime_setting(runtime, device, precision, compile)
     # Peers are built first, so that a missing or unknown one fails before anything is timed.
     wanted = bool(vs or train_batch_size)
     contenders = peers.contenders(target.model, target.label, chosen_precision, vs or [], size) if wanted else None
@@ -107,7 +103,7 @@ def bench(
             )
             pipeline = _pipeline(data, size, train_batch_size or 16, chosen, workers, repeats, compared)
         engine = runtime_model(target.model, size, runtime)
-        layout = MEMORY_FORMAT if runtime == "torch" else torch.contiguous_format
+        layout = runtime_layout(runtime)
         predictor = Predictor(engine, size, chosen, chosen_precision, memory_format=layout, compile=compile)
         if compile:  # the first call compiles: time it apart so that no FPS figure includes it
             compile_seconds = speed.time_call(chosen, lambda: predictor.masks([read_rgb(paths[0])]))

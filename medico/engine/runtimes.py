@@ -37,6 +37,7 @@ __all__ = [
     "load_onnx",
     "load_predictor",
     "onnx_model",
+    "runtime_layout",
     "runtime_model",
     "runtime_setting",
 ]
@@ -155,10 +156,15 @@ def runtime_model(model: nn.Module, input_size: int, runtime: str) -> nn.Module:
     return onnx_model(model, input_size) if runtime == "onnxruntime" else model
 
 
-def runtime_setting(runtime: str, device: str | None, precision: str | None) -> tuple[torch.device, str]:
+def runtime_setting(
+    runtime: str, device: str | None, precision: str | None, compile: bool = False
+) -> tuple[torch.device, str]:
     """The device and precision a model runs at under ``runtime``: torch's own choice (see
-    :mod:`medico.engine.runtime`), or the CPU in fp32 for onnxruntime (anything else asked for is refused)."""
+    :mod:`medico.engine.runtime`), or the CPU in fp32 for onnxruntime (anything else asked for is refused, and so is
+    ``compile``, which is torch's)."""
     _check_runtime(runtime)
+    if runtime == "onnxruntime" and compile:
+        raise GraphError("--compile: only with --runtime torch (ONNX Runtime optimises the graph itself)")
     if runtime != "onnxruntime":
         chosen = resolve_device(device)
         return chosen, resolve_precision(chosen, precision)
@@ -169,6 +175,11 @@ def runtime_setting(runtime: str, device: str | None, precision: str | None) -> 
             f"--precision {precision}: --runtime onnxruntime runs the graph as exported (fp32); pass fp32 or auto"
         )
     return torch.device("cpu"), "fp32"
+
+
+def runtime_layout(runtime: str) -> torch.memory_format:
+    """The layout batches take under ``runtime``: medico's (channels_last) for torch, NCHW for an ONNX graph's input."""
+    return torch.contiguous_format if runtime == "onnxruntime" else MEMORY_FORMAT
 
 
 def _check_runtime(runtime: str) -> None:
@@ -197,11 +208,9 @@ def load_predictor(
         runtime = "onnxruntime" if onnx_file else "torch"
     if onnx_file and runtime != "onnxruntime":
         raise GraphError(f"{path}: an ONNX file runs with --runtime onnxruntime (or auto), not {runtime}")
-    if runtime != "torch" and compile:
-        raise GraphError("--compile: only with --runtime torch (ONNX Runtime optimises the graph itself)")
     if onnx_file and model is not None:
         raise GraphError(f"--model {model!r}: only for a checkpoint; {path} is an ONNX file, which needs no model code")
-    chosen, chosen_precision = runtime_setting(runtime, device, precision)
+    chosen, chosen_precision = runtime_setting(runtime, device, precision, compile)
     if onnx_file:
         network: nn.Module = load_onnx(path)
         size = network.input_size
@@ -209,5 +218,4 @@ def load_predictor(
         network, checkpoint = load_model(path, model=model)
         size = checkpoint.input_size
         network = runtime_model(network, size, runtime)
-    layout = torch.contiguous_format if runtime == "onnxruntime" else MEMORY_FORMAT  # the graph's own is NCHW
-    return Predictor(network, size, chosen, chosen_precision, threshold, layout, compile=compile)
+    return Predictor(network, size, chosen, chosen_precision, threshold, runtime_layout(runtime), compile=compile)
