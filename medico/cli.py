@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "medico.commands.evaluate:evaluate",
     "predict": "medico.commands.predict:predict",
     "bench": "medico.commands.bench:bench",
+    "export": "medico.commands.export:export",
     "compare": "medico.commands.compare:compare",
     "show": "medico.commands.show:show",
     "overlay": "medico.commands.show:overlay",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import os
 import re
 import subprocess
@@ -86,13 +88,71 @@ def test_the_entry_script_writes_masks_and_prints_timings_and_mean_fps(workspace
         assert mask.mode == "L" and mask.size == size and set(np.unique(np.asarray(mask))) <= {0, 255}
 
 
-def test_a_model_from_a_local_file_cannot_be_packaged(workspace: Path) -> None:
-    plugin = workspace / "my_model.py"
-    plugin.write_text("import medico\n\ndef build():\n    return medico.create_model('unet', init_features=4)\n")
+PLUGIN = """
+import torch
+from torch import nn
+
+import medico
+
+
+class Strided(nn.Module):
+    \"\"\"Needs sides that are multiples of 16 and ImageNet statistics, as encoder-based models do.\"\"\"
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, 3, padding=1)
+
+    def forward(self, x):
+        if x.shape[-1] % 16 or x.shape[-2] % 16:
+            raise RuntimeError("expected multiples of 16")
+        return self.conv(x)
+
+
+@medico.register_model("strided-for-task-2", normalization="imagenet", multiple=16)
+def build():
+    return Strided()
+"""
+
+
+@pytest.mark.usefixtures("isolated_registry")
+def test_a_plugin_model_enters_task_2_as_onnx_and_the_container_needs_no_plugin_code(workspace: Path) -> None:
+    pytest.importorskip("onnxruntime")  # the `onnx` extra, which `dev` installs
+    (workspace / "plugin_dir").mkdir()
+    plugin = workspace / "plugin_dir" / "my_model.py"
+    plugin.write_text(PLUGIN)
     spec = f"{plugin}:build"
-    model = medico.create_model(spec)
-    weights = save_checkpoint(workspace / "mine.pt", Checkpoint(spec, {}, 32, model.state_dict()))
-    trusted = ["--checkpoint", str(weights), "--model", spec]  # trusted, it is still missing inside the image
+    torch.manual_seed(0)
+    model = medico.create_model(spec)  # fitted to its declaration: ImageNet statistics, padded to 16
+    weights = save_checkpoint(workspace / "mine.pt", Checkpoint(spec, {}, 24, model.state_dict()))
+    images, masks = workspace / "medico2020", workspace / "mask"
+    images.mkdir()
+    rng = np.random.default_rng(1)
+    for index, (width, height) in enumerate(SIZES):
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(images / f"img{index}.jpg")
+    trusted = ["--checkpoint", str(weights), "--model", spec, "--images", str(images)]  # frames to check it on
     result = CliRunner().invoke(app, ["submit", "--team", "T", "--task", "efficiency", *trusted])
-    assert result.exit_code == 2 and "built-in" in result.output
-    assert not (workspace / "submissions" / "T" / "T_task2_run1").exists()
+    assert result.exit_code == 0, result.output
+    context = workspace / "submissions" / "T" / "T_task2_run1"
+    assert (context / "weights" / "model.onnx").is_file() and not (context / "weights" / "model.pt").exists()
+    assert "COPY weights/model.onnx /weights/model.onnx" in (context / "Dockerfile").read_text()
+    assert not list(context.rglob("my_model.py"))
+    pyproject = (context / "medico-src" / "pyproject.toml").read_text()
+    extra = [r.split(";")[0].strip() for r in importlib.metadata.requires("medico") or [] if 'extra == "onnx"' in r]
+    assert all(json.dumps(requirement) in pyproject for requirement in extra)  # the image installs ONNX Runtime
+
+    plugin.unlink()  # as inside the image: the plugin's code is nowhere
+    env = {**os.environ, "MEDICO_INPUT": str(images), "MEDICO_OUTPUT": str(masks), "OMP_NUM_THREADS": "1"}
+    env["MEDICO_WEIGHTS"] = str(context / "weights" / "model.onnx")
+    run = subprocess.run(
+        [sys.executable, str(context / "medico_entry.py")],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert re.fullmatch(r"Mean FPS: \d+\.\d+", run.stdout.strip().splitlines()[-1])
+    from medico.engine.inference import Predictor
+
+    eager = Predictor(model, 24, "cpu", "fp32")
+    for index, (width, height) in enumerate(SIZES):
+        expected = eager.masks([np.asarray(Image.open(images / f"img{index}.jpg").convert("RGB"))])[0]
+        mask = np.asarray(Image.open(masks / f"img{index}.png"))
+        assert mask.shape == (height, width) and np.array_equal(mask == 255, expected)

@@ -3,7 +3,9 @@
 Ratios are only meaningful between numbers taken on the same machine in the same process, so every contender
 is timed here, one after the other, with the same input size, batch sizes and repeats. The plain baseline is
 the same model in eager fp32 with the default (NCHW) layout; peers are other implementations of the same
-architecture (MONAI's ``AttentionUnet``, an optional dependency: ``pip install medico[monai]``).
+architecture (MONAI's ``AttentionUnet``, an optional dependency: ``pip install medico[monai]``); runtimes run the
+same model in another engine (ONNX Runtime on its exported graph: ``pip install medico[onnx]``), inference only, and
+their masks are compared with medico's on the end-to-end images (the least per-image Dice: 1 is exact).
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ from medico.bench.speed import (
     measure_training_speed,
     time_call,
 )
+from medico.data.io import read_rgb
+from medico.engine.export import mask_agreement
 from medico.engine.inference import Predictor
 from medico.engine.runtime import MEMORY_FORMAT
+from medico.engine.runtimes import runtime_model
 from medico.errors import MedicoError
 
 __all__ = [
     "PEERS",
+    "RUNTIME_PEERS",
     "TRAINING_STEP_FORWARDS",
     "ComparisonRow",
     "Contender",
@@ -50,6 +56,8 @@ class Contender:
     precision: str
     memory_format: torch.memory_format
     baseline: bool = False
+    runtime: bool = False
+    """The same model in another engine: inference only, its masks compared with the first row's."""
 
     @property
     def layout(self) -> str:
@@ -65,6 +73,8 @@ class ComparisonRow:
     inference: SpeedResult
     end_to_end: SpeedResult | None
     training: SpeedResult | None
+    agreement: float | None = None
+    """For a runtime: the least per-image mask Dice against the first row (medico's defaults) on the images."""
 
     def as_dict(self) -> dict[str, Any]:
         """The contender's setting and its measurements, JSON-ready."""
@@ -74,6 +84,8 @@ class ComparisonRow:
             "precision": self.contender.precision,
             "layout": self.contender.layout,
             "baseline": self.contender.baseline,
+            "runtime": self.contender.runtime,
+            "mask_dice_vs_defaults": self.agreement,
             **{name: None if result is None else result.as_dict() for name, result in speeds.items()},
         }
 
@@ -120,23 +132,37 @@ def _monai_attention_unet(init_features: int = 32) -> nn.Module:
 
 PEERS: dict[str, Callable[[], nn.Module]] = {"monai": _monai_attention_unet}
 """Peer implementations of the Attention U-Net, by the name given to ``medico bench --vs``."""
+RUNTIME_PEERS: tuple[str, ...] = ("onnxruntime",)
+"""Engines (:mod:`medico.engine.runtimes`) that ``medico bench --vs`` runs the same model in."""
 
 
-def contenders(model: nn.Module, label: str, precision: str, peers: Sequence[str]) -> list[Contender]:
-    """medico's way of running ``model``, the same model as a plain eager fp32 loop, and each peer (plain).
+def contenders(
+    model: nn.Module, label: str, precision: str, peers: Sequence[str], input_size: int
+) -> list[Contender]:
+    """medico's way of running ``model``, the same model as a plain eager fp32 loop, each peer (plain) and ``model``
+    in each runtime asked for (its graph at ``input_size``).
 
     Peers are run the plain way only: that is how a user of that library runs it unless they tune it.
     """
-    unknown = [name for name in peers if name not in PEERS]
+    unknown = [name for name in peers if name not in PEERS and name not in RUNTIME_PEERS]
     if unknown:
-        raise MedicoError(f"--vs: unknown peer {', '.join(unknown)}; known peers: {', '.join(PEERS)}")
+        raise MedicoError(
+            f"--vs: unknown peer {', '.join(unknown)}; known peers: {', '.join(PEERS)}; runtimes: "
+            + ", ".join(RUNTIME_PEERS)
+        )
     rows = [
         Contender(f"{label} · medico defaults", model, precision, MEMORY_FORMAT),
         Contender(f"{label} · plain eager fp32", model, "fp32", torch.contiguous_format, baseline=True),
     ]
+    plain = torch.contiguous_format
     for name in dict.fromkeys(peers):
-        plain = torch.contiguous_format
-        rows.append(Contender(f"{name} AttentionUnet · plain eager fp32", PEERS[name](), "fp32", plain, baseline=True))
+        if name in RUNTIME_PEERS:
+            engine = runtime_model(model, input_size, name)
+            rows.append(Contender(f"{label} · {name} fp32", engine, "fp32", plain, runtime=True))
+        else:
+            rows.append(
+                Contender(f"{name} AttentionUnet · plain eager fp32", PEERS[name](), "fp32", plain, baseline=True)
+            )
     return rows
 
 
@@ -153,7 +179,8 @@ def compare(
 ) -> list[ComparisonRow]:
     """Time each contender's batch-1 inference, its end-to-end prediction of ``image_paths`` (when given) and,
     when ``train_batch_size`` is given, its training step."""
-    results = []
+    results: list[ComparisonRow] = []
+    reference: Predictor | None = None  # the first row's (medico's defaults), which runtimes' masks are compared with
     for row in rows:
         if progress is not None:
             progress(row.label)
@@ -162,7 +189,7 @@ def compare(
         # medico's defaults, so baselines run without it.
         with torch.backends.cudnn.flags(enabled=True, benchmark=not row.baseline):
             training = None
-            if train_batch_size is not None:
+            if train_batch_size is not None and not row.runtime:
                 training = measure_training_speed(
                     row.model, input_size, device=device, precision=row.precision, batch_size=train_batch_size,
                     warmup=1, repeats=max(3, repeats // 2), memory_format=row.memory_format,
@@ -171,14 +198,18 @@ def compare(
                 row.model, input_size, device=device, precision=row.precision, batch_size=1,
                 warmup=warmup, repeats=repeats, memory_format=row.memory_format,
             )
-            end_to_end = None
+            end_to_end = agreement = None
             if image_paths:
                 predictor = Predictor(
                     row.model, input_size, device, row.precision, memory_format=row.memory_format,
                     autotune=not row.baseline,
                 )
                 end_to_end = measure_end_to_end_speed(predictor, image_paths, warmup=min(warmup, len(image_paths)))
-        results.append(ComparisonRow(row, inference, end_to_end, training))
+                if reference is None:
+                    reference = predictor
+                elif row.runtime:
+                    agreement = float(mask_agreement(reference, predictor, [read_rgb(p) for p in image_paths]).min())
+        results.append(ComparisonRow(row, inference, end_to_end, training, agreement))
     return results
 
 

@@ -20,7 +20,7 @@ from medico.data import open_dataset
 from medico.data.io import list_images, read_rgb
 from medico.data.synthetic import synthetic_test_images
 from medico.engine.inference import Predictor
-from medico.engine.runtime import resolve_device, resolve_precision
+from medico.engine.runtimes import runtime_layout, runtime_model, runtime_setting
 from medico.files import check_target, write_atomic
 
 SYNTHETIC_IMAGES = 8
@@ -47,7 +47,11 @@ def bench(
     force: Annotated[bool, typer.Option(help="Replace an existing --json file.")] = False,
     vs: Annotated[
         list[str] | None,
-        typer.Option("--vs", help="Also time a peer implementation in this process (monai); repeatable."),
+        typer.Option(
+            "--vs",
+            help="Also time a peer implementation (monai) or the model in another runtime (onnxruntime) in this "
+            "process; repeatable.",
+        ),
     ] = None,
     train_batch_size: Annotated[
         int | None,
@@ -67,6 +71,9 @@ def bench(
         int | None,
         typer.Option(min=0, help="Loader workers for the pipeline timing (default: as training picks them)."),
     ] = None,
+    runtime: Annotated[
+        str, typer.Option(help="Run the timed model in torch or in onnxruntime (its exported graph; medico[onnx]).")
+    ] = "torch",
     trusted_model: TrustedModel = None,
 ) -> None:
     """Time a model: model FPS (forward only) and end-to-end FPS, parameters and forward GFLOPs.
@@ -79,11 +86,10 @@ def bench(
         check_target(json_file, replace=force)  # refused now, not after minutes of timing
     target = speed.benchmark_target(model, model=trusted_model)
     size = input_size or target.input_size
-    chosen = resolve_device(device)
-    chosen_precision = resolve_precision(chosen, precision)
+    chosen, chosen_precision = runtime_setting(runtime, device, precision, compile)
     # Peers are built first, so that a missing or unknown one fails before anything is timed.
     wanted = bool(vs or train_batch_size)
-    contenders = peers.contenders(target.model, target.label, chosen_precision, vs or []) if wanted else None
+    contenders = peers.contenders(target.model, target.label, chosen_precision, vs or [], size) if wanted else None
     flops = speed.count_flops(target.model, size)
     with tempfile.TemporaryDirectory(prefix="medico-bench-") as scratch:
         if images is None:
@@ -96,14 +102,16 @@ def bench(
                 flops, contenders, size, chosen, chosen_precision, train_batch_size or 16, warmup, repeats, paths
             )
             pipeline = _pipeline(data, size, train_batch_size or 16, chosen, workers, repeats, compared)
-        predictor = Predictor(target.model, size, chosen, chosen_precision, compile=compile)
+        engine = runtime_model(target.model, size, runtime)
+        layout = runtime_layout(runtime)
+        predictor = Predictor(engine, size, chosen, chosen_precision, memory_format=layout, compile=compile)
         if compile:  # the first call compiles: time it apart so that no FPS figure includes it
             compile_seconds = speed.time_call(chosen, lambda: predictor.masks([read_rgb(paths[0])]))
             err_console.print(f"compiled for inference (frozen weights) in {compile_seconds:.1f} s")
         results = [
             speed.measure_model_speed(
                 predictor.model, size, device=chosen, precision=chosen_precision, batch_size=b, warmup=warmup,
-                repeats=repeats,
+                repeats=repeats, memory_format=layout,
             )
             for b in dict.fromkeys(batch_size or [1, 8])
         ]
@@ -133,12 +141,14 @@ def bench(
     console.print(
         f"device: {escape(first.device)} · threads {first.threads} · precision {first.precision} · "
         + ("compiled (frozen weights) · " if compile else "")
+        + (f"runtime {runtime} · " if runtime != "torch" else "")
         + f"torch {first.torch_version}"
     )
     if json_file is not None:
         report = {
             "target": target.label,
             "compiled": compile,
+            "runtime": runtime,
             "parameters": target.parameters,
             "flops": flops,
             "flop_convention": speed.FLOP_CONVENTION,
@@ -179,6 +189,9 @@ def _compare(
     table.add_column(f"training b{train_batch_size} img/s (min–max)", justify="right")
     for base in baselines:
         table.add_column(f"× {escape(base.contender.label)}\nmodel · end-to-end · training", justify="right")
+    runtimes = any(row.contender.runtime for row in measured)
+    if runtimes:
+        table.add_column("mask Dice vs defaults\n(least per image)", justify="right")
     for row in measured:
         cells = [
             escape(row.contender.label),
@@ -188,12 +201,11 @@ def _compare(
             _speed_cell(row.training),
         ]
         for base in baselines:
-            ratios = [
-                ours.fps / theirs.fps
-                for ours, theirs in ((row.inference, base.inference), (row.end_to_end, base.end_to_end),
-                                     (row.training, base.training))
-            ]
-            cells.append(" · ".join(f"{ratio:.2f}" for ratio in ratios))
+            pairs = ((row.inference, base.inference), (row.end_to_end, base.end_to_end), (row.training, base.training))
+            cells.append(" · ".join("–" if ours is None or theirs is None else f"{ours.fps / theirs.fps:.2f}"
+                                    for ours, theirs in pairs))
+        if runtimes:
+            cells.append("" if row.agreement is None else f"{row.agreement:.4f}")
         table.add_row(*cells)
     console.print(table)
     for kind, value in roof.achieved.items():
@@ -236,5 +248,7 @@ def _pipeline(
     return {**result.as_dict(), "data": dataset.description, "training_fps": training, "margin": margin}
 
 
-def _speed_cell(result: speed.SpeedResult) -> str:
+def _speed_cell(result: speed.SpeedResult | None) -> str:
+    if result is None:
+        return "–"
     return f"{result.fps:.2f} ({result.fps_min:.2f}–{result.fps_max:.2f})"

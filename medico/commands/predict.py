@@ -11,7 +11,7 @@ from rich.markup import escape
 from medico.commands.options import TrustedModel
 from medico.console import console, task_progress
 from medico.data.io import list_images, read_rgb
-from medico.engine import evaluation
+from medico.engine import runtimes
 from medico.errors import MedicoError
 from medico.files import atomic_folder, check_target
 from medico.metrics import THRESHOLD
@@ -20,7 +20,9 @@ from medico.submission.writer import mask_png
 
 
 def predict(
-    checkpoint: Annotated[str, typer.Argument(help="A .pt checkpoint, or a run: number, id, folder or 'latest'.")],
+    checkpoint: Annotated[
+        str, typer.Argument(help="A .pt checkpoint, a run (number, id, folder or 'latest'), or an exported .onnx file.")
+    ],
     images: Annotated[Path, typer.Argument(help="Folder of images (JPEG, PNG...).")],
     out: Annotated[Path, typer.Option(help="Folder for the masks: NAME.png, values 0/255 (not the images folder).")],
     force: Annotated[bool, typer.Option(help="Replace masks already in --out.")] = False,
@@ -31,6 +33,9 @@ def predict(
     compile: Annotated[
         bool, typer.Option("--compile/--no-compile", help="torch.compile with frozen weights: faster after ~20 s.")
     ] = False,
+    runtime: Annotated[
+        str, typer.Option(help="auto (onnxruntime for an .onnx file, else torch), torch or onnxruntime (medico[onnx]).")
+    ] = "auto",
     model: TrustedModel = None,
 ) -> None:
     """Predict a mask for every image in a folder: single-channel PNG, 0/255, at the image's own width and height.
@@ -44,9 +49,9 @@ def predict(
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if duplicates:
         raise MedicoError(f"{images}: several images share the name {duplicates[0]!r}; their masks would collide")
-    predictor, _ = evaluation.load_predictor(
-        resolve_checkpoint(checkpoint), model=model, device=device, precision=precision, threshold=threshold,
-        compile=compile,
+    predictor = runtimes.load_predictor(
+        resolve_checkpoint(checkpoint), runtime=runtime, model=model, device=device, precision=precision,
+        threshold=threshold, compile=compile,
     )
     with atomic_folder(out, replace=force) as staging:
         for stem in stems:

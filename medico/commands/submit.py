@@ -60,7 +60,11 @@ def submit(
         str | None, typer.Option(help="A .pt checkpoint or a run (number, id, folder); default: the latest run.")
     ] = None,
     images: Annotated[
-        Path | None, typer.Option(help="Folder of test images (task 1); default: synthetic test images.")
+        Path | None,
+        typer.Option(
+            help="Folder of test images (task 1; default: synthetic test images); for task 2, real frames to check a "
+            "plugin's ONNX export on (default: its run's validation images)."
+        ),
     ] = None,
     out: Annotated[Path, typer.Option(help="Submissions folder; files go to OUT/TEAM/.")] = Path("submissions"),
     max_runs: Annotated[int, typer.Option(help="Most runs per team and task (the challenge allows 5).")] = MAX_RUNS,
@@ -72,9 +76,8 @@ def submit(
     """Write a submission: the task 1 masks archive (TEAM_task1_runN.zip) or the task 2 Docker build context."""
     weights = resolve_checkpoint(checkpoint)
     if task == "efficiency":
-        if images is not None:
-            err_console.print("[yellow]--images is not used for task 2: the container reads /medico2020[/]")
-        _print_summary(write_task2(weights, out, team, run=run, max_runs=max_runs, force=force, model=model))
+        files = write_task2(weights, out, team, run=run, max_runs=max_runs, force=force, model=model, images=images)
+        _print_summary(files)
         return
     paths = _test_images(images)
     with task_progress() as progress:

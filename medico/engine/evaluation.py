@@ -44,6 +44,7 @@ __all__ = [
     "EvaluationError",
     "EvaluationResult",
     "ImageSource",
+    "check_threshold",
     "evaluate",
     "load_predictor",
 ]
@@ -208,6 +209,12 @@ def _score(
     return counts, paper_scores(resize_probabilities(small, *truth.shape), mask, truth) if paper else None
 
 
+def check_threshold(threshold: float) -> None:
+    """Refuse a ``--threshold`` that is not a probability strictly between 0 and 1 (every mask would be one value)."""
+    if not 0.0 < threshold < 1.0:
+        raise EvaluationError(f"--threshold: expected a probability strictly between 0 and 1, got {threshold}")
+
+
 def load_predictor(
     path: Path,
     *,
@@ -223,8 +230,7 @@ def load_predictor(
     ``device`` None or 'auto' picks CUDA when available; ``precision`` None or 'auto' picks the device's default;
     ``compile`` compiles the model for inference (see :class:`medico.engine.inference.Predictor`).
     """
-    if not 0.0 < threshold < 1.0:
-        raise EvaluationError(f"--threshold: expected a probability strictly between 0 and 1, got {threshold}")
+    check_threshold(threshold)
     network, checkpoint = load_model(path, model=model)
     chosen = resolve_device(device)
     chosen_precision = resolve_precision(chosen, precision)

@@ -4,7 +4,9 @@
 It needs torch, numpy, pillow and the medico package installed in the image. It prints ``NAME - SECONDS``
 per image and ``Mean FPS: X`` last, as the organisers' sample did. The folders and the weights come from
 arguments or MEDICO_INPUT / MEDICO_OUTPUT / MEDICO_WEIGHTS, so it also runs outside a container. The image
-runs only built-in models: a checkpoint naming a file or module spec is refused (there is no ``--model`` here).
+runs only built-in models: a checkpoint naming a file or module spec is refused (there is no ``--model`` here). A
+plugin's model comes as an exported ONNX file instead (``/weights/model.onnx``), which needs no plugin code and runs in
+ONNX Runtime (``--runtime auto`` picks it for an ``.onnx`` file; MEDICO_RUNTIME).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=os.environ.get("MEDICO_DEVICE", "auto"))
     # auto: bf16 where the device computes it natively (medico.engine.runtime), as task 2 is about speed.
     parser.add_argument("--precision", default=os.environ.get("MEDICO_PRECISION", "auto"))
+    parser.add_argument("--runtime", default=os.environ.get("MEDICO_RUNTIME", "auto"))
     args = parser.parse_args(argv)
 
     from medico.errors import MedicoError
@@ -44,16 +47,11 @@ def main(argv: list[str] | None = None) -> int:
 def _segment(args: argparse.Namespace) -> int:
     """Segment every image of ``args.input`` into ``args.output``, printing each image's seconds and the mean FPS."""
     from medico.data.io import list_images, read_rgb
-    from medico.engine.inference import Predictor
-    from medico.engine.runtime import resolve_device, resolve_precision
-    from medico.runs.checkpoint import load_model
+    from medico.engine.runtimes import load_predictor
     from medico.submission.writer import mask_png
 
-    model, checkpoint = load_model(args.weights)
-    device = resolve_device(args.device)
-    precision = resolve_precision(device, args.precision)
-    predictor = Predictor(model, checkpoint.input_size, device, precision)
-    predictor.masks([np.zeros((checkpoint.input_size, checkpoint.input_size, 3), np.uint8)])  # warm-up, untimed
+    predictor = load_predictor(args.weights, runtime=args.runtime, device=args.device, precision=args.precision)
+    predictor.masks([np.zeros((predictor.input_size, predictor.input_size, 3), np.uint8)])  # warm-up, untimed
     args.output.mkdir(parents=True, exist_ok=True)
     images = list_images(args.input)
     total = 0.0
