@@ -8,19 +8,27 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from medico.commands.options import TrustedModel
+from medico.commands.options import Sweep, TrustedModel, Tta
 from medico.console import console, task_progress
 from medico.data.io import list_images, read_rgb
 from medico.engine import evaluation
+from medico.engine.tta import check_tta
 from medico.errors import MedicoError
 from medico.files import atomic_folder, check_target
 from medico.metrics import THRESHOLD
-from medico.runs.folder import resolve_checkpoint
+from medico.runs.members import resolve_members
 from medico.submission.writer import mask_png
 
 
 def predict(
-    checkpoint: Annotated[str, typer.Argument(help="A .pt checkpoint, or a run: number, id, folder or 'latest'.")],
+    checkpoints: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="A .pt checkpoint, or a run: number, id, folder or 'latest' (default: the latest run); several: the "
+            "mean of their probabilities (an ensemble).",
+            show_default=False,
+        ),
+    ],
     images: Annotated[Path, typer.Argument(help="Folder of images (JPEG, PNG...).")],
     out: Annotated[Path, typer.Option(help="Folder for the masks: NAME.png, values 0/255 (not the images folder).")],
     force: Annotated[bool, typer.Option(help="Replace masks already in --out.")] = False,
@@ -31,9 +39,13 @@ def predict(
     compile: Annotated[
         bool, typer.Option("--compile/--no-compile", help="torch.compile with frozen weights: faster after ~20 s.")
     ] = False,
+    tta: Tta = "none",
+    sweep: Sweep = None,
     model: TrustedModel = None,
 ) -> None:
     """Predict a mask for every image in a folder: single-channel PNG, 0/255, at the image's own width and height.
+
+    Several checkpoints or runs (or --sweep) predict together: the mean of their probabilities is thresholded.
 
     The masks appear in --out together once all are predicted; after a failure none of them does.
     """
@@ -44,9 +56,10 @@ def predict(
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if duplicates:
         raise MedicoError(f"{images}: several images share the name {duplicates[0]!r}; their masks would collide")
-    predictor, _ = evaluation.load_predictor(
-        resolve_checkpoint(checkpoint), model=model, device=device, precision=precision, threshold=threshold,
-        compile=compile,
+    check_tta(tta)
+    predictor, _ = evaluation.load_ensemble(
+        resolve_members(checkpoints or [], sweep), model=model, device=device, precision=precision,
+        threshold=threshold, compile=compile, tta=tta,
     )
     with atomic_folder(out, replace=force) as staging:
         for stem in stems:
