@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=os.environ.get("MEDICO_DEVICE", "auto"))
     # auto: bf16 where the device computes it natively (medico.engine.runtime), as task 2 is about speed.
     parser.add_argument("--precision", default=os.environ.get("MEDICO_PRECISION", "auto"))
+    parser.add_argument("--tta", default=os.environ.get("MEDICO_TTA", "none"))  # medico.engine.tta.TTA_MODES
     args = parser.parse_args(argv)
 
     from medico.errors import MedicoError
@@ -52,7 +53,7 @@ def _segment(args: argparse.Namespace) -> int:
     model, checkpoint = load_model(args.weights)
     device = resolve_device(args.device)
     precision = resolve_precision(device, args.precision)
-    predictor = Predictor(model, checkpoint.input_size, device, precision)
+    predictor = Predictor(model, checkpoint.input_size, device, precision, tta=args.tta)
     predictor.masks([np.zeros((checkpoint.input_size, checkpoint.input_size, 3), np.uint8)])  # warm-up, untimed
     args.output.mkdir(parents=True, exist_ok=True)
     images = list_images(args.input)

@@ -20,6 +20,7 @@ from pathlib import Path
 import medico
 from medico import __version__
 from medico.download import file_sha256
+from medico.engine.tta import check_tta
 from medico.errors import MedicoError
 from medico.files import check_target
 from medico.plugins import BUILT_IN, get_plugin
@@ -43,9 +44,10 @@ def image_tag(team: str, run: int) -> str:
     return f"{spelled}-{hashlib.sha256(team.encode('utf-8')).hexdigest()[:8]}-task2-run{run}"
 
 
-def dockerfile(team: str, run: int, weights_sha256: str) -> str:
+def dockerfile(team: str, run: int, weights_sha256: str, tta: str = "none") -> str:
     """The Dockerfile text of the build context (explained in its comments), for a ``team`` that :func:`team_dir` has
-    checked, built as :func:`image_tag`."""
+    checked, built as :func:`image_tag`; ``tta`` is the container's test-time augmentation
+    (:mod:`medico.engine.tta`)."""
     tag = image_tag(team, run)
     return f"""\
 # MediaEval 2020 Medico, task 2 (efficiency): team {team}, run {run}, written by medico {__version__}.
@@ -64,7 +66,8 @@ RUN pip install --no-cache-dir /opt/medico-src
 COPY weights/model.pt /weights/model.pt
 COPY medico_entry.py /app/medico_entry.py
 
-ENV MEDICO_INPUT=/medico2020 MEDICO_OUTPUT=/mask MEDICO_WEIGHTS=/weights/model.pt PYTHONUNBUFFERED=1
+ENV MEDICO_INPUT=/medico2020 MEDICO_OUTPUT=/mask MEDICO_WEIGHTS=/weights/model.pt MEDICO_TTA={check_tta(tta)} \\
+    PYTHONUNBUFFERED=1
 WORKDIR /app
 CMD ["python", "/app/medico_entry.py"]
 """
@@ -87,7 +90,7 @@ def _pyproject() -> str:
     )
 
 
-def _write_context(folder: Path, checkpoint: Checkpoint, team: str, run: int) -> str:
+def _write_context(folder: Path, checkpoint: Checkpoint, team: str, run: int, tta: str) -> str:
     """Fill ``folder`` with the build context; returns the SHA-256 of the copied weights."""
     weights = save_checkpoint(
         folder / "weights" / "model.pt",
@@ -99,7 +102,7 @@ def _write_context(folder: Path, checkpoint: Checkpoint, team: str, run: int) ->
     shutil.copytree(package, source / "medico", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (source / "pyproject.toml").write_text(_pyproject(), encoding="utf-8")
     shutil.copyfile(ENTRY_SCRIPT, folder / "medico_entry.py")
-    (folder / "Dockerfile").write_text(dockerfile(team, run, digest), encoding="utf-8")
+    (folder / "Dockerfile").write_text(dockerfile(team, run, digest, tta), encoding="utf-8")
     return digest
 
 
@@ -112,17 +115,20 @@ def write_task2(
     max_runs: int = MAX_RUNS,
     force: bool = False,
     model: str | None = None,
+    tta: str = "none",
 ) -> SubmissionFiles:
     """Write the Docker build context ``root/TEAM/TEAM_task2_runN/`` and ``TEAM_task2_runN.json`` beside it.
 
     ``model`` is the spec the user trusts to build the checkpoint with (see
-    :func:`medico.runs.checkpoint.load_checkpoint`).
+    :func:`medico.runs.checkpoint.load_checkpoint`); ``tta`` is the container's test-time augmentation (its
+    ``MEDICO_TTA``), recorded in the manifest.
 
     Raises:
         MedicoError: the checkpoint's model is not a built-in plugin (a file or third-party plugin would be
             missing inside the image), or the run number rules refuse the run.
     """
     folder = team_dir(root, team)
+    check_tta(tta)
     number = choose_run(folder, team, "efficiency", run, max_runs, force)
     spec = load_checkpoint(checkpoint, model=model)
     if get_plugin(spec.model_spec).origin != BUILT_IN:
@@ -137,7 +143,7 @@ def write_task2(
     staging = Path(tempfile.mkdtemp(prefix=f".{base}.", dir=folder))
     staging.chmod(0o755)  # mkdtemp makes it private; the context is meant to be shared with docker build
     try:
-        digest = _write_context(staging, spec, team, number)
+        digest = _write_context(staging, spec, team, number, tta)
         if destination.exists():  # only reached with --force (choose_run refuses otherwise)
             shutil.rmtree(destination)
         os.replace(staging, destination)
@@ -152,6 +158,8 @@ def write_task2(
         checkpoint=checkpoint,
         spec=spec,
         replace=force,
+        tta=tta,
+        ensemble=1,
         context=destination.name,
         base_image=BASE_IMAGE,
         weights_sha256=digest,
