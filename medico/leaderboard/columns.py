@@ -72,6 +72,16 @@ def _score(name: str, header: str, secondary: bool = False, interval: bool = Fal
     )
 
 
+def _model_text(row: Ranked) -> str:
+    """The model, with how it predicted where that is more than one model without test-time augmentation:
+    ``attunet (tta flip, ensemble of 3)``."""
+    entry = row.entry
+    how = ([f"tta {entry.tta}"] if entry.tta != "none" else []) + (
+        [f"ensemble of {entry.ensemble}"] if entry.ensemble > 1 else []
+    )
+    return f"{_text(entry.model)} ({', '.join(how)})" if how else _text(entry.model)
+
+
 def display_columns(task: str, intervals: bool = False) -> list[Column]:
     """rank, team, run, model, the scores (FPS first for the efficiency task, the precision it was measured at beside
     it), device, date; ``intervals`` shows
@@ -90,7 +100,7 @@ def display_columns(task: str, intervals: bool = False) -> list[Column]:
         Column("rank", lambda row: row.rank, numeric=True),
         Column("team", lambda row: row.entry.team),
         Column("run", lambda row: row.entry.run, numeric=True),
-        Column("model", lambda row: row.entry.model),
+        Column("model", lambda row: row.entry.model, row_text=_model_text),
         *measures,
         Column("device", lambda row: row.entry.fps_device),
         Column("date", lambda row: (row.entry.created or "")[:10], secondary=True),

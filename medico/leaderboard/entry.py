@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
 
+from medico.engine.tta import TTA_MODES
 from medico.leaderboard.errors import LeaderboardError
 from medico.leaderboard.participant import MAX_TEAM_NAME, MAX_TEXT, check_run_number, check_team_name, plain_text
 
@@ -51,6 +52,8 @@ class Entry:
     standard deviations over images; ``*_ci_low``/``*_ci_high`` bound the 95% bootstrap interval of the mean over
     images (:mod:`medico.stats.per_image`). ``sha256`` identifies what was scored (archive or checkpoint): the store
     keeps one entry per (sha256, task, split). ``fps_kind`` is ``"model"`` (forward only) or ``"end-to-end"``.
+    ``tta`` is the test-time augmentation the masks were predicted with (:data:`medico.engine.tta.TTA_MODES`) and
+    ``ensemble`` the number of models whose probabilities were averaged (1: a single model).
     ``id`` is the store's row id (None until stored, and for published rows read from ``reported.csv``).
 
     Every entry passes one gate for participant text when it is made (:mod:`medico.leaderboard.participant`): a new
@@ -93,6 +96,8 @@ class Entry:
     created: str | None = None
     note: str = ""
     citation: str = ""
+    tta: str = "none"
+    ensemble: int = 1
     id: int | None = None
 
     @classmethod
@@ -169,6 +174,10 @@ def check_entry(entry: Entry) -> None:
             raise LeaderboardError(
                 f"entry {name}_ci_low/{name}_ci_high: expected 0 <= low <= high <= 1, got [{low!r}, {high!r}]"
             )
+    if entry.tta not in TTA_MODES:
+        raise LeaderboardError(f"entry tta: expected one of {', '.join(TTA_MODES)}, got {entry.tta!r}")
+    if isinstance(entry.ensemble, bool) or not isinstance(entry.ensemble, int) or not 1 <= entry.ensemble <= 2**31:
+        raise LeaderboardError(f"entry ensemble: expected a number of models from 1, got {entry.ensemble!r}")
     if entry.run is not None:
         check_run_number(entry.run, "entry run")
     if entry.fps is not None and not (math.isfinite(entry.fps) and entry.fps > 0):

@@ -77,6 +77,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE entries ADD COLUMN fps_precision TEXT;
     """,
+    # 6: how the masks were predicted: test-time augmentation and the number of models averaged (older rows: one
+    # model, no augmentation, as every medico before this one predicted).
+    """
+    ALTER TABLE entries ADD COLUMN tta TEXT NOT NULL DEFAULT 'none';
+    ALTER TABLE entries ADD COLUMN ensemble INTEGER NOT NULL DEFAULT 1;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
