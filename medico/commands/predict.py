@@ -21,15 +21,15 @@ from medico.submission.writer import mask_png
 
 
 def predict(
-    checkpoints: Annotated[
-        list[str] | None,
+    arguments: Annotated[
+        list[str],
         typer.Argument(
-            help="A .pt checkpoint, or a run: number, id, folder or 'latest' (default: the latest run); several: the "
-            "mean of their probabilities (an ensemble).",
+            metavar="[CHECKPOINT]... IMAGES",
+            help="Checkpoints (.pt) or runs (number, id, folder or 'latest'; none: the latest run, or --sweep's), "
+            "several: the mean of their probabilities (an ensemble); last, the folder of images (JPEG, PNG...).",
             show_default=False,
         ),
     ],
-    images: Annotated[Path, typer.Argument(help="Folder of images (JPEG, PNG...).")],
     out: Annotated[Path, typer.Option(help="Folder for the masks: NAME.png, values 0/255 (not the images folder).")],
     force: Annotated[bool, typer.Option(help="Replace masks already in --out.")] = False,
     threshold: Annotated[float, typer.Option(help="Probability at or above which a pixel is polyp.")] = THRESHOLD,
@@ -49,6 +49,8 @@ def predict(
 
     The masks appear in --out together once all are predicted; after a failure none of them does.
     """
+    *checkpoints, folder = arguments
+    images = Path(folder)
     paths = list_images(images)
     if out.resolve() == images.resolve():
         raise MedicoError(f"--out {out}: this is the images folder; write the masks to another folder")
@@ -58,7 +60,7 @@ def predict(
         raise MedicoError(f"{images}: several images share the name {duplicates[0]!r}; their masks would collide")
     check_tta(tta)
     predictor, _ = evaluation.load_ensemble(
-        resolve_members(checkpoints or [], sweep), model=model, device=device, precision=precision,
+        resolve_members(checkpoints, sweep), model=model, device=device, precision=precision,
         threshold=threshold, compile=compile, tta=tta,
     )
     with atomic_folder(out, replace=force) as staging:
