@@ -12,7 +12,6 @@ from rich.table import Table
 from medico.commands.options import Sweep, TrustedModel, Tta
 from medico.console import console, err_console, task_progress
 from medico.engine import evaluation
-from medico.engine.tta import check_tta
 from medico.metrics import METRIC_NAMES, THRESHOLD
 from medico.runs.dataset import OWN_SPLIT, ensemble_data
 from medico.runs.folder import PER_IMAGE, evaluation_folder
@@ -67,7 +66,6 @@ def evaluate(
     say what to score instead (the results then say they are on other data).
     """
     paths = resolve_members(checkpoints or [], sweep)
-    check_tta(tta)
     with evaluation_folder(paths[0], out, force=force) as folder:  # a used --out is refused before anything is scored
         predictor, stored = evaluation.load_ensemble(
             paths, model=model, device=device, precision=precision, threshold=threshold, tta=tta

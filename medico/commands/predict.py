@@ -12,7 +12,6 @@ from medico.commands.options import Sweep, TrustedModel, Tta
 from medico.console import console, task_progress
 from medico.data.io import list_images, read_rgb
 from medico.engine import evaluation
-from medico.engine.tta import check_tta
 from medico.errors import MedicoError
 from medico.files import atomic_folder, check_target
 from medico.metrics import THRESHOLD
@@ -58,7 +57,6 @@ def predict(
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if duplicates:
         raise MedicoError(f"{images}: several images share the name {duplicates[0]!r}; their masks would collide")
-    check_tta(tta)
     predictor, _ = evaluation.load_ensemble(
         resolve_members(checkpoints, sweep), model=model, device=device, precision=precision,
         threshold=threshold, compile=compile, tta=tta,

@@ -14,7 +14,6 @@ from medico.console import console, err_console, task_progress
 from medico.data.io import list_images
 from medico.data.synthetic import synthetic_test_images
 from medico.engine.runtime import PRECISIONS, resolve_device
-from medico.engine.tta import check_tta
 from medico.errors import MedicoError
 from medico.runs.members import resolve_members
 from medico.submission import MAX_RUNS, SubmissionFiles, write_task1, write_task2
@@ -78,7 +77,6 @@ def submit(
     model: TrustedModel = None,
 ) -> None:
     """Write a submission: the task 1 masks archive (TEAM_task1_runN.zip) or the task 2 Docker build context."""
-    check_tta(tta)
     weights = resolve_members(checkpoint or [], sweep)
     if task == "efficiency":
         if len(weights) > 1:

@@ -216,7 +216,7 @@ def load_predictor(
     chosen = resolve_device(device)
     chosen_precision = resolve_precision(chosen, precision)
     predictor = Predictor(
-        network, checkpoint.input_size, chosen, chosen_precision, threshold, compile=compile, tta=check_tta(tta)
+        network, checkpoint.input_size, chosen, chosen_precision, threshold, compile=compile, tta=tta
     )
     return predictor, checkpoint
 
