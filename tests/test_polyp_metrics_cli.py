@@ -1,5 +1,5 @@
 """--paper-metrics in `medico evaluate`, `medico score` and `medico leaderboard`, and the leaderboard rows that hold
-the papers' measures (schema 6: older databases keep their rows, with empty values)."""
+the papers' measures (schema 6 and later: older databases keep their rows, with empty values)."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def test_a_schema_5_database_gains_the_columns_and_keeps_its_rows_with_empty_val
             "VALUES ('old', 'unet', 'segmentation', 'val', 0.8, 0.7, 'measured', '2026-01-01T00:00:00+00:00');"
         )
     store = LeaderboardStore(path)
-    assert store.schema_version() == SCHEMA_VERSION == 6
+    assert store.schema_version() == SCHEMA_VERSION == 7
     (old,) = store.entries()
     assert old.dice == 0.8 and all(getattr(old, name) is None for name in PAPER_SCORES)
     store.add(Entry(team="new", model="unet", dice=0.9, iou=0.8, smeasure=0.91, mean_em=0.95, wfm=0.88, mae=0.03,

@@ -14,13 +14,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from medico.bench import peers, speed
-from medico.commands.options import TrustedModel
+from medico.commands.options import TrustedModel, Tta
 from medico.console import console, err_console
 from medico.data import open_dataset
 from medico.data.io import list_images, read_rgb
 from medico.data.synthetic import synthetic_test_images
 from medico.engine.inference import Predictor
 from medico.engine.runtimes import runtime_layout, runtime_model, runtime_setting
+from medico.engine.tta import check_tta
 from medico.files import check_target, write_atomic
 
 SYNTHETIC_IMAGES = 8
@@ -74,14 +75,17 @@ def bench(
     runtime: Annotated[
         str, typer.Option(help="Run the timed model in torch or in onnxruntime (its exported graph; medico[onnx]).")
     ] = "torch",
+    tta: Tta = "none",
     trusted_model: TrustedModel = None,
 ) -> None:
     """Time a model: model FPS (forward only) and end-to-end FPS, parameters and forward GFLOPs.
 
     Model FPS at batch 1 and a larger batch; end-to-end FPS (decode, resize, forward, resize back, threshold) at
     batch 1; medians over repeated runs after a warm-up, with device, threads, precision and torch version. With
-    training timed (--vs or --train-batch-size), also the images/s the training data pipeline delivers.
+    training timed (--vs or --train-batch-size), also the images/s the training data pipeline delivers. --tta
+    times the end-to-end path with test-time augmentation (forward-only FPS is one pass).
     """
+    check_tta(tta)
     if json_file is not None:
         check_target(json_file, replace=force)  # refused now, not after minutes of timing
     target = speed.benchmark_target(model, model=trusted_model)
@@ -104,7 +108,7 @@ def bench(
             pipeline = _pipeline(data, size, train_batch_size or 16, chosen, workers, repeats, compared)
         engine = runtime_model(target.model, size, runtime)
         layout = runtime_layout(runtime)
-        predictor = Predictor(engine, size, chosen, chosen_precision, memory_format=layout, compile=compile)
+        predictor = Predictor(engine, size, chosen, chosen_precision, memory_format=layout, compile=compile, tta=tta)
         if compile:  # the first call compiles: time it apart so that no FPS figure includes it
             compile_seconds = speed.time_call(chosen, lambda: predictor.masks([read_rgb(paths[0])]))
             err_console.print(f"compiled for inference (frozen weights) in {compile_seconds:.1f} s")
@@ -121,7 +125,8 @@ def bench(
     for column in ("timed", "batch", "input", "FPS (median)", "FPS min–max", "latency ms"):
         table.add_column(column, justify="left" if column == "timed" else "right")
     for result in results:
-        timed = "forward only" if result.kind == "model" else f"end to end ({len(paths)} {escape(source)})"
+        augmented = "" if tta == "none" else f", tta {tta}"
+        timed = "forward only" if result.kind == "model" else f"end to end ({len(paths)} {escape(source)}{augmented})"
         table.add_row(
             timed,
             str(result.batch_size),
@@ -153,6 +158,7 @@ def bench(
             "flops": flops,
             "flop_convention": speed.FLOP_CONVENTION,
             "end_to_end_images": source,
+            "tta": tta,
             "results": [r.as_dict() for r in results],
             "best_batch": best.batch_size,
             "comparison": compared,

@@ -9,17 +9,25 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from medico.commands.options import TrustedModel
+from medico.commands.options import Sweep, TrustedModel, Tta
 from medico.console import console, err_console, task_progress
 from medico.engine import evaluation
 from medico.metrics import METRIC_NAMES, THRESHOLD
 from medico.polyp_metrics import PAPER_METRICS
-from medico.runs.dataset import OWN_SPLIT, run_data
-from medico.runs.folder import PER_IMAGE, RunFolder, evaluation_folder, resolve_checkpoint
+from medico.runs.dataset import OWN_SPLIT, ensemble_data
+from medico.runs.folder import PER_IMAGE, evaluation_folder
+from medico.runs.members import resolve_members
 
 
 def evaluate(
-    checkpoint: Annotated[str, typer.Argument(help="A .pt checkpoint, or a run: number, id, folder or 'latest'.")],
+    checkpoints: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="A .pt checkpoint, or a run: number, id, folder or 'latest' (default: the latest run); several: the "
+            "mean of their probabilities (an ensemble).",
+            show_default=False,
+        ),
+    ] = None,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -47,6 +55,8 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 8,
+    tta: Tta = "none",
+    sweep: Sweep = None,
     model: TrustedModel = None,
     paper_metrics: Annotated[
         bool,
@@ -57,22 +67,25 @@ def evaluate(
         ),
     ] = False,
 ) -> None:
-    """Score a checkpoint on a validation split at each image's original resolution.
+    """Score a checkpoint, or an ensemble of several, on a validation split at each image's original resolution.
 
     Dice, IoU, precision, recall, F2 and accuracy per image; prints mean ± std over images and the metric
     policy, and writes per_image.csv and metrics.json into a new folder of their own. A run's checkpoint is scored
     on the validation images the run recorded, and refused if its dataset changed since, unless --data or --split
     say what to score instead (the results then say they are on other data).
     """
-    path = resolve_checkpoint(checkpoint)
-    with evaluation_folder(path, out, force=force) as folder:  # a used --out is refused before anything is scored
-        predictor, stored = evaluation.load_predictor(
-            path, model=model, device=device, precision=precision, threshold=threshold
+    paths = resolve_members(checkpoints or [], sweep)
+    with evaluation_folder(paths[0], out, force=force) as folder:  # a used --out is refused before anything is scored
+        predictor, stored = evaluation.load_ensemble(
+            paths, model=model, device=device, precision=precision, threshold=threshold, tta=tta
         )
-        chosen = run_data(stored, RunFolder.containing(path), source=f"checkpoint {path}", data=data, split=split)
+        chosen = ensemble_data(paths, stored, data=data, split=split)
         dataset, names = chosen.dataset, chosen.split.val
+        scored = ", ".join(
+            f"{escape(str(p))} ({escape(c.model_spec)}, {c.input_size}px)" for p, c in zip(paths, stored)
+        )
         err_console.print(
-            f"Scoring [bold]{escape(str(path))}[/] ({escape(stored.model_spec)}, {stored.input_size}px) on "
+            f"Scoring [bold]{scored}[/]{'' if tta == 'none' else f' with --tta {tta}'} on "
             f"{escape(dataset.description)}, split {escape(chosen.split.name)}: {len(names)} validation images"
         )
         with task_progress() as progress:
@@ -85,9 +98,11 @@ def evaluate(
                 progress=lambda done, total: progress.update(task, completed=done),
                 paper=paper_metrics,
             )
-        result.write(folder, chosen.as_dict())
+        result.write(folder, chosen.as_dict(), evaluation.prediction_record(predictor, paths, stored))
 
-    table = Table(title=f"validation ({result.summary['n_images']} images, threshold {predictor.threshold})")
+    how = "" if len(paths) == 1 else f", ensemble of {len(paths)}"
+    how += "" if tta == "none" else f", tta {tta}"
+    table = Table(title=f"validation ({result.summary['n_images']} images, threshold {predictor.threshold}{how})")
     table.add_column("metric")
     table.add_column("mean ± std", justify="right")
     for name in (*METRIC_NAMES, *(PAPER_METRICS if paper_metrics else ())):

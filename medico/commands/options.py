@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["TrustedModel"]
+__all__ = ["Sweep", "TrustedModel", "Tta"]
 
 TrustedModel = Annotated[
     str | None,
@@ -17,3 +17,23 @@ TrustedModel = Annotated[
     ),
 ]
 """``--model SPEC`` of every command that loads a checkpoint (see :func:`medico.runs.checkpoint.load_checkpoint`)."""
+
+Tta = Annotated[
+    str,
+    typer.Option(
+        "--tta",
+        help="Test-time augmentation: none; flip (mean probability over the image and its two mirror images, 3 "
+        "passes); flip+rot (over the 8 flips and quarter turns of the square, 8 passes).",
+    ),
+]
+"""``--tta MODE`` of every command that predicts (see :mod:`medico.engine.tta`)."""
+
+Sweep = Annotated[
+    str | None,
+    typer.Option(
+        "--sweep",
+        help="Average the best checkpoints of every run of this sweep (number, id or 'latest' in runs/sweeps/: its "
+        "folds and seeds), with any checkpoints given.",
+    ),
+]
+"""``--sweep ID``: a sweep's runs as ensemble members (see :func:`medico.runs.members.resolve_members`)."""

@@ -8,22 +8,28 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from medico.commands.options import TrustedModel
+from medico.commands.options import Sweep, TrustedModel, Tta
 from medico.console import console, task_progress
 from medico.data.io import list_images, read_rgb
-from medico.engine import runtimes
+from medico.engine import evaluation, runtimes
 from medico.errors import MedicoError
 from medico.files import atomic_folder, check_target
 from medico.metrics import THRESHOLD
-from medico.runs.folder import resolve_checkpoint
+from medico.runs.members import resolve_members
 from medico.submission.writer import mask_png
 
 
 def predict(
-    checkpoint: Annotated[
-        str, typer.Argument(help="A .pt checkpoint, a run (number, id, folder or 'latest'), or an exported .onnx file.")
+    arguments: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[CHECKPOINT]... IMAGES",
+            help="Checkpoints (.pt), runs (number, id, folder or 'latest'; none: the latest run, or --sweep's) or "
+            "one exported .onnx file; several: the mean of their probabilities (an ensemble); last, the folder of "
+            "images (JPEG, PNG...).",
+            show_default=False,
+        ),
     ],
-    images: Annotated[Path, typer.Argument(help="Folder of images (JPEG, PNG...).")],
     out: Annotated[Path, typer.Option(help="Folder for the masks: NAME.png, values 0/255 (not the images folder).")],
     force: Annotated[bool, typer.Option(help="Replace masks already in --out.")] = False,
     threshold: Annotated[float, typer.Option(help="Probability at or above which a pixel is polyp.")] = THRESHOLD,
@@ -36,12 +42,18 @@ def predict(
     runtime: Annotated[
         str, typer.Option(help="auto (onnxruntime for an .onnx file, else torch), torch or onnxruntime (medico[onnx]).")
     ] = "auto",
+    tta: Tta = "none",
+    sweep: Sweep = None,
     model: TrustedModel = None,
 ) -> None:
     """Predict a mask for every image in a folder: single-channel PNG, 0/255, at the image's own width and height.
 
+    Several checkpoints or runs (or --sweep) predict together: the mean of their probabilities is thresholded.
+
     The masks appear in --out together once all are predicted; after a failure none of them does.
     """
+    *checkpoints, folder = arguments
+    images = Path(folder)
     paths = list_images(images)
     if out.resolve() == images.resolve():
         raise MedicoError(f"--out {out}: this is the images folder; write the masks to another folder")
@@ -49,10 +61,14 @@ def predict(
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if duplicates:
         raise MedicoError(f"{images}: several images share the name {duplicates[0]!r}; their masks would collide")
-    predictor = runtimes.load_predictor(
-        resolve_checkpoint(checkpoint), runtime=runtime, model=model, device=device, precision=precision,
-        threshold=threshold, compile=compile,
-    )
+    members = resolve_members(checkpoints, sweep)
+    settings = {"model": model, "device": device, "precision": precision, "threshold": threshold, "compile": compile}
+    if len(members) == 1:
+        predictor = runtimes.load_predictor(members[0], runtime=runtime, tta=tta, **settings)
+    elif runtime in ("auto", "torch"):
+        predictor, _ = evaluation.load_ensemble(members, tta=tta, **settings)
+    else:
+        raise MedicoError(f"--runtime {runtime}: runs one model; an ensemble of {len(members)} runs in torch")
     with atomic_folder(out, replace=force) as staging:
         for stem in stems:
             check_target(out / f"{stem}.png", replace=force)  # refused now, not after predicting every image

@@ -9,12 +9,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from medico.commands.options import TrustedModel
+from medico.commands.options import Sweep, TrustedModel, Tta
 from medico.console import console, err_console, task_progress
 from medico.data.io import list_images
 from medico.data.synthetic import synthetic_test_images
 from medico.engine.runtime import PRECISIONS, resolve_device
-from medico.runs.folder import resolve_checkpoint
+from medico.errors import MedicoError
+from medico.runs.members import resolve_members
 from medico.submission import MAX_RUNS, SubmissionFiles, write_task1, write_task2
 from medico.weights import cache_dir
 
@@ -57,7 +58,11 @@ def submit(
         ),
     ] = None,
     checkpoint: Annotated[
-        str | None, typer.Option(help="A .pt checkpoint or a run (number, id, folder); default: the latest run.")
+        list[str] | None,
+        typer.Option(
+            help="A .pt checkpoint or a run (number, id, folder); default: the latest run. Repeated (task 1): the "
+            "mean of their probabilities (an ensemble)."
+        ),
     ] = None,
     images: Annotated[
         Path | None,
@@ -71,12 +76,20 @@ def submit(
     force: Annotated[bool, typer.Option(help="Overwrite an existing run given with --run.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (task 1 prediction).")] = "auto",
     precision: Annotated[str, typer.Option(help=f"Task 1 prediction precision: {', '.join(PRECISIONS)}.")] = "fp32",
+    tta: Tta = "none",
+    sweep: Sweep = None,
     model: TrustedModel = None,
 ) -> None:
     """Write a submission: the task 1 masks archive (TEAM_task1_runN.zip) or the task 2 Docker build context."""
-    weights = resolve_checkpoint(checkpoint)
+    weights = resolve_members(checkpoint or [], sweep)
     if task == "efficiency":
-        files = write_task2(weights, out, team, run=run, max_runs=max_runs, force=force, model=model, images=images)
+        if len(weights) > 1:
+            raise MedicoError(
+                f"task 2 packs one checkpoint into its container, got {len(weights)} (an ensemble): give one"
+            )
+        files = write_task2(
+            weights[0], out, team, run=run, max_runs=max_runs, force=force, model=model, images=images, tta=tta
+        )
         _print_summary(files)
         return
     paths = _test_images(images)
@@ -94,5 +107,6 @@ def submit(
             precision=precision,
             progress=lambda path: progress.update(bar, advance=1, status=path.name),
             model=model,
+            tta=tta,
         )
     _print_summary(files)

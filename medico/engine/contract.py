@@ -160,6 +160,10 @@ class LogitRanges:
         low, high = logits.flatten(1).aminmax(dim=1)
         self._parts.append(torch.stack((low, high), dim=1))
 
+    def add_bounds(self, bounds: torch.Tensor) -> None:
+        """Record ``(B, 2)`` lowest and highest logits already found per image (an ensemble's, over its members)."""
+        self._parts.append(bounds)
+
     def read(self) -> np.ndarray:
         """``(N, 2)`` lowest and highest logit per image, in the order added (the one wait for the device)."""
         if not self._parts:

@@ -21,9 +21,11 @@ import pandas as pd
 import torch
 
 from medico.engine.contract import LogitRanges, check_logit_ranges
-from medico.engine.inference import Predictor
+from medico.engine.ensemble import Ensemble
+from medico.engine.inference import MaskPredictor, Predictor
 from medico.engine.preprocess import resize_probabilities
 from medico.engine.runtime import resolve_device, resolve_precision
+from medico.engine.tta import check_tta
 from medico.errors import MedicoError
 from medico.files import write_atomic
 from medico.leaderboard.entry import INTERVALS
@@ -46,7 +48,9 @@ __all__ = [
     "ImageSource",
     "check_threshold",
     "evaluate",
+    "load_ensemble",
     "load_predictor",
+    "prediction_record",
 ]
 
 COUNT_NAMES = ("tp", "fp", "fn", "tn")
@@ -114,17 +118,21 @@ class EvaluationResult:
         summary["n_images"] = len(frame)
         return cls(per_image=frame, summary=summary, policy=policy, logit_ranges=logit_ranges)
 
-    def write(self, folder: Path, data: dict[str, Any] | None = None) -> None:
+    def write(
+        self, folder: Path, data: dict[str, Any] | None = None, prediction: dict[str, Any] | None = None
+    ) -> None:
         """Write ``per_image.csv`` and ``metrics.json`` (summary, policy and, when given, what ``data`` the images
-        came from) into ``folder``, each atomically. Where: :func:`medico.runs.folder.evaluation_folder`."""
+        came from and how they were predicted: :func:`prediction_record`) into ``folder``, each atomically. Where:
+        :func:`medico.runs.folder.evaluation_folder`."""
         folder = Path(folder)
         write_atomic(folder / PER_IMAGE, self.per_image.to_csv(index=False), replace=True)
-        saved = {"summary": self.summary, "policy": self.policy} | ({"data": data} if data is not None else {})
+        given = {"data": data, "prediction": prediction}
+        saved = {"summary": self.summary, "policy": self.policy} | {k: v for k, v in given.items() if v is not None}
         write_atomic(folder / METRICS, json.dumps(saved, indent=2) + "\n", replace=True)
 
 
 def evaluate(
-    predictor: Predictor,
+    predictor: MaskPredictor,
     dataset: ImageSource,
     names: Sequence[str],
     *,
@@ -136,7 +144,7 @@ def evaluate(
     """Score ``predictor`` on the images ``names`` of ``dataset`` at their original resolution.
 
     Args:
-        predictor: the model wrapped for inference (input size, device, precision, threshold).
+        predictor: the model (or ensemble) wrapped for inference (input size, device, precision, threshold, tta).
         dataset: anything with ``read_image(name)`` and ``read_mask(name)`` (see :class:`ImageSource`).
         names: the images to score, in the order of the result's rows.
         batch_size: images per forward pass.
@@ -201,7 +209,7 @@ def _read_pair(dataset: ImageSource, name: str) -> tuple[np.ndarray, np.ndarray]
 
 
 def _score(
-    predictor: Predictor, small: np.ndarray, truth: np.ndarray, paper: bool
+    predictor: MaskPredictor, small: np.ndarray, truth: np.ndarray, paper: bool
 ) -> tuple[torch.Tensor, dict[str, float] | None]:
     """One image's confusion counts and, when asked, the papers' measures of its full-resolution probabilities."""
     mask = predictor.full_mask(small, *truth.shape)
@@ -223,17 +231,45 @@ def load_predictor(
     precision: str | None = None,
     threshold: float = THRESHOLD,
     compile: bool = False,
+    tta: str = "none",
 ) -> tuple[Predictor, Checkpoint]:
     """The model of a checkpoint file, wrapped for inference at the input size it was trained at.
 
     ``model`` is the spec the user trusts to build it with (see :func:`medico.runs.checkpoint.load_checkpoint`);
     ``device`` None or 'auto' picks CUDA when available; ``precision`` None or 'auto' picks the device's default;
-    ``compile`` compiles the model for inference (see :class:`medico.engine.inference.Predictor`).
+    ``compile`` compiles the model for inference and ``tta`` is its test-time augmentation (see
+    :class:`medico.engine.inference.Predictor`).
     """
     check_threshold(threshold)
     network, checkpoint = load_model(path, model=model)
     chosen = resolve_device(device)
     chosen_precision = resolve_precision(chosen, precision)
-    predictor = Predictor(network, checkpoint.input_size, chosen, chosen_precision, threshold, compile=compile)
+    predictor = Predictor(
+        network, checkpoint.input_size, chosen, chosen_precision, threshold, compile=compile, tta=tta
+    )
     return predictor, checkpoint
+
+
+def load_ensemble(paths: Sequence[Path], **settings: Any) -> tuple[MaskPredictor, list[Checkpoint]]:
+    """The predictor of one checkpoint, or the :class:`~medico.engine.ensemble.Ensemble` of several, each loaded by
+    :func:`load_predictor` with the same ``settings`` (model, device, precision, threshold, compile, tta)."""
+    if not paths:
+        raise EvaluationError("ensemble: expected at least one checkpoint, got none")
+    check_tta(settings.get("tta", "none"))  # before loading any model
+    loaded = [load_predictor(Path(path), **settings) for path in paths]
+    predictors, checkpoints = [p for p, _ in loaded], [c for _, c in loaded]
+    return (predictors[0] if len(loaded) == 1 else Ensemble(predictors)), checkpoints
+
+
+def prediction_record(predictor: MaskPredictor, paths: Sequence[Path], checkpoints: Sequence[Checkpoint]) -> dict:
+    """How masks were predicted, for every result that holds them (evaluation, submission manifest, benchmark):
+    the test-time augmentation, the number of models averaged and each model's checkpoint, spec and input size."""
+    return {
+        "tta": predictor.tta,
+        "ensemble": len(checkpoints),
+        "members": [
+            {"checkpoint": str(path), "model": checkpoint.model_spec, "input_size": checkpoint.input_size}
+            for path, checkpoint in zip(paths, checkpoints)
+        ],
+    }
 

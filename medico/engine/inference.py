@@ -11,68 +11,22 @@ from torch import nn
 from medico.engine.contract import CONTRACT, ContractError, LogitRanges, check_output
 from medico.engine.preprocess import normalize, resize_probabilities, to_tensor
 from medico.engine.runtime import MEMORY_FORMAT, autocast, autotune_convolutions, compile_for_inference
+from medico.engine.tta import check_tta, mean_probabilities
 from medico.metrics import THRESHOLD
 
-__all__ = ["Predictor"]
+__all__ = ["MaskPredictor", "Predictor"]
 
 
-class Predictor:
-    """Wraps a model for inference on RGB uint8 images of any size.
+class MaskPredictor:
+    """Masks and probability maps at each image's own size, from probabilities at one square size: what a
+    :class:`Predictor` (one model) and an :class:`~medico.engine.ensemble.Ensemble` (several) share."""
 
-    Args:
-        model: a plugin's model (logits out).
-        input_size: the square side the model was trained at.
-        device: where to run it.
-        precision: 'fp32', 'bf16' or 'fp16' autocast.
-        threshold: probability at or above which a pixel is polyp.
-        memory_format: layout of weights and batches (channels_last by default, see medico.engine.runtime).
-        compile: compile the model for inference (:func:`medico.engine.runtime.compile_for_inference`; CUDA graphs
-            on a GPU); the first batch then takes seconds to compile, and a smaller batch later is padded to the
-            largest seen so far (the last one repeated): a new batch shape would compile again.
-        autotune: on a GPU, switch cuDNN autotuning on for the process (off only for plain baselines).
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        input_size: int,
-        device: torch.device | str = "cpu",
-        precision: str = "fp32",
-        threshold: float = THRESHOLD,
-        memory_format: torch.memory_format = MEMORY_FORMAT,
-        compile: bool = False,
-        autotune: bool = True,
-    ) -> None:
-        self.device = torch.device(device)
-        self.memory_format = memory_format
-        self.model = model.to(self.device, memory_format=memory_format).eval()
-        if autotune and self.device.type == "cuda":
-            autotune_convolutions()
-        self.compiled = compile
-        self._largest_batch = 0  # with compile: what smaller batches are padded to
-        if compile:
-            self.model = compile_for_inference(self.model, self.device)
-        self.input_size = input_size
-        self.precision = precision
-        self.threshold = threshold
-
-    @torch.inference_mode()
-    def logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """Model logits ``(B, 1, S, S)`` in float32 for a uint8 batch (:func:`medico.engine.preprocess.to_tensor`)."""
-        batch = normalize(batch.to(self.device, non_blocking=True, memory_format=self.memory_format))
-        with autocast(self.device, self.precision):
-            return check_output(self.model(batch), batch).float()
+    threshold: float
+    tta: str
 
     def small_probabilities(self, images: Sequence[np.ndarray], ranges: LogitRanges | None = None) -> np.ndarray:
-        """Probabilities ``(B, S, S)`` at the model's input size, on the CPU; ``ranges`` records the logits'."""
-        batch = to_tensor(list(images), self.input_size)
-        if self.compiled:
-            self._largest_batch = pad_to = max(self._largest_batch, len(images))
-            batch = torch.cat([batch, batch[-1:].expand(pad_to - len(images), *batch.shape[1:])])
-        logits = self.logits(batch)[: len(images)]
-        if ranges is not None:
-            ranges.add(logits)
-        return torch.sigmoid(logits)[:, 0].cpu().numpy()
+        """Probabilities ``(B, S, S)`` at one square size, on the CPU; ``ranges`` records the logits'."""
+        raise NotImplementedError
 
     def full_mask(self, small: np.ndarray, height: int, width: int) -> np.ndarray:
         """One image's mask at its own size: its small probability map resized back, then thresholded."""
@@ -102,6 +56,69 @@ class Predictor:
                 pending = []
         if pending:
             yield from self.masks(pending)
+
+
+class Predictor(MaskPredictor):
+    """Wraps a model for inference on RGB uint8 images of any size.
+
+    Args:
+        model: a plugin's model (logits out).
+        input_size: the square side the model was trained at.
+        device: where to run it.
+        precision: 'fp32', 'bf16' or 'fp16' autocast.
+        threshold: probability at or above which a pixel is polyp.
+        memory_format: layout of weights and batches (channels_last by default, see medico.engine.runtime).
+        compile: compile the model for inference (:func:`medico.engine.runtime.compile_for_inference`; CUDA graphs
+            on a GPU); the first batch then takes seconds to compile, and a smaller batch later is padded to the
+            largest seen so far (the last one repeated): a new batch shape would compile again.
+        autotune: on a GPU, switch cuDNN autotuning on for the process (off only for plain baselines).
+        tta: test-time augmentation, one of :data:`medico.engine.tta.TTA_MODES` (the mean probability over flips and
+            rotations, :func:`medico.engine.tta.mean_probabilities`).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        input_size: int,
+        device: torch.device | str = "cpu",
+        precision: str = "fp32",
+        threshold: float = THRESHOLD,
+        memory_format: torch.memory_format = MEMORY_FORMAT,
+        compile: bool = False,
+        autotune: bool = True,
+        tta: str = "none",
+    ) -> None:
+        self.device = torch.device(device)
+        self.memory_format = memory_format
+        self.model = model.to(self.device, memory_format=memory_format).eval()
+        if autotune and self.device.type == "cuda":
+            autotune_convolutions()
+        self.compiled = compile
+        self._largest_batch = 0  # with compile: what smaller batches are padded to
+        if compile:
+            self.model = compile_for_inference(self.model, self.device)
+        self.input_size = input_size
+        self.precision = precision
+        self.threshold = threshold
+        self.tta = check_tta(tta)
+
+    @torch.inference_mode()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Model logits ``(B, 1, S, S)`` in float32 for a uint8 batch (:func:`medico.engine.preprocess.to_tensor`)."""
+        batch = normalize(batch.to(self.device, non_blocking=True, memory_format=self.memory_format))
+        with autocast(self.device, self.precision):
+            return check_output(self.model(batch), batch).float()
+
+    def small_probabilities(self, images: Sequence[np.ndarray], ranges: LogitRanges | None = None) -> np.ndarray:
+        """Probabilities ``(B, S, S)`` at the model's input size, on the CPU; ``ranges`` records the logits'."""
+        batch = to_tensor(list(images), self.input_size)
+        if self.compiled:
+            self._largest_batch = pad_to = max(self._largest_batch, len(images))
+            batch = torch.cat([batch, batch[-1:].expand(pad_to - len(images), *batch.shape[1:])])
+        probabilities, logits = mean_probabilities(self.logits, batch, self.tta)
+        if ranges is not None:
+            ranges.add(torch.cat(logits, dim=1)[: len(images)])  # one row per image, over all its transforms
+        return probabilities[: len(images), 0].cpu().numpy()
 
 
 def _finite(small: np.ndarray) -> np.ndarray:

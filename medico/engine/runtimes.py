@@ -196,11 +196,13 @@ def load_predictor(
     precision: str | None = None,
     threshold: float = THRESHOLD,
     compile: bool = False,
+    tta: str = "none",
 ) -> Predictor:
     """A predictor for a checkpoint (run by torch or, exported on the fly, by ONNX Runtime) or an ONNX file.
 
     ``model`` is the spec the user trusts to build a checkpoint with (see
-    :func:`medico.runs.checkpoint.load_checkpoint`); ``compile`` is torch's (see :class:`Predictor`).
+    :func:`medico.runs.checkpoint.load_checkpoint`); ``compile`` is torch's and ``tta`` the test-time augmentation
+    (see :class:`Predictor`).
     """
     check_threshold(threshold)
     onnx_file = is_onnx_file(path)
@@ -218,4 +220,6 @@ def load_predictor(
         network, checkpoint = load_model(path, model=model)
         size = checkpoint.input_size
         network = runtime_model(network, size, runtime)
-    return Predictor(network, size, chosen, chosen_precision, threshold, runtime_layout(runtime), compile=compile)
+    return Predictor(
+        network, size, chosen, chosen_precision, threshold, runtime_layout(runtime), compile=compile, tta=tta
+    )

@@ -96,6 +96,16 @@ def _paper_columns() -> list[Column]:
     return [_score("smeasure", "S"), _score("mean_em", "meanEm"), _score("wfm", "wFm"), *lower]
 
 
+def _model_text(row: Ranked) -> str:
+    """The model, with how it predicted where that is more than one model without test-time augmentation:
+    ``attunet (tta flip, ensemble of 3)``."""
+    entry = row.entry
+    how = ([f"tta {entry.tta}"] if entry.tta != "none" else []) + (
+        [f"ensemble of {entry.ensemble}"] if entry.ensemble > 1 else []
+    )
+    return f"{_text(entry.model)} ({', '.join(how)})" if how else _text(entry.model)
+
+
 def display_columns(task: str, intervals: bool = False, paper: bool = False) -> list[Column]:
     """rank, team, run, model, the scores (FPS first for the efficiency task, the precision it was measured at beside
     it), device, date; ``intervals`` shows mIoU and Dice with their 95% bootstrap interval where an entry has one;
@@ -115,7 +125,7 @@ def display_columns(task: str, intervals: bool = False, paper: bool = False) -> 
         Column("rank", lambda row: row.rank, numeric=True),
         Column("team", lambda row: row.entry.team),
         Column("run", lambda row: row.entry.run, numeric=True),
-        Column("model", lambda row: row.entry.model),
+        Column("model", lambda row: row.entry.model, row_text=_model_text),
         *measures,
         Column("device", lambda row: row.entry.fps_device),
         Column("date", lambda row: (row.entry.created or "")[:10], secondary=True),

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
 
+from medico.engine.tta import TTA_MODES
 from medico.leaderboard.errors import LeaderboardError
 from medico.leaderboard.participant import MAX_TEAM_NAME, MAX_TEXT, check_run_number, check_team_name, plain_text
 
@@ -54,7 +55,9 @@ class Entry:
     images (:mod:`medico.stats.per_image`). ``smeasure`` ... ``hd95`` are the means of :data:`PAPER_SCORES` where
     they were scored (``--paper-metrics``); HD95 in pixels, the others fractions. ``sha256`` identifies what was
     scored (archive or checkpoint): the store keeps one entry per (sha256, task, split). ``fps_kind`` is ``"model"``
-    (forward only) or ``"end-to-end"``.
+    (forward only) or ``"end-to-end"``. ``tta`` is the test-time augmentation the masks were predicted with
+    (:data:`medico.engine.tta.TTA_MODES`) and ``ensemble`` the number of models whose probabilities were averaged (1:
+    a single model).
     ``id`` is the store's row id (None until stored, and for published rows read from ``reported.csv``).
 
     Every entry passes one gate for participant text when it is made (:mod:`medico.leaderboard.participant`): a new
@@ -102,6 +105,8 @@ class Entry:
     created: str | None = None
     note: str = ""
     citation: str = ""
+    tta: str = "none"
+    ensemble: int = 1
     id: int | None = None
 
     @classmethod
@@ -186,6 +191,10 @@ def check_entry(entry: Entry) -> None:
         if value is not None and not (math.isfinite(value) and 0.0 <= value <= high):
             expected = "a distance of 0 pixels or more" if name == "hd95" else f"a value in [0, {high:g}]"
             raise LeaderboardError(f"entry {name}: expected {expected}, got {value!r}")
+    if entry.tta not in TTA_MODES:
+        raise LeaderboardError(f"entry tta: expected one of {', '.join(TTA_MODES)}, got {entry.tta!r}")
+    if isinstance(entry.ensemble, bool) or not isinstance(entry.ensemble, int) or not 1 <= entry.ensemble <= 2**31:
+        raise LeaderboardError(f"entry ensemble: expected a number of models from 1, got {entry.ensemble!r}")
     if entry.run is not None:
         check_run_number(entry.run, "entry run")
     if entry.fps is not None and not (math.isfinite(entry.fps) and entry.fps > 0):

@@ -85,6 +85,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE entries ADD COLUMN mae REAL;
     ALTER TABLE entries ADD COLUMN hd95 REAL;
     """,
+    # 7: how the masks were predicted: test-time augmentation and the number of models averaged (older rows: one
+    # model, no augmentation, as every medico before this one predicted).
+    """
+    ALTER TABLE entries ADD COLUMN tta TEXT NOT NULL DEFAULT 'none';
+    ALTER TABLE entries ADD COLUMN ensemble INTEGER NOT NULL DEFAULT 1;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -12,7 +12,7 @@ another split are used only when asked for with ``--data``/``--split``, and then
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,7 @@ from medico.runs.folder import RunFolder
 if TYPE_CHECKING:  # reading a record (medico compare) needs no torch
     from medico.runs.checkpoint import Checkpoint
 
-__all__ = ["ALL_IMAGES", "OWN_SPLIT", "DataRecord", "OtherDataError", "RunData", "run_data"]
+__all__ = ["ALL_IMAGES", "OWN_SPLIT", "DataRecord", "OtherDataError", "RunData", "ensemble_data", "run_data"]
 
 OWN_SPLIT = "val"
 """The ``--split`` value meaning the run's own split (its recorded validation names)."""
@@ -203,6 +203,36 @@ def run_data(
     if same_data and chosen.digest == record.split.digest:
         return RunData(dataset, chosen)
     return RunData(dataset, chosen, _other(source, record, dataset, chosen))
+
+
+def ensemble_data(
+    paths: Sequence[Path],
+    checkpoints: Sequence[Checkpoint],
+    *,
+    data: str | Path | None = None,
+    split: str | None = None,
+) -> RunData:
+    """The data an ensemble of ``checkpoints`` (from ``paths``) is scored on: :func:`run_data` of each member, which
+    must all be the same images of the same dataset; ``other`` says how any member's record differs from them.
+
+    Raises:
+        OtherDataError: members validated on different images (folds of a sweep, runs of other splits), unless
+            ``data``/``split`` choose images for all of them; and :func:`run_data`'s errors, naming the member.
+    """
+    chosen = [
+        run_data(checkpoint, RunFolder.containing(path), source=f"checkpoint {path}", data=data, split=split)
+        for path, checkpoint in zip(paths, checkpoints)
+    ]
+    first = chosen[0]
+    for path, each in zip(paths[1:], chosen[1:]):
+        if each.dataset.fingerprint() != first.dataset.fingerprint() or each.split.val != first.split.val:
+            raise OtherDataError(
+                f"ensemble: {paths[0]} is validated on {len(first.split.val)} images of split {first.split.name} but "
+                f"{path} on {len(each.split.val)} of split {each.split.name}; pass --split (and --data) to score "
+                "every member on the same images"
+            )
+    others = [each.other for each in chosen if each.other is not None]
+    return RunData(first.dataset, first.split, "; ".join(dict.fromkeys(others)) if others else None)
 
 
 def _recorded_split(record: DataRecord, dataset: PolypDataset, config: Mapping[str, Any], source: str) -> Split:

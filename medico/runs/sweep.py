@@ -24,7 +24,8 @@ from medico.errors import MedicoError
 from medico.files import write_atomic
 from medico.runs.config import ConfigError, RunOptions, check_setting
 from medico.runs.experiment import RunOutcome, RunPlan, plan_run
-from medico.runs.folder import create_numbered_folder, runs_root
+from medico.runs.folder import create_numbered_folder
+from medico.runs.members import sweeps_root
 from medico.runs.record import write_json
 from medico.stats.per_image import CONFIDENCE, RESAMPLES, describe, std
 
@@ -218,7 +219,7 @@ def write_sweep(
     summary: SweepSummary, model: str, *, folds: int | None, seeds: Sequence[int] | None, root: Path | None = None
 ) -> Path:
     """A new sweep folder ``runs/sweeps/<n>-<model>/`` holding ``summary.json`` and ``per_image.csv``."""
-    folder = create_numbered_folder((runs_root() if root is None else Path(root)) / "sweeps", model)
+    folder = create_numbered_folder(sweeps_root(root), model)
     record = {
         "sweep": folder.name,
         "model": model,

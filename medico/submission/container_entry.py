@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     # auto: bf16 where the device computes it natively (medico.engine.runtime), as task 2 is about speed.
     parser.add_argument("--precision", default=os.environ.get("MEDICO_PRECISION", "auto"))
     parser.add_argument("--runtime", default=os.environ.get("MEDICO_RUNTIME", "auto"))
+    parser.add_argument("--tta", default=os.environ.get("MEDICO_TTA", "none"))  # medico.engine.tta.TTA_MODES
     args = parser.parse_args(argv)
 
     from medico.errors import MedicoError
@@ -50,7 +51,9 @@ def _segment(args: argparse.Namespace) -> int:
     from medico.engine.runtimes import load_predictor
     from medico.submission.writer import mask_png
 
-    predictor = load_predictor(args.weights, runtime=args.runtime, device=args.device, precision=args.precision)
+    predictor = load_predictor(
+        args.weights, runtime=args.runtime, device=args.device, precision=args.precision, tta=args.tta
+    )
     predictor.masks([np.zeros((predictor.input_size, predictor.input_size, 3), np.uint8)])  # warm-up, untimed
     args.output.mkdir(parents=True, exist_ok=True)
     images = list_images(args.input)

@@ -30,6 +30,7 @@ from medico import __version__
 from medico.download import file_sha256
 from medico.engine.export import export_checkpoint, real_frames
 from medico.engine.graphs import EXTRA, require
+from medico.engine.tta import check_tta
 from medico.errors import MedicoError
 from medico.files import check_target
 from medico.plugins import BUILT_IN, get_plugin
@@ -65,9 +66,10 @@ def image_tag(team: str, run: int) -> str:
     return f"{spelled}-{hashlib.sha256(team.encode('utf-8')).hexdigest()[:8]}-task2-run{run}"
 
 
-def dockerfile(team: str, run: int, weights_sha256: str, weights: str = CHECKPOINT) -> str:
+def dockerfile(team: str, run: int, weights_sha256: str, weights: str = CHECKPOINT, tta: str = "none") -> str:
     """The Dockerfile text of the build context (explained in its comments), for a ``team`` that :func:`team_dir` has
-    checked, built as :func:`image_tag`; ``weights`` is the checkpoint or, for a plugin's model, :data:`EXPORTED`."""
+    checked, built as :func:`image_tag`; ``weights`` is the checkpoint or, for a plugin's model, :data:`EXPORTED`;
+    ``tta`` is the container's test-time augmentation (:mod:`medico.engine.tta`)."""
     tag = image_tag(team, run)
     if weights == EXPORTED:
         what = "the model exported to ONNX (it needs no plugin code; ONNX Runtime runs it on the CPU)"
@@ -90,7 +92,8 @@ RUN pip install --no-cache-dir /opt/medico-src
 COPY weights/{weights} /weights/{weights}
 COPY medico_entry.py /app/medico_entry.py
 
-ENV MEDICO_INPUT=/medico2020 MEDICO_OUTPUT=/mask MEDICO_WEIGHTS=/weights/{weights} PYTHONUNBUFFERED=1
+ENV MEDICO_INPUT=/medico2020 MEDICO_OUTPUT=/mask MEDICO_WEIGHTS=/weights/{weights} MEDICO_TTA={check_tta(tta)} \\
+    PYTHONUNBUFFERED=1
 WORKDIR /app
 CMD ["python", "/app/medico_entry.py"]
 """
@@ -115,7 +118,9 @@ def _pyproject(extras: tuple[str, ...] = ()) -> str:
     )
 
 
-def _write_context(folder: Path, checkpoint: Checkpoint, team: str, run: int, export: _Export | None) -> str:
+def _write_context(
+    folder: Path, checkpoint: Checkpoint, team: str, run: int, export: _Export | None, tta: str
+) -> str:
     """Fill ``folder`` with the build context; returns the SHA-256 of the copied weights. With ``export`` (a plugin's
     checkpoint file, the spec trusted to build it and the frames to check it on) the model goes as ONNX."""
     (folder / "weights").mkdir()
@@ -134,7 +139,7 @@ def _write_context(folder: Path, checkpoint: Checkpoint, team: str, run: int, ex
     extras = (EXTRA,) if export is not None else ()
     (source_dir / "pyproject.toml").write_text(_pyproject(extras), encoding="utf-8")
     shutil.copyfile(ENTRY_SCRIPT, folder / "medico_entry.py")
-    (folder / "Dockerfile").write_text(dockerfile(team, run, digest, weights.name), encoding="utf-8")
+    (folder / "Dockerfile").write_text(dockerfile(team, run, digest, weights.name, tta), encoding="utf-8")
     return digest
 
 
@@ -148,19 +153,22 @@ def write_task2(
     force: bool = False,
     model: str | None = None,
     images: Path | None = None,
+    tta: str = "none",
 ) -> SubmissionFiles:
     """Write the Docker build context ``root/TEAM/TEAM_task2_runN/`` and ``TEAM_task2_runN.json`` beside it.
 
     ``model`` is the spec the user trusts to build the checkpoint with (see
     :func:`medico.runs.checkpoint.load_checkpoint`). A model that is not built in is exported to ONNX, checked on
     the first frames of ``images`` (default: its run's validation images, see
-    :func:`medico.engine.export.real_frames`).
+    :func:`medico.engine.export.real_frames`). ``tta`` is the container's test-time augmentation (its
+    ``MEDICO_TTA``), recorded in the manifest.
 
     Raises:
         MedicoError: the run number rules refuse the run, or a plugin's model cannot be exported (ONNX missing,
             no frames to check it on, masks that disagree with the eager model's).
     """
     folder = team_dir(root, team)
+    check_tta(tta)
     number = choose_run(folder, team, "efficiency", run, max_runs, force)
     spec = load_checkpoint(checkpoint, model=model)
     export: _Export | None = None
@@ -174,7 +182,7 @@ def write_task2(
     staging = Path(tempfile.mkdtemp(prefix=f".{base}.", dir=folder))
     staging.chmod(0o755)  # mkdtemp makes it private; the context is meant to be shared with docker build
     try:
-        digest = _write_context(staging, spec, team, number, export)
+        digest = _write_context(staging, spec, team, number, export, tta)
         if destination.exists():  # only reached with --force (choose_run refuses otherwise)
             shutil.rmtree(destination)
         os.replace(staging, destination)
@@ -189,6 +197,8 @@ def write_task2(
         checkpoint=checkpoint,
         spec=spec,
         replace=force,
+        tta=tta,
+        ensemble=1,
         context=destination.name,
         base_image=BASE_IMAGE,
         weights_sha256=digest,

@@ -31,6 +31,7 @@ from medico.data.io import list_images
 from medico.data.masks import read_mask
 from medico.download import file_sha256
 from medico.engine.evaluation import EvaluationResult
+from medico.engine.tta import TTA_MODES
 from medico.errors import MedicoError, some
 from medico.files import atomic_path
 from medico.leaderboard import Entry, LeaderboardStore
@@ -43,6 +44,8 @@ from medico.submission.validator import InvalidSubmissionError, ValidationReport
 __all__ = ["ScoreResult", "Truth", "score_archive"]
 
 _MAX_MANIFEST_BYTES = 2**20
+_MAX_ENSEMBLE = 10_000
+"""The most models a manifest may say it averaged; a larger count is not taken from it."""
 _NO_LINKS = getattr(os, "O_NOFOLLOW", 0)
 
 
@@ -65,28 +68,38 @@ class ScoreResult:
     report: ValidationReport
 
 
-def _manifest_model(archive: Path) -> str:
-    """The model named in the participant's manifest beside the archive, or "submission" without a readable one.
+def _manifest_fields(archive: Path) -> dict[str, Any]:
+    """What the participant's manifest beside the archive says of the entry: the model ("submission" without a
+    readable one), the test-time augmentation and the ensemble size (none and 1 unless it states valid ones).
 
     The manifest is participant text: only a regular file is read, never a link (which could lead to any of the
     organiser's files) nor a pipe or device (which could block), at most :data:`_MAX_MANIFEST_BYTES` of it, and only
-    its ``model`` string is kept, as it is (the leaderboard entry neutralises what it shows).
+    its ``model`` string (as it is: the leaderboard entry neutralises what it shows), a ``tta`` among
+    :data:`~medico.engine.tta.TTA_MODES` and a positive ``ensemble`` count are kept.
     """
+    fields: dict[str, Any] = {"model": "submission", "tta": "none", "ensemble": 1}
     try:
         fd = os.open(archive.with_suffix(".json"), os.O_RDONLY | _NO_LINKS | getattr(os, "O_NONBLOCK", 0))
     except OSError:
-        return "submission"
+        return fields
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return "submission"
+            return fields
         data = handle.read(_MAX_MANIFEST_BYTES + 1)
     if len(data) > _MAX_MANIFEST_BYTES:
-        return "submission"
+        return fields
     try:
-        model = json.loads(data.decode("utf-8-sig")).get("model")
+        manifest = json.loads(data.decode("utf-8-sig"))
+        model, tta, ensemble = (manifest.get(key) for key in ("model", "tta", "ensemble"))
     except (ValueError, AttributeError, RecursionError):  # not UTF-8, not JSON, not an object, nested too deep
-        return "submission"
-    return model if isinstance(model, str) and model else "submission"
+        return fields
+    if isinstance(model, str) and model:
+        fields["model"] = model
+    if isinstance(tta, str) and tta in TTA_MODES:
+        fields["tta"] = tta
+    if isinstance(ensemble, int) and not isinstance(ensemble, bool) and 1 <= ensemble <= _MAX_ENSEMBLE:
+        fields["ensemble"] = ensemble
+    return fields
 
 
 @dataclass(frozen=True)
@@ -181,7 +194,7 @@ def score_archive(
     entry = Entry.from_evaluation(
         evaluation,
         team=team,
-        model=_manifest_model(archive),
+        **_manifest_fields(archive),
         split="test",
         source="submission",
         run=run,

@@ -23,12 +23,11 @@ from PIL import Image
 from medico import __version__
 from medico.data.io import read_rgb
 from medico.download import file_sha256
-from medico.engine.inference import Predictor
+from medico.engine.evaluation import load_ensemble, prediction_record
 from medico.errors import MedicoError
 from medico.files import check_target, write_atomic
-from medico.metrics import THRESHOLD
 from medico.plugins import get_plugin
-from medico.runs.checkpoint import Checkpoint, load_model
+from medico.runs.checkpoint import Checkpoint
 from medico.submission.names import MAX_RUNS, Task, choose_run, run_name, team_dir
 
 __all__ = ["SubmissionFiles", "mask_png", "write_manifest", "write_mask_archive", "write_task1"]
@@ -125,7 +124,7 @@ def _check_stems(images: Sequence[Path]) -> None:
 
 
 def write_task1(
-    checkpoint: Path,
+    checkpoint: Path | Sequence[Path],
     images: Sequence[Path],
     root: Path,
     team: str,
@@ -138,11 +137,13 @@ def write_task1(
     batch_size: int = 4,
     progress: Callable[[Path], None] | None = None,
     model: str | None = None,
+    tta: str = "none",
 ) -> SubmissionFiles:
     """Predict ``images`` with ``checkpoint`` and write ``root/TEAM/TEAM_task1_runN.zip`` and its ``.json``.
 
     Args:
-        checkpoint: a medico checkpoint file.
+        checkpoint: a medico checkpoint file, or several: the mean of their probabilities (an ensemble, whose
+            members the manifest lists; its ``model`` and ``checkpoint`` are the first member's).
         images: the test images; their stems name the masks and must be unique.
         root: the submissions folder.
         team: the team name (checked: a name, never a path).
@@ -152,7 +153,9 @@ def write_task1(
         progress: called with each image's path once its mask is predicted.
         model: the model spec the user trusts to build the checkpoint with (``--model``; see
             :func:`medico.runs.checkpoint.load_checkpoint`).
+        tta: test-time augmentation (:mod:`medico.engine.tta`), recorded in the manifest.
     """
+    paths = [Path(checkpoint)] if isinstance(checkpoint, str | Path) else [Path(p) for p in checkpoint]
     folder = team_dir(root, team)
     _check_stems(images)
     number = choose_run(folder, team, "segmentation", run, max_runs, force)
@@ -160,8 +163,10 @@ def write_task1(
     archive, manifest_path = folder / f"{base}.zip", folder / f"{base}.json"
     for target in (archive, manifest_path):
         check_target(target, replace=force)  # refused now, not after predicting every image
-    network, spec = load_model(checkpoint, model=model)
-    predictor = Predictor(network, spec.input_size, device=device, precision=precision, threshold=THRESHOLD)
+    predictor, specs = load_ensemble(paths, model=model, device=str(device), precision=precision, tta=tta)
+    prediction = prediction_record(predictor, paths, specs)
+    for member, path in zip(prediction["members"], paths):
+        member["checkpoint_sha256"] = file_sha256(path)
 
     def named_masks() -> Iterable[tuple[str, np.ndarray]]:
         for path, mask in zip(images, predictor.predict_all((read_rgb(p) for p in images), batch_size)):
@@ -176,9 +181,10 @@ def write_task1(
         team=team,
         task="segmentation",
         run=number,
-        checkpoint=checkpoint,
-        spec=spec,
+        checkpoint=paths[0],
+        spec=specs[0],
         replace=force,
+        **prediction,
         archive=archive.name,
         archive_sha256=digest,
         archive_bytes=archive.stat().st_size,
