@@ -39,7 +39,7 @@ from medico.metrics import METRIC_POLICY, confusion_counts
 from medico.submission.names import run_in_name
 from medico.submission.validator import InvalidSubmissionError, ValidationReport, image_sizes, validate_archive
 
-__all__ = ["ScoreResult", "Truth", "score_archive"]
+__all__ = ["ScoreResult", "Truth", "score_archive", "score_masks"]
 
 _MAX_MANIFEST_BYTES = 2**20
 _NO_LINKS = getattr(os, "O_NOFOLLOW", 0)
@@ -123,6 +123,30 @@ class Truth:
         return cls(paths, sizes, digest.hexdigest())
 
 
+def score_masks(archive: Path, reference: Truth) -> tuple[EvaluationResult, ValidationReport]:
+    """Validate ``archive`` against ``reference`` and score each of its masks (read in memory, one at a time).
+
+    Returns:
+        the per-image scores (in name order) with their summary, and the validation report.
+
+    Raises:
+        InvalidSubmissionError: the archive breaks a rule; ``error.report`` lists the problems.
+    """
+    counts: dict[str, torch.Tensor] = {}
+
+    def score(stem: str, mask: np.ndarray) -> None:
+        counts[stem] = confusion_counts(torch.from_numpy(mask), torch.from_numpy(read_mask(reference.paths[stem])))
+
+    expected = reference.sizes
+    report = validate_archive(archive, expected, on_mask=score)
+    if not report.ok:
+        raise InvalidSubmissionError(report)
+    names = sorted(counts)
+    heights_widths = [(expected[n][1], expected[n][0]) for n in names]
+    stacked = torch.stack([counts[n] for n in names])
+    return EvaluationResult.from_counts(names, heights_widths, stacked, METRIC_POLICY), report
+
+
 def score_archive(
     archive: Path,
     truth: Path,
@@ -153,19 +177,7 @@ def score_archive(
     elif (named := run_in_name(archive.stem, "segmentation")) is not None:
         run = check_run_number(named, f"archive {archive.name}: run")
     reference = Truth.read(Path(truth), names)
-    counts: dict[str, torch.Tensor] = {}
-
-    def score(stem: str, mask: np.ndarray) -> None:
-        counts[stem] = confusion_counts(torch.from_numpy(mask), torch.from_numpy(read_mask(reference.paths[stem])))
-
-    expected = reference.sizes
-    report = validate_archive(archive, expected, on_mask=score)
-    if not report.ok:
-        raise InvalidSubmissionError(report)
-    names = sorted(counts)
-    heights_widths = [(expected[n][1], expected[n][0]) for n in names]
-    stacked = torch.stack([counts[n] for n in names])
-    evaluation = EvaluationResult.from_counts(names, heights_widths, stacked, METRIC_POLICY)
+    evaluation, report = score_masks(archive, reference)
     entry = Entry.from_evaluation(
         evaluation,
         team=team,
@@ -175,7 +187,7 @@ def score_archive(
         run=run,
         sha256=file_sha256(archive),
         dataset_fingerprint=reference.fingerprint,
-        dataset=f"truth {Path(truth).resolve().name} {reference.fingerprint[:8]}, {len(expected)} images",
+        dataset=f"truth {Path(truth).resolve().name} {reference.fingerprint[:8]}, {len(reference.sizes)} images",
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         note=f"archive {archive.name}",
     )
