@@ -45,6 +45,8 @@ COMMANDS: dict[str, str] = {
     "score": "medico.commands.score:score",
     "leaderboard": "medico.commands.leaderboard:leaderboard",
     "data": "medico.commands.data:app",
+    "challenge": "medico.commands.challenge:app",
+    "serve": "medico.commands.serve:serve",
 }
 """Each command's name and where it lives: a function (one command) or a typer app (a group, ``medico data``)."""
 
