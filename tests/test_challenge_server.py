@@ -141,6 +141,14 @@ def test_hostile_archives_go_through_the_validator_and_write_nothing(hosted: Hos
     assert sorted(p.name for p in hosted.challenge.uploads.iterdir()) == ["1.zip"]
 
 
+def test_an_empty_upload_is_refused_and_not_counted(hosted: Hosted) -> None:
+    client = hosted.client()
+    answer = client.post("/api/submissions", content=b"", headers=bearer(hosted.tokens["alpha"]))
+    assert answer.status_code == 400 and "empty" in answer.json()["error"]
+    assert client.get("/api/submissions", headers=bearer(hosted.tokens["alpha"])).json()["left_total"] == 5
+    assert not list(hosted.challenge.uploads.iterdir())
+
+
 def test_client_file_names_never_become_paths(hosted: Hosted, tmp_path: Path) -> None:
     client = hosted.client()
     hostile = {"Content-Disposition": 'attachment; filename="../../../planted.zip"', "X-Filename": "../planted.zip"}
@@ -467,7 +475,9 @@ def test_the_leaderboard_json_is_plain_json(hosted: Hosted) -> None:
 def test_medico_serve_scores_uploads_in_its_worker_process(hosted: Hosted, tmp_path: Path) -> None:
     port = free_port()
     command = [sys.executable, "-m", "medico", "serve", str(hosted.challenge.folder), "--port", str(port)]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             _wait_for(lambda: client.get("/").status_code == 200)
@@ -477,9 +487,10 @@ def test_medico_serve_scores_uploads_in_its_worker_process(hosted: Hosted, tmp_p
             _wait_for(lambda: client.get("/api/submissions/1", headers=mine).json()["state"] == "scored")
             assert client.get("/api/leaderboard").json()["rows"][0]["team"] == "alpha"
     finally:
-        server.send_signal(signal.SIGINT)
+        os.killpg(server.pid, signal.SIGINT)  # as Ctrl+C in its terminal: the server and its worker both get it
         log = server.communicate(timeout=60)[0]
     assert server.returncode == 0, log
+    assert "Traceback" not in log and "Application shutdown complete" in log
     assert "submission 1: scored" in log and "Uvicorn running on http://127.0.0.1:" in log
     assert hosted.tokens["alpha"] not in log and PARTIAL_IOU not in log
 

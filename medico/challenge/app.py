@@ -126,6 +126,9 @@ def create_app(
             return _too_large(settings.max_upload_bytes)
         except ClientDisconnect:
             return _error(400, "the upload was interrupted")
+        if upload.size == 0:
+            upload.path.unlink()
+            return _error(400, "the upload is empty: send the task 1 zip as the request body")
         try:
             received = await run_in_threadpool(add_submission, challenge, team, upload.path, upload.sha256, now)
         except LimitReachedError as error:

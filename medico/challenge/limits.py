@@ -1,7 +1,8 @@
 """How many archives a team may still upload: at most ``max_per_day`` per UTC day and ``max_total`` in all.
 
 Every stored upload counts, valid or not (validate locally first with ``medico validate``); the same archive sent
-again is answered with its first submission and counts once. The count is taken inside the transaction that adds the
+again is answered with its first submission and counts once (while the team has uploads left: one with none left is
+refused before its body is read). The count is taken inside the transaction that adds the
 upload (``BEGIN IMMEDIATE``), so concurrent uploads can never exceed a limit.
 """
 

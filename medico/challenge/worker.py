@@ -8,9 +8,10 @@ the organiser starts a new round (``medico challenge rescore``). Its log names s
 from __future__ import annotations
 
 import logging
-import threading
+import signal
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Protocol
 
 from medico.challenge.folder import Challenge
 from medico.challenge.queue import Outcome, claim_next, partition, record_outcome, release, requeue_abandoned
@@ -18,11 +19,19 @@ from medico.challenge.settings import ChallengeError
 from medico.errors import MedicoError
 from medico.files import process_alive
 
-__all__ = ["SERVER_FAULT", "TruthChangedError", "drain", "run_worker", "score_next"]
+__all__ = ["SERVER_FAULT", "Stop", "TruthChangedError", "drain", "run_worker", "score_next"]
 
 SERVER_FAULT = "the server could not score this archive (its fault, not the archive's); the organiser has been told"
 
 log = logging.getLogger("medico.challenge.worker")
+
+
+class Stop(Protocol):
+    """What tells the worker to stop (a :class:`multiprocessing.Event`, or a :class:`threading.Event` in tests)."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
 
 
 class TruthChangedError(ChallengeError):
@@ -71,9 +80,12 @@ def drain(challenge: Challenge) -> int:
     return done
 
 
-def run_worker(folder: Path, stop: threading.Event, poll: float = 0.25) -> None:
+def run_worker(folder: Path, stop: Stop, poll: float = 0.25) -> None:
     """Score the challenge's queue in ``folder`` until ``stop`` is set, looking for new submissions every ``poll``
-    seconds; submissions left ``scoring`` by a worker that died are queued again first."""
+    seconds; submissions left ``scoring`` by a worker that died are queued again first. Ctrl+C in the terminal
+    reaches the server, which sets ``stop``: the worker ignores the interrupt, so it never stops halfway through a
+    record."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     challenge = Challenge.open(folder)
     requeue_abandoned(challenge, process_alive)
