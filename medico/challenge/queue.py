@@ -68,6 +68,9 @@ def claim_next(challenge: Challenge, worker: int | None = None) -> Claim | None:
     """Take the oldest queued submission for scoring, for process ``worker`` (default this one); None when the queue
     is empty."""
     worker = os.getpid() if worker is None else worker
+    with challenge.database.read() as connection:  # an idle worker asks often: only a read, no write lock
+        if connection.execute("SELECT 1 FROM submissions WHERE state = 'queued' LIMIT 1").fetchone() is None:
+            return None
     with challenge.database.write() as connection:
         row = connection.execute("SELECT id FROM submissions WHERE state = 'queued' ORDER BY id LIMIT 1").fetchone()
         if row is None:
