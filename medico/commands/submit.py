@@ -14,6 +14,7 @@ from medico.console import console, err_console, task_progress
 from medico.data.io import list_images
 from medico.data.synthetic import synthetic_test_images
 from medico.engine.runtime import PRECISIONS, resolve_device
+from medico.errors import MedicoError
 from medico.runs.folder import resolve_checkpoint
 from medico.submission import MAX_RUNS, SubmissionFiles, write_task1, write_task2
 from medico.weights import cache_dir
@@ -68,8 +69,18 @@ def submit(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (task 1 prediction).")] = "auto",
     precision: Annotated[str, typer.Option(help=f"Task 1 prediction precision: {', '.join(PRECISIONS)}.")] = "fp32",
     model: TrustedModel = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="A hosted challenge's address: upload the task 1 archive there.")
+    ] = None,
+    token_file: Annotated[Path | None, typer.Option(help="With --to: the file holding your team's token.")] = None,
 ) -> None:
-    """Write a submission: the task 1 masks archive (TEAM_task1_runN.zip) or the task 2 Docker build context."""
+    """Write a submission: the task 1 masks archive (TEAM_task1_runN.zip) or the task 2 Docker build context.
+
+    With --to and --token-file, the task 1 archive is then uploaded to a hosted challenge (medico serve), and its
+    score and the team's public rank printed once the server has scored it.
+    """
+    if (to is None) != (token_file is None) or (to is not None and task != "segmentation"):
+        raise MedicoError("--to and --token-file go together, and upload a task 1 (segmentation) archive")
     weights = resolve_checkpoint(checkpoint)
     if task == "efficiency":
         if images is not None:
@@ -93,3 +104,7 @@ def submit(
             model=model,
         )
     _print_summary(files)
+    if to is not None and token_file is not None:
+        from medico.commands.status import upload_and_wait
+
+        upload_and_wait(to, token_file, files.path)
