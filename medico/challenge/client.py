@@ -88,7 +88,7 @@ class ChallengeClient:
             headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json", **(headers or {})},
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310 (scheme checked)
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # http(s) only: checked when made
                 return json.loads(answer.read())
         except urllib.error.HTTPError as error:
             raise ClientError(f"{self.url}{path}: {error.code} {_reason(error)}") from None
