@@ -194,8 +194,9 @@ def test_another_teams_submission_is_404_like_a_missing_one(hosted: Hosted, tmp_
     drain(hosted.challenge)
     theirs = client.get("/api/submissions/1", headers=bearer(hosted.tokens["beta"]))
     missing = client.get("/api/submissions/99", headers=bearer(hosted.tokens["beta"]))
-    assert theirs.status_code == missing.status_code == 404
-    assert theirs.json() == missing.json()
+    absurd = client.get(f"/api/submissions/{10**30}", headers=bearer(hosted.tokens["beta"]))
+    assert theirs.status_code == missing.status_code == absurd.status_code == 404
+    assert theirs.json() == missing.json() == absurd.json()
     assert client.get("/api/submissions", headers=bearer(hosted.tokens["beta"])).json()["submissions"] == []
     assert client.post("/api/submissions/1/select", headers=bearer(hosted.tokens["beta"])).status_code == 404
 

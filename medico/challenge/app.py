@@ -40,6 +40,7 @@ from medico.challenge.submissions import (
 from medico.challenge.teams import Team, authenticate
 from medico.challenge.uploads import TooLargeError, receive_upload
 from medico.challenge.worker import run_worker
+from medico.leaderboard.participant import MAX_RUN_NUMBER
 
 __all__ = ["create_app"]
 
@@ -151,7 +152,8 @@ def create_app(
         team = await caller(request)
         if team is None:
             return unauthorised()
-        found = await run_in_threadpool(team_submission, challenge, team, request.path_params["id"], phase())
+        number = _submission_number(request)
+        found = None if number is None else await run_in_threadpool(team_submission, challenge, team, number, phase())
         return _not_found() if found is None else JSONResponse(found)
 
     async def select(request: Request) -> Response:
@@ -160,8 +162,9 @@ def create_app(
             return unauthorised()
         if phase() == "closed":
             return _error(409, "the challenge is closed: selections are final")
-        chosen = await run_in_threadpool(select_submission, challenge, team, request.path_params["id"])
-        return JSONResponse({"selected": request.path_params["id"]}) if chosen else _not_found()
+        number = _submission_number(request)
+        chosen = number is not None and await run_in_threadpool(select_submission, challenge, team, number)
+        return JSONResponse({"selected": number}) if chosen else _not_found()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -190,6 +193,12 @@ def create_app(
         Route("/api/submissions/{id:int}/select", select, methods=["POST"]),
     ]
     return _SafeHeaders(Starlette(routes=routes, lifespan=lifespan))
+
+
+def _submission_number(request: Request) -> int | None:
+    """The submission id in the path; None for one no submission can have (past SQLite's largest integer)."""
+    number = request.path_params["id"]
+    return number if number <= MAX_RUN_NUMBER else None
 
 
 def _not_found() -> JSONResponse:
