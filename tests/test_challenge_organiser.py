@@ -232,3 +232,26 @@ def test_a_database_from_a_newer_medico_is_refused(tmp_path: Path) -> None:
 def test_settings_are_checked_when_made() -> None:
     with pytest.raises(ChallengeError, match="--name"):
         Settings(name="  ", truth=Path("t"), images=Path("i"))
+
+
+def test_submissions_left_scoring_by_a_dead_worker_are_queued_again(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from medico.challenge.queue import claim_next, requeue_abandoned
+    from medico.challenge.submissions import add_submission
+    from medico.challenge.teams import Team, add_team
+    from medico.files import process_alive
+
+    challenge = make_challenge(tmp_path)
+    add_team(challenge, "alpha", NOW)
+    for index in range(2):
+        upload = perfect_archive(challenge.uploads / f"incoming{index}.zip")
+        add_submission(challenge, Team(1, "alpha"), upload, str(index) * 64, NOW)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    claim_next(challenge, worker=int(gone.stdout))  # its worker died while scoring it
+    claim_next(challenge)  # this process: still scoring it
+    assert requeue_abandoned(challenge, process_alive) == 1
+    with challenge.database.read() as connection:
+        states = [row[0] for row in connection.execute("SELECT state FROM submissions ORDER BY id")]
+    assert states == ["queued", "scoring"]

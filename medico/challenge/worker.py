@@ -27,7 +27,7 @@ log = logging.getLogger("medico.challenge.worker")
 
 
 class Stop(Protocol):
-    """What tells the worker to stop (a :class:`multiprocessing.Event`, or a :class:`threading.Event` in tests)."""
+    """What tells the worker to stop (a :class:`multiprocessing.Event` or a :class:`threading.Event`)."""
 
     def is_set(self) -> bool: ...
 
