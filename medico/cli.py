@@ -46,6 +46,9 @@ COMMANDS: dict[str, str] = {
     "score": "medico.commands.score:score",
     "leaderboard": "medico.commands.leaderboard:leaderboard",
     "data": "medico.commands.data:app",
+    "challenge": "medico.commands.challenge:app",
+    "serve": "medico.commands.serve:serve",
+    "status": "medico.commands.status:status",
 }
 """Each command's name and where it lives: a function (one command) or a typer app (a group, ``medico data``)."""
 

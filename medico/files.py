@@ -22,7 +22,16 @@ from pathlib import Path
 
 from medico.errors import MedicoError
 
-__all__ = ["OutputError", "atomic_folder", "atomic_path", "check_target", "disk_error", "is_file", "write_atomic"]
+__all__ = [
+    "OutputError",
+    "atomic_folder",
+    "atomic_path",
+    "check_target",
+    "disk_error",
+    "is_file",
+    "process_alive",
+    "write_atomic",
+]
 
 
 class OutputError(MedicoError):
@@ -198,7 +207,7 @@ def _remove_dead_temporaries(folder: Path) -> None:
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
             match = _TEMPORARY.match(entry.name)
-            if match is None or match["host"] != _HOST or _alive(int(match["pid"])):
+            if match is None or match["host"] != _HOST or process_alive(int(match["pid"])):
                 continue
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path, ignore_errors=True)
@@ -207,7 +216,8 @@ def _remove_dead_temporaries(folder: Path) -> None:
                     os.unlink(entry.path)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host still runs."""
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:

@@ -79,8 +79,18 @@ def submit(
     tta: Tta = "none",
     sweep: Sweep = None,
     model: TrustedModel = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="A hosted challenge's address: upload the task 1 archive there.")
+    ] = None,
+    token_file: Annotated[Path | None, typer.Option(help="With --to: the file holding your team's token.")] = None,
 ) -> None:
-    """Write a submission: the task 1 masks archive (TEAM_task1_runN.zip) or the task 2 Docker build context."""
+    """Write a submission: the task 1 masks archive (TEAM_task1_runN.zip) or the task 2 Docker build context.
+
+    With --to and --token-file, the task 1 archive is then uploaded to a hosted challenge (medico serve), and its
+    score and the team's public rank printed once the server has scored it.
+    """
+    if (to is None) != (token_file is None) or (to is not None and task != "segmentation"):
+        raise MedicoError("--to and --token-file go together, and upload a task 1 (segmentation) archive")
     weights = resolve_members(checkpoint or [], sweep)
     if task == "efficiency":
         if len(weights) > 1:
@@ -110,3 +120,7 @@ def submit(
             tta=tta,
         )
     _print_summary(files)
+    if to is not None and token_file is not None:
+        from medico.commands.status import upload_and_wait
+
+        upload_and_wait(to, token_file, files.path)

@@ -127,9 +127,9 @@ document.querySelectorAll("table.leaderboard").forEach(function (table) {
 """
 
 
-def _html(rows: list[Ranked], task: str, intervals: bool, paper: bool) -> str:
+def _html(rows: list[Ranked], task: str, intervals: bool, paper: bool, title: str | None = None) -> str:
     columns = display_columns(task, intervals, paper)
-    title = html.escape(TASK_TITLES.get(task, task))
+    title = html.escape(title or TASK_TITLES.get(task, task))
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -171,11 +171,14 @@ def _html(rows: list[Ranked], task: str, intervals: bool, paper: bool) -> str:
     return "\n".join(parts) + "\n"
 
 
-def export_text(rows: list[Ranked], fmt: Format, task: str, intervals: bool = False, paper: bool = False) -> str:
+def export_text(
+    rows: list[Ranked], fmt: Format, task: str, intervals: bool = False, paper: bool = False, title: str | None = None
+) -> str:
     """The leaderboard ``rows`` of ``task`` as text in ``fmt`` (csv, markdown, json or html).
 
     ``intervals`` shows mIoU and Dice with their 95% bootstrap interval in markdown and html, ``paper`` the measures
-    polyp papers report (CSV and JSON always hold every field).
+    polyp papers report (CSV and JSON always hold every field); ``title`` heads the html page instead of the task's
+    name (a hosted challenge's name).
     """
     if fmt == "csv":
         return _csv(rows)
@@ -184,7 +187,7 @@ def export_text(rows: list[Ranked], fmt: Format, task: str, intervals: bool = Fa
     if fmt == "markdown":
         return _markdown(rows, task, intervals, paper)
     if fmt == "html":
-        return _html(rows, task, intervals, paper)
+        return _html(rows, task, intervals, paper, title)
     raise ValueError(f"format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
 
 

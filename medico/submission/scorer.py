@@ -41,7 +41,7 @@ from medico.polyp_metrics import MASK_INPUT, PAPER_POLICY, paper_scores
 from medico.submission.names import run_in_name
 from medico.submission.validator import InvalidSubmissionError, ValidationReport, image_sizes, validate_archive
 
-__all__ = ["ScoreResult", "Truth", "score_archive"]
+__all__ = ["ScoreResult", "Truth", "score_archive", "score_masks"]
 
 _MAX_MANIFEST_BYTES = 2**20
 _MAX_ENSEMBLE = 10_000
@@ -137,6 +137,41 @@ class Truth:
         return cls(paths, sizes, digest.hexdigest())
 
 
+def score_masks(
+    archive: Path, reference: Truth, *, paper: bool = False
+) -> tuple[EvaluationResult, ValidationReport]:
+    """Validate ``archive`` against ``reference`` and score each of its masks (read in memory, one at a time);
+    ``paper`` adds the measures polyp papers report, computed from the binary masks (an archive holds no
+    probabilities; the policy says so).
+
+    Returns:
+        the per-image scores (in name order) with their summary, and the validation report.
+
+    Raises:
+        InvalidSubmissionError: the archive breaks a rule; ``error.report`` lists the problems.
+    """
+    counts: dict[str, torch.Tensor] = {}
+    measures: dict[str, dict[str, float]] = {}
+
+    def score(stem: str, mask: np.ndarray) -> None:
+        truth_mask = read_mask(reference.paths[stem])
+        counts[stem] = confusion_counts(torch.from_numpy(mask), torch.from_numpy(truth_mask))
+        if paper:
+            binary = mask.astype(bool)
+            measures[stem] = paper_scores(binary.astype(np.float64), binary, truth_mask)
+
+    expected = reference.sizes
+    report = validate_archive(archive, expected, on_mask=score)
+    if not report.ok:
+        raise InvalidSubmissionError(report)
+    names = sorted(counts)
+    heights_widths = [(expected[n][1], expected[n][0]) for n in names]
+    stacked = torch.stack([counts[n] for n in names])
+    policy = METRIC_POLICY | ({"paper_measures": PAPER_POLICY | {"input": MASK_INPUT}} if paper else {})
+    paper_rows = [measures[n] for n in names] if paper else None
+    return EvaluationResult.from_counts(names, heights_widths, stacked, policy, paper=paper_rows), report
+
+
 def score_archive(
     archive: Path,
     truth: Path,
@@ -169,28 +204,7 @@ def score_archive(
     elif (named := run_in_name(archive.stem, "segmentation")) is not None:
         run = check_run_number(named, f"archive {archive.name}: run")
     reference = Truth.read(Path(truth), names)
-    counts: dict[str, torch.Tensor] = {}
-    measures: dict[str, dict[str, float]] = {}
-
-    def score(stem: str, mask: np.ndarray) -> None:
-        truth_mask = read_mask(reference.paths[stem])
-        counts[stem] = confusion_counts(torch.from_numpy(mask), torch.from_numpy(truth_mask))
-        if paper:
-            binary = mask.astype(bool)
-            measures[stem] = paper_scores(binary.astype(np.float64), binary, truth_mask)
-
-    expected = reference.sizes
-    report = validate_archive(archive, expected, on_mask=score)
-    if not report.ok:
-        raise InvalidSubmissionError(report)
-    names = sorted(counts)
-    heights_widths = [(expected[n][1], expected[n][0]) for n in names]
-    stacked = torch.stack([counts[n] for n in names])
-    # an archive holds masks, not probabilities: the policy says what the papers' measures were computed from
-    policy = METRIC_POLICY | ({"paper_measures": PAPER_POLICY | {"input": MASK_INPUT}} if paper else {})
-    evaluation = EvaluationResult.from_counts(
-        names, heights_widths, stacked, policy, paper=[measures[n] for n in names] if paper else None
-    )
+    evaluation, report = score_masks(archive, reference, paper=paper)
     entry = Entry.from_evaluation(
         evaluation,
         team=team,
@@ -200,7 +214,7 @@ def score_archive(
         run=run,
         sha256=file_sha256(archive),
         dataset_fingerprint=reference.fingerprint,
-        dataset=f"truth {Path(truth).resolve().name} {reference.fingerprint[:8]}, {len(expected)} images",
+        dataset=f"truth {Path(truth).resolve().name} {reference.fingerprint[:8]}, {len(reference.sizes)} images",
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         note=f"archive {archive.name}",
     )

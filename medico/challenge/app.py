@@ -1,0 +1,218 @@
+"""The challenge's web app (Starlette, from the ``serve`` extra): uploads, a team's own submissions, the leaderboard.
+
+``POST /api/submissions`` (``Authorization: Bearer TOKEN``, the zip as the body) answers 202 and the submission's id
+(200 and the first one's id when the team sent the same archive before); the scoring worker, another process,
+validates and scores it. ``GET /api/submissions`` and ``GET /api/submissions/{id}`` show the caller's own team
+only (another team's id is 404, as if it did not exist); ``POST /api/submissions/{id}/select`` picks the submission
+ranked after close. ``GET /api/leaderboard`` (JSON) and ``GET /`` (HTML) show the standings.
+
+No CORS headers are sent (browsers keep other sites' pages from calling the API); every response says not to sniff
+types or frame the page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from medico.challenge.folder import Challenge
+from medico.challenge.phase import current_phase
+from medico.challenge.standings import standings
+from medico.challenge.submissions import (
+    LimitReachedError,
+    add_submission,
+    select_submission,
+    team_allowance,
+    team_submission,
+    team_submissions,
+)
+from medico.challenge.teams import Team, authenticate
+from medico.challenge.uploads import TooLargeError, receive_upload
+from medico.challenge.worker import run_worker
+from medico.leaderboard.participant import MAX_RUN_NUMBER
+
+__all__ = ["create_app"]
+
+_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+_UNAUTHORISED = "missing or invalid token: send Authorization: Bearer TOKEN (from medico challenge team add)"
+
+
+class _SafeHeaders:
+    """Adds :data:`_HEADERS` to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers if scope["type"] == "http" else send)
+
+
+def create_app(
+    folder: Path, *, clock: Callable[[], datetime] = _utc_now, worker: bool = False, poll: float = 0.25
+) -> ASGIApp:
+    """The app serving the challenge in ``folder``; ``clock`` tells the time (UTC); ``worker`` starts the scoring
+    worker process with the app and stops it with the app (looking for new submissions every ``poll`` seconds)."""
+    challenge = Challenge.open(folder)
+    settings = challenge.settings
+
+    def phase() -> str:
+        return current_phase(challenge, clock())
+
+    async def caller(request: Request) -> Team | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return await run_in_threadpool(authenticate, challenge, token.strip())
+
+    def unauthorised() -> JSONResponse:
+        return _error(401, _UNAUTHORISED, {"WWW-Authenticate": "Bearer"})
+
+    async def page(request: Request) -> Response:
+        board = await run_in_threadpool(standings, challenge, phase())
+        return HTMLResponse(board.html())
+
+    async def leaderboard(request: Request) -> Response:
+        board = await run_in_threadpool(standings, challenge, phase())
+        return JSONResponse(board.records())
+
+    async def submit(request: Request) -> Response:
+        team = await caller(request)
+        if team is None:
+            return unauthorised()
+        now = clock()
+        current = current_phase(challenge, now)
+        if current != "open":
+            when = settings.opens if current == "before" else None
+            return _error(403, f"the challenge opens at {when.isoformat()}" if when else "the challenge is closed")
+        left = await run_in_threadpool(team_allowance, challenge, team, now)
+        if not left.allowed:
+            return _too_many(LimitReachedError(left), now)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > settings.max_upload_bytes:
+            return _too_large(settings.max_upload_bytes)
+        try:
+            upload = await receive_upload(request.stream(), challenge.uploads, settings.max_upload_bytes)
+        except TooLargeError:
+            return _too_large(settings.max_upload_bytes)
+        except ClientDisconnect:
+            return _error(400, "the upload was interrupted")
+        if upload.size == 0:
+            upload.path.unlink()
+            return _error(400, "the upload is empty: send the task 1 zip as the request body")
+        try:
+            received = await run_in_threadpool(add_submission, challenge, team, upload.path, upload.sha256, now)
+        except LimitReachedError as error:
+            return _too_many(error, now)
+        body = {"id": received.id, "duplicate": received.duplicate}
+        return JSONResponse(body, status_code=200 if received.duplicate else 202)
+
+    async def own_submissions(request: Request) -> Response:
+        team = await caller(request)
+        if team is None:
+            return unauthorised()
+        now = clock()
+        left = await run_in_threadpool(team_allowance, challenge, team, now)
+        listed = await run_in_threadpool(team_submissions, challenge, team, current_phase(challenge, now))
+        return JSONResponse(
+            {"team": team.name, "left_today": left.left_today, "left_total": left.left_total, "submissions": listed}
+        )
+
+    async def own_submission(request: Request) -> Response:
+        team = await caller(request)
+        if team is None:
+            return unauthorised()
+        number = _submission_number(request)
+        found = None if number is None else await run_in_threadpool(team_submission, challenge, team, number, phase())
+        return _not_found() if found is None else JSONResponse(found)
+
+    async def select(request: Request) -> Response:
+        team = await caller(request)
+        if team is None:
+            return unauthorised()
+        if phase() == "closed":
+            return _error(409, "the challenge is closed: selections are final")
+        number = _submission_number(request)
+        chosen = number is not None and await run_in_threadpool(select_submission, challenge, team, number)
+        return JSONResponse({"selected": number}) if chosen else _not_found()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not worker:
+            yield
+            return
+        context = multiprocessing.get_context("spawn")  # never fork a process running an event loop and threads
+        stop = context.Event()
+        process = context.Process(target=run_worker, args=(challenge.folder, stop, poll), name="medico-scorer")
+        process.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            process.join(30)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+
+    routes = [
+        Route("/", page, methods=["GET"]),
+        Route("/api/leaderboard", leaderboard, methods=["GET"]),
+        Route("/api/submissions", submit, methods=["POST"]),
+        Route("/api/submissions", own_submissions, methods=["GET"]),
+        Route("/api/submissions/{id:int}", own_submission, methods=["GET"]),
+        Route("/api/submissions/{id:int}/select", select, methods=["POST"]),
+    ]
+    return _SafeHeaders(Starlette(routes=routes, lifespan=lifespan))
+
+
+def _submission_number(request: Request) -> int | None:
+    """The submission id in the path; None for one no submission can have (past SQLite's largest integer)."""
+    number = request.path_params["id"]
+    return number if number <= MAX_RUN_NUMBER else None
+
+
+def _not_found() -> JSONResponse:
+    return _error(404, "no such submission of your team")
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return _error(413, f"the upload exceeds the size limit of {limit:,} bytes", {"Connection": "close"})
+
+
+def _too_many(error: LimitReachedError, now: datetime) -> JSONResponse:
+    body: dict[str, Any] = {"error": str(error), "next_allowed": None}
+    headers = {}
+    if error.allowance.next_allowed is not None:
+        body["next_allowed"] = error.allowance.next_allowed.isoformat()
+        headers["Retry-After"] = str(max(int((error.allowance.next_allowed - now).total_seconds()), 1))
+    return JSONResponse(body, status_code=429, headers=headers)

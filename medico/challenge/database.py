@@ -1,0 +1,162 @@
+"""A challenge's database: SQLite in WAL mode, a versioned schema, one transaction per change.
+
+The web process and the scoring worker share the file. Every change holds SQLite's write lock from its start
+(``BEGIN IMMEDIATE``), so a read-check-write (a team's remaining submissions, the next queued archive) cannot race
+with another process doing the same.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from medico.challenge.settings import ChallengeError
+from medico.leaderboard.entry import SCORES
+
+__all__ = ["DATABASE_FILE", "MIGRATIONS", "SCHEMA_VERSION", "ChallengeDatabase", "timestamp"]
+
+DATABASE_FILE = "challenge.sqlite"
+_SCORE_COLUMNS = ", ".join(f"{name} REAL NOT NULL" for name in SCORES)
+
+# Each script takes the schema from version i to i + 1.
+MIGRATIONS: tuple[str, ...] = (
+    f"""
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE images (name TEXT PRIMARY KEY, part TEXT NOT NULL CHECK (part IN ('public', 'private')));
+    CREATE TABLE rounds (round INTEGER PRIMARY KEY, truth_fingerprint TEXT NOT NULL, started TEXT NOT NULL);
+    CREATE TABLE teams (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        token_id TEXT NOT NULL UNIQUE,
+        salt BLOB NOT NULL,
+        token_hash BLOB NOT NULL,
+        created TEXT NOT NULL,
+        revoked TEXT
+    );
+    CREATE TABLE submissions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        team_id INTEGER NOT NULL REFERENCES teams (id),
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        received TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'scoring', 'scored', 'invalid')),
+        round INTEGER,
+        worker INTEGER,
+        messages TEXT NOT NULL DEFAULT '[]',
+        UNIQUE (team_id, sha256)
+    );
+    CREATE INDEX submissions_state ON submissions (state, id);
+    CREATE TABLE selections (
+        team_id INTEGER PRIMARY KEY REFERENCES teams (id),
+        submission_id INTEGER NOT NULL REFERENCES submissions (id)
+    );
+    CREATE TABLE scores (
+        submission_id INTEGER NOT NULL REFERENCES submissions (id),
+        round INTEGER NOT NULL,
+        part TEXT NOT NULL CHECK (part IN ('public', 'private')),
+        n_images INTEGER NOT NULL,
+        {_SCORE_COLUMNS},
+        scored TEXT NOT NULL,
+        PRIMARY KEY (submission_id, round, part)
+    );
+    CREATE TABLE image_scores (
+        submission_id INTEGER NOT NULL REFERENCES submissions (id),
+        round INTEGER NOT NULL,
+        name TEXT NOT NULL REFERENCES images (name),
+        {_SCORE_COLUMNS},
+        PRIMARY KEY (submission_id, round, name)
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def timestamp(moment: datetime | None = None) -> str:
+    """``moment`` (default now) as the database writes times: ISO 8601 UTC with microseconds, sortable as text."""
+    return (moment or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+class ChallengeDatabase:
+    """The challenge database file at ``path``; :meth:`create` makes a new one, opening needs an existing one.
+
+    Args:
+        path: the SQLite file.
+        timeout: seconds to wait for another process's write lock.
+    """
+
+    def __init__(self, path: Path, *, timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        if not self.path.is_file():
+            raise ChallengeError(f"{self.path}: no challenge database here; create one with medico challenge init")
+        with self.read() as connection:
+            version = self._version(connection)
+        if version != SCHEMA_VERSION:
+            raise ChallengeError(
+                f"{self.path}: challenge database schema version {version}, this medico reads {SCHEMA_VERSION}"
+            )
+
+    @classmethod
+    def create(cls, path: Path) -> ChallengeDatabase:
+        """A new database at ``path`` (which must not exist), with the current schema."""
+        connection = sqlite3.connect(path, isolation_level=None)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("BEGIN IMMEDIATE")
+            for script in MIGRATIONS:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+            connection.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+            connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            connection.execute("COMMIT")
+        finally:
+            connection.close()
+        return cls(path)
+
+    def _version(self, connection: sqlite3.Connection) -> int:
+        if not connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_version'").fetchone():
+            return 0
+        row = connection.execute("SELECT version FROM schema_version").fetchone()
+        return 0 if row is None else int(row[0])
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        connection = None
+        try:
+            connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA foreign_keys = ON")
+            yield connection
+        except sqlite3.OperationalError as error:
+            raise ChallengeError(f"challenge database {self.path} cannot be used: {error}") from error
+        except sqlite3.DatabaseError as error:
+            raise ChallengeError(f"challenge database {self.path} is corrupted or not SQLite: {error}") from error
+        finally:
+            if connection is not None:
+                connection.close()
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A connection for reading; several reads in one ``BEGIN`` see one snapshot."""
+        with self._connect() as connection:
+            connection.execute("BEGIN")
+            try:
+                yield connection
+            finally:
+                connection.execute("ROLLBACK")
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction holding the write lock from its start; committed when the block ends, else rolled back."""
+        with self._connect() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")

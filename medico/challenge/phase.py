@@ -1,0 +1,41 @@
+"""Whether a challenge takes submissions yet, still, or no more: the one place that decides, for every command and
+request. After close the leaderboard switches to the private part."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from medico.challenge.database import timestamp
+from medico.challenge.folder import Challenge
+
+__all__ = ["Phase", "close_challenge", "closed_at", "current_phase"]
+
+Phase = Literal["before", "open", "closed"]
+
+
+def closed_at(challenge: Challenge) -> datetime | None:
+    """When ``medico challenge close`` closed the challenge (None: not closed by hand)."""
+    with challenge.database.read() as connection:
+        row = connection.execute("SELECT value FROM meta WHERE key = 'closed'").fetchone()
+    return None if row is None else datetime.fromisoformat(row["value"])
+
+
+def current_phase(challenge: Challenge, now: datetime) -> Phase:
+    """``before`` the opening time, ``closed`` once closed by hand or past the closing time, else ``open``."""
+    settings = challenge.settings
+    closed = closed_at(challenge)
+    if (closed is not None and closed <= now) or (settings.closes is not None and settings.closes <= now):
+        return "closed"
+    if settings.opens is not None and now < settings.opens:
+        return "before"
+    return "open"
+
+
+def close_challenge(challenge: Challenge, now: datetime) -> datetime:
+    """Close the challenge at ``now`` (kept when already closed by hand); returns when it closed."""
+    with challenge.database.write() as connection:
+        connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('closed', ?)", (timestamp(now),))
+        return datetime.fromisoformat(
+            connection.execute("SELECT value FROM meta WHERE key = 'closed'").fetchone()["value"]
+        )

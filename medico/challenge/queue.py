@@ -1,0 +1,142 @@
+"""The scoring queue: queued submissions are claimed one at a time by a worker, scored, and their outcome recorded
+under the scoring round they were claimed in (rounds start when the truth changes: ``medico challenge rescore``).
+
+A claim, a record and a rescore are each one write transaction, so several workers (the server's, a rescore
+command's) never score the same submission for the same round twice, and a submission re-queued while it was being
+scored keeps its new place in the queue (its older outcome is kept as history).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from medico.challenge.database import timestamp
+from medico.challenge.folder import Challenge
+from medico.challenge.partition import Part
+from medico.leaderboard.entry import SCORES
+
+__all__ = [
+    "Claim",
+    "Outcome",
+    "claim_next",
+    "current_round",
+    "partition",
+    "record_outcome",
+    "release",
+    "requeue_abandoned",
+    "start_round",
+]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A submission a worker took from the queue, and the round (and truth fingerprint) it is scored for."""
+
+    submission: int
+    round: int
+    truth_fingerprint: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A scored submission (``parts``: each part's mean scores and image count; ``images``: per-image scores) or an
+    invalid one (``messages``: the validator's findings)."""
+
+    parts: Mapping[Part, Mapping[str, float]] | None = None
+    images: Mapping[str, Mapping[str, float]] | None = None
+    messages: tuple[str, ...] = ()
+
+
+def partition(challenge: Challenge) -> dict[str, Part]:
+    """The recorded ``{image name: part}``."""
+    with challenge.database.read() as connection:
+        return {row["name"]: row["part"] for row in connection.execute("SELECT name, part FROM images")}
+
+
+def current_round(challenge: Challenge) -> tuple[int, str]:
+    """The current scoring round and the truth fingerprint it scores against."""
+    with challenge.database.read() as connection:
+        row = connection.execute("SELECT round, truth_fingerprint FROM rounds ORDER BY round DESC LIMIT 1").fetchone()
+    return row["round"], row["truth_fingerprint"]
+
+
+def claim_next(challenge: Challenge, worker: int | None = None) -> Claim | None:
+    """Take the oldest queued submission for scoring, for process ``worker`` (default this one); None when the queue
+    is empty."""
+    worker = os.getpid() if worker is None else worker
+    with challenge.database.read() as connection:  # an idle worker asks often: only a read, no write lock
+        if connection.execute("SELECT 1 FROM submissions WHERE state = 'queued' LIMIT 1").fetchone() is None:
+            return None
+    with challenge.database.write() as connection:
+        row = connection.execute("SELECT id FROM submissions WHERE state = 'queued' ORDER BY id LIMIT 1").fetchone()
+        if row is None:
+            return None
+        number, fingerprint = connection.execute(
+            "SELECT round, truth_fingerprint FROM rounds ORDER BY round DESC LIMIT 1"
+        ).fetchone()
+        connection.execute(
+            "UPDATE submissions SET state = 'scoring', round = ?, worker = ? WHERE id = ?", (number, worker, row["id"])
+        )
+    return Claim(row["id"], number, fingerprint)
+
+
+def record_outcome(challenge: Challenge, claim: Claim, outcome: Outcome, now: datetime) -> None:
+    """Store ``outcome`` under ``claim``'s round; the submission's state changes only if it was not re-queued since."""
+    columns = ", ".join(SCORES)
+    marks = ", ".join("?" * len(SCORES))
+    with challenge.database.write() as connection:
+        for part, scores in (outcome.parts or {}).items():
+            connection.execute(
+                f"INSERT OR REPLACE INTO scores (submission_id, round, part, n_images, {columns}, scored) "
+                f"VALUES (?, ?, ?, ?, {marks}, ?)",
+                (claim.submission, claim.round, part, int(scores["n_images"]), *(scores[n] for n in SCORES),
+                 timestamp(now)),
+            )
+        connection.executemany(
+            f"INSERT OR REPLACE INTO image_scores (submission_id, round, name, {columns}) VALUES (?, ?, ?, {marks})",
+            [
+                (claim.submission, claim.round, name, *(scores[n] for n in SCORES))
+                for name, scores in (outcome.images or {}).items()
+            ],
+        )
+        state = "scored" if outcome.parts is not None else "invalid"
+        connection.execute(
+            "UPDATE submissions SET state = ?, messages = ?, worker = NULL "
+            "WHERE id = ? AND state = 'scoring' AND round = ?",
+            (state, json.dumps(list(outcome.messages)), claim.submission, claim.round),
+        )
+
+
+def requeue_abandoned(challenge: Challenge, alive: Callable[[int], bool]) -> int:
+    """Put back in the queue the submissions whose worker process ``alive(pid)`` says is gone; returns how many."""
+    with challenge.database.write() as connection:
+        rows = connection.execute("SELECT id, worker FROM submissions WHERE state = 'scoring'").fetchall()
+        gone = [row["id"] for row in rows if row["worker"] is None or not alive(row["worker"])]
+        connection.executemany("UPDATE submissions SET state = 'queued' WHERE id = ?", [(i,) for i in gone])
+    return len(gone)
+
+
+def start_round(challenge: Challenge, truth_fingerprint: str, now: datetime) -> tuple[int, int]:
+    """Start a new scoring round against the truth of ``truth_fingerprint`` and queue every submission again (the
+    earlier rounds' scores stay); returns the new round and how many submissions were queued."""
+    with challenge.database.write() as connection:
+        number = connection.execute("SELECT MAX(round) FROM rounds").fetchone()[0] + 1
+        connection.execute(
+            "INSERT INTO rounds (round, truth_fingerprint, started) VALUES (?, ?, ?)",
+            (number, truth_fingerprint, timestamp(now)),
+        )
+        queued = connection.execute("UPDATE submissions SET state = 'queued', worker = NULL").rowcount
+    return number, queued
+
+
+def release(challenge: Challenge, claim: Claim) -> None:
+    """Put a claimed submission back in the queue unscored (its worker cannot score it now)."""
+    with challenge.database.write() as connection:
+        connection.execute(
+            "UPDATE submissions SET state = 'queued', worker = NULL WHERE id = ? AND state = 'scoring' AND round = ?",
+            (claim.submission, claim.round),
+        )

@@ -1,0 +1,130 @@
+"""A hosted challenge's settings: what ``medico challenge init`` chose, kept in ``challenge.toml`` in its folder.
+
+One type, :class:`Settings`, checks every value when made (read from the file or from the command line), so the
+web app, the worker and the commands all read the same, valid settings. Times are aware UTC datetimes: a time
+given without a zone is read as UTC.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from medico.errors import MedicoError
+from medico.leaderboard.participant import plain_text
+from medico.submission.validator import MAX_ARCHIVE_BYTES
+
+__all__ = ["SETTINGS_FILE", "ChallengeError", "Settings", "parse_time", "read_settings", "settings_text"]
+
+SETTINGS_FILE = "challenge.toml"
+MAX_NAME = 120
+
+
+class ChallengeError(MedicoError):
+    """A challenge folder, its settings or a request to it is not what it should be; the message says which."""
+
+
+def parse_time(text: str, label: str) -> datetime:
+    """``text`` (ISO 8601, e.g. ``2026-12-01T12:00``) as an aware UTC datetime; no zone means UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ChallengeError(f"{label} {text!r}: expected a date and time such as 2026-12-01T12:00Z") from None
+    return _utc(moment)
+
+
+def _utc(moment: datetime) -> datetime:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A challenge's settings, checked when made.
+
+    ``truth`` and ``images`` are absolute folders the server reads (never copied or served); ``seed`` draws the
+    public/private partition; ``max_per_day`` (per UTC day, None: no daily limit) and ``max_total`` bound each
+    team's uploads; ``max_upload_bytes`` caps one upload; ``opens``/``closes`` bound the submission period.
+    """
+
+    name: str
+    truth: Path
+    images: Path
+    public_fraction: float = 0.5
+    seed: int = 0
+    max_per_day: int | None = None
+    max_total: int = 5
+    max_upload_bytes: int = MAX_ARCHIVE_BYTES
+    opens: datetime | None = None
+    closes: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ChallengeError("--name: expected the challenge's name, got nothing")
+        object.__setattr__(self, "name", plain_text(self.name.strip(), MAX_NAME))
+        for label in ("truth", "images"):
+            object.__setattr__(self, label, Path(getattr(self, label)).absolute())
+        fraction = self.public_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+            raise ChallengeError(f"--public-fraction: expected a number strictly between 0 and 1, got {fraction!r}")
+        for label, value, low in (("seed", self.seed, 0), ("max-total", self.max_total, 1),
+                                  ("max-upload-bytes", self.max_upload_bytes, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**63:
+                raise ChallengeError(f"--{label}: expected a whole number of at least {low}, got {value!r}")
+        per_day = self.max_per_day
+        if per_day is not None and (isinstance(per_day, bool) or not isinstance(per_day, int) or per_day < 1):
+            raise ChallengeError(f"--max-per-day: expected a whole number of at least 1, got {per_day!r}")
+        for label in ("opens", "closes"):
+            value = getattr(self, label)
+            if value is not None and not isinstance(value, datetime):
+                raise ChallengeError(f"--{label}: expected a date and time, got {value!r}")
+            if value is not None:
+                object.__setattr__(self, label, _utc(value))
+        if self.opens is not None and self.closes is not None and self.closes <= self.opens:
+            raise ChallengeError(f"--closes {self.closes.isoformat()}: expected a time after --opens "
+                                 f"{self.opens.isoformat()}")
+
+
+def settings_text(settings: Settings) -> str:
+    """The settings as TOML (strings in JSON's escaping, which TOML shares; times as TOML datetimes)."""
+    lines = ["# medico challenge settings (written by `medico challenge init`)"]
+    for key, value in asdict(settings).items():
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            text = value.isoformat()
+        elif isinstance(value, str | Path):
+            text = json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
+        else:
+            text = repr(value)
+        lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+def read_settings(path: Path) -> Settings:
+    """The settings in the TOML file ``path``, checked.
+
+    Raises:
+        ChallengeError: the file is missing, not TOML, has unknown keys or a value out of range; the message names
+            the file.
+    """
+    try:
+        document: dict[str, Any] = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ChallengeError(f"{path}: no challenge settings here (medico challenge init creates them)") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ChallengeError(f"{path}: cannot read the challenge settings: {error}") from None
+    known = {f.name for f in fields(Settings)}
+    unknown = sorted(set(document) - known)
+    if unknown:
+        raise ChallengeError(f"{path}: unknown settings {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    try:
+        return Settings(**document)
+    except TypeError as error:
+        raise ChallengeError(f"{path}: {error}") from None
+    except ChallengeError as error:
+        raise ChallengeError(f"{path}: {error}") from None

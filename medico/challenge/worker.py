@@ -1,0 +1,100 @@
+"""The scoring worker: a process beside the web server that takes queued submissions one at a time, validates and
+scores them (:mod:`medico.challenge.scoring`), and records the outcome, so the web process never scores.
+
+It scores only against the truth its round recorded: when the truth's files changed since, it stops scoring until
+the organiser starts a new round (``medico challenge rescore``). Its log names submissions and states, never scores.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Protocol
+
+from medico.challenge.folder import Challenge
+from medico.challenge.queue import Outcome, claim_next, partition, record_outcome, release, requeue_abandoned
+from medico.challenge.settings import ChallengeError
+from medico.errors import MedicoError
+from medico.files import process_alive
+
+__all__ = ["SERVER_FAULT", "Stop", "TruthChangedError", "drain", "run_worker", "score_next"]
+
+SERVER_FAULT = "the server could not score this archive (its fault, not the archive's); the organiser has been told"
+
+log = logging.getLogger("medico.challenge.worker")
+
+
+class Stop(Protocol):
+    """What tells the worker to stop (a :class:`multiprocessing.Event` or a :class:`threading.Event`)."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class TruthChangedError(ChallengeError):
+    """The ground truth's files are not those the current scoring round recorded."""
+
+
+def score_next(challenge: Challenge) -> int | None:
+    """Claim, score and record the oldest queued submission; its id, or None when the queue is empty.
+
+    Raises:
+        TruthChangedError: the truth changed since the current round began (the submission stays queued).
+    """
+    from medico.challenge.scoring import score_for_challenge  # torch: imported in the worker, never the web process
+    from medico.submission.scorer import Truth
+
+    claim = claim_next(challenge)
+    if claim is None:
+        return None
+    try:
+        images = partition(challenge)
+        truth = Truth.read(challenge.settings.truth, sorted(images))
+    except MedicoError:
+        release(challenge, claim)
+        raise
+    if truth.fingerprint != claim.truth_fingerprint:
+        release(challenge, claim)
+        raise TruthChangedError(
+            f"the ground truth in {challenge.settings.truth} changed since scoring round {claim.round} began; "
+            f"run medico challenge rescore {challenge.folder} to score against it"
+        )
+    try:
+        outcome = score_for_challenge(challenge.archive(claim.submission), truth, images)
+    except Exception:  # a fault of the server, not of the archive: logged for the organiser, never retried forever
+        log.exception("submission %d: could not be scored", claim.submission)
+        outcome = Outcome(messages=(SERVER_FAULT,))
+    record_outcome(challenge, claim, outcome, datetime.now(timezone.utc))
+    log.info("submission %d: %s (round %d)", claim.submission, "scored" if outcome.parts else "invalid", claim.round)
+    return claim.submission
+
+
+def drain(challenge: Challenge) -> int:
+    """Score queued submissions until none is left; returns how many were scored."""
+    done = 0
+    while score_next(challenge) is not None:
+        done += 1
+    return done
+
+
+def run_worker(folder: Path, stop: Stop, poll: float = 0.25) -> None:
+    """Score the challenge's queue in ``folder`` until ``stop`` is set, looking for new submissions every ``poll``
+    seconds; submissions left ``scoring`` by a worker that died are queued again first. Ctrl+C in the terminal
+    reaches the server, which sets ``stop``: the worker ignores the interrupt, so it never stops halfway through a
+    record."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    challenge = Challenge.open(folder)
+    requeue_abandoned(challenge, process_alive)
+    while not stop.is_set():
+        try:
+            busy = score_next(challenge) is not None
+        except MedicoError as error:
+            log.error("%s", error)
+            busy = False
+            stop.wait(10 * poll)
+        if not busy:
+            stop.wait(poll)

@@ -1,0 +1,526 @@
+"""The hosted challenge over HTTP: uploads, a team's own submissions, limits, the leaderboard, and what is never shown
+before close. Most tests use Starlette's in-process client; those marked as real start uvicorn on a free loopback port
+and talk to it with httpx."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+
+from medico.challenge.app import create_app
+from medico.challenge.database import DATABASE_FILE
+from medico.challenge.folder import Challenge
+from medico.challenge.queue import partition
+from medico.challenge.teams import revoke_team
+from medico.challenge.worker import drain
+from tests.challenge_setup import (
+    NAMES,
+    PARTIAL_IOU,
+    bearer,
+    free_port,
+    live_server,
+    make_challenge,
+    perfect_archive,
+    private_partial_archive,
+    tokens,
+    truth_mask,
+    varied_archives,
+)
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Using `httpx` with")  # starlette now prefers httpx2 for its client; CI has httpx
+    from starlette.testclient import TestClient
+
+START = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
+
+
+@dataclass
+class Hosted:
+    """A challenge served in process, its teams' tokens and a clock the test moves."""
+
+    challenge: Challenge
+    tokens: dict[str, str]
+    now: list[datetime] = field(default_factory=lambda: [START])
+
+    def app(self) -> object:
+        return create_app(self.challenge.folder, clock=lambda: self.now[0])
+
+    def client(self) -> TestClient:
+        return TestClient(self.app())  # type: ignore[arg-type]
+
+
+def _hosted(tmp_path: Path, **settings: object) -> Hosted:
+    challenge = make_challenge(tmp_path, **settings)
+    return Hosted(challenge, tokens(challenge, ["alpha", "beta"], START))
+
+
+@pytest.fixture
+def hosted(tmp_path: Path) -> Hosted:
+    return _hosted(tmp_path)
+
+
+def _upload(client: TestClient | httpx.Client, token: str, archive: Path, **headers: str) -> httpx.Response:
+    return client.post("/api/submissions", content=archive.read_bytes(), headers={**bearer(token), **headers})
+
+
+# --- submitting and reading one's own submissions -----------------------------------------------------------------
+
+
+def test_an_upload_is_queued_then_scored_and_its_team_sees_public_scores_only(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    answer = _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"))
+    assert answer.status_code == 202 and answer.json() == {"id": 1, "duplicate": False}
+    assert client.get("/api/submissions/1", headers=bearer(hosted.tokens["alpha"])).json()["state"] == "queued"
+    assert drain(hosted.challenge) == 1
+    mine = client.get("/api/submissions", headers=bearer(hosted.tokens["alpha"])).json()
+    assert (mine["team"], mine["left_total"], mine["left_today"]) == ("alpha", 4, None)
+    assert mine["submissions"][0]["state"] == "scored"
+    assert list(mine["submissions"][0]["scores"]) == ["public"]
+    assert mine["submissions"][0]["scores"]["public"]["iou"] == 1.0
+    detail = client.get("/api/submissions/1", headers=bearer(hosted.tokens["alpha"])).json()
+    public = sorted(n for n, part in partition(hosted.challenge).items() if part == "public")
+    assert [image["name"] for image in detail["per_image"]] == public
+
+
+def test_the_same_archive_twice_is_one_submission_and_counts_once(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    archive = perfect_archive(tmp_path / "a.zip")
+    assert _upload(client, hosted.tokens["alpha"], archive).status_code == 202
+    again = _upload(client, hosted.tokens["alpha"], archive)
+    assert again.status_code == 200 and again.json() == {"id": 1, "duplicate": True}
+    mine = client.get("/api/submissions", headers=bearer(hosted.tokens["alpha"])).json()
+    assert mine["left_total"] == 4 and len(mine["submissions"]) == 1
+    assert sorted(p.name for p in hosted.challenge.uploads.iterdir()) == ["1.zip"]
+
+
+def test_an_invalid_archive_is_marked_invalid_with_the_validators_messages(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    with zipfile.ZipFile(tmp_path / "short.zip", "w") as handle:
+        handle.writestr("case0.png", b"not a png")
+    _upload(client, hosted.tokens["alpha"], tmp_path / "short.zip")
+    drain(hosted.challenge)
+    detail = client.get("/api/submissions/1", headers=bearer(hosted.tokens["alpha"])).json()
+    assert detail["state"] == "invalid" and detail["scores"] == {}
+    assert any(m.startswith("unreadable image: case0.png") for m in detail["messages"])
+    assert sum(m.startswith("no mask for an image") for m in detail["messages"]) == 3
+
+
+def test_hostile_archives_go_through_the_validator_and_write_nothing(hosted: Hosted, tmp_path: Path) -> None:
+    import stat
+
+    archive = tmp_path / "hostile.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("../../escaped.png", b"x")
+        handle.writestr("/abs/case1.png", b"x")
+        link = zipfile.ZipInfo("case2.png")
+        link.create_system = 3
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        handle.writestr(link, "/etc/passwd")
+        handle.writestr("case3.png", b"\0" * 3_000_000, zipfile.ZIP_DEFLATED)  # a zip bomb: 3 MB from a few kB
+    client = hosted.client()
+    _upload(client, hosted.tokens["alpha"], archive)
+    drain(hosted.challenge)
+    messages = client.get("/api/submissions/1", headers=bearer(hosted.tokens["alpha"])).json()["messages"]
+    for rule in ("'..' in the path", "absolute path", "symbolic link", "zip bomb"):
+        assert any(rule in message for message in messages), rule
+    assert not list(tmp_path.rglob("escaped.png"))
+    assert sorted(p.name for p in hosted.challenge.uploads.iterdir()) == ["1.zip"]
+
+
+def test_an_empty_upload_is_refused_and_not_counted(hosted: Hosted) -> None:
+    client = hosted.client()
+    answer = client.post("/api/submissions", content=b"", headers=bearer(hosted.tokens["alpha"]))
+    assert answer.status_code == 400 and "empty" in answer.json()["error"]
+    assert client.get("/api/submissions", headers=bearer(hosted.tokens["alpha"])).json()["left_total"] == 5
+    assert not list(hosted.challenge.uploads.iterdir())
+
+
+def test_client_file_names_never_become_paths(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    hostile = {"Content-Disposition": 'attachment; filename="../../../planted.zip"', "X-Filename": "../planted.zip"}
+    _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"), **hostile)
+    assert sorted(p.name for p in hosted.challenge.uploads.iterdir()) == ["1.zip"]
+    assert not list(tmp_path.rglob("planted.zip"))
+
+
+# --- who may read and write -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Basic YWxwaGE6eA==", "Bearer not-a-token", "Bearer mc_0000000000000000_wrong"],
+    ids=["missing", "empty", "no-token", "basic", "malformed", "unknown"],
+)
+def test_a_missing_or_wrong_token_is_401(hosted: Hosted, tmp_path: Path, authorization: str | None) -> None:
+    client = hosted.client()
+    headers = {} if authorization is None else {"Authorization": authorization}
+    for method, path in (("POST", "/api/submissions"), ("GET", "/api/submissions"), ("GET", "/api/submissions/1")):
+        answer = client.request(method, path, content=b"PK", headers=headers)
+        assert answer.status_code == 401, (method, path)
+        assert answer.headers["www-authenticate"] == "Bearer"
+    assert not list(hosted.challenge.uploads.iterdir())
+
+
+def test_a_token_with_the_right_id_and_a_wrong_secret_is_401(hosted: Hosted) -> None:
+    token = hosted.tokens["alpha"]
+    wrong = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    assert hosted.client().get("/api/submissions", headers=bearer(wrong)).status_code == 401
+
+
+def test_a_revoked_token_is_401(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    revoke_team(hosted.challenge, "alpha", START)
+    assert _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip")).status_code == 401
+    assert client.get("/api/submissions", headers=bearer(hosted.tokens["alpha"])).status_code == 401
+
+
+def test_another_teams_submission_is_404_like_a_missing_one(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"))
+    drain(hosted.challenge)
+    theirs = client.get("/api/submissions/1", headers=bearer(hosted.tokens["beta"]))
+    missing = client.get("/api/submissions/99", headers=bearer(hosted.tokens["beta"]))
+    absurd = client.get(f"/api/submissions/{10**30}", headers=bearer(hosted.tokens["beta"]))
+    assert theirs.status_code == missing.status_code == absurd.status_code == 404
+    assert theirs.json() == missing.json() == absurd.json()
+    assert client.get("/api/submissions", headers=bearer(hosted.tokens["beta"])).json()["submissions"] == []
+    assert client.post("/api/submissions/1/select", headers=bearer(hosted.tokens["beta"])).status_code == 404
+
+
+def test_tokens_are_compared_in_constant_time(hosted: Hosted, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hmac
+
+    calls = []
+    compare = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append((len(a), len(b)))
+        return compare(a, b)
+
+    monkeypatch.setattr("medico.challenge.teams.hmac.compare_digest", spy)
+    assert hosted.client().get("/api/submissions", headers=bearer(hosted.tokens["beta"])).status_code == 200
+    assert calls == [(32, 32)]
+
+
+def test_no_cors_headers_are_sent(hosted: Hosted) -> None:
+    client = hosted.client()
+    origin = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    for answer in (client.get("/api/leaderboard", headers=origin), client.options("/api/submissions", headers=origin)):
+        assert not [name for name in answer.headers if name.lower().startswith("access-control-")]
+
+
+# --- upload size --------------------------------------------------------------------------------------------------
+
+
+def test_an_upload_declared_over_the_cap_is_413_before_its_body_is_read(tmp_path: Path) -> None:
+    import socket
+
+    hosted = _hosted(tmp_path, max_upload_bytes=10_000)
+    with live_server(hosted.app()) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            request = (
+                f"POST /api/submissions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {hosted.tokens['alpha']}\r\n"
+                "Content-Type: application/zip\r\nContent-Length: 1000000000000\r\n\r\n"
+            )
+            connection.sendall(request.encode())  # and never the terabyte
+            received = b""
+            while chunk := connection.recv(65536):  # the server closes the connection after its answer
+                received += chunk
+            answer = received.decode()
+    assert answer.startswith("HTTP/1.1 413")
+    assert "10,000 bytes" in answer
+    assert not list(hosted.challenge.uploads.iterdir())
+
+
+def test_a_streamed_upload_over_the_cap_stops_being_read_and_leaves_nothing(tmp_path: Path) -> None:
+    import asyncio
+
+    hosted = _hosted(tmp_path, max_upload_bytes=100_000)
+    app = hosted.app()
+    chunk, total = b"x" * 16_384, 1_000
+    sent = []
+    responses: list[dict] = []
+
+    async def receive() -> dict:
+        sent.append(len(chunk))
+        return {"type": "http.request", "body": chunk, "more_body": len(sent) < total}
+
+    async def send(message: dict) -> None:
+        responses.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/api/submissions", "raw_path": b"/api/submissions", "query_string": b"", "root_path": "",
+        "headers": [(b"authorization", f"Bearer {hosted.tokens['alpha']}".encode()), (b"host", b"x")],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+    }
+    asyncio.run(app(scope, receive, send))  # type: ignore[operator]
+    assert responses[0]["status"] == 413
+    assert sum(sent) <= 100_000 + len(chunk)  # read up to the first chunk past the cap, never the 16 MB
+    assert not list(hosted.challenge.uploads.iterdir())
+
+
+# --- limits and the challenge's period ----------------------------------------------------------------------------
+
+
+def test_the_daily_limit_answers_429_with_when_the_next_is_allowed(tmp_path: Path) -> None:
+    hosted = _hosted(tmp_path, max_per_day=2, max_total=10)
+    client = hosted.client()
+    archives = varied_archives(tmp_path, 3)
+    assert [_upload(client, hosted.tokens["alpha"], a).status_code for a in archives[:2]] == [202, 202]
+    refused = _upload(client, hosted.tokens["alpha"], archives[2])
+    assert refused.status_code == 429
+    assert refused.json()["next_allowed"] == "2026-12-02T00:00:00+00:00"
+    assert int(refused.headers["retry-after"]) == 12 * 3600
+    assert _upload(client, hosted.tokens["beta"], archives[2]).status_code == 202  # another team's own allowance
+    hosted.now[0] = START + timedelta(hours=12)
+    assert _upload(client, hosted.tokens["alpha"], archives[2]).status_code == 202
+
+
+def test_the_total_limit_answers_429_and_says_none_are_left(tmp_path: Path) -> None:
+    hosted = _hosted(tmp_path, max_total=2)
+    client = hosted.client()
+    archives = varied_archives(tmp_path, 3)
+    for archive in archives[:2]:
+        _upload(client, hosted.tokens["alpha"], archive)
+    refused = _upload(client, hosted.tokens["alpha"], archives[2])
+    assert refused.status_code == 429
+    assert refused.json() == {"error": "no submissions left: the total limit is reached", "next_allowed": None}
+    assert client.get("/api/submissions", headers=bearer(hosted.tokens["alpha"])).json()["left_total"] == 0
+
+
+def test_concurrent_uploads_never_exceed_the_limit(tmp_path: Path) -> None:
+    hosted = _hosted(tmp_path, max_total=3)
+    archives = varied_archives(tmp_path, 10)
+    statuses: list[int] = []
+    with live_server(hosted.app()) as url:
+        barrier = threading.Barrier(len(archives))
+
+        def send(archive: Path) -> None:
+            with httpx.Client(base_url=url, timeout=60) as client:
+                barrier.wait()
+                statuses.append(_upload(client, hosted.tokens["alpha"], archive).status_code)
+
+        threads = [threading.Thread(target=send, args=(archive,)) for archive in archives]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(statuses) == [202] * 3 + [429] * 7
+    assert len(list(hosted.challenge.uploads.iterdir())) == 3
+
+
+def test_uploads_are_refused_before_the_opening_and_after_the_close(tmp_path: Path) -> None:
+    hosted = _hosted(tmp_path, opens=START + timedelta(days=1), closes=START + timedelta(days=2))
+    client = hosted.client()
+    archive = perfect_archive(tmp_path / "a.zip")
+    early = _upload(client, hosted.tokens["alpha"], archive)
+    assert early.status_code == 403 and "opens at 2026-12-02T12:00:00+00:00" in early.json()["error"]
+    hosted.now[0] = START + timedelta(days=3)
+    late = _upload(client, hosted.tokens["alpha"], archive)
+    assert late.status_code == 403 and "closed" in late.json()["error"]
+    assert not list(hosted.challenge.uploads.iterdir())
+
+
+# --- the leaderboard, and what stays hidden until close --------------------------------------------------------------
+
+
+def _everything_shown(client: TestClient, hosted: Hosted) -> str:
+    pages = [client.get("/").text, client.get("/api/leaderboard").text]
+    for token in hosted.tokens.values():
+        pages.append(client.get("/api/submissions", headers=bearer(token)).text)
+        for submission in client.get("/api/submissions", headers=bearer(token)).json()["submissions"]:
+            pages.append(client.get(f"/api/submissions/{submission['id']}", headers=bearer(token)).text)
+    return "\n".join(pages)
+
+
+def test_private_scores_appear_nowhere_before_close_and_rank_after(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    _upload(client, hosted.tokens["alpha"], private_partial_archive(hosted.challenge, tmp_path / "a.zip"))
+    _upload(client, hosted.tokens["beta"], perfect_archive(tmp_path / "b.zip"))
+    drain(hosted.challenge)
+    private = sorted(n for n, part in partition(hosted.challenge).items() if part == "private")
+    shown = _everything_shown(client, hosted)
+    assert PARTIAL_IOU not in shown and '"private"' not in shown
+    assert not any(f'"name": "{n}"' in shown or f'"name":"{n}"' in shown for n in private)
+    board = client.get("/api/leaderboard").json()
+    assert board["part"] == "public" and [row["rank"] for row in board["rows"]] == [1, 1]  # both perfect in public
+    hosted.now[0] = START + timedelta(days=1)
+    from medico.challenge.phase import close_challenge
+
+    close_challenge(hosted.challenge, hosted.now[0])
+    board = client.get("/api/leaderboard").json()
+    assert board["part"] == "private"
+    assert [(row["rank"], row["team"]) for row in board["rows"]] == [(1, "beta"), (2, "alpha")]
+    assert f"{board['rows'][1]['iou']:.4f}" == PARTIAL_IOU
+    assert PARTIAL_IOU in client.get("/").text
+    detail = client.get("/api/submissions/1", headers=bearer(hosted.tokens["alpha"])).json()
+    assert set(detail["scores"]) == {"public", "private"} and len(detail["per_image"]) == len(NAMES)
+
+
+def test_after_close_a_team_is_ranked_by_the_submission_it_selected(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    alpha = hosted.tokens["alpha"]
+    _upload(client, alpha, perfect_archive(tmp_path / "a.zip"))  # 1: best on both parts
+    _upload(client, alpha, private_partial_archive(hosted.challenge, tmp_path / "b.zip"))  # 2: as good in public
+    drain(hosted.challenge)
+    assert client.post("/api/submissions/2/select", headers=bearer(alpha)).json() == {"selected": 2}
+    from medico.challenge.phase import close_challenge
+
+    close_challenge(hosted.challenge, START)
+    row = client.get("/api/leaderboard").json()["rows"][0]
+    assert (row["team"], row["submission"], f"{row['iou']:.4f}") == ("alpha", 2, PARTIAL_IOU)
+    assert client.post("/api/submissions/1/select", headers=bearer(alpha)).status_code == 409
+
+
+def test_without_a_selection_a_team_is_ranked_by_its_best_public_submission(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    masks = {name: truth_mask() for name in NAMES}
+    worse = tmp_path / "worse.zip"
+    with zipfile.ZipFile(worse, "w") as handle:
+        for name, mask in masks.items():
+            from medico.submission import mask_png
+
+            handle.writestr(f"{name}.png", mask_png(~mask))
+    _upload(client, hosted.tokens["alpha"], worse)
+    _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"))
+    drain(hosted.challenge)
+    from medico.challenge.phase import close_challenge
+
+    close_challenge(hosted.challenge, START)
+    row = client.get("/api/leaderboard").json()["rows"][0]
+    assert (row["submission"], row["iou"]) == (2, 1.0)
+
+
+def test_a_hostile_team_name_shows_literally_on_the_page(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"))
+    drain(hosted.challenge)
+    hostile = "<script>alert(1)</script>"  # refused by team add; here written by hand into the database
+    with sqlite3.connect(hosted.challenge.folder / DATABASE_FILE) as connection:
+        connection.execute("UPDATE teams SET name = ? WHERE name = 'alpha'", (hostile,))
+    page = client.get("/")
+    assert page.headers["content-type"].startswith("text/html")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    assert hostile not in page.text
+    assert client.get("/api/leaderboard").json()["rows"][0]["team"] == hostile  # JSON carries it as data
+
+
+def test_the_page_escapes_the_challenge_name(tmp_path: Path) -> None:
+    hosted = _hosted(tmp_path, name="<img src=x onerror=alert(1)>")
+    page = hosted.client().get("/").text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<img" not in page
+
+
+# --- the real server ----------------------------------------------------------------------------------------------
+
+
+def test_the_real_server_takes_uploads_and_never_logs_tokens(hosted: Hosted, tmp_path: Path, capfd) -> None:
+    with live_server(hosted.app()) as url, httpx.Client(base_url=url, timeout=30) as client:
+        answer = _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"))
+        assert answer.status_code == 202
+        drain(hosted.challenge)
+        mine = client.get("/api/submissions/1", headers=bearer(hosted.tokens["alpha"])).json()
+        assert mine["state"] == "scored"
+        assert client.get("/api/submissions", headers=bearer("Bearer mc_1_leaked")).status_code == 401
+        assert client.get("/").status_code == 200
+    logged = capfd.readouterr()
+    for token in (*hosted.tokens.values(), "mc_1_leaked"):
+        assert token not in logged.out + logged.err
+
+
+def test_the_serve_command_binds_to_loopback_by_default(hosted: Hosted, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from medico.cli import app
+
+    seen = {}
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: seen.update(options))
+    result = CliRunner().invoke(app, ["serve", str(hosted.challenge.folder)])
+    assert result.exit_code == 0, result.output
+    assert (seen["host"], seen["port"]) == ("127.0.0.1", 8000)
+
+
+def test_serve_without_the_extra_is_a_one_line_error(hosted: Hosted, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from medico.cli import app
+
+    monkeypatch.setitem(__import__("sys").modules, "uvicorn", None)
+    result = CliRunner().invoke(app, ["serve", str(hosted.challenge.folder)])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") <= 1 and "pip install 'medico[serve]'" in " ".join(result.output.split())
+
+
+def test_the_leaderboard_json_is_plain_json(hosted: Hosted) -> None:
+    answer = hosted.client().get("/api/leaderboard")
+    assert answer.headers["content-type"] == "application/json"
+    assert json.loads(answer.text) == {"challenge": "Polyp test", "phase": "open", "part": "public", "rows": []}
+
+
+def test_medico_serve_scores_uploads_in_its_worker_process(hosted: Hosted, tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "medico", "serve", str(hosted.challenge.folder), "--port", str(port)]
+    server = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            _wait_for(lambda: client.get("/").status_code == 200)
+            archive = private_partial_archive(hosted.challenge, tmp_path / "a.zip")
+            assert _upload(client, hosted.tokens["alpha"], archive).status_code == 202
+            mine = bearer(hosted.tokens["alpha"])
+            _wait_for(lambda: client.get("/api/submissions/1", headers=mine).json()["state"] == "scored")
+            assert client.get("/api/leaderboard").json()["rows"][0]["team"] == "alpha"
+    finally:
+        os.killpg(server.pid, signal.SIGINT)  # as Ctrl+C in its terminal: the server and its worker both get it
+        log = server.communicate(timeout=60)[0]
+    assert server.returncode == 0, log
+    assert "Traceback" not in log and "Application shutdown complete" in log
+    assert "submission 1: scored" in log and "Uvicorn running on http://127.0.0.1:" in log
+    assert hosted.tokens["alpha"] not in log and PARTIAL_IOU not in log
+
+
+def _wait_for(condition: object, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if condition():  # type: ignore[operator]
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_the_web_process_never_imports_torch(hosted: Hosted, tmp_path: Path) -> None:
+    archive = perfect_archive(tmp_path / "a.zip")
+    script = f"""
+import sys, warnings
+warnings.simplefilter("ignore")
+from starlette.testclient import TestClient
+from medico.challenge.app import create_app
+client = TestClient(create_app({str(hosted.challenge.folder)!r}))
+headers = {{"Authorization": "Bearer {hosted.tokens['alpha']}"}}
+assert client.post("/api/submissions", content=open({str(archive)!r}, "rb").read(), headers=headers).status_code == 202
+assert client.get("/").status_code == client.get("/api/submissions/1", headers=headers).status_code == 200
+print("torch imported:", "torch" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=os.environ)
+    assert result.returncode == 0, result.stderr
+    assert "torch imported: False" in result.stdout
