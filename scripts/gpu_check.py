@@ -133,6 +133,7 @@ def train_and_submit(
     record["environment"] = json.loads((folder / "environment.json").read_text())
     check.save()
     check.step("evaluate latest (fp32)", [*medico, "evaluate", "latest", *device, "--precision", "fp32"], 90)
+    check.step("evaluate latest (tta flip+rot)", [*medico, "evaluate", "latest", *device, "--tta", "flip+rot"], 90)
     check.step("submit task 1", [*medico, "submit", "--team", "gpu-check", "--checkpoint", "latest", "--images",
                                  test_images, "--out", str(work / "submissions"), *device], 90)
     archives = sorted((work / "submissions").rglob("*.zip"))
@@ -201,10 +202,16 @@ def main() -> None:
     if "bench" in args.groups:
         bench(first, "defaults", [*batches, "--train-batch-size", "16", "--data", data], 150)
     if "train" in args.groups and train_and_submit(check, work, medico, device, size, args, data, test_images):
-        result = work / "bench-exported.json"
-        check.step(f"bench trained {first} exported", [sys.executable, str(REPO / "scripts" / "gpu_exported.py"),
-                                                       "latest", "--device", args.device, "--images", test_images,
-                                                       "--json", str(result)], 120, result)
+        exported = {kind: work / f"exported.{kind}" for kind in ("onnx", "torchscript")}
+        for kind, path in exported.items():
+            check.step(f"export {first} {kind}", [*medico, "export", "latest", "--format", kind, "--images",
+                                                   test_images, "--out", str(path)], 120)
+        if all(path.is_file() for path in exported.values()):
+            result = work / "bench-exported.json"
+            check.step(f"bench trained {first} exported", [
+                sys.executable, str(REPO / "scripts" / "gpu_exported.py"), "latest", "--torchscript",
+                str(exported["torchscript"]), "--onnx", str(exported["onnx"]), "--images", test_images, *device,
+                "--json", str(result)], 120, result)
     if "bench" in args.groups:
         for model in args.models:
             bench(model, "fp32", ["--precision", "fp32", *batches], 90)
