@@ -155,7 +155,18 @@ def compare_recipes(check: Check, work: Path, medico: list[str], device: list[st
         if made:
             record["summary"] = json.loads((made[0] / "summary.json").read_text())
             record["per_image"] = (made[0] / "per_image.csv").read_text()
+            record["run"] = made[0].name
             check.save()
+    trained = [r for r in check.report["steps"].values() if "summary" in r and "run" in r]
+    if trained:  # test-time augmentation of the best recipe's model, against its own evaluation
+        best = max(trained, key=lambda r: r["summary"]["validation"]["scores"]["dice"])["run"]
+        for mode in ("flip", "flip+rot"):
+            out = work / f"tta-{mode}"
+            record = check.step(f"evaluate best recipe ({best}) tta {mode}", [
+                *medico, "evaluate", best, *device, "--tta", mode, "--out", str(out)], 60)
+            if (out / "per_image.csv").is_file():
+                record["per_image"] = (out / "per_image.csv").read_text()
+                check.save()
 
 
 def main() -> None:
