@@ -91,7 +91,7 @@ NProc = Annotated[
         "Under torchrun leave it out.",
     ),
 ]
-Tracker = Annotated[
+TrackerOption = Annotated[
     str | None,
     typer.Option(
         "--tracker",
@@ -415,7 +415,7 @@ def run(
     device: Device = None,
     precision: PrecisionOption = None,
     workers: Workers = None,
-    tracker: Tracker = None,
+    tracker: TrackerOption = None,
     config: ConfigFile = None,
     resume: Resume = None,
     option: Options = None,

@@ -175,8 +175,10 @@ class MLflowTracker:
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or EXPERIMENT
         found = self.client.get_experiment_by_name(name)
         experiment = found.experiment_id if found is not None else self.client.create_experiment(name)
-        tag = str(run.path.resolve()).replace("'", "\\'")
-        earlier = self.client.search_runs([experiment], filter_string=f"tags.`medico.run` = '{tag}'", max_results=1)
+        tag = str(run.path.resolve())
+        # A resumed run continues its MLflow run: found by name (run folder names hold no quotes), then by folder.
+        named = self.client.search_runs([experiment], filter_string=f"attributes.run_name = '{run.name}'")
+        earlier = [r for r in named if r.data.tags.get("medico.run") == tag]
         if earlier:
             self.run_id = earlier[0].info.run_id
             self.client.update_run(self.run_id, status="RUNNING")
