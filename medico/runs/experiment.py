@@ -5,9 +5,9 @@ differing only in seed are scored on the same images), or, to resume, reloads th
 recorded data with :func:`medico.runs.dataset.run_data`; ``make_trainer`` builds the trainer and, for a new run,
 creates its folder, the one place a run folder is made; ``train_run`` writes the record's first files and trains,
 keeping ``history.csv``, the curve and the tracker (``--tracker``, :mod:`medico.runs.tracking`) up to date after
-every epoch; ``finish_run`` scores the best checkpoint at
-the original resolution, optionally measures model FPS and adds a ``val`` entry to the leaderboard, and writes
-``summary.json``; ``run_tracking`` holds the tracker over both.
+every epoch; ``finish_run`` scores the best checkpoint at the original resolution, optionally measures model FPS
+and adds a ``val`` entry to the leaderboard, and writes ``summary.json``; ``run_tracking`` holds the tracker over
+both.
 
 With several processes (:mod:`medico.engine.distributed`) every process runs these steps; rank 0 creates the run folder
 (the others learn its name), writes every file and the leaderboard entry; scoring is shared out and gathered.
