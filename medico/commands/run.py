@@ -20,7 +20,7 @@ from medico.leaderboard import LeaderboardStore
 from medico.leaderboard.render import leaderboard_tables
 from medico.leaderboard.view import leaderboard_rows
 from medico.runs.config import ConfigError, RunOptions
-from medico.runs.experiment import RunOutcome, RunPlan, finish_run, make_trainer, plan_run, train_run
+from medico.runs.experiment import RunOutcome, RunPlan, finish_run, make_trainer, plan_run, run_tracking, train_run
 from medico.runs.folder import RunFolder
 from medico.runs.sweep import SWEEP_HEADERS, SWEEP_METRICS, SweepSummary, parse_seeds, run_sweep
 
@@ -89,6 +89,14 @@ NProc = Annotated[
         "--nproc",
         help="Train with N processes on this machine (DistributedDataParallel: NCCL on GPUs, gloo on CPUs). "
         "Under torchrun leave it out.",
+    ),
+]
+TrackerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tracker",
+        help="Also log epochs, config, final scores and overlays to tensorboard (RUN/tensorboard/) or mlflow "
+        "($MLFLOW_TRACKING_URI, else ./mlruns); needs pip install 'medico[tensorboard]' or 'medico[mlflow]'.",
     ),
 ]
 SyncBn = Annotated[
@@ -319,9 +327,17 @@ def _train_and_finish(
     _announce(plan, trainer)
     observer = ConsoleObserver(plan.config.input_size)
     try:
-        result = train_run(plan, trainer, observer)
-        with _bar("scoring best.pt", len(plan.split.val)) as progress:
-            outcome = finish_run(plan, result, measure_speed=measure_speed, leaderboard=leaderboard, progress=progress)
+        with run_tracking(plan) as tracker:
+            result = train_run(plan, trainer, observer, tracker)
+            with _bar("scoring best.pt", len(plan.split.val)) as progress:
+                outcome = finish_run(
+                    plan,
+                    result,
+                    measure_speed=measure_speed,
+                    leaderboard=leaderboard,
+                    progress=progress,
+                    tracker=tracker,
+                )
     except KeyboardInterrupt:
         observer.close()
         _interrupted(command, plan, trainer)
@@ -399,6 +415,7 @@ def run(
     device: Device = None,
     precision: PrecisionOption = None,
     workers: Workers = None,
+    tracker: TrackerOption = None,
     config: ConfigFile = None,
     resume: Resume = None,
     option: Options = None,
@@ -441,6 +458,7 @@ def run(
         precision=precision,
         workers=workers,
         team=team,
+        tracker=tracker,
         config_file=config,
     )
     if folds is not None or seeds is not None:

@@ -25,6 +25,7 @@ from medico.commands.run import (
     Seed,
     SplitName,
     SyncBn,
+    TrackerOption,
     Workers,
     execute,
     execute_distributed,
@@ -50,6 +51,7 @@ def train(
     device: Device = None,
     precision: PrecisionOption = None,
     workers: Workers = None,
+    tracker: TrackerOption = None,
     config: ConfigFile = None,
     resume: Resume = None,
     option: Options = None,
@@ -76,6 +78,7 @@ def train(
         device=device,
         precision=precision,
         workers=workers,
+        tracker=tracker,
         config_file=config,
     )
     execute_distributed(

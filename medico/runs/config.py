@@ -31,6 +31,7 @@ from medico.engine.runtime import PRECISION_CHOICES
 from medico.errors import MedicoError
 from medico.leaderboard.participant import check_team_name
 from medico.plugins import ModelPlugin, TrainingDefaults, canonical_spec
+from medico.runs.tracking import check_tracker
 
 __all__ = [
     "MAX_BATCH",
@@ -50,7 +51,9 @@ __all__ = [
     "resolve_config",
 ]
 
-RESUMABLE_KEYS = frozenset({"epochs", "max_time", "device", "precision", "workers", "eval_batch_size", "team"})
+RESUMABLE_KEYS = frozenset(
+    {"epochs", "max_time", "device", "precision", "workers", "eval_batch_size", "team", "tracker"}
+)
 """What ``--resume`` may change: where and how long to go on, never what is being trained."""
 
 _COMMAND_LINE = "command line"
@@ -105,6 +108,8 @@ class RunConfig:
         augment: the source paper's augmentations on training images.
         eval_batch_size: images per forward pass during validation.
         team: the leaderboard team name (None: the OS user name).
+        tracker: ``none``, ``tensorboard`` or ``mlflow``: where the run's epochs, config and final scores are also
+            logged (:mod:`medico.runs.tracking`).
     """
 
     model: str
@@ -131,6 +136,7 @@ class RunConfig:
     augment: bool = True
     eval_batch_size: int = 8
     team: str | None = None
+    tracker: str = "none"
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -182,6 +188,7 @@ class RunOptions:
     precision: str | None = None
     workers: int | None = None
     team: str | None = None
+    tracker: str | None = None
     builder_options: Mapping[str, Any] = field(default_factory=dict)
     config_file: Path | None = None
 
@@ -223,6 +230,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "augment": (bool,),
     "eval_batch_size": (int,),
     "team": (str,),
+    "tracker": (str,),
 }
 
 
@@ -335,6 +343,8 @@ def check_setting(key: str, value: Any, source: str = _COMMAND_LINE, *, name: st
         raise ConfigError(f"{name} must be one of {', '.join(PRECISION_CHOICES)}, got {value!r}")
     if key == "team":
         check_team_name(value, name)  # the leaderboard entry's rule, asked before training rather than after it
+    if key == "tracker":
+        check_tracker(value, name)  # a missing package is refused now, not after the run folder is made
     return value
 
 

@@ -4,9 +4,10 @@
 differing only in seed are scored on the same images), or, to resume, reloads the config and reopens the run's
 recorded data with :func:`medico.runs.dataset.run_data`; ``make_trainer`` builds the trainer and, for a new run,
 creates its folder, the one place a run folder is made; ``train_run`` writes the record's first files and trains,
-keeping ``history.csv`` and the curve up to date after every epoch; ``finish_run`` scores the best checkpoint at
-the original resolution, optionally measures model FPS and adds a ``val`` entry to the leaderboard, and writes
-``summary.json``.
+keeping ``history.csv``, the curve and the tracker (``--tracker``, :mod:`medico.runs.tracking`) up to date after
+every epoch; ``finish_run`` scores the best checkpoint at the original resolution, optionally measures model FPS
+and adds a ``val`` entry to the leaderboard, and writes ``summary.json``; ``run_tracking`` holds the tracker over
+both.
 
 With several processes (:mod:`medico.engine.distributed`) every process runs these steps; rank 0 creates the run folder
 (the others learn its name), writes every file and the leaderboard entry; scoring is shared out and gathered.
@@ -14,7 +15,9 @@ With several processes (:mod:`medico.engine.distributed`) every process runs the
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,12 +42,14 @@ from medico.engine.training import (
 )
 from medico.leaderboard import Entry, LeaderboardStore
 from medico.leaderboard.participant import TeamNameError, check_team_name
+from medico.overlay import best_and_worst, write_overlays
 from medico.plugins import canonical_spec, get_plugin
 from medico.runs.checkpoint import Checkpoint, load_model
 from medico.runs.config import ConfigError, RunConfig, RunOptions, resolve_config
 from medico.runs.dataset import DataRecord, run_data
 from medico.runs.folder import RunFolder, find_run, run_number
 from medico.runs.record import environment_info, write_history, write_json, write_training_curve
+from medico.runs.tracking import NoTracker, Tracker, tracking
 
 __all__ = [
     "RunOutcome",
@@ -54,8 +59,12 @@ __all__ = [
     "finish_run",
     "make_trainer",
     "plan_run",
+    "run_tracking",
     "train_run",
 ]
+
+TRACKED_OVERLAYS = 4
+"""How many best and how many worst validation images a tracker gets as overlays (and ``RUN/overlays`` holds)."""
 
 
 @dataclass
@@ -133,10 +142,11 @@ def plan_run(
 
 
 class _RecordingObserver(TrainingObserver):
-    """Passes every hook on, and rewrites ``history.csv`` and the training curve after each epoch."""
+    """Passes every hook on, and after each epoch rewrites ``history.csv`` and the training curve and tells the
+    tracker."""
 
-    def __init__(self, inner: TrainingObserver, run: RunFolder, trainer: Trainer, title: str) -> None:
-        self.inner, self.run, self.trainer, self.title = inner, run, trainer, title
+    def __init__(self, inner: TrainingObserver, run: RunFolder, trainer: Trainer, title: str, tracker: Tracker) -> None:
+        self.inner, self.run, self.trainer, self.title, self.tracker = inner, run, trainer, title, tracker
 
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
         self.inner.epoch_started(epoch, epochs, steps)
@@ -153,6 +163,7 @@ class _RecordingObserver(TrainingObserver):
     def epoch_done(self, record: EpochRecord) -> None:
         write_history(self.run.history, self.trainer.history)
         write_training_curve(self.run.training_curve, self.trainer.history, self.title)
+        self.tracker.log_epoch(record)
         self.inner.epoch_done(record)
 
 
@@ -186,10 +197,19 @@ def make_trainer(plan: RunPlan, *, sync_bn: bool | None = None) -> Trainer:
     return trainer
 
 
-def train_run(plan: RunPlan, trainer: Trainer, observer: TrainingObserver | None = None) -> TrainingResult:
-    """Write config, environment and dataset records, then train; history and curve follow every epoch.
+@contextlib.contextmanager
+def run_tracking(plan: RunPlan) -> Iterator[Tracker]:
+    """The tracker of a run whose folder exists (``config.tracker`` on rank 0, none elsewhere), closed on leaving."""
+    with tracking(plan.config.tracker if is_main() else "none", plan.run, plan.config) as tracker:
+        yield tracker
 
-    Processes other than rank 0 write nothing and report nothing to ``observer``.
+
+def train_run(
+    plan: RunPlan, trainer: Trainer, observer: TrainingObserver | None = None, tracker: Tracker | None = None
+) -> TrainingResult:
+    """Write config, environment and dataset records, then train; history, curve and ``tracker`` follow every epoch.
+
+    Processes other than rank 0 write nothing and report nothing to ``observer`` or ``tracker``.
     """
     if not is_main():
         return trainer.fit()
@@ -198,7 +218,7 @@ def train_run(plan: RunPlan, trainer: Trainer, observer: TrainingObserver | None
     write_json(run.environment, environment_info(trainer.device, trainer.precision, plan.config.model))
     write_json(run.dataset, plan.record().as_dict())
     title = f"{run.name}: {plan.config.model} on {plan.dataset.description} ({plan.split.name} split)"
-    return trainer.fit(_RecordingObserver(observer or TrainingObserver(), run, trainer, title))
+    return trainer.fit(_RecordingObserver(observer or TrainingObserver(), run, trainer, title, tracker or NoTracker()))
 
 
 def finish_run(
@@ -208,6 +228,7 @@ def finish_run(
     measure_speed: bool,
     leaderboard: bool,
     progress: Any = None,
+    tracker: Tracker | None = None,
 ) -> RunOutcome:
     """Score the best checkpoint on the validation split, optionally time it and rank it; write the summary.
 
@@ -217,6 +238,7 @@ def finish_run(
         measure_speed: measure model FPS (batch 1, forward only) at the input size.
         leaderboard: add a ``val`` entry (source ``measured``) to the leaderboard store.
         progress: ``progress(done, total)`` during scoring.
+        tracker: gets the scores and, if it logs them, overlays of the best and worst images (in ``RUN/overlays``).
 
     With several processes each scores a share of the images; rank 0 alone measures, ranks and writes.
     """
@@ -228,6 +250,11 @@ def finish_run(
     )
     if is_main():
         evaluation.write(run_dir)
+        chosen = best_and_worst(evaluation.per_image, TRACKED_OVERLAYS)
+        overlays = RunFolder(run_dir).overlays
+        (tracker or NoTracker()).log_final(
+            evaluation.summary, lambda: write_overlays(predictor, plan.dataset, chosen, overlays, replace=True)
+        )
     speed = None
     if measure_speed and is_main():
         speed = measure_model_speed(model, checkpoint.input_size, device=result.device, precision=result.precision)

@@ -176,6 +176,11 @@ class RunFolder:
     def overlays(self) -> Path:
         return self.path / "overlays"
 
+    @property
+    def tensorboard(self) -> Path:
+        """TensorBoard's event files of ``--tracker tensorboard`` (``tensorboard --logdir runs`` finds every run's)."""
+        return self.path / "tensorboard"
+
     def checkpoint(self, which: str = "best") -> Path:
         """``best.pt`` or ``last.pt``, with an error naming the run when it is missing."""
         path = {"best": self.best, "last": self.last}[which]
