@@ -15,6 +15,7 @@ from pathlib import Path
 
 from medico.challenge.settings import ChallengeError
 from medico.leaderboard.entry import SCORES
+from medico.transactions import immediate
 
 __all__ = ["DATABASE_FILE", "MIGRATIONS", "SCHEMA_VERSION", "ChallengeDatabase", "timestamp"]
 
@@ -152,11 +153,5 @@ class ChallengeDatabase:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """One transaction holding the write lock from its start; committed when the block ends, else rolled back."""
-        with self._connect() as connection:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
+        with self._connect() as connection, immediate(connection):
+            yield connection

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from medico.leaderboard.entry import Entry, check_entry
 from medico.leaderboard.errors import LeaderboardError
 from medico.leaderboard.participant import plain_text
+from medico.transactions import immediate
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "LeaderboardStore", "default_db_path"]
 
@@ -208,14 +209,8 @@ class LeaderboardStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction holding the write lock from the start (so read-check-insert cannot race)."""
-        with self._connect() as connection:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
+        with self._connect() as connection, immediate(connection):
+            yield connection
 
     def _version(self, connection: sqlite3.Connection) -> int:
         """The file's schema version (0 for a new file); a version newer than this medico knows is refused."""
