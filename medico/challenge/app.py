@@ -13,6 +13,7 @@ types or frame the page.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
@@ -28,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from medico.challenge.folder import Challenge
 from medico.challenge.phase import current_phase
+from medico.challenge.settings import ChallengeError
 from medico.challenge.standings import standings
 from medico.challenge.submissions import (
     LimitReachedError,
@@ -58,6 +60,18 @@ def _utc_now() -> datetime:
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+log = logging.getLogger("medico.challenge.app")
+
+SERVER_BROKEN = "the server cannot read its challenge data; the organiser has been told"
+
+
+async def _broken(request: Request, error: Exception) -> Response:
+    """A challenge folder the organiser edited into something unusable: the one-line reason goes to the server's log
+    only (it may name private scores), the client gets a plain 500."""
+    log.error("%s %s: %s", request.method, request.url.path, error)
+    return _error(500, SERVER_BROKEN)
 
 
 _UNAUTHORISED = "missing or invalid token: send Authorization: Bearer TOKEN (from medico challenge team add)"
@@ -192,7 +206,7 @@ def create_app(
         Route("/api/submissions/{id:int}", own_submission, methods=["GET"]),
         Route("/api/submissions/{id:int}/select", select, methods=["POST"]),
     ]
-    return _SafeHeaders(Starlette(routes=routes, lifespan=lifespan))
+    return _SafeHeaders(Starlette(routes=routes, lifespan=lifespan, exception_handlers={ChallengeError: _broken}))
 
 
 def _submission_number(request: Request) -> int | None:
