@@ -67,3 +67,47 @@ def test_hand_edited_score_is_refused_and_never_sent(scored: Challenge, value: o
             assert response.status_code == 500 and response.json() == {"error": SERVER_BROKEN}
             assert "7.5" not in response.text and "abc" not in response.text
     assert "submission 1" in caplog.text
+
+
+def _onnx_file(path: Path, size: int, functions: bool = False) -> Path:
+    """A tiny ONNX file of medico's signature at input size ``size``; with ``functions`` the mean goes through a local
+    function whose constant is external data pointing at /etc/passwd."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    from medico.engine.graphs import INPUT_NAME, OUTPUT_NAME
+
+    inputs = [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 3, size, size])]
+    outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1, size, size])]
+    opsets = [helper.make_opsetid("", 17)]
+    mean = helper.make_node("ReduceMean", [INPUT_NAME], ["mean" if functions else OUTPUT_NAME], axes=[1], keepdims=1)
+    nodes, local = [mean], []
+    if functions:
+        constant = TensorProto(name="k", data_type=TensorProto.FLOAT, dims=[1], data_location=TensorProto.EXTERNAL)
+        for key, value in (("location", "/etc/passwd"), ("offset", "0"), ("length", "4")):
+            constant.external_data.add(key=key, value=value)
+        body = [helper.make_node("Constant", [], ["k"], value=constant), helper.make_node("Add", ["x", "k"], ["y"])]
+        local = [helper.make_function("evil", "F", ["x"], ["y"], body, opsets)]
+        nodes.append(helper.make_node("F", ["mean"], [OUTPUT_NAME], domain="evil"))
+        opsets.append(helper.make_opsetid("evil", 1))
+    graph = helper.make_graph(nodes, "g", inputs, outputs)
+    path.write_bytes(helper.make_model(graph, opset_imports=opsets, functions=local).SerializeToString())
+    return path
+
+
+def test_onnx_declaring_a_huge_input_size_is_refused(tmp_path: Path) -> None:
+    from medico.engine.graphs import GraphError
+    from medico.engine.runtimes import load_onnx
+
+    assert load_onnx(_onnx_file(tmp_path / "fine.onnx", 8)).input_size == 8
+    with pytest.raises(GraphError, match="S at most 2048"):  # else predict resizes every frame to 10^6 x 10^6
+        load_onnx(_onnx_file(tmp_path / "huge.onnx", 10**6))
+
+
+def test_onnx_external_data_inside_a_local_function_is_refused_by_the_gate(tmp_path: Path) -> None:
+    from medico.engine.graphs import GraphError
+    from medico.engine.runtimes import load_onnx
+
+    with pytest.raises(GraphError, match="keeps tensors in other files"):  # medico's gate, not ONNX Runtime's
+        load_onnx(_onnx_file(tmp_path / "function.onnx", 8, functions=True))
