@@ -111,3 +111,29 @@ def test_onnx_external_data_inside_a_local_function_is_refused_by_the_gate(tmp_p
 
     with pytest.raises(GraphError, match="keeps tensors in other files"):  # medico's gate, not ONNX Runtime's
         load_onnx(_onnx_file(tmp_path / "function.onnx", 8, functions=True))
+
+
+def test_a_sweep_summary_that_is_a_fifo_is_refused_unread(tmp_path: Path) -> None:
+    import json
+    import os
+    import threading
+
+    from medico.runs.members import MembersError, sweep_runs
+
+    folder = tmp_path / "runs" / "sweeps" / "1-unet"
+    folder.mkdir(parents=True)
+    fifo = folder / "summary.json"
+    os.mkfifo(fifo)
+
+    def write() -> None:  # before the fix the read gets this; after it, nothing reads and the test releases it
+        fifo.write_text(json.dumps({"runs": [{"run": "1-unet"}]}))
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        with pytest.raises(MembersError, match="not a plain file"):
+            sweep_runs("1-unet", tmp_path / "runs")
+    finally:
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        writer.join(5)
+        os.close(reader)
