@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -100,6 +101,8 @@ def create_app(
     challenge = Challenge.open(folder)
     settings = challenge.settings
 
+    receiving: Counter[int] = Counter()  # bodies being received, per team id (one event loop: no lock needed)
+
     def phase() -> str:
         return current_phase(challenge, clock())
 
@@ -133,14 +136,21 @@ def create_app(
         if not left.allowed:
             return _too_many(LimitReachedError(left), now)
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > settings.max_upload_bytes:
+        if declared.isascii() and declared.isdigit() and int(declared) > settings.max_upload_bytes:
             return _too_large(settings.max_upload_bytes)
+        # Bodies in flight count against the uploads left (no await between the check and the count), so one team's
+        # many slow or parallel uploads cannot fill the disk beyond what it may still store.
+        if receiving[team.id] >= min(left.left_total, left.left_today or left.left_total):
+            return _error(429, f"{receiving[team.id]} uploads of your team are still being received: wait for them")
+        receiving[team.id] += 1
         try:
             upload = await receive_upload(request.stream(), challenge.uploads, settings.max_upload_bytes)
         except TooLargeError:
             return _too_large(settings.max_upload_bytes)
         except ClientDisconnect:
             return _error(400, "the upload was interrupted")
+        finally:
+            receiving[team.id] -= 1
         if upload.size == 0:
             upload.path.unlink()
             return _error(400, "the upload is empty: send the task 1 zip as the request body")

@@ -137,3 +137,55 @@ def test_a_sweep_summary_that_is_a_fifo_is_refused_unread(tmp_path: Path) -> Non
         reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
         writer.join(5)
         os.close(reader)
+
+
+def test_uploads_in_flight_count_against_the_uploads_left(tmp_path: Path) -> None:
+    """A team with one upload left cannot stream a second body to disk while the first is still arriving."""
+    import asyncio
+
+    challenge = make_challenge(tmp_path, max_total=1)
+    token = tokens(challenge, ["alpha"], NOW)["alpha"]
+    app = create_app(challenge.folder, clock=lambda: NOW)
+    body = perfect_archive(tmp_path / "a.zip").read_bytes()
+    statuses: dict[str, int] = {}
+    read: dict[str, int] = {"slow": 0, "fast": 0}
+
+    def scope() -> dict:
+        return {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+            "path": "/api/submissions", "raw_path": b"/api/submissions", "query_string": b"", "root_path": "",
+            "headers": [(b"authorization", f"Bearer {token}".encode()), (b"host", b"x")],
+            "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80),
+        }
+
+    async def run() -> None:
+        started, finish = asyncio.Event(), asyncio.Event()
+
+        async def slow_body() -> dict:
+            read["slow"] += 1
+            if read["slow"] == 1:
+                started.set()
+                return {"type": "http.request", "body": body[:10], "more_body": True}
+            await finish.wait()
+            return {"type": "http.request", "body": body[10:], "more_body": False}
+
+        async def fast_body() -> dict:
+            read["fast"] += 1
+            return {"type": "http.request", "body": body[::-1], "more_body": False}
+
+        def answer(label: str):
+            async def send(message: dict) -> None:
+                if message["type"] == "http.response.start":
+                    statuses[label] = message["status"]
+            return send
+
+        slow = asyncio.create_task(app(scope(), slow_body, answer("slow")))  # type: ignore[operator]
+        await started.wait()
+        await app(scope(), fast_body, answer("fast"))  # type: ignore[operator]
+        finish.set()
+        await slow
+
+    asyncio.run(run())
+    assert statuses == {"slow": 202, "fast": 429}
+    assert read["fast"] == 0  # refused before its body was read
+    assert [p.name for p in challenge.uploads.iterdir()] == ["1.zip"]
