@@ -189,3 +189,45 @@ def test_uploads_in_flight_count_against_the_uploads_left(tmp_path: Path) -> Non
     assert statuses == {"slow": 202, "fast": 429}
     assert read["fast"] == 0  # refused before its body was read
     assert [p.name for p in challenge.uploads.iterdir()] == ["1.zip"]
+
+
+def test_a_failed_record_does_not_leave_the_submission_scoring(tmp_path: Path, monkeypatch) -> None:
+    """The database refusing the worker's record once (locked, full) puts the claim back in the queue, not stuck."""
+    import signal
+
+    from medico.challenge import worker as worker_module
+
+    challenge = make_challenge(tmp_path)
+    token = tokens(challenge, ["alpha"], NOW)["alpha"]
+    client = TestClient(create_app(challenge.folder, clock=lambda: NOW))
+    body = perfect_archive(tmp_path / "a.zip").read_bytes()
+    assert client.post("/api/submissions", content=body, headers=bearer(token)).status_code == 202
+    real, calls = worker_module.record_outcome, []
+
+    def flaky(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ChallengeError("challenge database: database is locked")
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(worker_module, "record_outcome", flaky)
+
+    class Rounds:
+        """Stops the worker after a few passes of its loop; waiting takes no time."""
+
+        passes = 0
+
+        def is_set(self) -> bool:
+            self.passes += 1
+            return self.passes > 4
+
+        def wait(self, timeout: float | None = None) -> bool:
+            return False
+
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        worker_module.run_worker(challenge.folder, Rounds(), poll=0)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    with sqlite3.connect(challenge.folder / DATABASE_FILE) as connection:
+        assert connection.execute("SELECT state FROM submissions").fetchall() == [("scored",)]
