@@ -231,3 +231,24 @@ def test_a_failed_record_does_not_leave_the_submission_scoring(tmp_path: Path, m
         signal.signal(signal.SIGINT, handler)
     with sqlite3.connect(challenge.folder / DATABASE_FILE) as connection:
         assert connection.execute("SELECT state FROM submissions").fetchall() == [("scored",)]
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [("dice", 7.5, "entry dice"), ("hd95", -5.0, "entry hd95"), ("mean_em", 3.0, "entry mean_em"),
+     ("tta", "bogus", "entry tta"), ("ensemble", 0, "entry ensemble")],
+)
+def test_a_hand_edited_leaderboard_row_out_of_range_is_refused_naming_it(
+    tmp_path: Path, column: str, value: object, message: str
+) -> None:
+    from medico.leaderboard.entry import Entry
+    from medico.leaderboard.errors import LeaderboardError
+    from medico.leaderboard.store import LeaderboardStore
+
+    path = tmp_path / "leaderboard.sqlite"
+    store = LeaderboardStore(path)
+    store.add(Entry(team="T", model="unet", dice=0.5, iou=0.4, n_images=3, sha256="a" * 64, hd95=3.0, mean_em=0.9))
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"UPDATE entries SET {column} = ?", (value,))
+    with pytest.raises(LeaderboardError, match=rf"{path.name}: entry 1: {message}"):
+        LeaderboardStore(path, read_only=True).entries()
