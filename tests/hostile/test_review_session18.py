@@ -252,3 +252,36 @@ def test_a_hand_edited_leaderboard_row_out_of_range_is_refused_naming_it(
         connection.execute(f"UPDATE entries SET {column} = ?", (value,))
     with pytest.raises(LeaderboardError, match=rf"{path.name}: entry 1: {message}"):
         LeaderboardStore(path, read_only=True).entries()
+
+
+def _torchscript_file(path: Path) -> Path:
+    """A TorchScript program (traced): what a participant could pass where a checkpoint is expected."""
+    import torch
+
+    class Doubling(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2
+
+    torch.jit.save(torch.jit.trace(Doubling(), torch.zeros(1)), str(path))
+    return path
+
+
+def test_a_torchscript_file_given_as_a_checkpoint_is_refused_in_one_line_before_torch_sees_it(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from medico.cli import app
+
+    program = _torchscript_file(tmp_path / "model.pt")
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(images / "a.png")
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load was asked to read a TorchScript file"))
+    result = CliRunner().invoke(app, ["predict", str(program), str(images), "--out", str(tmp_path / "masks")])
+    assert result.exit_code == 2 and "TorchScript program, not a checkpoint" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "weights_only" not in result.output
+    assert not (tmp_path / "masks").exists()
