@@ -285,3 +285,47 @@ def test_a_torchscript_file_given_as_a_checkpoint_is_refused_in_one_line_before_
     assert result.exit_code == 2 and "TorchScript program, not a checkpoint" in result.output
     assert len(result.output.strip().splitlines()) == 1 and "weights_only" not in result.output
     assert not (tmp_path / "masks").exists()
+
+
+def test_the_client_never_follows_a_redirect_with_the_token(tmp_path: Path) -> None:
+    """A server (or a proxy in front of it) answering 302 to another host gets no token sent there."""
+    import http.server
+    import threading
+
+    from medico.challenge.client import ChallengeClient, ClientError
+
+    seen: list[str | None] = []
+
+    class Thief(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    thief = http.server.HTTPServer(("127.0.0.1", 0), Thief)
+
+    class Redirecting(Thief):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{thief.server_port}/steal")
+            self.end_headers()
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Redirecting)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (thief, server)]
+    for thread in threads:
+        thread.start()
+    try:
+        client = ChallengeClient(f"http://127.0.0.1:{server.server_port}", "mc_0123456789abcdef_secret")
+        with pytest.raises(ClientError, match="redirects to") as refused:
+            client.status()
+        assert "secret" not in str(refused.value)
+    finally:
+        for s in (thief, server):
+            s.shutdown()
+            s.server_close()
+    assert seen == []
