@@ -106,8 +106,9 @@ def load_weights_only(path: Path) -> Any:
     huge shape, which a model built to its shape would then allocate for real).
 
     Raises:
-        ValueError: the file holds more than it has, or a tensor that is not a dense CPU tensor; torch's own errors
-            for corrupt or unsafe files pass unchanged (callers name the file).
+        ValueError: the file holds more than it has, is a TorchScript program (torch would offer to run it), or holds a
+            tensor that is not a dense CPU tensor; torch's own errors for corrupt or unsafe files pass unchanged
+            (callers name the file).
     """
     import torch
 
@@ -116,7 +117,11 @@ def load_weights_only(path: Path) -> Any:
         zipped = handle.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
     if zipped:
         with zipfile.ZipFile(path) as archive:
-            unpacked = sum(member.file_size for member in archive.infolist())
+            members = archive.infolist()
+        unpacked = sum(member.file_size for member in members)
+        if any(member.filename.rpartition("/")[2] == "constants.pkl" for member in members):  # as torch tells them
+            raise ValueError("it is a TorchScript program, not a checkpoint: medico never runs one it is given "
+                             "(pass the run's checkpoint, or an exported .onnx file)")
         if unpacked > size:
             raise ValueError(f"its members unpack to {unpacked:,} bytes, more than the file's {size:,}")
     payload = torch.load(path, map_location="cpu", weights_only=True)

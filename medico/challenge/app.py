@@ -13,7 +13,9 @@ types or frame the page.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from medico.challenge.folder import Challenge
 from medico.challenge.phase import current_phase
+from medico.challenge.settings import ChallengeError
 from medico.challenge.standings import standings
 from medico.challenge.submissions import (
     LimitReachedError,
@@ -60,6 +63,18 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
+log = logging.getLogger("medico.challenge.app")
+
+SERVER_BROKEN = "the server cannot read its challenge data; the organiser has been told"
+
+
+async def _broken(request: Request, error: Exception) -> Response:
+    """A challenge folder the organiser edited into something unusable: the one-line reason goes to the server's log
+    only (it may name private scores), the client gets a plain 500."""
+    log.error("%s %s: %s", request.method, request.url.path, error)
+    return _error(500, SERVER_BROKEN)
+
+
 _UNAUTHORISED = "missing or invalid token: send Authorization: Bearer TOKEN (from medico challenge team add)"
 
 
@@ -85,6 +100,8 @@ def create_app(
     worker process with the app and stops it with the app (looking for new submissions every ``poll`` seconds)."""
     challenge = Challenge.open(folder)
     settings = challenge.settings
+
+    receiving: Counter[int] = Counter()  # bodies being received, per team id (one event loop: no lock needed)
 
     def phase() -> str:
         return current_phase(challenge, clock())
@@ -119,14 +136,21 @@ def create_app(
         if not left.allowed:
             return _too_many(LimitReachedError(left), now)
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > settings.max_upload_bytes:
+        if declared.isascii() and declared.isdigit() and int(declared) > settings.max_upload_bytes:
             return _too_large(settings.max_upload_bytes)
+        # Bodies in flight count against the uploads left (no await between the check and the count), so one team's
+        # many slow or parallel uploads cannot fill the disk beyond what it may still store.
+        if receiving[team.id] >= min(left.left_total, left.left_today or left.left_total):
+            return _error(429, f"{receiving[team.id]} uploads of your team are still being received: wait for them")
+        receiving[team.id] += 1
         try:
             upload = await receive_upload(request.stream(), challenge.uploads, settings.max_upload_bytes)
         except TooLargeError:
             return _too_large(settings.max_upload_bytes)
         except ClientDisconnect:
             return _error(400, "the upload was interrupted")
+        finally:
+            receiving[team.id] -= 1
         if upload.size == 0:
             upload.path.unlink()
             return _error(400, "the upload is empty: send the task 1 zip as the request body")
@@ -192,7 +216,7 @@ def create_app(
         Route("/api/submissions/{id:int}", own_submission, methods=["GET"]),
         Route("/api/submissions/{id:int}/select", select, methods=["POST"]),
     ]
-    return _SafeHeaders(Starlette(routes=routes, lifespan=lifespan))
+    return _SafeHeaders(Starlette(routes=routes, lifespan=lifespan, exception_handlers={ChallengeError: _broken}))
 
 
 def _submission_number(request: Request) -> int | None:

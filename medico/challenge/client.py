@@ -28,6 +28,17 @@ MAX_TOKEN_FILE = 4096
 FINAL_STATES = ("scored", "invalid")
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Follows no redirect: urllib would send the token's header on to wherever the server points (another host, or
+    plain http); the redirect is answered as the error it then is."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 class ClientError(MedicoError):
     """The server refused a request or could not be reached; the message says which and why."""
 
@@ -88,9 +99,13 @@ class ChallengeClient:
             headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json", **(headers or {})},
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # http(s) only: checked when made
+            with _OPENER.open(request, timeout=self.timeout) as answer:  # http(s) only: checked when made
                 return json.loads(answer.read())
         except urllib.error.HTTPError as error:
+            if 300 <= error.code < 400:
+                where = plain_text(str(error.headers.get("Location", "")), 200)
+                raise ClientError(f"{self.url}{path}: the server redirects to {where!r}; the token is not sent on: "
+                                  "pass the server's own address with --to") from None
             raise ClientError(f"{self.url}{path}: {error.code} {_reason(error)}") from None
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)

@@ -8,6 +8,8 @@ from typing import Literal
 
 from medico.challenge.database import timestamp
 from medico.challenge.folder import Challenge
+from medico.challenge.settings import ChallengeError
+from medico.leaderboard.participant import plain_text
 
 __all__ = ["Phase", "close_challenge", "closed_at", "current_phase"]
 
@@ -18,7 +20,21 @@ def closed_at(challenge: Challenge) -> datetime | None:
     """When ``medico challenge close`` closed the challenge (None: not closed by hand)."""
     with challenge.database.read() as connection:
         row = connection.execute("SELECT value FROM meta WHERE key = 'closed'").fetchone()
-    return None if row is None else datetime.fromisoformat(row["value"])
+    return None if row is None else _closing_time(challenge, row["value"])
+
+
+def _closing_time(challenge: Challenge, value: object) -> datetime:
+    """The stored closing time as an aware datetime; a hand-edited value that is not one is refused, naming the file."""
+    try:
+        moment = datetime.fromisoformat(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ChallengeError(
+            f"challenge database {challenge.database.path}: the closing time {plain_text(repr(value), 60)} is not a "
+            "date and time with a zone (medico challenge close writes one)"
+        )
+    return moment
 
 
 def current_phase(challenge: Challenge, now: datetime) -> Phase:
@@ -36,6 +52,4 @@ def close_challenge(challenge: Challenge, now: datetime) -> datetime:
     """Close the challenge at ``now`` (kept when already closed by hand); returns when it closed."""
     with challenge.database.write() as connection:
         connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('closed', ?)", (timestamp(now),))
-        return datetime.fromisoformat(
-            connection.execute("SELECT value FROM meta WHERE key = 'closed'").fetchone()["value"]
-        )
+        return _closing_time(challenge, connection.execute("SELECT value FROM meta WHERE key = 'closed'").fetchone()[0])

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from medico.challenge.folder import Challenge
 from medico.challenge.partition import Part
 from medico.challenge.phase import Phase
-from medico.leaderboard.entry import SCORES, Entry
+from medico.challenge.settings import ChallengeError
+from medico.leaderboard.entry import SCORES, Entry, check_entry
+from medico.leaderboard.errors import LeaderboardError
 from medico.leaderboard.export import export_text
 from medico.leaderboard.ranking import Ranked, best_per_team, rank_entries, select_view
 
@@ -66,35 +69,41 @@ class Standings:
         return export_text(self.rows, "html", "segmentation", title=f"{self.name}: {state}")
 
 
-def _entry(row: sqlite3.Row, part: Part) -> Entry:
+def _entry(row: sqlite3.Row, part: Part, path: Path) -> Entry:
     """A scored submission's row for the leaderboard's ranking and renderer; the id marks it as read back from a
-    store, so a name shows neutralised whatever it holds (the team gate ran when the team was added)."""
-    return Entry(
-        team=row["team"],
-        model="submission",
-        split="test",
-        source="submission",
-        run=row["ordinal"],
-        n_images=row["n_images"],
-        dataset=f"{part} part of the test set",
-        created=row["received"],
-        id=row["id"],
-        **{name: row[name] for name in SCORES},
-    )
+    store, so a name shows neutralised whatever it holds (the team gate ran when the team was added). Its scores pass
+    the leaderboard's gate: a hand-edited value (text, infinite, outside [0, 1]) is refused, naming the database."""
+    try:
+        entry = Entry(
+            team=row["team"],
+            model="submission",
+            split="test",
+            source="submission",
+            run=row["ordinal"],
+            n_images=row["n_images"],
+            dataset=f"{part} part of the test set",
+            created=row["received"],
+            id=row["id"],
+            **{name: row[name] for name in SCORES},
+        )
+        check_entry(entry)
+    except (LeaderboardError, TypeError) as error:
+        raise ChallengeError(f"challenge database {path}: submission {row['id']} ({part} part): {error}") from None
+    return entry
 
 
-def _entries(connection: sqlite3.Connection, part: Part) -> list[tuple[Entry, sqlite3.Row]]:
-    return [(_entry(row, part), row) for row in connection.execute(_SCORED, (part,))]
+def _entries(connection: sqlite3.Connection, part: Part, path: Path) -> list[tuple[Entry, sqlite3.Row]]:
+    return [(_entry(row, part, path), row) for row in connection.execute(_SCORED, (part,))]
 
 
 def standings(challenge: Challenge, phase: Phase) -> Standings:
     """The leaderboard for ``phase``: public before close, private (selected or best public submission) after."""
     with challenge.database.read() as connection:
-        public = _entries(connection, "public")
+        public = _entries(connection, "public", challenge.database.path)
         if phase != "closed":
             rows = select_view([entry for entry, _ in public], "segmentation", "best")
             return Standings(challenge.settings.name, "public", phase, rows)
-        private = {entry.id: entry for entry, _ in _entries(connection, "private")}
+        private = {entry.id: entry for entry, _ in _entries(connection, "private", challenge.database.path)}
     selections = {row["team"]: row["selected"] for _, row in public if row["selected"] is not None}
     best = {entry.team: entry.id for entry in best_per_team([entry for entry, _ in public], "segmentation")}
     chosen = [selections[team] if selections.get(team) in private else choice for team, choice in best.items()]

@@ -8,6 +8,7 @@ the organiser starts a new round (``medico challenge rescore``). Its log names s
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from datetime import datetime, timezone
 from pathlib import Path
@@ -80,6 +81,11 @@ def drain(challenge: Challenge) -> int:
     return done
 
 
+def _another_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live worker other than this one (whose claims, when it is between two, are abandoned)."""
+    return pid != os.getpid() and process_alive(pid)
+
+
 def run_worker(folder: Path, stop: Stop, poll: float = 0.25) -> None:
     """Score the challenge's queue in ``folder`` until ``stop`` is set, looking for new submissions every ``poll``
     seconds; submissions left ``scoring`` by a worker that died are queued again first. Ctrl+C in the terminal
@@ -89,12 +95,16 @@ def run_worker(folder: Path, stop: Stop, poll: float = 0.25) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
     challenge = Challenge.open(folder)
     requeue_abandoned(challenge, process_alive)
+    failed = False
     while not stop.is_set():
         try:
+            if failed:  # a record that failed (the database locked, say) left this worker's claim scoring: queue it
+                requeue_abandoned(challenge, _another_alive)
+                failed = False
             busy = score_next(challenge) is not None
         except MedicoError as error:
             log.error("%s", error)
-            busy = False
+            busy, failed = False, True
             stop.wait(10 * poll)
         if not busy:
             stop.wait(poll)

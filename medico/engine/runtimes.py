@@ -28,6 +28,7 @@ from medico.engine.inference import Predictor
 from medico.engine.runtime import MEMORY_FORMAT, resolve_device, resolve_precision
 from medico.metrics import THRESHOLD
 from medico.runs.checkpoint import load_model
+from medico.runs.config import MAX_INPUT_SIZE
 
 __all__ = [
     "ONNX_SUFFIX",
@@ -85,7 +86,7 @@ def load_onnx(path: Path) -> OnnxModel:
         proto = onnx.load_model_from_string(data)
     except Exception as error:  # OSError, protobuf's DecodeError...
         raise GraphError(f"{path}: not a readable ONNX file ({type(error).__name__}: {error})") from error
-    if any(tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in _tensors(proto.graph)):
+    if any(tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in _tensors(proto)):
         raise GraphError(f"{path}: the graph keeps tensors in other files (external data); medico runs only "
                          "self-contained ONNX files, as `medico export` writes them")
     options = ort.SessionOptions()
@@ -99,13 +100,14 @@ def load_onnx(path: Path) -> OnnxModel:
     return OnnxModel(session, size, dict(session.get_modelmeta().custom_metadata_map))
 
 
-def _tensors(graph: Any) -> Iterator[Any]:
-    """Every tensor a graph holds: initializers and node attributes, in subgraphs too (a loop, not recursion)."""
-    pending = [graph]
+def _tensors(model: Any) -> Iterator[Any]:
+    """Every tensor a model holds: initializers and node attributes of its graph and of its local functions (which
+    ONNX Runtime inlines), in subgraphs too (a loop, not recursion)."""
+    pending = [model.graph, *model.functions]
     while pending:
         graph = pending.pop()
-        yield from graph.initializer
-        yield from (sparse.values for sparse in graph.sparse_initializer)
+        yield from getattr(graph, "initializer", ())  # a function has nodes only
+        yield from (sparse.values for sparse in getattr(graph, "sparse_initializer", ()))
         for node in graph.node:
             for attribute in node.attribute:
                 if attribute.HasField("t"):
@@ -128,7 +130,8 @@ def _checked_signature(path: Path, session: Any) -> int:
         shape = arg.shape
         return (
             arg.type == "tensor(float)" and len(shape) == 4 and not isinstance(shape[0], int)
-            and shape[1] == channels and isinstance(shape[2], int) and shape[2] > 0 and shape[2] == shape[3]
+            and shape[1] == channels and isinstance(shape[2], int) and 0 < shape[2] <= MAX_INPUT_SIZE
+            and shape[2] == shape[3]
         )
 
     if (
@@ -137,7 +140,8 @@ def _checked_signature(path: Path, session: Any) -> int:
     ):
         raise GraphError(
             f"{path}: expected one input {INPUT_NAME} tensor(float) [batch, 3, S, S] and one output {OUTPUT_NAME} "
-            f"tensor(float) [batch, 1, S, S] (a dynamic batch, as `medico export` writes them); found inputs "
+            f"tensor(float) [batch, 1, S, S] (a dynamic batch, S at most {MAX_INPUT_SIZE}, as `medico export` writes "
+            f"them); found inputs "
             f"{shown(inputs)}; outputs {shown(outputs)}"
         )
     return int(inputs[0].shape[2])

@@ -121,8 +121,8 @@ def _row_to_entry(row: sqlite3.Row, path: Path) -> Entry:
     """The stored row as an entry (through the entry's gate); columns an older schema lacks keep their defaults.
 
     Raises:
-        LeaderboardError: a value no medico stores (text for a score, a policy that is not a JSON object...), naming
-            the file and the entry, rather than a traceback while ranking.
+        LeaderboardError: a value no medico stores (text for a score, a policy that is not a JSON object, a score out
+            of range...), naming the file and the entry, rather than a traceback or a false rank.
     """
     values = {name: row[name] for name in _COLUMNS if name in row.keys()}
     try:
@@ -135,7 +135,14 @@ def _row_to_entry(row: sqlite3.Row, path: Path) -> Entry:
                 f"leaderboard database {path}: entry {row['id']!r} holds {plain_text(repr(value), 60)} as its {name}, "
                 "which medico never stores; move the file away to start a new leaderboard"
             )
-    return Entry(**values, id=row["id"])
+    entry = Entry(**values, id=row["id"])
+    try:
+        check_entry(entry)  # a hand-edited value (a Dice of 7.5, a negative HD95) would otherwise rank or show
+    except LeaderboardError as error:
+        raise LeaderboardError(
+            f"leaderboard database {path}: entry {row['id']!r}: {error}; medico never stores it (edited by hand?)"
+        ) from None
+    return entry
 
 
 class LeaderboardStore:

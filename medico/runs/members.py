@@ -48,8 +48,8 @@ def sweep_runs(sweep: str, root: Path | None = None) -> list[str]:
     """
     summary = find_sweep(sweep, root) / "summary.json"
     try:
-        if summary.is_symlink() or summary.stat().st_size > _MAX_SUMMARY_BYTES:
-            raise ValueError("a link or too large")
+        if summary.is_symlink() or not summary.is_file() or summary.stat().st_size > _MAX_SUMMARY_BYTES:
+            raise ValueError("not a plain file, or too large")  # a FIFO would block the read forever
         runs = json.loads(summary.read_text(encoding="utf-8"))["runs"]
         ids = [row["run"] for row in runs]
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
