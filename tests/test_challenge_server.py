@@ -524,3 +524,44 @@ print("torch imported:", "torch" in sys.modules)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=os.environ)
     assert result.returncode == 0, result.stderr
     assert "torch imported: False" in result.stdout
+
+
+def _until_idle(pid: int, timeout: float = 90.0) -> None:
+    """Wait until process ``pid`` uses under 5 clock ticks of CPU in a second (its imports done, it waits)."""
+    def ticks() -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    deadline, before = time.monotonic() + timeout, ticks()
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = ticks()
+        if now - before < 5:
+            return
+        before = now
+    raise AssertionError(f"process {pid} kept computing for {timeout:g} s")
+
+
+def test_a_killed_scoring_worker_does_not_hang_the_servers_shutdown(tmp_path: Path) -> None:
+    """A worker killed outright (out of memory, say) once left the shared stop event's lock held: stopping the
+    server then waited forever. The server now stops its worker with SIGTERM, which a dead one does not need."""
+    import multiprocessing
+
+    from starlette.testclient import TestClient
+
+    challenge = make_challenge(tmp_path / "challenge")
+    killed: list[int] = []
+
+    def serve_then_stop() -> None:
+        with TestClient(create_app(challenge.folder, worker=True)):
+            scorer = next(p for p in multiprocessing.active_children() if p.name == "medico-scorer")
+            _until_idle(scorer.pid)  # started, and waiting for work between its looks at the queue
+            os.kill(scorer.pid, signal.SIGKILL)
+            scorer.join(10)
+            killed.append(scorer.exitcode)
+
+    stopping = threading.Thread(target=serve_then_stop, daemon=True)
+    stopping.start()
+    stopping.join(60)
+    assert killed == [-signal.SIGKILL]
+    assert not stopping.is_alive(), "the server's shutdown hung on its killed worker"

@@ -42,7 +42,7 @@ from medico.challenge.submissions import (
 )
 from medico.challenge.teams import Team, authenticate
 from medico.challenge.uploads import TooLargeError, receive_upload
-from medico.challenge.worker import run_worker
+from medico.challenge.worker import worker_process
 from medico.leaderboard.participant import MAX_RUN_NUMBER
 
 __all__ = ["create_app"]
@@ -196,16 +196,15 @@ def create_app(
             yield
             return
         context = multiprocessing.get_context("spawn")  # never fork a process running an event loop and threads
-        stop = context.Event()
-        process = context.Process(target=run_worker, args=(challenge.folder, stop, poll), name="medico-scorer")
+        process = context.Process(target=worker_process, args=(challenge.folder, poll), name="medico-scorer")
         process.start()
         try:
             yield
         finally:
-            stop.set()
+            process.terminate()  # SIGTERM: the worker finishes the record it is writing, then stops
             process.join(30)
             if process.is_alive():
-                process.terminate()
+                process.kill()
                 process.join()
 
     routes = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
@@ -20,7 +21,7 @@ from medico.challenge.settings import ChallengeError
 from medico.errors import MedicoError
 from medico.files import process_alive
 
-__all__ = ["SERVER_FAULT", "Stop", "TruthChangedError", "drain", "run_worker", "score_next"]
+__all__ = ["SERVER_FAULT", "Stop", "TruthChangedError", "drain", "run_worker", "score_next", "worker_process"]
 
 SERVER_FAULT = "the server could not score this archive (its fault, not the archive's); the organiser has been told"
 
@@ -108,3 +109,13 @@ def run_worker(folder: Path, stop: Stop, poll: float = 0.25) -> None:
             stop.wait(10 * poll)
         if not busy:
             stop.wait(poll)
+
+
+def worker_process(folder: Path, poll: float = 0.25) -> None:
+    """The server's scoring process: :func:`run_worker` until SIGTERM, which lets the record being written finish.
+
+    Its stop signal is its own, not an event shared with the server: a shared event whose waiter was killed (out
+    of memory, say) can leave its lock held, and the server's shutdown would then wait on it forever."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    run_worker(folder, stop, poll)
