@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from medico.engine import evaluation
 from medico.engine.evaluation import check_threshold
 from medico.engine.graphs import INPUT_NAME, OUTPUT_NAME, GraphError, require, write_onnx
 from medico.engine.inference import Predictor
@@ -216,14 +217,18 @@ def load_predictor(
         raise GraphError(f"{path}: an ONNX file runs with --runtime onnxruntime (or auto), not {runtime}")
     if onnx_file and model is not None:
         raise GraphError(f"--model {model!r}: only for a checkpoint; {path} is an ONNX file, which needs no model code")
+    if not onnx_file and runtime == "torch":  # a checkpoint in torch: evaluation's loader, the one for it
+        return evaluation.load_predictor(
+            path, model=model, device=device, precision=precision, threshold=threshold, compile=compile, tta=tta
+        )[0]
     chosen, chosen_precision = runtime_setting(runtime, device, precision, compile)
     if onnx_file:
         network: nn.Module = load_onnx(path)
         size = network.input_size
-    else:
+    else:  # a checkpoint exported on the fly for ONNX Runtime
         network, checkpoint = load_model(path, model=model)
         size = checkpoint.input_size
-        network = runtime_model(network, size, runtime)
+        network = onnx_model(network, size)
     return Predictor(
         network, size, chosen, chosen_precision, threshold, runtime_layout(runtime), compile=compile, tta=tta
     )

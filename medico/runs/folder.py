@@ -99,9 +99,9 @@ class RunFolder:
 
     def checked(self) -> RunFolder:
         """This run, refused when one of the folders medico writes into is a symbolic link: medico never makes one,
-        and an evaluation, overlay or checkpoint written through it would land outside the run (a copied run folder
-        is anyone's files)."""
-        for folder in (self.checkpoints, self.evaluations, self.overlays):
+        and an evaluation, overlay, checkpoint or tracker log written through it would land outside the run (a
+        copied run folder is anyone's files)."""
+        for folder in (self.checkpoints, self.evaluations, self.overlays, self.tensorboard):
             if folder.is_symlink():
                 raise RunNotFoundError(
                     f"{folder} is a symbolic link (to {os.readlink(folder)}): a run's own folders are never links, "

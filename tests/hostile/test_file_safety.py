@@ -365,7 +365,7 @@ def test_a_symlink_loop_among_images_to_predict_is_named_not_skipped(checkpoint,
     refused(invoke("predict", checkpoint, images, "--out", workspace / "masks", "--device", "cpu"), "loop.png")
 
 
-@pytest.mark.parametrize("folder", ["evaluations", "overlays"])
+@pytest.mark.parametrize("folder", ["evaluations", "overlays", "tensorboard"])
 def test_a_run_whose_own_folder_is_a_link_is_refused_and_nothing_is_written_through_it(
     run_dir: Path, workspace: Path, folder: str
 ) -> None:
