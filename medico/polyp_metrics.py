@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 __all__ = [
+    "EM_MAX",
     "MASK_INPUT",
     "PAPER_METRICS",
     "PAPER_POLICY",
@@ -50,6 +51,9 @@ PAPER_POLICY = {
 }
 
 MASK_INPUT = "binary masks as 0/255 maps (no probabilities to score): what a submission archive holds"
+EM_MAX = 2.0
+"""The largest E-measure: the toolbox divides by one pixel fewer than an image holds (at least one, here), so an image
+of ``n`` pixels scores at most ``n / (n - 1)``, 2 on a two-pixel image and barely over 1 on a real frame."""
 _EPS = np.spacing(1)  # MATLAB's eps, as the toolbox uses it
 _THRESHOLDS = 256
 
@@ -122,7 +126,8 @@ def _emeasure(pred_fg: np.ndarray, true_fg: np.ndarray, truth_fg: int, size: int
         for count, a, b in parts:
             align = 2 * a * b / (a**2 + b**2 + _EPS)
             enhanced = enhanced + (align + 1) ** 2 / 4 * count
-    return np.asarray(enhanced, dtype=np.float64) / (size - 1 + _EPS)
+    # the toolbox's divisor, n - 1 (+ eps), except on a one-pixel image, where it would give 1 / eps
+    return np.asarray(enhanced, dtype=np.float64) / (max(size - 1, 1) + _EPS)
 
 
 def _emeasures(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -177,7 +182,8 @@ def saliency_scores(probability: np.ndarray, truth: np.ndarray) -> dict[str, flo
         ``{"smeasure", "mean_em", "adaptive_em", "wfm", "mae": float}``.
 
     The toolbox divides the E-measure by one pixel fewer than the image holds, so a perfect map scores
-    ``n / (n - 1)`` at each threshold but the lowest (where every pixel is foreground): just above 1 on a tiny image.
+    ``n / (n - 1)`` at each threshold but the lowest (where every pixel is foreground): just above 1 on a tiny image,
+    never above :data:`EM_MAX` (a one-pixel image is divided by one pixel, where the toolbox's ``1 / eps`` explodes).
 
     Example:
         >>> truth = np.zeros((8, 8), bool); truth[2:6, 2:6] = True

@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol
 from medico.engine.tta import TTA_MODES
 from medico.leaderboard.errors import LeaderboardError
 from medico.leaderboard.participant import MAX_TEAM_NAME, MAX_TEXT, check_run_number, check_team_name, plain_text
+from medico.polyp_metrics import EM_MAX
 
 __all__ = ["INTERVALS", "PAPER_SCORES", "SCORES", "SOURCES", "SPLITS", "TASKS", "Entry", "check_entry"]
 
@@ -186,8 +187,7 @@ def check_entry(entry: Entry) -> None:
             )
     for name in PAPER_SCORES:
         value = getattr(entry, name)
-        # the toolbox divides the E-measure by one pixel fewer than an image holds: a tiny image scores just over 1
-        high = math.inf if name == "hd95" else 1.5 if name == "mean_em" else 1.0
+        high = math.inf if name == "hd95" else EM_MAX if name == "mean_em" else 1.0
         if value is not None and not (math.isfinite(value) and 0.0 <= value <= high):
             expected = "a distance of 0 pixels or more" if name == "hd95" else f"a value in [0, {high:g}]"
             raise LeaderboardError(f"entry {name}: expected {expected}, got {value!r}")
