@@ -251,7 +251,7 @@ def test_submissions_left_scoring_by_a_dead_worker_are_queued_again(tmp_path: Pa
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     claim_next(challenge, worker=int(gone.stdout))  # its worker died while scoring it
     claim_next(challenge)  # this process: still scoring it
-    assert requeue_abandoned(challenge, process_alive) == 1
+    assert requeue_abandoned(challenge, process_alive).queued == (1,)
     with challenge.database.read() as connection:
         states = [row[0] for row in connection.execute("SELECT state FROM submissions ORDER BY id")]
     assert states == ["queued", "scoring"]

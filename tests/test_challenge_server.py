@@ -5,6 +5,7 @@ and talk to it with httpx."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -565,3 +566,20 @@ def test_a_killed_scoring_worker_does_not_hang_the_servers_shutdown(tmp_path: Pa
     stopping.join(60)
     assert killed == [-signal.SIGKILL]
     assert not stopping.is_alive(), "the server's shutdown hung on its killed worker"
+
+
+def test_a_killed_scoring_worker_is_replaced_and_the_next_upload_is_scored(
+    hosted: Hosted, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import multiprocessing
+
+    caplog.set_level(logging.WARNING, "medico.challenge.supervisor")
+    with TestClient(create_app(hosted.challenge.folder, clock=lambda: hosted.now[0], worker=True, poll=0.05)) as client:
+        scorer = next(p for p in multiprocessing.active_children() if p.name == "medico-scorer")
+        _until_idle(scorer.pid)
+        os.kill(scorer.pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
+        scorer.join(10)
+        assert _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip")).status_code == 202
+        mine = bearer(hosted.tokens["alpha"])
+        _wait_for(lambda: client.get("/api/submissions/1", headers=mine).json()["state"] == "scored")
+    assert f"the scoring worker (process {scorer.pid}) died (killed by SIGKILL)" in caplog.text

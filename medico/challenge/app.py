@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
@@ -40,9 +39,9 @@ from medico.challenge.submissions import (
     team_submission,
     team_submissions,
 )
+from medico.challenge.supervisor import WorkerSupervisor
 from medico.challenge.teams import Team, authenticate
 from medico.challenge.uploads import TooLargeError, receive_upload
-from medico.challenge.worker import worker_process
 from medico.leaderboard.participant import MAX_RUN_NUMBER
 
 __all__ = ["create_app"]
@@ -96,8 +95,9 @@ class _SafeHeaders:
 def create_app(
     folder: Path, *, clock: Callable[[], datetime] = _utc_now, worker: bool = False, poll: float = 0.25
 ) -> ASGIApp:
-    """The app serving the challenge in ``folder``; ``clock`` tells the time (UTC); ``worker`` starts the scoring
-    worker process with the app and stops it with the app (looking for new submissions every ``poll`` seconds)."""
+    """The app serving the challenge in ``folder``; ``clock`` tells the time (UTC); ``worker`` runs the scoring worker
+    process, replaced when it dies, from the app's start to its stop (looking for new submissions every ``poll``
+    seconds)."""
     challenge = Challenge.open(folder)
     settings = challenge.settings
 
@@ -195,17 +195,8 @@ def create_app(
         if not worker:
             yield
             return
-        context = multiprocessing.get_context("spawn")  # never fork a process running an event loop and threads
-        process = context.Process(target=worker_process, args=(challenge.folder, poll), name="medico-scorer")
-        process.start()
-        try:
+        with WorkerSupervisor(challenge.folder, poll):  # a worker that dies is replaced; stopped with the app
             yield
-        finally:
-            process.terminate()  # SIGTERM: the worker finishes the record it is writing, then stops
-            process.join(30)
-            if process.is_alive():
-                process.kill()
-                process.join()
 
     routes = [
         Route("/", page, methods=["GET"]),
