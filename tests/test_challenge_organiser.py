@@ -278,6 +278,17 @@ def test_a_blank_folder_setting_is_refused_never_read_as_the_current_folder(
     assert f"{SETTINGS_FILE}: {key}: expected a folder, got" in _text(result) and len(result.output.splitlines()) == 1
 
 
+def test_serve_refuses_a_truth_that_is_not_a_folder_or_missing_uploads(tmp_path: Path) -> None:
+    challenge = make_challenge(tmp_path)
+    _edit_settings(challenge, "truth", f'"{challenge.settings.truth / "case0.png"}"')
+    result = runner.invoke(app, ["serve", str(challenge.folder)])
+    assert result.exit_code == 2 and f"{SETTINGS_FILE}: truth " in _text(result) and "not a folder" in _text(result)
+    _edit_settings(challenge, "truth", f'"{challenge.settings.truth}"')
+    challenge.uploads.rmdir()
+    result = runner.invoke(app, ["serve", str(challenge.folder)])
+    assert result.exit_code == 2 and "uploads: missing or not a folder" in _text(result)
+
+
 def test_a_relative_truth_in_the_settings_is_the_challenge_folders_wherever_the_server_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from medico.challenge.folder import Challenge
 from medico.challenge.phase import current_phase
+from medico.challenge.server import prepare_to_serve
 from medico.challenge.settings import ChallengeError
 from medico.challenge.standings import standings
 from medico.challenge.submissions import (
@@ -95,10 +96,13 @@ class _SafeHeaders:
 def create_app(
     folder: Path, *, clock: Callable[[], datetime] = _utc_now, worker: bool = False, poll: float = 0.25
 ) -> ASGIApp:
-    """The app serving the challenge in ``folder``; ``clock`` tells the time (UTC); ``worker`` runs the scoring worker
-    process, replaced when it dies, from the app's start to its stop (looking for new submissions every ``poll``
-    seconds)."""
+    """The app serving the challenge in ``folder``; ``clock`` tells the time (UTC); ``worker`` serves for real: the
+    folders are checked and stale partial uploads swept now (:func:`prepare_to_serve`), and the scoring worker
+    process runs, replaced when it dies, from the app's start to its stop (looking for new submissions every
+    ``poll`` seconds)."""
     challenge = Challenge.open(folder)
+    if worker:
+        prepare_to_serve(challenge)
     settings = challenge.settings
 
     receiving: Counter[int] = Counter()  # bodies being received, per team id (one event loop: no lock needed)

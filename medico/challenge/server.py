@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from medico.challenge.folder import Challenge
+from medico.challenge.uploads import sweep_partial_uploads
 from medico.errors import MedicoError
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "log_to_terminal", "require_serve_extra", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "log_to_terminal", "prepare_to_serve", "require_serve_extra", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -24,6 +26,16 @@ log = logging.getLogger("medico.challenge.server")
 def log_to_terminal() -> None:
     """Write medico's log lines (INFO and up) on stderr, formatted as uvicorn writes its own."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+
+
+def prepare_to_serve(challenge: Challenge) -> None:
+    """Before the server answers: refuse a challenge it could not work with (:meth:`Challenge.check_serving`), and
+    delete the partial uploads a server killed mid-upload left behind (said in the log)."""
+    challenge.check_serving()
+    removed = sweep_partial_uploads(challenge.uploads)
+    if removed:
+        log.warning("removed %d unfinished uploads left in %s by a server stopped mid-upload", removed,
+                    challenge.uploads)
 
 
 def require_serve_extra() -> None:
