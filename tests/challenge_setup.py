@@ -1,9 +1,11 @@
 """A tiny hosted challenge for tests: four 12x10 test images and their masks, archives that score 1 on every image
-or a known fraction on some, and the real server (uvicorn) on a free loopback port."""
+or a known fraction on some, the real server (uvicorn) on a free loopback port, and a scoring worker whose scoring
+dies outright on an archive holding ``boom.png``."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -121,3 +123,21 @@ def live_server(app: object) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def crashing_worker(folder: Path, poll: float) -> None:
+    """The server's scoring worker, except that scoring an archive holding ``boom.png`` ends its process at once, as a
+    crash in a native decoder or the kernel's out-of-memory killer would (no exception, no cleanup)."""
+    import medico.challenge.scoring as scoring
+    from medico.challenge.worker import worker_process
+
+    real = scoring.score_for_challenge
+
+    def score(archive: Path, *args: object) -> object:
+        with zipfile.ZipFile(archive) as handle:
+            if "boom.png" in handle.namelist():
+                os._exit(70)
+        return real(archive, *args)  # type: ignore[arg-type]
+
+    scoring.score_for_challenge = score  # type: ignore[assignment]
+    worker_process(folder, poll)

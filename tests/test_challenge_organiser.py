@@ -251,7 +251,55 @@ def test_submissions_left_scoring_by_a_dead_worker_are_queued_again(tmp_path: Pa
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     claim_next(challenge, worker=int(gone.stdout))  # its worker died while scoring it
     claim_next(challenge)  # this process: still scoring it
-    assert requeue_abandoned(challenge, process_alive) == 1
+    assert requeue_abandoned(challenge, process_alive).queued == (1,)
     with challenge.database.read() as connection:
         states = [row[0] for row in connection.execute("SELECT state FROM submissions ORDER BY id")]
     assert states == ["queued", "scoring"]
+
+
+def _edit_settings(challenge: Challenge, key: str, value: str) -> Path:
+    """Set ``key = value`` (a TOML value) in the challenge's settings file, as an organiser editing it would."""
+    path = challenge.folder / SETTINGS_FILE
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith(f"{key} =")]
+    path.write_text("\n".join([*lines, f"{key} = {value}"]) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("key", ["truth", "images"])
+@pytest.mark.parametrize("value", ['""', '"   "', "3"])
+def test_a_blank_folder_setting_is_refused_never_read_as_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, value: str
+) -> None:
+    challenge = make_challenge(tmp_path)
+    _edit_settings(challenge, key, value)
+    monkeypatch.chdir(challenge.settings.truth)  # the current folder holds the very masks: it must not be read
+    result = runner.invoke(app, ["serve", str(challenge.folder)])
+    assert result.exit_code == 2
+    assert f"{SETTINGS_FILE}: {key}: expected a folder, got" in _text(result) and len(result.output.splitlines()) == 1
+
+
+def test_serve_refuses_a_truth_that_is_not_a_folder_or_missing_uploads(tmp_path: Path) -> None:
+    challenge = make_challenge(tmp_path)
+    _edit_settings(challenge, "truth", f'"{challenge.settings.truth / "case0.png"}"')
+    result = runner.invoke(app, ["serve", str(challenge.folder)])
+    assert result.exit_code == 2 and f"{SETTINGS_FILE}: truth " in _text(result) and "not a folder" in _text(result)
+    _edit_settings(challenge, "truth", f'"{challenge.settings.truth}"')
+    challenge.uploads.rmdir()
+    result = runner.invoke(app, ["serve", str(challenge.folder)])
+    assert result.exit_code == 2 and "uploads: missing or not a folder" in _text(result)
+
+
+def test_a_relative_truth_in_the_settings_is_the_challenge_folders_wherever_the_server_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    challenge = make_challenge(tmp_path)
+    _edit_settings(challenge, "truth", '"../data/truth"')
+    monkeypatch.chdir(challenge.folder / "uploads")
+    assert Challenge.open(challenge.folder).settings.truth.resolve() == challenge.settings.truth.resolve()
+
+
+def test_a_settings_file_error_names_the_key_as_written_in_the_file(tmp_path: Path) -> None:
+    challenge = make_challenge(tmp_path)
+    path = _edit_settings(challenge, "max_total", "0")
+    with pytest.raises(ChallengeError, match=r"challenge.toml: max_total: expected a whole number of at least 1"):
+        read_settings(path)

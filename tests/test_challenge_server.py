@@ -5,6 +5,7 @@ and talk to it with httpx."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -565,3 +566,70 @@ def test_a_killed_scoring_worker_does_not_hang_the_servers_shutdown(tmp_path: Pa
     stopping.join(60)
     assert killed == [-signal.SIGKILL]
     assert not stopping.is_alive(), "the server's shutdown hung on its killed worker"
+
+
+def test_a_killed_scoring_worker_is_replaced_and_the_next_upload_is_scored(
+    hosted: Hosted, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import multiprocessing
+
+    caplog.set_level(logging.WARNING, "medico.challenge.supervisor")
+    with TestClient(create_app(hosted.challenge.folder, clock=lambda: hosted.now[0], worker=True, poll=0.05)) as client:
+        scorer = next(p for p in multiprocessing.active_children() if p.name == "medico-scorer")
+        _until_idle(scorer.pid)
+        os.kill(scorer.pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
+        scorer.join(10)
+        assert _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip")).status_code == 202
+        mine = bearer(hosted.tokens["alpha"])
+        _wait_for(lambda: client.get("/api/submissions/1", headers=mine).json()["state"] == "scored")
+    assert f"the scoring worker (process {scorer.pid}) died (killed by SIGKILL)" in caplog.text
+
+
+def test_partial_uploads_of_a_server_killed_mid_upload_are_removed_when_the_next_starts(
+    hosted: Hosted, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    uploads = hosted.challenge.uploads
+    port = free_port()
+    command = [sys.executable, "-m", "medico", "serve", str(hosted.challenge.folder), "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            _wait_for(lambda: client.get("/").status_code == 200)
+        with socket.create_connection(("127.0.0.1", port)) as connection:
+            connection.sendall(
+                f"POST /api/submissions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {hosted.tokens['alpha']}\r\n"
+                f"Content-Length: 1000000\r\n\r\n".encode() + b"PK" * 50_000
+            )
+            _wait_for(lambda: any(p.name.startswith(".upload-") for p in uploads.iterdir()))
+            os.killpg(server.pid, signal.SIGKILL)  # mid-upload: nothing of the server gets to clean up
+            server.wait(30)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(30)
+    left = [p for p in uploads.iterdir() if p.name.startswith(".upload-")]
+    assert len(left) == 1 and left[0].stat().st_size > 0
+    outside = tmp_path / "outside.part"
+    outside.write_bytes(b"not the server's")
+    kept = {
+        f".upload-{os.getpid()}-{'c' * 32}.part": "another server (this process) is still receiving it",
+        f".upload-{server.pid}-{'d' * 32}.part": "a link, to a file outside the uploads folder",
+        f".upload-{server.pid}-{'e' * 32}.part": "a folder",
+        "notes.part": "not a name the server gives",
+        "1.zip": "a submission",
+    }
+    for name in kept:
+        if "link" in kept[name]:
+            (uploads / name).symlink_to(outside)
+        elif "folder" in kept[name]:
+            (uploads / name).mkdir()
+        else:
+            (uploads / name).write_bytes(b"kept")
+    (uploads / f".upload-{'b' * 32}.part").write_bytes(b"from an older medico")
+    caplog.set_level(logging.INFO, "medico.challenge.server")
+    create_app(hosted.challenge.folder, worker=True)  # the next server starts (its worker only with the app)
+    assert sorted(p.name for p in uploads.iterdir()) == sorted(kept)
+    assert outside.read_bytes() == b"not the server's"
+    assert f"removed 2 unfinished uploads left in {uploads}" in caplog.text

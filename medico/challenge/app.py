@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
@@ -30,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from medico.challenge.folder import Challenge
 from medico.challenge.phase import current_phase
+from medico.challenge.server import prepare_to_serve
 from medico.challenge.settings import ChallengeError
 from medico.challenge.standings import standings
 from medico.challenge.submissions import (
@@ -40,9 +40,9 @@ from medico.challenge.submissions import (
     team_submission,
     team_submissions,
 )
+from medico.challenge.supervisor import WorkerSupervisor
 from medico.challenge.teams import Team, authenticate
 from medico.challenge.uploads import TooLargeError, receive_upload
-from medico.challenge.worker import worker_process
 from medico.leaderboard.participant import MAX_RUN_NUMBER
 
 __all__ = ["create_app"]
@@ -96,9 +96,13 @@ class _SafeHeaders:
 def create_app(
     folder: Path, *, clock: Callable[[], datetime] = _utc_now, worker: bool = False, poll: float = 0.25
 ) -> ASGIApp:
-    """The app serving the challenge in ``folder``; ``clock`` tells the time (UTC); ``worker`` starts the scoring
-    worker process with the app and stops it with the app (looking for new submissions every ``poll`` seconds)."""
+    """The app serving the challenge in ``folder``; ``clock`` tells the time (UTC); ``worker`` serves for real: the
+    folders are checked and stale partial uploads swept now (:func:`prepare_to_serve`), and the scoring worker
+    process runs, replaced when it dies, from the app's start to its stop (looking for new submissions every
+    ``poll`` seconds)."""
     challenge = Challenge.open(folder)
+    if worker:
+        prepare_to_serve(challenge)
     settings = challenge.settings
 
     receiving: Counter[int] = Counter()  # bodies being received, per team id (one event loop: no lock needed)
@@ -195,17 +199,8 @@ def create_app(
         if not worker:
             yield
             return
-        context = multiprocessing.get_context("spawn")  # never fork a process running an event loop and threads
-        process = context.Process(target=worker_process, args=(challenge.folder, poll), name="medico-scorer")
-        process.start()
-        try:
+        with WorkerSupervisor(challenge.folder, poll):  # a worker that dies is replaced; stopped with the app
             yield
-        finally:
-            process.terminate()  # SIGTERM: the worker finishes the record it is writing, then stops
-            process.join(30)
-            if process.is_alive():
-                process.kill()
-                process.join()
 
     routes = [
         Route("/", page, methods=["GET"]),

@@ -71,6 +71,8 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (submission_id, round, name)
     );
     """,
+    # 2: how many times a scoring worker died while scoring a submission in the current round (bounded retries)
+    "ALTER TABLE submissions ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -81,7 +83,8 @@ def timestamp(moment: datetime | None = None) -> str:
 
 
 class ChallengeDatabase:
-    """The challenge database file at ``path``; :meth:`create` makes a new one, opening needs an existing one.
+    """The challenge database file at ``path``; :meth:`create` makes a new one, opening needs an existing one and
+    brings one written by an older medico up to :data:`SCHEMA_VERSION` (one transaction); a newer one is refused.
 
     Args:
         path: the SQLite file.
@@ -94,11 +97,30 @@ class ChallengeDatabase:
         if not self.path.is_file():
             raise ChallengeError(f"{self.path}: no challenge database here; create one with medico challenge init")
         with self.read() as connection:
-            version = self._version(connection)
-        if version != SCHEMA_VERSION:
-            raise ChallengeError(
-                f"{self.path}: challenge database schema version {version}, this medico reads {SCHEMA_VERSION}"
-            )
+            version = self._checked_version(connection)
+        if version < SCHEMA_VERSION:
+            self._migrate()
+
+    def _checked_version(self, connection: sqlite3.Connection) -> int:
+        """The file's schema version; refused when no medico challenge wrote it, or a newer medico did."""
+        version = self._version(connection)
+        if version == 0:
+            raise ChallengeError(f"{self.path}: not a challenge database (no schema version); medico challenge init "
+                                 "creates one")
+        if version > SCHEMA_VERSION:
+            raise ChallengeError(f"{self.path}: challenge database schema version {version}, newer than this medico "
+                                 f"reads ({SCHEMA_VERSION}); upgrade medico")
+        return version
+
+    def _migrate(self) -> None:
+        """Apply the migrations the file lacks, in one transaction (an older medico wrote it)."""
+        with self.write() as connection:
+            version = self._checked_version(connection)  # again under the lock: another process may have migrated
+            for script in MIGRATIONS[version:]:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+            connection.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     @classmethod
     def create(cls, path: Path) -> ChallengeDatabase:

@@ -46,6 +46,18 @@ class Challenge:
         """Where received archives are kept."""
         return self.folder / UPLOADS
 
+    def check_serving(self) -> None:
+        """Refuse, in one line, a challenge the server could not work with: its truth or uploads not a folder.
+
+        Raises:
+            ChallengeError: the ``truth`` setting or ``uploads/`` is missing or not a folder.
+        """
+        if not self.settings.truth.is_dir():
+            raise ChallengeError(f"{self.folder / SETTINGS_FILE}: truth {self.settings.truth}: not a folder; the "
+                                 "server scores against the masks in it")
+        if not self.uploads.is_dir():
+            raise ChallengeError(f"{self.uploads}: missing or not a folder; the server keeps the uploads there")
+
     def archive(self, submission: int) -> Path:
         """The stored archive of submission ``submission``."""
         return self.uploads / f"{submission}.zip"

@@ -4,6 +4,10 @@ under the scoring round they were claimed in (rounds start when the truth change
 A claim, a record and a rescore are each one write transaction, so several workers (the server's, a rescore
 command's) never score the same submission for the same round twice, and a submission re-queued while it was being
 scored keeps its new place in the queue (its older outcome is kept as history).
+
+A submission whose worker died while scoring it (killed for memory, a crash in a native decoder) is queued again,
+and marked invalid once that happened :data:`MAX_CRASHES` times in one round, so that it cannot stop scoring for
+everyone; the count is kept in the database, as the worker that could count it is the one that died.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ from medico.challenge.partition import Part
 from medico.leaderboard.entry import SCORES
 
 __all__ = [
+    "MAX_CRASHES",
+    "SERVER_FAULT",
+    "Abandoned",
     "Claim",
     "Outcome",
     "claim_next",
@@ -27,9 +34,14 @@ __all__ = [
     "partition",
     "record_outcome",
     "release",
+    "release_own",
     "requeue_abandoned",
     "start_round",
 ]
+
+SERVER_FAULT = "the server could not score this archive (its fault, not the archive's); the organiser has been told"
+MAX_CRASHES = 2
+"""Times a worker may die scoring one submission in a round before the submission is marked invalid."""
 
 
 @dataclass(frozen=True)
@@ -111,13 +123,48 @@ def record_outcome(challenge: Challenge, claim: Claim, outcome: Outcome, now: da
         )
 
 
-def requeue_abandoned(challenge: Challenge, alive: Callable[[int], bool]) -> int:
-    """Put back in the queue the submissions whose worker process ``alive(pid)`` says is gone; returns how many."""
+@dataclass(frozen=True)
+class Abandoned:
+    """Submissions left ``scoring`` by a worker that died: ``queued`` again, or ``given_up`` (marked invalid, as
+    their scoring stopped a worker :data:`MAX_CRASHES` times this round)."""
+
+    queued: tuple[int, ...] = ()
+    given_up: tuple[int, ...] = ()
+
+
+def requeue_abandoned(challenge: Challenge, alive: Callable[[int], bool]) -> Abandoned:
+    """Queue again the submissions whose worker process ``alive(pid)`` says is gone, counting the crash; those whose
+    scoring a dead worker left :data:`MAX_CRASHES` times this round become invalid (:data:`SERVER_FAULT`)."""
+    with challenge.database.read() as connection:  # asked often by an idle worker: a write only when one is gone
+        rows = connection.execute("SELECT worker FROM submissions WHERE state = 'scoring'").fetchall()
+    if all(row["worker"] is not None and alive(row["worker"]) for row in rows):
+        return Abandoned()
+    queued, given_up = [], []
     with challenge.database.write() as connection:
-        rows = connection.execute("SELECT id, worker FROM submissions WHERE state = 'scoring'").fetchall()
-        gone = [row["id"] for row in rows if row["worker"] is None or not alive(row["worker"])]
-        connection.executemany("UPDATE submissions SET state = 'queued' WHERE id = ?", [(i,) for i in gone])
-    return len(gone)
+        rows = connection.execute("SELECT id, worker, crashes FROM submissions WHERE state = 'scoring'").fetchall()
+        for row in rows:
+            if row["worker"] is not None and alive(row["worker"]):
+                continue
+            crashes = row["crashes"] + 1
+            connection.execute("UPDATE submissions SET state = 'queued', worker = NULL, crashes = ? WHERE id = ?",
+                               (crashes, row["id"]))
+            if crashes < MAX_CRASHES:
+                queued.append(row["id"])
+                continue
+            connection.execute("UPDATE submissions SET state = 'invalid', messages = ? WHERE id = ?",
+                               (json.dumps([SERVER_FAULT]), row["id"]))
+            given_up.append(row["id"])
+    return Abandoned(tuple(queued), tuple(given_up))
+
+
+def release_own(challenge: Challenge) -> int:
+    """Queue again the submissions this process claimed and could not record (not a crash: it is alive and says
+    so); returns how many."""
+    with challenge.database.write() as connection:
+        return connection.execute(
+            "UPDATE submissions SET state = 'queued', worker = NULL WHERE state = 'scoring' AND worker = ?",
+            (os.getpid(),),
+        ).rowcount
 
 
 def start_round(challenge: Challenge, truth_fingerprint: str, now: datetime) -> tuple[int, int]:
@@ -129,7 +176,7 @@ def start_round(challenge: Challenge, truth_fingerprint: str, now: datetime) -> 
             "INSERT INTO rounds (round, truth_fingerprint, started) VALUES (?, ?, ?)",
             (number, truth_fingerprint, timestamp(now)),
         )
-        queued = connection.execute("UPDATE submissions SET state = 'queued', worker = NULL").rowcount
+        queued = connection.execute("UPDATE submissions SET state = 'queued', worker = NULL, crashes = 0").rowcount
     return number, queued
 
 

@@ -1,19 +1,41 @@
-"""Serving a challenge: the web app under uvicorn, with its scoring worker process.
+"""Serving a challenge: the web app under uvicorn, with its scoring worker process (kept alive by
+:mod:`medico.challenge.supervisor`).
 
 Binds to 127.0.0.1 unless told otherwise: exposing the server is the organiser's decision (behind a reverse proxy
-with TLS, as tokens travel in a header).
+with TLS, as tokens travel in a header). The server's and the worker's log lines go to the terminal beside
+uvicorn's.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+from medico.challenge.folder import Challenge
+from medico.challenge.uploads import sweep_partial_uploads
 from medico.errors import MedicoError
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "require_serve_extra", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "log_to_terminal", "prepare_to_serve", "require_serve_extra", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+
+log = logging.getLogger("medico.challenge.server")
+
+
+def log_to_terminal() -> None:
+    """Write medico's log lines (INFO and up) on stderr, formatted as uvicorn writes its own."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+
+
+def prepare_to_serve(challenge: Challenge) -> None:
+    """Before the server answers: refuse a challenge it could not work with (:meth:`Challenge.check_serving`), and
+    delete the partial uploads a server killed mid-upload left behind (said in the log)."""
+    challenge.check_serving()
+    removed = sweep_partial_uploads(challenge.uploads)
+    if removed:
+        log.warning("removed %d unfinished uploads left in %s by a server stopped mid-upload", removed,
+                    challenge.uploads)
 
 
 def require_serve_extra() -> None:
@@ -34,5 +56,6 @@ def serve(folder: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> N
 
     from medico.challenge.app import create_app
 
+    log_to_terminal()
     app = create_app(folder, worker=True)
     uvicorn.run(app, host=host, port=port, proxy_headers=False, server_header=False, log_level="info")

@@ -8,6 +8,7 @@ given without a zone is read as UTC.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,7 +47,8 @@ def _utc(moment: datetime) -> datetime:
 class Settings:
     """A challenge's settings, checked when made.
 
-    ``truth`` and ``images`` are absolute folders the server reads (never copied or served); ``seed`` draws the
+    ``truth`` and ``images`` are absolute folders the server reads (never copied or served; a blank path is refused,
+    never read as the current folder; in the file, a relative one is the challenge folder's); ``seed`` draws the
     public/private partition; ``max_per_day`` (per UTC day, None: no daily limit) and ``max_total`` bound each
     team's uploads; ``max_upload_bytes`` caps one upload; ``opens``/``closes`` bound the submission period.
     """
@@ -67,7 +69,10 @@ class Settings:
             raise ChallengeError("--name: expected the challenge's name, got nothing")
         object.__setattr__(self, "name", plain_text(self.name.strip(), MAX_NAME))
         for label in ("truth", "images"):
-            object.__setattr__(self, label, Path(getattr(self, label)).absolute())
+            value = getattr(self, label)
+            if not isinstance(value, str | os.PathLike) or not str(value).strip():  # "" would be the current folder
+                raise ChallengeError(f"--{label}: expected a folder, got {value!r}")
+            object.__setattr__(self, label, Path(value).absolute())
         fraction = self.public_fraction
         if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
             raise ChallengeError(f"--public-fraction: expected a number strictly between 0 and 1, got {fraction!r}")
@@ -122,9 +127,20 @@ def read_settings(path: Path) -> Settings:
     unknown = sorted(set(document) - known)
     if unknown:
         raise ChallengeError(f"{path}: unknown settings {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    for key in ("truth", "images"):  # a relative folder is the challenge folder's, wherever the server starts
+        if isinstance(document.get(key), str) and document[key].strip():
+            document[key] = Path(path).absolute().parent / document[key]
     try:
         return Settings(**document)
     except TypeError as error:
         raise ChallengeError(f"{path}: {error}") from None
     except ChallengeError as error:
-        raise ChallengeError(f"{path}: {error}") from None
+        raise ChallengeError(f"{path}: {_named_by_keys(str(error))}") from None
+
+
+def _named_by_keys(message: str) -> str:
+    """A :class:`Settings` message as the settings file's reader needs it: each option (``--max-total``) named by
+    its key in the file (``max_total``)."""
+    for field in fields(Settings):
+        message = message.replace(f"--{field.name.replace('_', '-')}", field.name)
+    return message

@@ -3,6 +3,8 @@ scores them (:mod:`medico.challenge.scoring`), and records the outcome, so the w
 
 It scores only against the truth its round recorded: when the truth's files changed since, it stops scoring until
 the organiser starts a new round (``medico challenge rescore``). Its log names submissions and states, never scores.
+A submission left ``scoring`` by a worker that died is queued again, or marked invalid after
+:data:`~medico.challenge.queue.MAX_CRASHES` such deaths (:func:`~medico.challenge.queue.requeue_abandoned`).
 """
 
 from __future__ import annotations
@@ -11,19 +13,38 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
 from medico.challenge.folder import Challenge
-from medico.challenge.queue import Outcome, claim_next, partition, record_outcome, release, requeue_abandoned
+from medico.challenge.queue import (
+    MAX_CRASHES,
+    SERVER_FAULT,
+    Outcome,
+    claim_next,
+    partition,
+    record_outcome,
+    release,
+    release_own,
+    requeue_abandoned,
+)
+from medico.challenge.server import log_to_terminal
 from medico.challenge.settings import ChallengeError
 from medico.errors import MedicoError
 from medico.files import process_alive
 
-__all__ = ["SERVER_FAULT", "Stop", "TruthChangedError", "drain", "run_worker", "score_next", "worker_process"]
-
-SERVER_FAULT = "the server could not score this archive (its fault, not the archive's); the organiser has been told"
+__all__ = [
+    "SERVER_FAULT",
+    "Stop",
+    "TruthChangedError",
+    "drain",
+    "requeue_dead_workers",
+    "run_worker",
+    "score_next",
+    "worker_process",
+]
 
 log = logging.getLogger("medico.challenge.worker")
 
@@ -69,6 +90,9 @@ def score_next(challenge: Challenge) -> int | None:
     except Exception:  # a fault of the server, not of the archive: logged for the organiser, never retried forever
         log.exception("submission %d: could not be scored", claim.submission)
         outcome = Outcome(messages=(SERVER_FAULT,))
+    except BaseException:  # interrupted (Ctrl+C in medico challenge rescore): back in the queue, not a crash
+        release(challenge, claim)
+        raise
     record_outcome(challenge, claim, outcome, datetime.now(timezone.utc))
     log.info("submission %d: %s (round %d)", claim.submission, "scored" if outcome.parts else "invalid", claim.round)
     return claim.submission
@@ -83,25 +107,39 @@ def drain(challenge: Challenge) -> int:
 
 
 def _another_alive(pid: int) -> bool:
-    """Whether ``pid`` is a live worker other than this one (whose claims, when it is between two, are abandoned)."""
+    """Whether ``pid`` is a live process other than this one: a claim under this worker's own id when it starts is a
+    dead worker's whose id the system gave again."""
     return pid != os.getpid() and process_alive(pid)
+
+
+def requeue_dead_workers(challenge: Challenge, alive: Callable[[int], bool] = process_alive) -> None:
+    """Queue again what workers that died left ``scoring`` (invalid after :data:`MAX_CRASHES` deaths), and tell the
+    organiser which submissions: one that kills every worker scoring it is likely a hostile archive."""
+    abandoned = requeue_abandoned(challenge, alive)
+    for number in abandoned.queued:
+        log.warning("submission %d: the scoring worker died while scoring it; queued again", number)
+    for number in abandoned.given_up:
+        log.error("submission %d: the scoring worker died while scoring it %d times; marked invalid (its archive "
+                  "%s is the likely cause)", number, MAX_CRASHES, challenge.archive(number))
 
 
 def run_worker(folder: Path, stop: Stop, poll: float = 0.25) -> None:
     """Score the challenge's queue in ``folder`` until ``stop`` is set, looking for new submissions every ``poll``
-    seconds; submissions left ``scoring`` by a worker that died are queued again first. Ctrl+C in the terminal
-    reaches the server, which sets ``stop``: the worker ignores the interrupt, so it never stops halfway through a
-    record."""
+    seconds; submissions left ``scoring`` by a worker that died (this server's previous one, a killed rescore) are
+    queued again first. Ctrl+C in the terminal reaches the server, which sets ``stop``: the worker ignores the
+    interrupt, so it never stops halfway through a record."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    log_to_terminal()
     challenge = Challenge.open(folder)
-    requeue_abandoned(challenge, process_alive)
+    alive: Callable[[int], bool] = _another_alive
     failed = False
     while not stop.is_set():
         try:
             if failed:  # a record that failed (the database locked, say) left this worker's claim scoring: queue it
-                requeue_abandoned(challenge, _another_alive)
+                release_own(challenge)
                 failed = False
+            requeue_dead_workers(challenge, alive)
+            alive = process_alive
             busy = score_next(challenge) is not None
         except MedicoError as error:
             log.error("%s", error)
