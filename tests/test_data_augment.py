@@ -34,8 +34,9 @@ def test_augmentation_keeps_shapes_a_binary_mask_and_the_image_aligned_with_it(s
     assert out_image.shape == (size, size, 3) and out_image.dtype == np.uint8
     assert out_mask.shape == (size, size) and out_mask.dtype == bool
     assert 0.6 < out_mask.sum() / mask.sum() < 1.5
-    bright = out_image.mean(axis=2) > 125
-    assert (bright == out_mask).mean() > 0.8  # the same geometry moved both
+    # the same geometry moved both: the polyp's pixels stay far brighter than the rest, whatever a sun flare adds
+    grey = out_image.mean(axis=2)
+    assert grey[out_mask].mean() - grey[~out_mask].mean() > (220 - 30) / 2
 
 
 @pytest.mark.parametrize("size", [8, 16, 24])
