@@ -11,6 +11,9 @@ The policy (part of the contract, written into every result as :data:`METRIC_POL
   denominator is zero scores 0 (an empty prediction of a real polyp has precision 0, a prediction on an empty
   ground truth has recall 0);
 * the reported figure is the mean over images (MediaEval style), never a mean of batch means.
+
+Masks and counts may be numpy arrays or torch tensors: the arithmetic is numpy's, written once; a tensor is counted on
+the CPU and its results come back as tensors. Nothing here imports torch, so organiser scoring never loads it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 
 from medico.data.masks import MASK_RULE
 
-if TYPE_CHECKING:  # tensors are converted at the door: organiser scoring counts numpy masks and never loads torch
+if TYPE_CHECKING:
     import torch
 
     Array = np.ndarray | torch.Tensor
