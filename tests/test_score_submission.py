@@ -143,6 +143,22 @@ def test_scoring_the_same_archive_twice_adds_one_entry(workspace: Path, test_set
     assert len(LeaderboardStore().entries(split="test")) == 1
 
 
+def test_a_truth_mask_fixed_between_two_scorings_in_one_process_is_read_again(
+    workspace: Path, test_set: tuple[Path, Path]
+) -> None:
+    """A process keeps the truth's decoded masks: a changed file must not be scored from the old decode."""
+    _, truth = test_set
+    archive = _perfect_archive(workspace / "T_task1_run1.zip", truth)
+    assert _score(str(archive), "--truth", str(truth), "--team", "T").exit_code == 0
+    fixed = np.asarray(Image.open(truth / "case1.png")) >= 128
+    fixed[: fixed.shape[0] // 2] = False  # the organiser fixes a mask: its top half is not polyp
+    (truth / "case1.png").write_bytes(mask_png(fixed))
+    assert _score(str(archive), "--truth", str(truth), "--team", "T").exit_code == 0
+    rows = pd.read_csv(workspace / "T_task1_run1_scores.csv").set_index("name")
+    assert rows.loc["case1", "precision"] < 1.0 and rows.loc["case1", "recall"] == 1.0
+    assert (rows.drop(index="case1")["dice"] == 1.0).all()
+
+
 def test_an_invalid_archive_exits_1_with_the_report_and_records_nothing(
     workspace: Path, test_set: tuple[Path, Path]
 ) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+
+from tests.challenge_setup import make_challenge, make_test_set, perfect_archive
 
 LIGHT_COMMANDS = [["leaderboard", "--format", "csv"], ["data", "cache"], ["validate", "--help"]]
 
@@ -27,6 +30,45 @@ def test_light_commands_start_without_importing_torch(workspace: Path, command: 
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert "torch imported: False" in result.stdout
+
+
+def _imports_torch(code: str) -> bool:
+    """Whether running ``code`` in a fresh interpreter imports torch (the code must succeed)."""
+    script = f"import sys\n{code}\nprint('torch imported:', 'torch' in sys.modules)\n"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return "torch imported: True" in result.stdout
+
+
+def test_scoring_an_archive_does_not_import_torch(workspace: Path) -> None:
+    """``medico score`` counts numpy masks: without torch's 1.5 s start it scores 160 real masks in about a second."""
+    truth, _ = make_test_set(workspace / "data")
+    archive = perfect_archive(workspace / "T_task1_run1.zip")
+    command = ["score", str(archive), "--truth", str(truth), "--team", "T"]
+    assert not _imports_torch(
+        "from medico.cli import app\n"
+        "try:\n"
+        f"    app({command!r}, prog_name='medico')\n"
+        "except SystemExit as done:\n"
+        "    assert not done.code, done.code\n"
+    )
+    assert (workspace / "T_task1_run1_scores.csv").is_file()
+
+
+def test_the_challenge_worker_scores_without_importing_torch(tmp_path: Path) -> None:
+    """The server's scoring worker validates and scores a submission without loading torch."""
+    from medico.challenge.submissions import add_submission
+    from medico.challenge.teams import Team, add_team
+
+    challenge = make_challenge(tmp_path)
+    now = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
+    add_team(challenge, "alpha", now)
+    add_submission(challenge, Team(1, "alpha"), perfect_archive(challenge.uploads / "in.zip"), "f" * 64, now)
+    assert not _imports_torch(
+        "from medico.challenge.folder import Challenge\n"
+        "from medico.challenge.worker import drain\n"
+        f"assert drain(Challenge.open({str(challenge.folder)!r})) == 1\n"
+    )
 
 
 @pytest.mark.parametrize("package", ["medico", "medico.data", "medico.submission"])

@@ -6,11 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-
 from medico.challenge.partition import Part
 from medico.challenge.queue import Outcome
-from medico.engine.evaluation import COUNT_NAMES, EvaluationResult
+from medico.engine.result import COUNT_NAMES, EvaluationResult
 from medico.leaderboard.entry import SCORES
 from medico.submission.scorer import Truth, score_masks
 from medico.submission.validator import RULES, InvalidSubmissionError
@@ -36,7 +34,7 @@ def score_for_challenge(archive: Path, truth: Truth, partition: Mapping[str, Par
     parts: dict[Part, dict[str, float]] = {}
     for part in sorted(set(partition.values())):
         rows = frame[frame["name"].map(partition) == part]
-        counts = torch.from_numpy(rows[list(COUNT_NAMES)].to_numpy())
+        counts = rows[list(COUNT_NAMES)].to_numpy()
         sizes = list(zip(rows["height"], rows["width"]))
         parts[part] = EvaluationResult.from_counts(list(rows["name"]), sizes, counts, evaluation.policy).summary
     images = {row["name"]: {name: float(row[name]) for name in SCORES} for row in frame.to_dict("records")}

@@ -67,7 +67,7 @@ def score_next(challenge: Challenge) -> int | None:
     Raises:
         TruthChangedError: the truth changed since the current round began (the submission stays queued).
     """
-    from medico.challenge.scoring import score_for_challenge  # torch: imported in the worker, never the web process
+    from medico.challenge.scoring import score_for_challenge  # scorer and pandas: loaded by the worker only
     from medico.submission.scorer import Truth
 
     claim = claim_next(challenge)

@@ -22,6 +22,8 @@ probability map has most of its pixels there.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image, ImageChops
 
@@ -60,14 +62,27 @@ class NotBinaryMaskError(ImageReadError):
         self.found = found
 
 
+def _above(values: np.ndarray, bound: float) -> np.ndarray:
+    """``values > bound``; whole-number values are compared with ``floor(bound)`` (the same pixels), so that no
+    pixel is converted to float on the way."""
+    return values > (math.floor(bound) if values.dtype.kind in "ui" else bound)
+
+
+def _below(values: np.ndarray, bound: float) -> np.ndarray:
+    """``values < bound``, whole-number values compared with ``ceil(bound)`` (see :func:`_above`)."""
+    return values < (math.ceil(bound) if values.dtype.kind in "ui" else bound)
+
+
 def _cut(values: np.ndarray) -> np.ndarray:
     """The organisers' rule on grey values: ``/255`` only when the maximum exceeds 127, then ``> 0.5``."""
-    return values > (127.5 if values.max() > 127 else 0.5)
+    return _above(values, 127.5 if values.max() > 127 else 0.5)
 
 
 def _refuse_colour(image: Image.Image, label: str, mode: str) -> None:
     """Refuse an RGB(A) image whose channels differ by more than :data:`CHANNEL_TOLERANCE` at any pixel."""
     red, green, blue = image.split()[:3]
+    if red.tobytes() == green.tobytes() == blue.tobytes():
+        return  # grey stored as colour (every Kvasir-SEG mask): equal channels, nothing to measure
     pairs = ((red, green), (green, blue), (red, blue))
     if max(ImageChops.difference(a, b).getextrema()[1] for a, b in pairs) <= CHANNEL_TOLERANCE:
         return
@@ -88,8 +103,9 @@ def _grey_and_alpha(image: Image.Image, label: str) -> tuple[np.ndarray, np.ndar
             raise NotBinaryMaskError(label, "mode F with NaN or infinite values")
         return values, None
     has_alpha = bool({"A", "a"} & set(image.getbands())) or "transparency" in image.info
+    mode = "RGBA" if has_alpha else "RGB"
     try:
-        colour = image.convert("RGBA" if has_alpha else "RGB")
+        colour = image if image.mode == mode else image.convert(mode)
     except ValueError as error:
         raise NotBinaryMaskError(label, f"mode {image.mode} has no grey reading ({error})") from error
     _refuse_colour(colour, label, image.mode)
@@ -99,8 +115,8 @@ def _grey_and_alpha(image: Image.Image, label: str) -> tuple[np.ndarray, np.ndar
 def _refuse_many_levels(grey: np.ndarray, label: str) -> None:
     low, high = float(grey.min()), float(grey.max())
     margin = NOISE_LEVELS * (high - low) / 255
-    far = (grey > low + margin) & (grey < high - margin)
-    fraction = float(far.mean())
+    far = _above(grey, low + margin) & _below(grey, high - margin)
+    fraction = np.count_nonzero(far) / far.size
     if fraction > NON_BINARY_FRACTION:
         levels = len(np.unique(grey[far]))
         raise NotBinaryMaskError(

@@ -2,44 +2,31 @@
 
 The model predicts at its input size; the probabilities are resized back to each image's own size, thresholded
 at the predictor's threshold and compared with the ground truth by :mod:`medico.metrics` (one image's confusion
-counts at a time, so images of different sizes mix freely). The reported figure is the mean over images.
+counts at a time, so images of different sizes mix freely). The reported figure is the mean over images; the result
+itself (:class:`~medico.engine.result.EvaluationResult`) is built from the counts alone, without torch.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import pandas as pd
-import torch
 
 from medico.engine.contract import LogitRanges, check_logit_ranges
 from medico.engine.ensemble import Ensemble
 from medico.engine.inference import MaskPredictor, Predictor
 from medico.engine.preprocess import resize_probabilities
+from medico.engine.result import COUNT_NAMES, EvaluationResult
 from medico.engine.runtime import resolve_device, resolve_precision
 from medico.engine.tta import check_tta
 from medico.errors import MedicoError
-from medico.files import write_atomic
-from medico.leaderboard.entry import INTERVALS
-from medico.metrics import (
-    METRIC_POLICY,
-    THRESHOLD,
-    confusion_counts,
-    reduce_scores,
-    scores_from_counts,
-)
-from medico.polyp_metrics import PAPER_METRICS, PAPER_POLICY, paper_scores
+from medico.metrics import METRIC_POLICY, THRESHOLD, confusion_counts
+from medico.polyp_metrics import paper_scores
 from medico.runs.checkpoint import Checkpoint, load_model
-from medico.runs.folder import METRICS, PER_IMAGE
-from medico.stats.per_image import ScoreSummary, describe
 
 __all__ = [
     "COUNT_NAMES",
@@ -53,7 +40,6 @@ __all__ = [
     "prediction_record",
 ]
 
-COUNT_NAMES = ("tp", "fp", "fn", "tn")
 READ_THREADS = min(8, os.cpu_count() or 1)
 """Threads decoding evaluation images ahead of the model (decoders release the GIL)."""
 
@@ -68,67 +54,6 @@ class ImageSource(Protocol):
     def read_image(self, name: str) -> np.ndarray: ...
 
     def read_mask(self, name: str) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class EvaluationResult:
-    """Per-image scores, their summary (mean and population std over images) and the metric policy used.
-
-    ``per_image`` columns: name, height, width, tp, fp, fn, tn, dice, iou, precision, recall, f2, accuracy, and the
-    papers' measures (:data:`medico.polyp_metrics.PAPER_METRICS`) where they were asked for.
-    ``summary`` keys: each metric (mean), ``<metric>_std`` and ``n_images``. ``logit_ranges``: ``(N, 2)`` lowest
-    and highest logit per image, where the model's logits were watched (:class:`medico.engine.contract.LogitRanges`).
-    """
-
-    per_image: pd.DataFrame
-    summary: dict[str, float]
-    policy: dict[str, Any]
-    logit_ranges: np.ndarray | None = field(default=None, compare=False, repr=False)
-
-    @functools.cached_property
-    def intervals(self) -> dict[str, ScoreSummary]:
-        """Mean, std and 95% bootstrap interval over images of each score the leaderboard shows an interval for."""
-        return {name: describe(self.per_image[name].to_numpy()) for name in INTERVALS}
-
-    @classmethod
-    def from_counts(
-        cls,
-        names: Sequence[str],
-        sizes: Sequence[tuple[int, int]],
-        counts: torch.Tensor,
-        policy: dict[str, Any] | None = None,
-        logit_ranges: np.ndarray | None = None,
-        paper: Sequence[dict[str, float]] | None = None,
-    ) -> EvaluationResult:
-        """Build the result from per-image ``(height, width)`` and ``(N, 4)`` confusion counts, and the papers'
-        measures of each image (:func:`medico.polyp_metrics.paper_scores`) when they were computed."""
-        scores = scores_from_counts(counts)
-        policy = dict(policy or METRIC_POLICY)
-        if paper is not None:
-            scores |= {name: torch.tensor([one[name] for one in paper], dtype=torch.float64) for name in PAPER_METRICS}
-            policy.setdefault("paper_measures", PAPER_POLICY)
-        frame = pd.DataFrame({"name": list(names)})
-        frame["height"] = [h for h, _ in sizes]
-        frame["width"] = [w for _, w in sizes]
-        for column, values in zip(COUNT_NAMES, counts.T):
-            frame[column] = values.numpy()
-        for metric, values in scores.items():
-            frame[metric] = values.numpy()
-        summary: dict[str, float] = reduce_scores(scores, "mean_std")
-        summary["n_images"] = len(frame)
-        return cls(per_image=frame, summary=summary, policy=policy, logit_ranges=logit_ranges)
-
-    def write(
-        self, folder: Path, data: dict[str, Any] | None = None, prediction: dict[str, Any] | None = None
-    ) -> None:
-        """Write ``per_image.csv`` and ``metrics.json`` (summary, policy and, when given, what ``data`` the images
-        came from and how they were predicted: :func:`prediction_record`) into ``folder``, each atomically. Where:
-        :func:`medico.runs.folder.evaluation_folder`."""
-        folder = Path(folder)
-        write_atomic(folder / PER_IMAGE, self.per_image.to_csv(index=False), replace=True)
-        given = {"data": data, "prediction": prediction}
-        saved = {"summary": self.summary, "policy": self.policy} | {k: v for k, v in given.items() if v is not None}
-        write_atomic(folder / METRICS, json.dumps(saved, indent=2) + "\n", replace=True)
 
 
 def evaluate(
@@ -166,7 +91,7 @@ def evaluate(
     if batch_size < 1:
         raise EvaluationError(f"batch_size: expected a positive integer, got {batch_size}")
     sizes: list[tuple[int, int]] = []
-    counts: list[torch.Tensor] = []
+    counts: list[np.ndarray] = []
     measures: list[dict[str, float]] = []
     ranges = LogitRanges()
     batches = [names[start : start + batch_size] for start in range(0, len(names), batch_size)]
@@ -186,7 +111,7 @@ def evaluate(
                         f"{truth.shape[1]}x{truth.shape[0]} (width x height); they must match"
                     )
             small = predictor.small_probabilities([image for image, _ in pairs], ranges)
-            # Resizing back to full resolution and counting run in the threads too (cv2 and torch release the GIL).
+            # Resizing back to full resolution and counting run in the threads too (cv2 and numpy release the GIL).
             truths = [truth for _, truth in pairs]
             scored = pool.map(_score, [predictor] * len(pairs), small, truths, [paper] * len(pairs))
             for image_counts, image_measures in scored:
@@ -197,7 +122,7 @@ def evaluate(
                 progress(len(sizes), len(names))
     policy = {**METRIC_POLICY, "threshold": float(predictor.threshold)}
     result = EvaluationResult.from_counts(
-        names, sizes, torch.stack(counts), policy, ranges.read(), paper=measures if paper else None
+        names, sizes, np.stack(counts), policy, ranges.read(), paper=measures if paper else None
     )
     if check_logits:
         check_logit_ranges(names, result.logit_ranges)
@@ -210,10 +135,10 @@ def _read_pair(dataset: ImageSource, name: str) -> tuple[np.ndarray, np.ndarray]
 
 def _score(
     predictor: MaskPredictor, small: np.ndarray, truth: np.ndarray, paper: bool
-) -> tuple[torch.Tensor, dict[str, float] | None]:
+) -> tuple[np.ndarray, dict[str, float] | None]:
     """One image's confusion counts and, when asked, the papers' measures of its full-resolution probabilities."""
     mask = predictor.full_mask(small, *truth.shape)
-    counts = confusion_counts(torch.from_numpy(mask), torch.from_numpy(truth))
+    counts = confusion_counts(mask, truth)
     return counts, paper_scores(resize_probabilities(small, *truth.shape), mask, truth) if paper else None
 
 

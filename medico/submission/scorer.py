@@ -1,7 +1,7 @@
 """Organiser scoring of a task 1 archive: validate, score every mask against the ground truth, record it.
 
-The masks are scored by :mod:`medico.metrics` through :class:`medico.engine.evaluation.EvaluationResult`, the same
-code and policy as ``medico evaluate``. Results go next to the archive (``<stem>_scores.csv``,
+The masks are scored by :mod:`medico.metrics` through :class:`medico.engine.result.EvaluationResult`, the same
+code and policy as ``medico evaluate``, without torch. Results go next to the archive (``<stem>_scores.csv``,
 ``<stem>_summary.json``) and onto the leaderboard as a ``test`` entry identified by the archive's SHA-256, so
 scoring the same archive twice adds nothing.
 
@@ -13,6 +13,7 @@ left after the commit, and it needs no space, so no failure leaves files describ
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -24,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from medico import __version__
 from medico.data.io import list_images
 from medico.data.masks import read_mask
 from medico.download import file_sha256
-from medico.engine.evaluation import EvaluationResult
+from medico.engine.result import EvaluationResult
 from medico.engine.tta import TTA_MODES
 from medico.errors import MedicoError, some
 from medico.files import atomic_path
@@ -136,6 +136,29 @@ class Truth:
             digest.update(f"{name}\0{file_sha256(paths[name])}\n".encode())
         return cls(paths, sizes, digest.hexdigest())
 
+    def mask(self, name: str) -> np.ndarray:
+        """``name``'s ground-truth mask as boolean ``(H, W)``, read as the organisers read it
+        (:func:`~medico.data.masks.read_mask`): decoded once per process for these exact files (see :func:`_decoded`).
+
+        Raises:
+            ImageReadError: the mask file is unreadable or not a binary mask.
+        """
+        decoded = _decoded(self.fingerprint)
+        if name in decoded:
+            packed, shape = decoded[name]
+            return np.unpackbits(packed, count=shape[0] * shape[1]).view(bool).reshape(shape)
+        mask = read_mask(self.paths[name])
+        decoded[name] = np.packbits(mask), mask.shape
+        return mask
+
+
+@functools.lru_cache(maxsize=1)
+def _decoded(fingerprint: str) -> dict[str, tuple[np.ndarray, tuple[int, int]]]:
+    """The masks decoded so far of the truth with this fingerprint (the names and contents of exactly its masks), packed
+    1 bit a pixel: the challenge's worker scores every archive of a round against the same truth and decodes each mask
+    once instead of once an archive. Only the latest truth is kept (a 160-image test set: about 10 MB)."""
+    return {}
+
 
 def score_masks(
     archive: Path, reference: Truth, *, paper: bool = False
@@ -150,12 +173,12 @@ def score_masks(
     Raises:
         InvalidSubmissionError: the archive breaks a rule; ``error.report`` lists the problems.
     """
-    counts: dict[str, torch.Tensor] = {}
+    counts: dict[str, np.ndarray] = {}
     measures: dict[str, dict[str, float]] = {}
 
     def score(stem: str, mask: np.ndarray) -> None:
-        truth_mask = read_mask(reference.paths[stem])
-        counts[stem] = confusion_counts(torch.from_numpy(mask), torch.from_numpy(truth_mask))
+        truth_mask = reference.mask(stem)
+        counts[stem] = confusion_counts(mask, truth_mask)
         if paper:
             binary = mask.astype(bool)
             measures[stem] = paper_scores(binary.astype(np.float64), binary, truth_mask)
@@ -166,7 +189,7 @@ def score_masks(
         raise InvalidSubmissionError(report)
     names = sorted(counts)
     heights_widths = [(expected[n][1], expected[n][0]) for n in names]
-    stacked = torch.stack([counts[n] for n in names])
+    stacked = np.stack([counts[n] for n in names])
     policy = METRIC_POLICY | ({"paper_measures": PAPER_POLICY | {"input": MASK_INPUT}} if paper else {})
     paper_rows = [measures[n] for n in names] if paper else None
     return EvaluationResult.from_counts(names, heights_widths, stacked, policy, paper=paper_rows), report

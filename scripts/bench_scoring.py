@@ -1,0 +1,175 @@
+"""Scoring speed: ``medico score`` of a 160-mask archive as a whole command, and the challenge worker's validation and
+scoring of one archive in its own process. Prints numbers (medians over runs); asserts nothing.
+
+    python scripts/bench_scoring.py                                # truth and archive built from real Kvasir-SEG masks
+    python scripts/bench_scoring.py --baseline /path/to/older/checkout    # the same numbers for older code, and ratios
+    python scripts/bench_scoring.py --archive T_task1_run1.zip --truth TRUTH
+
+The built truth is ``--count`` Kvasir-SEG mask files as they are (JPEG); the archive holds each mask shifted by 8
+pixels as a 0/255 PNG, as ``medico predict`` writes them (so scores are not all 1). Every number comes from a fresh
+``python`` process running the code under ``--code`` (default: this checkout) or ``--baseline``; the worker's figure is
+the truth's check (:meth:`Truth.read <medico.submission.scorer.Truth.read>`, which hashes it) plus
+``score_for_challenge``, the first archive of a process (its truth decoded) apart from the next ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+KVASIR = Path(os.environ.get("MEDICO_SHARED_DATA", REPO.parent / "shared" / "data")) / "kvasir-seg"
+SHIFT = 8
+"""Pixels each built prediction is shifted by (down and right) from its ground truth."""
+
+# Run in a child process (``--in-process``) under the code measured; prints one JSON line.
+_WORKER = """
+import json, sys, time
+from pathlib import Path
+started = time.perf_counter()
+from medico.challenge.partition import draw_partition
+from medico.challenge.scoring import score_for_challenge
+from medico.submission.scorer import Truth
+imported = time.perf_counter() - started
+archive, folder, repeats = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+times = []
+for _ in range(repeats + 1):
+    start = time.perf_counter()
+    truth = Truth.read(folder)
+    outcome = score_for_challenge(archive, truth, draw_partition(truth.sizes, 0.5, seed=0))
+    times.append(time.perf_counter() - start)
+    assert outcome.parts, outcome.messages
+print(json.dumps({"import": imported, "first": times[0], "next": times[1:], "torch": "torch" in sys.modules}))
+"""
+
+
+def build(data: Path, count: int, folder: Path) -> tuple[Path, Path]:
+    """``(archive, truth)`` in ``folder``: the first ``count`` Kvasir-SEG masks and their shifted PNG predictions."""
+    sys.path.insert(0, str(REPO))
+    import numpy as np
+
+    from medico.data.masks import read_mask
+    from medico.submission import mask_png
+
+    masks = sorted((data / "masks").glob("*.jpg"))[:count]
+    if len(masks) < count:
+        raise SystemExit(f"--data {data}: {len(masks)} masks in masks/, expected at least {count}")
+    truth, archive = folder / "truth", folder / "T_task1_run1.zip"
+    truth.mkdir()
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as handle:
+        for path in masks:
+            shutil.copy2(path, truth / path.name)
+            shifted = np.roll(read_mask(path), (SHIFT, SHIFT), axis=(0, 1))
+            handle.writestr(f"{path.stem}.png", mask_png(shifted))
+    return archive, truth
+
+
+def _env(code: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(code), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _run(command: list[str], code: Path, cwd: Path) -> tuple[float, float, str]:
+    """Wall and CPU (user + system) seconds of one child process, and its stdout; a failure stops the benchmark."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, env=_env(code), capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} (code {code}) failed:\n{result.stdout}{result.stderr}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), result.stdout
+
+
+def command_times(code: Path, archive: Path, truth: Path, repeats: int, work: Path) -> list[tuple[float, float]]:
+    """``medico score`` run ``repeats`` times, each into a fresh leaderboard database."""
+    runs = []
+    for index in range(repeats):
+        db = work / f"lb-{code.name}-{index}"
+        command = [sys.executable, "-m", "medico", "score", str(archive), "--truth", str(truth), "--team", "T"]
+        runs.append(_run([*command, "--db", str(db)], code, archive.parent)[:2])
+    return runs
+
+
+def worker_times(code: Path, archive: Path, truth: Path, repeats: int) -> dict:
+    stdout = _run([sys.executable, "-c", _WORKER, str(archive), str(truth), str(repeats)], code, archive.parent)[2]
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def torch_import(repeats: int) -> float:
+    return statistics.median(_run([sys.executable, "-c", "import torch"], REPO, REPO)[0] for _ in range(repeats))
+
+
+def measure(code: Path, archive: Path, truth: Path, repeats: int, work: Path) -> dict:
+    runs = command_times(code, archive, truth, repeats, work)
+    worker = worker_times(code, archive, truth, repeats)
+    return {
+        "code": str(code),
+        "command_wall_s": statistics.median(wall for wall, _ in runs),
+        "command_cpu_s": statistics.median(cpu for _, cpu in runs),
+        "worker_import_s": worker["import"],
+        "worker_first_s": worker["first"],
+        "worker_next_s": statistics.median(worker["next"]),
+        "worker_imports_torch": worker["torch"],
+    }
+
+
+def _report(label: str, ours: float, theirs: float | None) -> str:
+    line = f"{label:58s} {ours:6.2f} s"
+    return line + (f"   baseline {theirs:6.2f} s  ({theirs / ours:4.1f}x)" if theirs is not None else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=KVASIR, help="Kvasir-SEG folder (masks/ inside)")
+    parser.add_argument("--count", type=int, default=160, help="masks in the built archive (Medico 2020: 160)")
+    parser.add_argument("--archive", type=Path, help="score this archive instead of a built one (with --truth)")
+    parser.add_argument("--truth", type=Path, help="its ground-truth folder")
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each measurement (medians are printed)")
+    parser.add_argument("--code", type=Path, default=REPO, help="checkout whose medico is measured")
+    parser.add_argument("--baseline", type=Path, help="an older checkout measured the same way, for ratios")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    args = parser.parse_args()
+    if (args.archive is None) != (args.truth is None):
+        parser.error("--archive and --truth go together")
+    with tempfile.TemporaryDirectory(prefix="bench-scoring-") as temporary:
+        work = Path(temporary)
+        if args.archive is None:
+            archive, truth = build(args.data, args.count, work)
+        else:  # a copy: the command writes its results beside the archive
+            archive = work / args.archive.name
+            shutil.copy2(args.archive, archive)
+            truth = args.truth.resolve()
+        masks = sum(1 for _ in zipfile.ZipFile(archive).namelist())
+        ours = measure(args.code.resolve(), archive, truth, args.repeats, work)
+        base = measure(args.baseline.resolve(), archive, truth, args.repeats, work) if args.baseline else None
+        torch_s = torch_import(3)
+    load = os.getloadavg()[0]
+    print(f"{masks} masks; {os.cpu_count()} CPUs, load average {load:.1f} (a busy machine inflates every figure)")
+    print(_report(f"medico score, whole command (median of {args.repeats})", ours["command_wall_s"],
+                  base and base["command_wall_s"]))
+    print(_report("  its CPU time (user + system)", ours["command_cpu_s"], base and base["command_cpu_s"]))
+    print(_report("worker: imports of the scoring path", ours["worker_import_s"], base and base["worker_import_s"]))
+    print(_report("worker: validate + score, first archive of the process", ours["worker_first_s"],
+                  base and base["worker_first_s"]))
+    print(_report("worker: validate + score, next archives (median)", ours["worker_next_s"],
+                  base and base["worker_next_s"]))
+    print(_report("import torch alone (median of 3)", torch_s, None))
+    print(f"the worker's scoring path imports torch: {ours['worker_imports_torch']}"
+          + (f" (baseline: {base['worker_imports_torch']})" if base else ""))
+    if args.json is not None:
+        args.json.write_text(json.dumps({"ours": ours, "baseline": base, "torch_import_s": torch_s, "masks": masks,
+                                         "load_average": load}, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
