@@ -1,14 +1,16 @@
-"""Shared fixtures: real data locations and an isolated workspace.
+"""Shared fixtures: real data locations, headless Chromium and an isolated workspace.
 
-Where the real data is absent, its tests are skipped with the reason, except under CI (``CI`` set), where
-the data must be present and its absence fails them: a skipped real-data check must never pass as one run.
+Where the real data or the browser is absent, its tests are skipped with the reason, except under CI (``CI`` set),
+where it must be present and its absence fails them: a skipped check must never pass as one run.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -21,6 +23,8 @@ from medico.runs.checkpoint import Checkpoint, save_checkpoint
 SHARED_DATA = Path(os.environ.get("MEDICO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 KVASIR = SHARED_DATA / "kvasir-seg"
 MEDICO2020_TEST = SHARED_DATA / "medico2020-test" / "images"
+CHROMIUM = Path(os.environ.get("MEDICO_CHROMIUM", "/usr/bin/chromium"))
+"""Debian's Chromium (``apt-get install chromium``), which playwright drives: playwright's own download is not used."""
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,12 +33,16 @@ def _few_threads() -> None:
     torch.set_num_threads(min(2, torch.get_num_threads()))
 
 
+def _unavailable(message: str) -> None:
+    """Skip the test for ``message``; under CI fail it instead."""
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
 def _real_data(path: Path, what: str) -> Path:
     if not path.is_dir():
-        message = f"{what} not found at {path} (set MEDICO_SHARED_DATA to the folder holding it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        _unavailable(f"{what} not found at {path} (set MEDICO_SHARED_DATA to the folder holding it)")
     return path
 
 
@@ -49,6 +57,26 @@ def kvasir_path() -> Path:
 def medico2020_test_images() -> Path:
     """The 160 real Medico 2020 test images (../shared/data/medico2020-test/images)."""
     return _real_data(MEDICO2020_TEST, "Medico 2020 test images")
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    """Headless Chromium (a playwright ``Browser``): Debian's :data:`CHROMIUM`, driven by the playwright package."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the browser tests need playwright: pip install -e '.[dev]' (never `playwright install`)")
+    if not CHROMIUM.is_file():
+        _unavailable(
+            f"the browser tests need Chromium at {CHROMIUM}: apt-get install -y --no-install-recommends chromium "
+            "(or set MEDICO_CHROMIUM to its path)"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture
