@@ -12,8 +12,9 @@ team passed its limit, and the database and the leaderboard agree with what the 
     PYTHONPATH=. python scripts/challenge_load.py --out load.json            # the full run: about a minute or two
     PYTHONPATH=. python scripts/challenge_load.py --duration 5 --readers 10 --archives 10 --masks 20   # a quick one
 
-Timing is taken by the client (httpx, one asyncio loop), which shares the machine's cores with the server: figures
-from a small machine include the client's own queueing.
+Each reader is a client of its own (one connection, as a browser has) asking about once a second (``--pause``);
+``--pause 0`` asks back to back, which measures the client as much as the server: timing is taken by the client
+(httpx, one asyncio loop), on the same cores as the server. The report says how much CPU each used while reading.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import random
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -168,8 +170,9 @@ def _wait_until_up(url: str, seconds: float, server: subprocess.Popen[bytes] | N
 
 
 @contextlib.contextmanager
-def medico_serve(folder: Path, log: Path) -> Iterator[str]:
-    """``python -m medico serve folder`` of this checkout on a free port; yields its URL, stops it as Ctrl+C does."""
+def medico_serve(folder: Path, log: Path) -> Iterator[tuple[str, int | None]]:
+    """``python -m medico serve folder`` of this checkout on a free port; yields its URL and process id, stops it as
+    Ctrl+C does."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "medico", "serve", str(folder), "--port", str(port)]
@@ -178,7 +181,7 @@ def medico_serve(folder: Path, log: Path) -> Iterator[str]:
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_until_up(url, 120, server)
-        yield url
+        yield url, server.pid
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGINT)
@@ -194,29 +197,32 @@ def medico_serve(folder: Path, log: Path) -> Iterator[str]:
 
 @dataclass
 class Load:
-    """What the clients saw: reader samples (path, start, seconds, status), upload answers (archive, status, body,
-    when), the uploads still being sent, each accepted upload's final state and when it was seen, its state read
-    back alone, and the leaderboard at the end."""
+    """What the clients saw: reader samples (path, start, seconds, status or the client's error), upload answers
+    (archive, status, body, when), the uploads still being sent, each accepted upload's final state and when it was
+    seen, its state read back alone, and the leaderboard at the end."""
 
     sending: list[Archive]
-    readers: list[tuple[str, float, float, int]] = field(default_factory=list)
+    readers: list[tuple[str, float, float, int | str]] = field(default_factory=list)
     answers: list[tuple[Archive, int, dict[str, Any], float]] = field(default_factory=list)
     final: dict[int, tuple[str, float]] = field(default_factory=dict)
     read_back: dict[int, str] = field(default_factory=dict)
     start: float = 0.0
     board: dict[str, Any] = field(default_factory=dict)
+    cpu: dict[str, float | None] = field(default_factory=dict)
 
 
 async def _reader(client: httpx.AsyncClient, load: Load, until: float, pause: float, seed: int) -> None:
+    """One client reading the leaderboard until ``until``, ``pause`` seconds apart on average (0: at once)."""
     rng = random.Random(seed)
     await asyncio.sleep(rng.uniform(0, pause or 0.01))  # readers do not arrive in lockstep
     while time.perf_counter() < until:
         path = rng.choice(BOARD)
         start = time.perf_counter()
+        status: int | str
         try:
             status = (await client.get(path)).status_code
-        except httpx.HTTPError:
-            status = 0
+        except httpx.HTTPError as error:
+            status = type(error).__name__
         load.readers.append((path, start, time.perf_counter() - start, status))
         if pause:
             await asyncio.sleep(rng.uniform(0.5 * pause, 1.5 * pause))
@@ -258,26 +264,49 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def run_load(url: str, tokens: dict[str, str], archives: list[Archive], args: argparse.Namespace) -> Load:
-    """The readers for ``args.duration`` seconds and, from the same moment, every upload, then the wait for scores."""
+def _cpu_seconds(pid: int | None) -> float | None:
+    """CPU seconds process ``pid`` used so far (None: not known, off Linux or not started here)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_load(
+    url: str, server: int | None, tokens: dict[str, str], archives: list[Archive], args: argparse.Namespace
+) -> Load:
+    """The readers for ``args.duration`` seconds and, from the same moment, every upload, then the wait for scores;
+    the CPU the server process (``server``: its id, when known) and this client used while the readers read."""
     load = Load(list(archives))
-    connections = httpx.Limits(max_connections=args.readers, max_keepalive_connections=args.readers)
-    async with (
-        httpx.AsyncClient(base_url=url, timeout=60, limits=connections) as readers,
-        httpx.AsyncClient(base_url=url, timeout=120) as teams,
-    ):
+    tls = ssl.create_default_context()  # made once: each client making its own would stall the loop for seconds
+    async with contextlib.AsyncExitStack() as stack:
+        teams = await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=120, verify=tls))
+        readers = [  # one client, so one connection, per reader, as each browser has its own
+            await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=60, verify=tls))
+            for _ in range(args.readers)
+        ]
         load.start = time.perf_counter()
+        before = (time.process_time(), _cpu_seconds(server))
         until = load.start + args.duration
 
         async def upload(archive: Archive) -> None:
             await _upload(teams, tokens[archive.team], archive, load)
             load.sending.remove(archive)
 
-        tasks = [_reader(readers, load, until, args.pause, seed) for seed in range(args.readers)]
-        tasks += [upload(archive) for archive in archives]
+        tasks = [upload(archive) for archive in archives]
         give_up = load.start + args.duration + args.score_timeout
         tasks += [_follow(teams, token, team, load, args.poll, give_up) for team, token in tokens.items()]
-        await asyncio.gather(*tasks)
+        teams_done = asyncio.gather(*tasks)
+        await asyncio.gather(*(_reader(client, load, until, args.pause, seed) for seed, client in enumerate(readers)))
+        window = time.perf_counter() - load.start
+        after = (time.process_time(), _cpu_seconds(server))
+        load.cpu = {
+            "client_cores": round((after[0] - before[0]) / window, 2),
+            "server_cores": round((after[1] - before[1]) / window, 2) if None not in (before[1], after[1]) else None,
+            "load_average": round(os.getloadavg()[0], 2),
+        }
+        await teams_done
         load.board = (await teams.get("/api/leaderboard")).json()
     return load
 
@@ -313,6 +342,7 @@ def summarise(load: Load, args: argparse.Namespace) -> dict[str, Any]:
             "requests_per_s": round(len(load.readers) / window, 1),
             "errors": sum(status != 200 for *_, status in load.readers),
             "latency": latency,
+            "cpu": load.cpu,
         },
         "uploads": dict(sorted(Counter(str(status) for _, status, _, _ in load.answers).items())),
         "scoring": {
@@ -371,7 +401,8 @@ def check(load: Load, archives: list[Archive], tokens: dict[str, str], args: arg
     problems += _check_database(args.dir, accepted, load, tokens)
     errors = Counter(status for *_, status in load.readers if status != 200)
     problems += [
-        f"{n} leaderboard reads answered {status or 'nothing (connection error)'}" for status, n in errors.items()
+        f"{n} leaderboard reads " + (f"answered {status}" if isinstance(status, int) else f"failed: {status}")
+        for status, n in errors.items()
     ]
     return problems
 
@@ -423,6 +454,11 @@ def table(summary: dict[str, Any], problems: list[str]) -> str:
     for path, figures in board["latency"].items():
         values = [figures.get(k, float("nan")) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")]
         lines.append(f"  {path:<18}{figures['count']:>7}" + "".join(f"{v:>9.1f}" for v in values))
+    cpu = board["cpu"]
+    lines.append(
+        f"  while reading: the server process used {cpu['server_cores']} cores, this client {cpu['client_cores']}, "
+        f"load average {cpu['load_average']} on {os.cpu_count()} cores"
+    )
     uploads = ", ".join(f"{status}: {n}" for status, n in summary["uploads"].items())
     lines += [
         f"uploads answered: {uploads}",
@@ -448,7 +484,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--invalid-every", type=int, default=5, help="every n-th archive breaks a rule (0: none)")
     parser.add_argument("--max-total", type=int, default=6, help="uploads a team may make (the rest get 429)")
     parser.add_argument("--readers", type=int, default=50, help="clients reading the leaderboard")
-    parser.add_argument("--pause", type=float, default=0.0, help="mean seconds a reader waits between requests")
+    parser.add_argument(
+        "--pause", type=float, default=1.0, help="mean seconds between a reader's requests (0: back to back)"
+    )
     parser.add_argument("--duration", type=float, default=30.0, help="seconds the readers read")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between a team's looks at its uploads")
     parser.add_argument("--score-timeout", type=float, default=900.0, help="seconds to wait for every score")
@@ -486,11 +524,12 @@ def load_test(args: argparse.Namespace) -> int:
         if args.url:
             print(f"waiting for a server on {args.dir} at {args.url}: medico serve {args.dir}", flush=True)
             _wait_until_up(args.url.rstrip("/"), 600)
-            server: contextlib.AbstractContextManager[str] = contextlib.nullcontext(args.url.rstrip("/"))
+            server: contextlib.AbstractContextManager[tuple[str, int | None]]
+            server = contextlib.nullcontext((args.url.rstrip("/"), None))
         else:
             server = medico_serve(args.dir, work / "server.log")
-        with server as url:
-            load = asyncio.run(run_load(url, tokens, archives, args))
+        with server as (url, pid):
+            load = asyncio.run(run_load(url, pid, tokens, archives, args))
         if not args.url and os.environ.get("CHALLENGE_LOAD_LOG"):
             print((work / "server.log").read_text(errors="replace")[-4000:])
         summary = summarise(load, args)
