@@ -342,6 +342,10 @@ def summarise(load: Load, args: argparse.Namespace) -> dict[str, Any]:
             "requests_per_s": round(len(load.readers) / window, 1),
             "errors": sum(status != 200 for *_, status in load.readers),
             "latency": latency,
+            "slowest": [
+                {"path": path, "at_s": round(start - load.start, 2), "ms": round(seconds * 1000, 1)}
+                for path, start, seconds, _ in sorted(load.readers, key=lambda sample: -sample[2])[:10]
+            ],
             "cpu": load.cpu,
         },
         "uploads": dict(sorted(Counter(str(status) for _, status, _, _ in load.answers).items())),
