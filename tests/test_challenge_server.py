@@ -4,6 +4,7 @@ and talk to it with httpx."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -34,6 +35,7 @@ from tests.challenge_setup import (
     free_port,
     live_server,
     make_challenge,
+    partial_mask,
     perfect_archive,
     private_partial_archive,
     tokens,
@@ -425,6 +427,82 @@ def test_the_page_escapes_the_challenge_name(tmp_path: Path) -> None:
     hosted = _hosted(tmp_path, name="<img src=x onerror=alert(1)>")
     page = hosted.client().get("/").text
     assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<img" not in page
+
+
+# --- the leaderboard is kept rendered, and follows every change ------------------------------------------------------
+
+
+def _rows(client: TestClient) -> list[tuple[str, float]]:
+    """The leaderboard's (team, IoU) rows, after checking the page shows the same teams."""
+    rows = [(row["team"], row["iou"]) for row in client.get("/api/leaderboard").json()["rows"]]
+    page = client.get("/").text
+    assert all(f">{team}<" in page for team, _ in rows)
+    return rows
+
+
+def test_the_leaderboard_shows_a_new_score_as_soon_as_it_is_recorded(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    assert _rows(client) == []
+    _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"))
+    assert _rows(client) == []  # queued: not scored yet
+    drain(hosted.challenge)
+    assert _rows(client) == [("alpha", 1.0)]
+    _upload(client, hosted.tokens["beta"], perfect_archive(tmp_path / "b.zip"))
+    drain(hosted.challenge)
+    assert sorted(_rows(client)) == [("alpha", 1.0), ("beta", 1.0)]
+
+
+def test_the_leaderboard_turns_private_at_the_closing_time_and_never_before(tmp_path: Path) -> None:
+    hosted = _hosted(tmp_path, opens=START, closes=START + timedelta(days=1))
+    client = hosted.client()
+    _upload(client, hosted.tokens["alpha"], private_partial_archive(hosted.challenge, tmp_path / "a.zip"))
+    drain(hosted.challenge)
+    hosted.now[0] = START - timedelta(seconds=1)
+    assert client.get("/api/leaderboard").json()["phase"] == "before"
+    hosted.now[0] = START
+    assert client.get("/api/leaderboard").json()["phase"] == "open"
+    assert _rows(client) == [("alpha", 1.0)] and PARTIAL_IOU not in client.get("/").text
+    hosted.now[0] = START + timedelta(days=1)  # nothing in the database changed: only the time
+    board = client.get("/api/leaderboard").json()
+    assert (board["phase"], board["part"], f"{board['rows'][0]['iou']:.4f}") == ("closed", "private", PARTIAL_IOU)
+    assert PARTIAL_IOU in client.get("/").text
+    hosted.now[0] = START + timedelta(hours=23)  # a clock set back: the public part again, never the private one
+    assert _rows(client) == [("alpha", 1.0)] and PARTIAL_IOU not in client.get("/").text
+
+
+def test_a_rescore_shows_on_the_leaderboard(hosted: Hosted, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medico.cli import app
+    from medico.submission import mask_png
+
+    client = hosted.client()
+    _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"))
+    drain(hosted.challenge)
+    assert _rows(client) == [("alpha", 1.0)]
+    public = min(name for name, part in partition(hosted.challenge).items() if part == "public")
+    (hosted.challenge.settings.truth / f"{public}.png").write_bytes(mask_png(partial_mask()))  # a truth fix
+    result = CliRunner().invoke(app, ["challenge", "rescore", str(hosted.challenge.folder)])
+    assert result.exit_code == 0, result.output
+    ((team, iou),) = _rows(client)
+    assert team == "alpha" and iou < 1.0
+
+
+def test_the_leaderboard_follows_edits_and_a_restored_copy_of_the_database(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    database = hosted.challenge.folder / DATABASE_FILE
+    backup = tmp_path / "backup.sqlite"
+    with sqlite3.connect(database) as connection, sqlite3.connect(backup) as copy:
+        connection.backup(copy)
+    _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"))
+    drain(hosted.challenge)
+    assert _rows(client) == [("alpha", 1.0)]
+    with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as connection:
+        connection.execute("UPDATE teams SET name = 'alfa' WHERE name = 'alpha'")  # the organiser edits a name
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every change in the file, none left in its log
+    assert _rows(client) == [("alfa", 1.0)]
+    os.replace(backup, database)  # the organiser restores the copy taken before any upload
+    assert _rows(client) == []
 
 
 # --- the real server ----------------------------------------------------------------------------------------------

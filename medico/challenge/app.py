@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from anyio import CapacityLimiter, to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -31,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from medico.challenge.folder import Challenge
 from medico.challenge.phase import current_phase
 from medico.challenge.settings import ChallengeError
-from medico.challenge.standings import standings
+from medico.challenge.standings import LiveStandings, Rendered
 from medico.challenge.submissions import (
     LimitReachedError,
     add_submission,
@@ -115,13 +116,19 @@ def create_app(
     def unauthorised() -> JSONResponse:
         return _error(401, _UNAUTHORISED, {"WWW-Authenticate": "Bearer"})
 
+    live = LiveStandings(challenge)
+    rendering = CapacityLimiter(1)  # its own thread: a rebuild never waits behind uploads' token checks
+
+    async def board() -> Rendered:
+        """The standings now: kept ones straight from the event loop, else rebuilt in a thread."""
+        now = clock()
+        return live.cached(now) or await to_thread.run_sync(live.current, now, limiter=rendering)
+
     async def page(request: Request) -> Response:
-        board = await run_in_threadpool(standings, challenge, phase())
-        return HTMLResponse(board.html())
+        return HTMLResponse((await board()).html)
 
     async def leaderboard(request: Request) -> Response:
-        board = await run_in_threadpool(standings, challenge, phase())
-        return JSONResponse(board.records())
+        return Response((await board()).json, media_type="application/json")
 
     async def submit(request: Request) -> Response:
         team = await caller(request)
