@@ -15,6 +15,7 @@ import threading
 import time
 import warnings
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -216,6 +217,36 @@ def test_tokens_are_compared_in_constant_time(hosted: Hosted, monkeypatch: pytes
     monkeypatch.setattr("medico.challenge.teams.hmac.compare_digest", spy)
     assert hosted.client().get("/api/submissions", headers=bearer(hosted.tokens["beta"])).status_code == 200
     assert calls == [(32, 32)]
+
+
+def test_token_checks_run_a_few_at_a_time(hosted: Hosted, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each check is a scrypt hash (16 MiB, tens of ms of CPU): twelve requests at once once ran twelve at once,
+    starving the event loop that serves the leaderboard and holding 16 MiB each."""
+    from medico.challenge import teams
+
+    running, most = [0], [0]
+    lock = threading.Lock()
+    hash_token = teams._hash
+
+    def counted(secret: str, salt: bytes) -> bytes:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.05)  # long enough for the others to start, were they allowed to
+            return hash_token(secret, salt)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(teams, "_hash", counted)
+    with live_server(hosted.app()) as url, httpx.Client(base_url=url, timeout=60) as client:
+        def ask(_: int) -> int:
+            return client.get("/api/submissions", headers=bearer(hosted.tokens["alpha"])).status_code
+
+        with ThreadPoolExecutor(12) as pool:
+            assert list(pool.map(ask, range(12))) == [200] * 12
+    assert 1 <= most[0] <= max(1, (os.cpu_count() or 2) // 2)
 
 
 def test_no_cors_headers_are_sent(hosted: Hosted) -> None:

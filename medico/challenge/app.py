@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
@@ -103,6 +104,9 @@ def create_app(
     settings = challenge.settings
 
     receiving: Counter[int] = Counter()  # bodies being received, per team id (one event loop: no lock needed)
+    # A token check is a scrypt hash (16 MiB, tens of ms of CPU): a few at a time, so a burst of uploads neither
+    # starves the event loop serving the leaderboard of CPU nor takes 16 MiB per request waiting.
+    checking = CapacityLimiter(max(1, (os.cpu_count() or 2) // 2))
 
     def phase() -> str:
         return current_phase(challenge, clock())
@@ -111,7 +115,7 @@ def create_app(
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             return None
-        return await run_in_threadpool(authenticate, challenge, token.strip())
+        return await to_thread.run_sync(authenticate, challenge, token.strip(), limiter=checking)
 
     def unauthorised() -> JSONResponse:
         return _error(401, _UNAUTHORISED, {"WWW-Authenticate": "Bearer"})
