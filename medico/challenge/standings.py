@@ -124,6 +124,7 @@ class Rendered:
 
     @classmethod
     def of(cls, board: Standings) -> Rendered:
+        """``board`` rendered: the page, and the JSON as Starlette's ``JSONResponse`` writes it (compact, UTF-8)."""
         records = json.dumps(board.records(), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
         return cls(board.html().encode("utf-8"), records.encode("utf-8"))
 
