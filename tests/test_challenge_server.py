@@ -4,6 +4,7 @@ and talk to it with httpx."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import threading
 import time
 import warnings
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -35,6 +37,7 @@ from tests.challenge_setup import (
     free_port,
     live_server,
     make_challenge,
+    partial_mask,
     perfect_archive,
     private_partial_archive,
     tokens,
@@ -215,6 +218,36 @@ def test_tokens_are_compared_in_constant_time(hosted: Hosted, monkeypatch: pytes
     monkeypatch.setattr("medico.challenge.teams.hmac.compare_digest", spy)
     assert hosted.client().get("/api/submissions", headers=bearer(hosted.tokens["beta"])).status_code == 200
     assert calls == [(32, 32)]
+
+
+def test_token_checks_run_a_few_at_a_time(hosted: Hosted, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each check is a scrypt hash (16 MiB, tens of ms of CPU): twelve requests at once once ran twelve at once,
+    starving the event loop that serves the leaderboard and holding 16 MiB each."""
+    from medico.challenge import teams
+
+    running, most = [0], [0]
+    lock = threading.Lock()
+    hash_token = teams._hash
+
+    def counted(secret: str, salt: bytes) -> bytes:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            time.sleep(0.05)  # long enough for the others to start, were they allowed to
+            return hash_token(secret, salt)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(teams, "_hash", counted)
+    with live_server(hosted.app()) as url, httpx.Client(base_url=url, timeout=60) as client:
+        def ask(_: int) -> int:
+            return client.get("/api/submissions", headers=bearer(hosted.tokens["alpha"])).status_code
+
+        with ThreadPoolExecutor(12) as pool:
+            assert list(pool.map(ask, range(12))) == [200] * 12
+    assert 1 <= most[0] <= max(1, (os.cpu_count() or 2) // 2)
 
 
 def test_no_cors_headers_are_sent(hosted: Hosted) -> None:
@@ -426,6 +459,82 @@ def test_the_page_escapes_the_challenge_name(tmp_path: Path) -> None:
     hosted = _hosted(tmp_path, name="<img src=x onerror=alert(1)>")
     page = hosted.client().get("/").text
     assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<img" not in page
+
+
+# --- the leaderboard is kept rendered, and follows every change ------------------------------------------------------
+
+
+def _rows(client: TestClient) -> list[tuple[str, float]]:
+    """The leaderboard's (team, IoU) rows, after checking the page shows the same teams."""
+    rows = [(row["team"], row["iou"]) for row in client.get("/api/leaderboard").json()["rows"]]
+    page = client.get("/").text
+    assert all(f">{team}<" in page for team, _ in rows)
+    return rows
+
+
+def test_the_leaderboard_shows_a_new_score_as_soon_as_it_is_recorded(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    assert _rows(client) == []
+    _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"))
+    assert _rows(client) == []  # queued: not scored yet
+    drain(hosted.challenge)
+    assert _rows(client) == [("alpha", 1.0)]
+    _upload(client, hosted.tokens["beta"], perfect_archive(tmp_path / "b.zip"))
+    drain(hosted.challenge)
+    assert sorted(_rows(client)) == [("alpha", 1.0), ("beta", 1.0)]
+
+
+def test_the_leaderboard_turns_private_at_the_closing_time_and_never_before(tmp_path: Path) -> None:
+    hosted = _hosted(tmp_path, opens=START, closes=START + timedelta(days=1))
+    client = hosted.client()
+    _upload(client, hosted.tokens["alpha"], private_partial_archive(hosted.challenge, tmp_path / "a.zip"))
+    drain(hosted.challenge)
+    hosted.now[0] = START - timedelta(seconds=1)
+    assert client.get("/api/leaderboard").json()["phase"] == "before"
+    hosted.now[0] = START
+    assert client.get("/api/leaderboard").json()["phase"] == "open"
+    assert _rows(client) == [("alpha", 1.0)] and PARTIAL_IOU not in client.get("/").text
+    hosted.now[0] = START + timedelta(days=1)  # nothing in the database changed: only the time
+    board = client.get("/api/leaderboard").json()
+    assert (board["phase"], board["part"], f"{board['rows'][0]['iou']:.4f}") == ("closed", "private", PARTIAL_IOU)
+    assert PARTIAL_IOU in client.get("/").text
+    hosted.now[0] = START + timedelta(hours=23)  # a clock set back: the public part again, never the private one
+    assert _rows(client) == [("alpha", 1.0)] and PARTIAL_IOU not in client.get("/").text
+
+
+def test_a_rescore_shows_on_the_leaderboard(hosted: Hosted, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medico.cli import app
+    from medico.submission import mask_png
+
+    client = hosted.client()
+    _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"))
+    drain(hosted.challenge)
+    assert _rows(client) == [("alpha", 1.0)]
+    public = min(name for name, part in partition(hosted.challenge).items() if part == "public")
+    (hosted.challenge.settings.truth / f"{public}.png").write_bytes(mask_png(partial_mask()))  # a truth fix
+    result = CliRunner().invoke(app, ["challenge", "rescore", str(hosted.challenge.folder)])
+    assert result.exit_code == 0, result.output
+    ((team, iou),) = _rows(client)
+    assert team == "alpha" and iou < 1.0
+
+
+def test_the_leaderboard_follows_edits_and_a_restored_copy_of_the_database(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    database = hosted.challenge.folder / DATABASE_FILE
+    backup = tmp_path / "backup.sqlite"
+    with sqlite3.connect(database) as connection, sqlite3.connect(backup) as copy:
+        connection.backup(copy)
+    _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"))
+    drain(hosted.challenge)
+    assert _rows(client) == [("alpha", 1.0)]
+    with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as connection:
+        connection.execute("UPDATE teams SET name = 'alfa' WHERE name = 'alpha'")  # the organiser edits a name
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every change in the file, none left in its log
+    assert _rows(client) == [("alfa", 1.0)]
+    os.replace(backup, database)  # the organiser restores the copy taken before any upload
+    assert _rows(client) == []
 
 
 # --- the real server ----------------------------------------------------------------------------------------------

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from anyio import CapacityLimiter, to_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -31,7 +33,7 @@ from medico.challenge.folder import Challenge
 from medico.challenge.phase import current_phase
 from medico.challenge.server import prepare_to_serve
 from medico.challenge.settings import ChallengeError
-from medico.challenge.standings import standings
+from medico.challenge.standings import LiveStandings, Rendered
 from medico.challenge.submissions import (
     LimitReachedError,
     add_submission,
@@ -106,6 +108,9 @@ def create_app(
     settings = challenge.settings
 
     receiving: Counter[int] = Counter()  # bodies being received, per team id (one event loop: no lock needed)
+    # A token check is a scrypt hash (16 MiB, tens of ms of CPU): a few at a time, so a burst of uploads neither
+    # starves the event loop serving the leaderboard of CPU nor takes 16 MiB per request waiting.
+    checking = CapacityLimiter(max(1, (os.cpu_count() or 2) // 2))
 
     def phase() -> str:
         return current_phase(challenge, clock())
@@ -114,18 +119,24 @@ def create_app(
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             return None
-        return await run_in_threadpool(authenticate, challenge, token.strip())
+        return await to_thread.run_sync(authenticate, challenge, token.strip(), limiter=checking)
 
     def unauthorised() -> JSONResponse:
         return _error(401, _UNAUTHORISED, {"WWW-Authenticate": "Bearer"})
 
+    live = LiveStandings(challenge)
+    rendering = CapacityLimiter(1)  # its own thread: a rebuild never waits behind uploads' token checks
+
+    async def board() -> Rendered:
+        """The standings now: kept ones straight from the event loop, else rebuilt in a thread."""
+        now = clock()
+        return live.cached(now) or await to_thread.run_sync(live.current, now, limiter=rendering)
+
     async def page(request: Request) -> Response:
-        board = await run_in_threadpool(standings, challenge, phase())
-        return HTMLResponse(board.html())
+        return HTMLResponse((await board()).html)
 
     async def leaderboard(request: Request) -> Response:
-        board = await run_in_threadpool(standings, challenge, phase())
-        return JSONResponse(board.records())
+        return Response((await board()).json, media_type="application/json")
 
     async def submit(request: Request) -> Response:
         team = await caller(request)

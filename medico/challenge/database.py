@@ -7,7 +7,9 @@ with another process doing the same.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -17,7 +19,7 @@ from medico.challenge.settings import ChallengeError
 from medico.leaderboard.entry import SCORES
 from medico.transactions import immediate
 
-__all__ = ["DATABASE_FILE", "MIGRATIONS", "SCHEMA_VERSION", "ChallengeDatabase", "timestamp"]
+__all__ = ["DATABASE_FILE", "MIGRATIONS", "SCHEMA_VERSION", "ChallengeDatabase", "ChangeWatch", "timestamp"]
 
 DATABASE_FILE = "challenge.sqlite"
 _SCORE_COLUMNS = ", ".join(f"{name} REAL NOT NULL" for name in SCORES)
@@ -146,18 +148,33 @@ class ChallengeDatabase:
         row = connection.execute("SELECT version FROM schema_version").fetchone()
         return 0 if row is None else int(row[0])
 
+    def _open(self, *, any_thread: bool = False) -> sqlite3.Connection:
+        """A new connection in autocommit mode (transactions are explicit), rows by name, foreign keys checked;
+        ``any_thread``: usable from threads other than this one (the caller serialises its use)."""
+        connection = sqlite3.connect(
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=not any_thread
+        )
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA foreign_keys = ON")
+        return connection
+
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        connection = None
+    def _errors(self) -> Iterator[None]:
+        """SQLite's errors as one-line :class:`ChallengeError`s naming the file."""
         try:
-            connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            connection.row_factory = sqlite3.Row
-            connection.execute("PRAGMA foreign_keys = ON")
-            yield connection
+            yield
         except sqlite3.OperationalError as error:
             raise ChallengeError(f"challenge database {self.path} cannot be used: {error}") from error
         except sqlite3.DatabaseError as error:
             raise ChallengeError(f"challenge database {self.path} is corrupted or not SQLite: {error}") from error
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        connection = None
+        try:
+            with self._errors():
+                connection = self._open()
+                yield connection
         finally:
             if connection is not None:
                 connection.close()
@@ -177,3 +194,34 @@ class ChallengeDatabase:
         """One transaction holding the write lock from its start; committed when the block ends, else rolled back."""
         with self._connect() as connection, immediate(connection):
             yield connection
+
+
+class ChangeWatch:
+    """Tells whether anything changed in a challenge database since it last looked, in microseconds, so what is
+    derived from the database (the rendered standings) can be kept until it did.
+
+    One connection, kept open, reads SQLite's ``PRAGMA data_version``, which changes whenever another connection
+    (of this process or another: the scoring worker, an organiser's command) commits; the file's identity is part
+    of the answer, so a database replaced by another file (a restored backup) counts as changed. Safe from any
+    thread.
+    """
+
+    def __init__(self, database: ChallengeDatabase) -> None:
+        self._database = database
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+        self._file: tuple[int, int] | None = None
+
+    def version(self) -> tuple[int, int, int]:
+        """A value that differs from every earlier one once the database changed (equal values: nothing changed)."""
+        with self._lock, self._database._errors():
+            try:
+                stat = os.stat(self._database.path)
+            except OSError as error:
+                raise ChallengeError(f"challenge database {self._database.path}: {error.strerror}") from error
+            if self._connection is None or self._file != (stat.st_dev, stat.st_ino):
+                if self._connection is not None:
+                    self._connection.close()
+                self._connection = self._database._open(any_thread=True)
+                self._file = (stat.st_dev, stat.st_ino)
+            return stat.st_dev, stat.st_ino, int(self._connection.execute("PRAGMA data_version").fetchone()[0])

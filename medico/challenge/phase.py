@@ -8,10 +8,10 @@ from typing import Literal
 
 from medico.challenge.database import timestamp
 from medico.challenge.folder import Challenge
-from medico.challenge.settings import ChallengeError
+from medico.challenge.settings import ChallengeError, Settings
 from medico.leaderboard.participant import plain_text
 
-__all__ = ["Phase", "close_challenge", "closed_at", "current_phase"]
+__all__ = ["Phase", "close_challenge", "closed_at", "current_phase", "phase_at"]
 
 Phase = Literal["before", "open", "closed"]
 
@@ -39,8 +39,12 @@ def _closing_time(challenge: Challenge, value: object) -> datetime:
 
 def current_phase(challenge: Challenge, now: datetime) -> Phase:
     """``before`` the opening time, ``closed`` once closed by hand or past the closing time, else ``open``."""
-    settings = challenge.settings
-    closed = closed_at(challenge)
+    return phase_at(challenge.settings, closed_at(challenge), now)
+
+
+def phase_at(settings: Settings, closed: datetime | None, now: datetime) -> Phase:
+    """What :func:`current_phase` decides, for a caller that already read :func:`closed_at` (``closed``, None when
+    not closed by hand): a cache of the standings still asks the time on every request."""
     if (closed is not None and closed <= now) or (settings.closes is not None and settings.closes <= now):
         return "closed"
     if settings.opens is not None and now < settings.opens:

@@ -8,21 +8,25 @@ scores are read from the database only after close.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from medico.challenge.database import ChangeWatch
 from medico.challenge.folder import Challenge
 from medico.challenge.partition import Part
-from medico.challenge.phase import Phase
+from medico.challenge.phase import Phase, closed_at, phase_at
 from medico.challenge.settings import ChallengeError
 from medico.leaderboard.entry import SCORES, Entry, check_entry
 from medico.leaderboard.errors import LeaderboardError
 from medico.leaderboard.export import export_text
 from medico.leaderboard.ranking import Ranked, best_per_team, rank_entries, select_view
 
-__all__ = ["Standings", "standings"]
+__all__ = ["LiveStandings", "Rendered", "Standings", "standings"]
 
 _SCORED = (
     "SELECT s.id, s.received, t.name AS team, sc.*, sel.submission_id AS selected, "
@@ -109,3 +113,64 @@ def standings(challenge: Challenge, phase: Phase) -> Standings:
     chosen = [selections[team] if selections.get(team) in private else choice for team, choice in best.items()]
     rows = rank_entries([private[i] for i in chosen if i in private], "segmentation")
     return Standings(challenge.settings.name, "private", phase, rows)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One phase's standings as served: the HTML page and the JSON document, encoded."""
+
+    html: bytes
+    json: bytes
+
+    @classmethod
+    def of(cls, board: Standings) -> Rendered:
+        """``board`` rendered: the page, and the JSON as Starlette's ``JSONResponse`` writes it (compact, UTF-8)."""
+        records = json.dumps(board.records(), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return cls(board.html().encode("utf-8"), records.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What was read at one database version: the hand-closing time, and the standings rendered so far per phase."""
+
+    version: tuple[int, int, int]
+    closed: datetime | None
+    boards: dict[Phase, Rendered] = field(default_factory=dict)
+
+
+class LiveStandings:
+    """The challenge's standings, rendered, kept until the database changes (:class:`ChangeWatch`).
+
+    The phase is worked out from the clock on every request, never kept: the first request after the closing time
+    gets the private ranking, whatever was rendered before. :meth:`cached` is the fast path (no read of the tables,
+    safe on an event loop); :meth:`current` reads and renders when nothing up to date is kept (in a worker thread).
+    """
+
+    def __init__(self, challenge: Challenge) -> None:
+        self._challenge = challenge
+        self._watch = ChangeWatch(challenge.database)
+        self._rebuilding = threading.Lock()
+        self._snapshot: _Snapshot | None = None
+
+    def cached(self, now: datetime) -> Rendered | None:
+        """The standings at ``now`` if up to date ones are kept, else None."""
+        version = self._watch.version()
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.version != version:
+            return None
+        return snapshot.boards.get(phase_at(self._challenge.settings, snapshot.closed, now))
+
+    def current(self, now: datetime) -> Rendered:
+        """The standings at ``now``: kept ones while the database is unchanged, else read and rendered afresh."""
+        with self._rebuilding:
+            version = self._watch.version()  # before the reads: a change after it is noticed by the next request
+            snapshot = self._snapshot
+            if snapshot is None or snapshot.version != version:
+                snapshot = _Snapshot(version, closed_at(self._challenge))
+            phase = phase_at(self._challenge.settings, snapshot.closed, now)
+            board = snapshot.boards.get(phase)
+            if board is None:
+                board = Rendered.of(standings(self._challenge, phase))
+                snapshot = _Snapshot(snapshot.version, snapshot.closed, {**snapshot.boards, phase: board})
+            self._snapshot = snapshot
+            return board
