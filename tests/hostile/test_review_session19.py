@@ -1,13 +1,17 @@
-"""Review of session 19's additions: the ground truth's masks kept decoded by the scoring worker, ..."""
+"""Review of session 19's additions: the ground truth's masks kept decoded by the scoring worker, and what keeps the
+worker scoring: a dead worker is replaced, but a mask that takes minutes to decode would stall the queue."""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import medico.challenge.scoring
 from medico.challenge.folder import Challenge
@@ -15,7 +19,8 @@ from medico.challenge.submissions import add_submission
 from medico.challenge.teams import Team, add_team
 from medico.challenge.worker import drain
 from medico.submission import mask_png
-from tests.challenge_setup import make_challenge, perfect_archive, truth_mask
+from medico.submission.validator import validate_archive
+from tests.challenge_setup import HEIGHT, NAMES, WIDTH, make_challenge, perfect_archive, truth_mask
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
 
@@ -63,3 +68,30 @@ def test_a_truth_mask_edited_during_one_scoring_and_put_back_never_scores_the_ne
     assert drain(challenge) == 2
     assert _image_dice(challenge, second) == {name: 1.0 for name in ("case0", "case1", "case2", "case3")}
     assert np.isfinite(list(_image_dice(challenge, first).values())).all()
+
+
+def _progressive_jpeg(extra_scans: int) -> bytes:
+    """The truth mask as a progressive JPEG (6 scans), its last scan repeated ``extra_scans`` more times: libjpeg
+    decodes every scan over every block, so 50,000 scans (1 MB, under the zip-bomb ratio's floor) take 11 s to
+    decode a 720x576 mask, half an hour of the worker's time for an archive of 160."""
+    buffer = io.BytesIO()
+    Image.fromarray(truth_mask().astype(np.uint8) * 255).save(buffer, "JPEG", progressive=True, quality=95)
+    data = buffer.getvalue()
+    last_scan = data[data.rfind(b"\xff\xda") : -2]
+    return data[:-2] + last_scan * extra_scans + data[-2:]
+
+
+def test_a_jpeg_mask_of_thousands_of_scans_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    expected = {name: (WIDTH, HEIGHT) for name in NAMES}
+    masks = {f"{name}.png": mask_png(truth_mask()) for name in NAMES[1:]}
+    path = tmp_path / "scans.zip"
+    with zipfile.ZipFile(path, "w") as handle:
+        for member, data in {**masks, "case0.jpg": _progressive_jpeg(3000)}.items():
+            handle.writestr(member, data)
+    report = validate_archive(path, expected)
+    assert not report.ok
+    assert [(p.entry, "3006 scans" in p.detail) for p in report.problems] == [("case0.jpg", True)]
+    with zipfile.ZipFile(path, "w") as handle:  # an ordinary progressive JPEG mask is read as before
+        for member, data in {**masks, "case0.jpg": _progressive_jpeg(0)}.items():
+            handle.writestr(member, data)
+    assert validate_archive(path, expected).ok
