@@ -138,24 +138,31 @@ class Truth:
 
     def mask(self, name: str) -> np.ndarray:
         """``name``'s ground-truth mask as boolean ``(H, W)``, read as the organisers read it
-        (:func:`~medico.data.masks.read_mask`): decoded once per process for these exact files (see :func:`_decoded`).
+        (:func:`~medico.data.masks.read_mask`): decoded once per process for these exact bytes (see :func:`_decoded`).
 
         Raises:
             ImageReadError: the mask file is unreadable or not a binary mask.
         """
+        path = self.paths[name]
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return read_mask(path)  # refused as read_mask refuses an unreadable file, naming it
+        digest = hashlib.sha256(data).digest()  # the bytes decoded: a file changed since the fingerprint is no match
         decoded = _decoded(self.fingerprint)
-        if name in decoded:
-            packed, shape = decoded[name]
+        if name in decoded and decoded[name][0] == digest:
+            _, packed, shape = decoded[name]
             return np.unpackbits(packed, count=shape[0] * shape[1]).view(bool).reshape(shape)
-        mask = read_mask(self.paths[name])
-        decoded[name] = np.packbits(mask), mask.shape
+        mask = read_mask(data, label=str(path))
+        decoded[name] = digest, np.packbits(mask), mask.shape
         return mask
 
 
 @functools.lru_cache(maxsize=1)
-def _decoded(fingerprint: str) -> dict[str, tuple[np.ndarray, tuple[int, int]]]:
-    """The masks decoded so far of the truth with this fingerprint (the names and contents of exactly its masks), packed
-    1 bit a pixel: the challenge's worker scores every archive of a round against the same truth and decodes each mask
+def _decoded(fingerprint: str) -> dict[str, tuple[bytes, np.ndarray, tuple[int, int]]]:
+    """The masks decoded so far of the truth with this fingerprint, each with the SHA-256 of the bytes it was
+    decoded from (a file edited after the fingerprint was taken is decoded again, never kept under it), packed 1 bit
+    a pixel: the challenge's worker scores every archive of a round against the same truth and decodes each mask
     once instead of once an archive. Only the latest truth is kept (a 160-image test set: about 10 MB)."""
     return {}
 

@@ -4,9 +4,9 @@ Accepted: a zip of PNG or JPEG masks named by the images' stems, at any folder d
 exact width x height, stored or deflated, read as binary by the organisers' rule (:mod:`medico.data.masks`: 0/255
 and 0/1 both work). Refused, each with the offending entries: not a zip, too big, too many members (or a central
 directory too large for them), absolute paths, ``..``, symlinks, files that are not PNG/JPEG, zip bombs, oversized
-members, duplicate stems, masks for no image, missing masks, unreadable images (encrypted, or compressed by another
-method than stored or deflate), wrong sizes (a width/height swap is named as such) and masks that are not binary
-(colour, alpha-only, many grey levels).
+members, duplicate stems, masks for no image, missing masks, unreadable images (encrypted, compressed by another
+method than stored or deflate, a JPEG of more than :data:`MAX_JPEG_SCANS` scans), wrong sizes (a width/height swap
+is named as such) and masks that are not binary (colour, alpha-only, many grey levels).
 
 Members are read through :mod:`zipfile` into memory, one at a time, with sizes checked before decoding;
 nothing is extracted to disk. Member names are participant text: the report holds them neutralised
@@ -38,6 +38,7 @@ __all__ = [
     "MAX_ARCHIVE_BYTES",
     "MAX_COMPRESSION_RATIO",
     "MAX_DIRECTORY_BYTES",
+    "MAX_JPEG_SCANS",
     "MAX_MEMBERS",
     "MEMBER_HEADROOM_BYTES",
     "RATIO_FLOOR_BYTES",
@@ -65,6 +66,10 @@ RATIO_FLOOR_BYTES = 2**20
 """The ratio rule applies to members that expand to more than this (tiny files may compress a lot)."""
 MEMBER_HEADROOM_BYTES = 2**20
 """Per-member limit = width x height x 4 bytes (an uncompressed RGBA image) + this headroom for headers."""
+MAX_JPEG_SCANS = 100
+"""The most scans a JPEG mask may hold (libjpeg's progressive JPEGs have 6 for grey, 10 for colour): each scan is a
+pass over every block of the image, and 50,000 scans (1 MB) take 11 s to decode at 720x576: half an hour of the
+scoring worker's time for an archive of 160 masks."""
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg")
 _IGNORED_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 _IGNORED_FOLDERS = {"__MACOSX"}
@@ -208,6 +213,9 @@ def _decode(data: bytes, label: str, width: int, height: int) -> tuple[np.ndarra
                 return None, ("wrong_size", found)
             if width * height > MAX_PIXELS:
                 return None, ("oversized", f"{width}x{height} exceeds {MAX_PIXELS:,} pixels")
+            # start-of-scan markers, counted before decoding (never in entropy data, where 0xFF is stuffed)
+            if image.format == "JPEG" and (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
+                return None, ("unreadable", f"a JPEG of {scans} scans, at most {MAX_JPEG_SCANS} are decoded")
             image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         return None, ("unreadable", f"{type(error).__name__}: {error}")
