@@ -303,3 +303,13 @@ def test_a_settings_file_error_names_the_key_as_written_in_the_file(tmp_path: Pa
     path = _edit_settings(challenge, "max_total", "0")
     with pytest.raises(ChallengeError, match=r"challenge.toml: max_total: expected a whole number of at least 1"):
         read_settings(path)
+
+
+def test_published_is_written_as_toml_and_read_back(tmp_path: Path) -> None:
+    challenge = make_challenge(tmp_path, published=True)
+    assert read_settings(challenge.folder / "challenge.toml").published is True
+    (challenge.folder / "challenge.toml").write_text(
+        (challenge.folder / "challenge.toml").read_text().replace("published = true", 'published = "yes"')
+    )
+    with pytest.raises(ChallengeError, match="published: expected true or false"):
+        read_settings(challenge.folder / "challenge.toml")

@@ -5,6 +5,7 @@ and talk to it with httpx."""
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import logging
 import os
@@ -742,3 +743,26 @@ def test_partial_uploads_of_a_server_killed_mid_upload_are_removed_when_the_next
     assert sorted(p.name for p in uploads.iterdir()) == sorted(kept)
     assert outside.read_bytes() == b"not the server's"
     assert f"removed 2 unfinished uploads left in {uploads}" in caplog.text
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_published_figures_show_marked_in_tables_of_their_own_only_when_the_challenge_asks(
+    tmp_path: Path, closed: bool
+) -> None:
+    from medico.challenge.phase import close_challenge
+    from medico.leaderboard import load_published
+
+    published = {entry.team for entry in load_published()}
+    for shown in (False, True):
+        hosted = _hosted(tmp_path / str(shown), published=shown)
+        client = hosted.client()
+        _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / f"{shown}.zip"))
+        drain(hosted.challenge)
+        if closed:
+            close_challenge(hosted.challenge, START)
+        rows = client.get("/api/leaderboard").json()["rows"]
+        teams = [(row["rank"], row["team"], row["source"]) for row in rows if row["source"] == "submission"]
+        assert teams == [(1, "alpha", "submission")]  # a published figure never takes a team's rank
+        assert {row["team"] for row in rows if row["source"] == "published"} == (published if shown else set())
+        page = client.get("/").text
+        assert ("(published)" in page) is shown and all((html.escape(team) in page) is shown for team in published)

@@ -50,7 +50,9 @@ class Settings:
     ``truth`` and ``images`` are absolute folders the server reads (never copied or served; a blank path is refused,
     never read as the current folder; in the file, a relative one is the challenge folder's); ``seed`` draws the
     public/private partition; ``max_per_day`` (per UTC day, None: no daily limit) and ``max_total`` bound each
-    team's uploads; ``max_upload_bytes`` caps one upload; ``opens``/``closes`` bound the submission period.
+    team's uploads; ``max_upload_bytes`` caps one upload; ``opens``/``closes`` bound the submission period;
+    ``published`` shows the published figures of ``baselines/reported.csv`` on the leaderboard, marked, each ranked
+    in its own table (they were measured on other test sets).
     """
 
     name: str
@@ -63,6 +65,7 @@ class Settings:
     max_upload_bytes: int = MAX_ARCHIVE_BYTES
     opens: datetime | None = None
     closes: datetime | None = None
+    published: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -80,6 +83,8 @@ class Settings:
                                   ("max-upload-bytes", self.max_upload_bytes, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**63:
                 raise ChallengeError(f"--{label}: expected a whole number of at least {low}, got {value!r}")
+        if not isinstance(self.published, bool):
+            raise ChallengeError(f"published: expected true or false, got {self.published!r}")
         per_day = self.max_per_day
         if per_day is not None and (isinstance(per_day, bool) or not isinstance(per_day, int) or per_day < 1):
             raise ChallengeError(f"--max-per-day: expected a whole number of at least 1, got {per_day!r}")
@@ -100,7 +105,9 @@ def settings_text(settings: Settings) -> str:
     for key, value in asdict(settings).items():
         if value is None:
             continue
-        if isinstance(value, datetime):
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, datetime):
             text = value.isoformat()
         elif isinstance(value, str | Path):
             text = json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")

@@ -24,6 +24,7 @@ from medico.challenge.settings import ChallengeError
 from medico.leaderboard.entry import SCORES, Entry, check_entry
 from medico.leaderboard.errors import LeaderboardError
 from medico.leaderboard.export import export_text
+from medico.leaderboard.published import load_published
 from medico.leaderboard.ranking import Ranked, best_per_team, rank_entries, select_view
 
 __all__ = ["LiveStandings", "Rendered", "Standings", "standings"]
@@ -58,6 +59,7 @@ class Standings:
                 {
                     "rank": row.rank,
                     "team": row.entry.team,
+                    "source": row.entry.source,
                     "submission": row.entry.run,
                     "received": row.entry.created,
                     "n_images": row.entry.n_images,
@@ -100,18 +102,28 @@ def _entries(connection: sqlite3.Connection, part: Part, path: Path) -> list[tup
     return [(_entry(row, part, path), row) for row in connection.execute(_SCORED, (part,))]
 
 
+def _published(challenge: Challenge) -> list[Entry]:
+    """The published figures when the challenge shows them; each ranks in its own group (its dataset), never
+    among the teams."""
+    try:
+        return load_published() if challenge.settings.published else []
+    except LeaderboardError as error:
+        raise ChallengeError(str(error)) from None
+
+
 def standings(challenge: Challenge, phase: Phase) -> Standings:
     """The leaderboard for ``phase``: public before close, private (selected or best public submission) after."""
+    published = _published(challenge)
     with challenge.database.read() as connection:
         public = _entries(connection, "public", challenge.database.path)
         if phase != "closed":
-            rows = select_view([entry for entry, _ in public], "segmentation", "best")
+            rows = select_view([entry for entry, _ in public] + published, "segmentation", "best")
             return Standings(challenge.settings.name, "public", phase, rows)
         private = {entry.id: entry for entry, _ in _entries(connection, "private", challenge.database.path)}
     selections = {row["team"]: row["selected"] for _, row in public if row["selected"] is not None}
     best = {entry.team: entry.id for entry in best_per_team([entry for entry, _ in public], "segmentation")}
     chosen = [selections[team] if selections.get(team) in private else choice for team, choice in best.items()]
-    rows = rank_entries([private[i] for i in chosen if i in private], "segmentation")
+    rows = rank_entries([private[i] for i in chosen if i in private] + published, "segmentation")
     return Standings(challenge.settings.name, "private", phase, rows)
 
 

@@ -51,6 +51,14 @@ def init(
     max_upload_bytes: Annotated[int, typer.Option(help="Largest upload accepted.")] = MAX_ARCHIVE_BYTES,
     opens: Annotated[str | None, typer.Option(help="When uploads open (ISO 8601; no zone: UTC).")] = None,
     closes: Annotated[str | None, typer.Option(help="When uploads close and the private ranking shows.")] = None,
+    with_published: Annotated[
+        bool,
+        typer.Option(
+            "--with-published",
+            help="Show the published figures of baselines/reported.csv on the page, marked, in tables of their own "
+            "(measured on other test sets: never ranked with the teams).",
+        ),
+    ] = False,
 ) -> None:
     """Create a challenge: its settings, database and a recorded public/private partition of the test images.
 
@@ -69,6 +77,7 @@ def init(
         max_upload_bytes=max_upload_bytes,
         opens=None if opens is None else parse_time(opens, "--opens"),
         closes=None if closes is None else parse_time(closes, "--closes"),
+        published=with_published,
     )
     challenge = init_challenge(folder, settings)
     with challenge.database.read() as connection:
