@@ -668,7 +668,8 @@ def test_a_killed_scoring_worker_does_not_hang_the_servers_shutdown(tmp_path: Pa
             scorer = next(p for p in multiprocessing.active_children() if p.name == "medico-scorer")
             _until_idle(scorer.pid)  # started, and waiting for work between its looks at the queue
             os.kill(scorer.pid, signal.SIGKILL)
-            scorer.join(10)
+            # the server's supervisor reaps it too: poll (a join here races its waitpid and can read no exit code)
+            _wait_for(lambda: scorer.exitcode is not None)
             killed.append(scorer.exitcode)
 
     stopping = threading.Thread(target=serve_then_stop, daemon=True)
