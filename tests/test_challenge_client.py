@@ -46,15 +46,17 @@ def _scoring(challenge: Challenge) -> Iterator[None]:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Challenge, str, Path]]:
-    """A served challenge with a worker, its URL, and team alpha's token file."""
-    challenge = make_challenge(tmp_path, max_per_day=3)
+def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Challenge, str, Path]]:
+    """A served challenge with a worker, its URL, and team alpha's token file (showing the published figures when
+    the test is parametrised with True)."""
+    challenge = make_challenge(tmp_path, max_per_day=3, published=getattr(request, "param", False))
     token_file = tmp_path / "alpha.token"
     token_file.write_text(tokens(challenge, ["alpha"], datetime.now(timezone.utc))["alpha"] + "\n")
     with live_server(create_app(challenge.folder)) as url, _scoring(challenge):
         yield challenge, url, token_file
 
 
+@pytest.mark.parametrize("served", [False, True], indirect=True, ids=["teams", "with-published"])
 def test_submit_to_a_server_uploads_waits_and_prints_the_public_rank(served, run_dir: Path) -> None:
     challenge, url, token_file = served
     command = ["submit", "--team", "alpha", "--checkpoint", str(run_dir), "--images", str(challenge.settings.images),

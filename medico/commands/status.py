@@ -31,8 +31,9 @@ def status(to: ServerURL, token_file: TokenFile) -> None:
     for header in ("id", "state", "received", "public mIoU", "public Dice", "selected"):
         table.add_column(header, justify="right" if header in ("id", "public mIoU", "public Dice") else "left")
     for item in mine["submissions"]:
-        table.add_row(
-            str(item["id"]), item["state"], item["received"][:19], _score(item["scores"], "public", "iou"),
+        table.add_row(  # the server's text is shown as text, never as markup
+            str(item["id"]), escape(str(item["state"])), escape(str(item["received"])[:19]),
+            _score(item["scores"], "public", "iou"),
             _score(item["scores"], "public", "dice"), "yes" if item["selected"] else "",
         )
     console.print(table)
@@ -57,10 +58,11 @@ def upload_and_wait(to: str, token_file: Path, archive: Path) -> None:
         raise InvalidUploadError(f"submission {answer['id']} is invalid ({len(result['messages'])} problems above)")
     team = client.status()["team"]
     board = client.leaderboard()
-    rank = next((row["rank"] for row in board["rows"] if row["team"] == team), None)
+    teams = [row for row in board["rows"] if row.get("source", "submission") == "submission"]  # not published rows
+    rank = next((row["rank"] for row in teams if row["team"] == team), None)
     scores = result["scores"]
     console.print(
         f"[green]submission {answer['id']} scored[/]: public mIoU {_score(scores, 'public', 'iou')}, "
         f"Dice {_score(scores, 'public', 'dice')}; team {escape(team)} ranks {rank if rank else '-'} of "
-        f"{len(board['rows'])} on the {board['part']} leaderboard"
+        f"{len(teams)} on the {board['part']} leaderboard"
     )
