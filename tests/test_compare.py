@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from medico.cli import app
 from medico.data import Split
-from medico.engine.evaluation import EvaluationResult
+from medico.engine.result import EvaluationResult
 from medico.errors import MedicoError
 from medico.runs.dataset import DataRecord
 from medico.stats.paired_runs import ComparisonError, compare_runs

@@ -23,8 +23,9 @@ from medico.data import open_dataset, resolve_split
 from medico.data.synthetic import write_synthetic_kvasir
 from medico.engine import training
 from medico.engine.distributed import launch, rank
-from medico.engine.evaluation import COUNT_NAMES, evaluate
+from medico.engine.evaluation import evaluate
 from medico.engine.inference import Predictor
+from medico.engine.result import COUNT_NAMES
 from medico.leaderboard import LeaderboardStore
 from medico.runs.checkpoint import load_model
 

@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from medico.data import open_dataset, resolve_split
-from medico.engine.evaluation import EvaluationError, EvaluationResult, evaluate
+from medico.engine.evaluation import EvaluationError, evaluate
 from medico.engine.inference import Predictor
+from medico.engine.result import EvaluationResult
 from medico.metrics import METRIC_NAMES, METRIC_POLICY
 from medico.models import unet
 

@@ -28,8 +28,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from medico.engine.allocator import tune_allocator
 from medico.engine.contract import check_logit_ranges
-from medico.engine.evaluation import COUNT_NAMES, EvaluationResult, ImageSource, evaluate
+from medico.engine.evaluation import ImageSource, evaluate
 from medico.engine.inference import Predictor
+from medico.engine.result import COUNT_NAMES, EvaluationResult
 from medico.errors import MedicoError
 
 __all__ = [

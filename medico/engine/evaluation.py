@@ -20,7 +20,7 @@ from medico.engine.contract import LogitRanges, check_logit_ranges
 from medico.engine.ensemble import Ensemble
 from medico.engine.inference import MaskPredictor, Predictor
 from medico.engine.preprocess import resize_probabilities
-from medico.engine.result import COUNT_NAMES, EvaluationResult
+from medico.engine.result import EvaluationResult
 from medico.engine.runtime import resolve_device, resolve_precision
 from medico.engine.tta import check_tta
 from medico.errors import MedicoError
@@ -29,9 +29,7 @@ from medico.polyp_metrics import paper_scores
 from medico.runs.checkpoint import Checkpoint, load_model
 
 __all__ = [
-    "COUNT_NAMES",
     "EvaluationError",
-    "EvaluationResult",
     "ImageSource",
     "check_threshold",
     "evaluate",

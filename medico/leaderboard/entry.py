@@ -28,7 +28,7 @@ Source = Literal["measured", "submission", "published"]
 
 
 class Evaluated(Protocol):
-    """What a row is built from (:class:`medico.engine.evaluation.EvaluationResult`): the summary over images, the
+    """What a row is built from (:class:`medico.engine.result.EvaluationResult`): the summary over images, the
     policy and the bootstrap summaries of :data:`INTERVALS` (each with ``ci_low`` and ``ci_high``)."""
 
     summary: dict[str, float]

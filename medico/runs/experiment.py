@@ -30,8 +30,8 @@ from medico.download import file_sha256
 from medico.engine.budget import format_duration
 from medico.engine.contract import probe_model
 from medico.engine.distributed import broadcast_object, evaluate_sharded, is_main
-from medico.engine.evaluation import EvaluationResult
 from medico.engine.inference import Predictor
+from medico.engine.result import EvaluationResult
 from medico.engine.training import (
     EpochRecord,
     RunProgress,

@@ -4,7 +4,7 @@ A run folder (:class:`medico.runs.folder.RunFolder`, which names every file) hol
 and where each value came from), ``environment.json`` (versions, device, threads, git commit), ``dataset.json``
 (:class:`medico.runs.dataset.DataRecord`: fingerprint, split name and digest, file lists), ``history.csv`` (one row
 per epoch), ``training_curve.png``, ``per_image.csv`` and ``metrics.json`` (from
-:meth:`medico.engine.evaluation.EvaluationResult.write`) and ``summary.json`` (best scores, metric policy, FPS block).
+:meth:`medico.engine.result.EvaluationResult.write`) and ``summary.json`` (best scores, metric policy, FPS block).
 Every file is written atomically.
 """
 

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from medico.data import Split
-from medico.engine.evaluation import EvaluationResult
+from medico.engine.result import EvaluationResult
 from medico.errors import MedicoError
 from medico.files import write_atomic
 from medico.runs.config import ConfigError, RunOptions, check_setting
