@@ -14,6 +14,7 @@ from medico.engine.runtime import (
     autocast,
     compile_for_inference,
     cpu_has_native_bf16,
+    default_memory_format,
     default_precision,
     resolve_device,
     resolve_precision,
@@ -148,3 +149,22 @@ def test_the_share_of_the_roof_counts_a_training_step_as_three_forward_passes(mo
     assert use.roof == {"fp32": 1e12, "bf16": 4e12}
     assert use.achieved == {"inference": 2e10, "training": 6e10}
     assert use.share("training") == pytest.approx(6e10 / 4e12)
+
+
+@pytest.mark.parametrize(
+    ("cpu_class", "inference", "training"),
+    [
+        ("AVX512", torch.channels_last, torch.channels_last),  # measured faster for both
+        ("AVX2", torch.channels_last, torch.contiguous_format),  # NHWC backward measured 0.76-0.87x there
+        ("DEFAULT", torch.contiguous_format, torch.contiguous_format),  # never measured: PyTorch's own layout
+        ("SVE256", torch.contiguous_format, torch.contiguous_format),
+    ],
+)
+def test_the_default_layout_is_chosen_per_processor_class_and_purpose(
+    monkeypatch: pytest.MonkeyPatch, cpu_class: str, inference: torch.memory_format, training: torch.memory_format
+) -> None:
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: cpu_class)
+    cpu = torch.device("cpu")
+    assert default_memory_format(cpu) == inference
+    assert default_memory_format(cpu, training=True) == training
+    assert default_memory_format(torch.device("cuda"), training=True) == torch.channels_last

@@ -23,6 +23,7 @@ from medico.runs.config import RunConfig
 from medico.weights import WeightsError
 
 NAN_MODEL = f"{Path(__file__).with_name('nan_model.py')}:nan_model"
+LAYOUT_SPY = f"{Path(__file__).with_name('layout_spy_model.py')}:layout_spy"
 
 
 def tiny_config(**changes: object) -> RunConfig:
@@ -74,6 +75,21 @@ def test_a_nan_loss_stops_training_naming_the_epoch_and_step(small_data, workspa
     with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 1, step 1 of \d+"):
         trainer.fit()
     assert not (workspace / "run" / "checkpoints" / "last.pt").exists()
+
+
+@pytest.mark.parametrize(("cpu_class", "trains_in"), [("AVX512", "NHWC"), ("AVX2", "NCHW")])
+def test_training_and_its_validation_keep_the_processors_training_layout(
+    small_data, workspace: Path, monkeypatch: pytest.MonkeyPatch, cpu_class: str, trains_in: str
+) -> None:
+    """On an AVX2-only CPU training stays NCHW, validation included: a Predictor must not flip the weights to NHWC
+    between epochs (which would leave later steps mixing layouts)."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: cpu_class)
+    dataset, split = small_data
+    trainer = Trainer(tiny_config(model=LAYOUT_SPY, options={}, epochs=2), dataset, split, workspace / "run")
+    trainer.fit()
+    seen = trainer.model.seen
+    assert {mode for mode, _, _ in seen} == {True, False}  # trained and validated
+    assert set((batch, weights) for _, batch, weights in seen) == {(trains_in, trains_in)}
 
 
 def test_losses_read_back_a_few_steps_at_a_time_give_the_same_history(small_data, workspace: Path) -> None:

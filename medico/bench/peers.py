@@ -29,7 +29,7 @@ from medico.bench.speed import (
 from medico.data.io import read_rgb
 from medico.engine.export import mask_agreement
 from medico.engine.inference import Predictor
-from medico.engine.runtime import MEMORY_FORMAT
+from medico.engine.runtime import default_memory_format
 from medico.engine.runtimes import runtime_model
 from medico.errors import MedicoError
 
@@ -49,7 +49,10 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Contender:
-    """A model and how it is run; ``baseline`` marks the rows that ratios are taken against."""
+    """A model and how it is run; ``baseline`` marks the rows that ratios are taken against.
+
+    ``memory_format`` is the layout it predicts in and ``training_format`` the one it trains in (None: the same).
+    """
 
     label: str
     model: nn.Module
@@ -58,11 +61,17 @@ class Contender:
     baseline: bool = False
     runtime: bool = False
     """The same model in another engine: inference only, its masks compared with the first row's."""
+    training_format: torch.memory_format | None = None
 
     @property
     def layout(self) -> str:
-        """'NHWC' (channels_last) or 'NCHW'."""
-        return "NHWC" if self.memory_format == torch.channels_last else "NCHW"
+        """'NHWC' (channels_last) or 'NCHW', and the training layout when it differs: 'NHWC, trains NCHW'."""
+        training = self.training_format or self.memory_format
+        shown = _LAYOUTS[self.memory_format]
+        return shown if training == self.memory_format else f"{shown}, trains {_LAYOUTS[training]}"
+
+
+_LAYOUTS = {torch.channels_last: "NHWC", torch.contiguous_format: "NCHW"}
 
 
 @dataclass(frozen=True)
@@ -137,7 +146,7 @@ RUNTIME_PEERS: tuple[str, ...] = ("onnxruntime",)
 
 
 def contenders(
-    model: nn.Module, label: str, precision: str, peers: Sequence[str], input_size: int
+    model: nn.Module, label: str, precision: str, peers: Sequence[str], input_size: int, device: torch.device
 ) -> list[Contender]:
     """medico's way of running ``model``, the same model as a plain eager fp32 loop, each peer (plain) and ``model``
     in each runtime asked for (its graph at ``input_size``).
@@ -151,7 +160,10 @@ def contenders(
             + ", ".join(RUNTIME_PEERS)
         )
     rows = [
-        Contender(f"{label} · medico defaults", model, precision, MEMORY_FORMAT),
+        Contender(
+            f"{label} · medico defaults", model, precision, default_memory_format(device),
+            training_format=default_memory_format(device, training=True),
+        ),
         Contender(f"{label} · plain eager fp32", model, "fp32", torch.contiguous_format, baseline=True),
     ]
     plain = torch.contiguous_format
@@ -192,7 +204,7 @@ def compare(
             if train_batch_size is not None and not row.runtime:
                 training = measure_training_speed(
                     row.model, input_size, device=device, precision=row.precision, batch_size=train_batch_size,
-                    warmup=1, repeats=max(3, repeats // 2), memory_format=row.memory_format,
+                    warmup=1, repeats=max(3, repeats // 2), memory_format=row.training_format or row.memory_format,
                 )
             inference = measure_model_speed(
                 row.model, input_size, device=device, precision=row.precision, batch_size=1,

@@ -25,7 +25,7 @@ from medico.data.loader import PolypTrainingSet, default_workers, make_loader
 from medico.engine.contract import probe_model
 from medico.engine.inference import Predictor
 from medico.engine.losses import bce_dice_loss
-from medico.engine.runtime import MEMORY_FORMAT, autocast, device_name
+from medico.engine.runtime import autocast, default_memory_format, device_name
 from medico.errors import MedicoError
 from medico.plugins import TrainingDefaults, UnknownModelError, get_plugin, is_model
 from medico.runs.checkpoint import load_model
@@ -173,7 +173,7 @@ def measure_model_speed(
     batch_size: int = 1,
     warmup: int = 3,
     repeats: int = 10,
-    memory_format: torch.memory_format = MEMORY_FORMAT,
+    memory_format: torch.memory_format | None = None,
 ) -> SpeedResult:
     """Forward-only images/s of ``model`` (moved to ``device``, eval mode) on a random ``(B, 3, S, S)`` batch.
 
@@ -185,11 +185,12 @@ def measure_model_speed(
         batch_size: images per forward pass ``B``.
         warmup: untimed passes first (allocator, cuDNN autotuning, lazy init).
         repeats: timed passes; the median gives ``fps``, the slowest and fastest ``fps_min``/``fps_max``.
-        memory_format: layout of weights and input (channels_last is medico's default; contiguous_format is
-            the plain eager baseline).
+        memory_format: layout of weights and input (None: medico's inference default on ``device``;
+            contiguous_format is the plain eager baseline).
     """
     _check_counts(input_size=input_size, batch_size=batch_size, warmup=warmup, repeats=repeats)
     device = torch.device(device)
+    memory_format = memory_format if memory_format is not None else default_memory_format(device)
     model = model.to(device, memory_format=memory_format).eval()
     batch = _random_batch(batch_size, input_size, device, memory_format)
 
@@ -213,15 +214,17 @@ def measure_training_speed(
     batch_size: int = 16,
     warmup: int = 1,
     repeats: int = 3,
-    memory_format: torch.memory_format = MEMORY_FORMAT,
+    memory_format: torch.memory_format | None = None,
 ) -> SpeedResult:
     """Training images/s: forward, the BCE + Dice loss, backward and an Adam step on a random batch.
 
     The model is trained on a copy of itself (deep-copied) so that timing never changes the caller's weights.
-    ``warmup`` steps are untimed; ``fps`` is ``batch_size`` over the median step time.
+    ``warmup`` steps are untimed; ``fps`` is ``batch_size`` over the median step time. ``memory_format`` None is
+    medico's training default on ``device``.
     """
     _check_counts(input_size=input_size, batch_size=batch_size, warmup=warmup, repeats=repeats)
     device = torch.device(device)
+    memory_format = memory_format if memory_format is not None else default_memory_format(device, training=True)
     model = copy.deepcopy(model).to(device, memory_format=memory_format).train()
     recipe = TrainingDefaults()
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)

@@ -93,7 +93,9 @@ def bench(
     chosen, chosen_precision = runtime_setting(runtime, device, precision, compile)
     # Peers are built first, so that a missing or unknown one fails before anything is timed.
     wanted = bool(vs or train_batch_size)
-    contenders = peers.contenders(target.model, target.label, chosen_precision, vs or [], size) if wanted else None
+    contenders = None
+    if wanted:
+        contenders = peers.contenders(target.model, target.label, chosen_precision, vs or [], size, chosen)
     flops = speed.count_flops(target.model, size)
     with tempfile.TemporaryDirectory(prefix="medico-bench-") as scratch:
         if images is None:

@@ -10,7 +10,7 @@ from torch import nn
 
 from medico.engine.contract import CONTRACT, ContractError, LogitRanges, check_output
 from medico.engine.preprocess import normalize, resize_probabilities, to_tensor
-from medico.engine.runtime import MEMORY_FORMAT, autocast, autotune_convolutions, compile_for_inference
+from medico.engine.runtime import autocast, autotune_convolutions, compile_for_inference, default_memory_format
 from medico.engine.tta import check_tta, mean_probabilities
 from medico.metrics import THRESHOLD
 
@@ -67,7 +67,8 @@ class Predictor(MaskPredictor):
         device: where to run it.
         precision: 'fp32', 'bf16' or 'fp16' autocast.
         threshold: probability at or above which a pixel is polyp.
-        memory_format: layout of weights and batches (channels_last by default, see medico.engine.runtime).
+        memory_format: layout of weights and batches (None: the device's inference default,
+            :func:`medico.engine.runtime.default_memory_format`).
         compile: compile the model for inference (:func:`medico.engine.runtime.compile_for_inference`; CUDA graphs
             on a GPU); the first batch then takes seconds to compile, and a smaller batch later is padded to the
             largest seen so far (the last one repeated): a new batch shape would compile again.
@@ -83,14 +84,14 @@ class Predictor(MaskPredictor):
         device: torch.device | str = "cpu",
         precision: str = "fp32",
         threshold: float = THRESHOLD,
-        memory_format: torch.memory_format = MEMORY_FORMAT,
+        memory_format: torch.memory_format | None = None,
         compile: bool = False,
         autotune: bool = True,
         tta: str = "none",
     ) -> None:
         self.device = torch.device(device)
-        self.memory_format = memory_format
-        self.model = model.to(self.device, memory_format=memory_format).eval()
+        self.memory_format = memory_format if memory_format is not None else default_memory_format(self.device)
+        self.model = model.to(self.device, memory_format=self.memory_format).eval()
         if autotune and self.device.type == "cuda":
             autotune_convolutions()
         self.compiled = compile

@@ -26,7 +26,7 @@ from medico.engine import evaluation
 from medico.engine.evaluation import check_threshold
 from medico.engine.graphs import INPUT_NAME, OUTPUT_NAME, GraphError, require, write_onnx
 from medico.engine.inference import Predictor
-from medico.engine.runtime import MEMORY_FORMAT, resolve_device, resolve_precision
+from medico.engine.runtime import resolve_device, resolve_precision
 from medico.metrics import THRESHOLD
 from medico.runs.checkpoint import load_model
 from medico.runs.config import MAX_INPUT_SIZE
@@ -182,9 +182,10 @@ def runtime_setting(
     return torch.device("cpu"), "fp32"
 
 
-def runtime_layout(runtime: str) -> torch.memory_format:
-    """The layout batches take under ``runtime``: medico's (channels_last) for torch, NCHW for an ONNX graph's input."""
-    return torch.contiguous_format if runtime == "onnxruntime" else MEMORY_FORMAT
+def runtime_layout(runtime: str) -> torch.memory_format | None:
+    """The layout batches take under ``runtime``: NCHW for an ONNX graph's input, None (the device's default,
+    :func:`medico.engine.runtime.default_memory_format`) for torch."""
+    return torch.contiguous_format if runtime == "onnxruntime" else None
 
 
 def _check_runtime(runtime: str) -> None:

@@ -52,7 +52,13 @@ from medico.engine.evaluation import ImageSource
 from medico.engine.inference import Predictor
 from medico.engine.losses import bce_dice_loss
 from medico.engine.preprocess import normalize
-from medico.engine.runtime import MEMORY_FORMAT, autocast, autotune_convolutions, resolve_device, resolve_precision
+from medico.engine.runtime import (
+    autocast,
+    autotune_convolutions,
+    default_memory_format,
+    resolve_device,
+    resolve_precision,
+)
 from medico.errors import MedicoError, describe_error
 from medico.plugins import ModelPlugin, get_plugin
 from medico.runs.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
@@ -342,8 +348,10 @@ class Trainer:
         autotune_convolutions()  # fixed input size: autotuned kernels pay off from epoch 1
         # self.model is what is saved and validated; self.step_model what a training step calls (with several
         # processes the DDP wrapper around it, whose backward averages the gradients over the processes).
+        # Validation keeps this layout too: a Predictor converts the model it is given in place.
+        self.memory_format = default_memory_format(self.device, training=True)
         self.model, self.step_model, self.sync_bn = prepare_model(
-            model.to(self.device, memory_format=MEMORY_FORMAT), self.device, sync_bn
+            model.to(self.device, memory_format=self.memory_format), self.device, sync_bn
         )
         # The weights validated and checkpointed: an average of the trained ones, or those themselves.
         self.average = WeightAverage(self.model, config.ema_decay) if config.average == "ema" else None
@@ -519,7 +527,7 @@ class Trainer:
         batch_images: list[int] = []  # images per pending step
         mark = (0, self._elapsed())  # the step and time of the last readback, from which steps are timed
         for step, (images, masks) in enumerate(loader, start=1):
-            images = normalize(images.to(self.device, non_blocking=True, memory_format=MEMORY_FORMAT))
+            images = normalize(images.to(self.device, non_blocking=True, memory_format=self.memory_format))
             masks = masks.to(self.device, non_blocking=True).float()
             with autocast(self.device, self.precision):
                 logits = check_output(self.step_model(images), images, f"model {config.model!r}")
@@ -585,7 +593,9 @@ class Trainer:
         """
         observer = observer or TrainingObserver()
         broadcast_buffers(self.validated)
-        predictor = Predictor(self.validated, self.config.input_size, self.device, self.precision)
+        predictor = Predictor(
+            self.validated, self.config.input_size, self.device, self.precision, memory_format=self.memory_format
+        )
         result = evaluate_sharded(
             predictor,
             self.dataset,
