@@ -103,3 +103,52 @@ def test_an_unscored_run_and_an_unknown_metric_are_refused(workspace: Path) -> N
         compare_runs("1", "1", metric="miou")
     missing = runner.invoke(app, ["compare", "1", "7"])
     assert missing.exit_code == 2 and "not found" in said(missing)
+
+
+def sweep_of(workspace: Path, sweep: str, runs: list[str]) -> None:
+    """A sweep folder as ``medico run --seeds`` leaves it: a summary listing its runs by id."""
+    folder = workspace / "runs" / "sweeps" / sweep
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({"runs": [{"run": run} for run in runs]}))
+
+
+@pytest.fixture
+def two_sweeps(workspace: Path) -> Path:
+    """Sweep 1 (runs 1, 2) beats sweep 2 (runs 3, 4) by 15 true positives an image on average over its seeds."""
+    base = np.random.default_rng(0).integers(20, 70, len(NAMES))
+    for run, shift in (("1-attunet", 10), ("2-attunet", 20), ("3-attunet", 0), ("4-attunet", 0)):
+        scored_run(workspace, run, NAMES, list(base + shift))
+    sweep_of(workspace, "1-attunet", ["1-attunet", "2-attunet"])
+    sweep_of(workspace, "2-attunet", ["3-attunet", "4-attunet"])
+    return workspace
+
+
+def test_sweeps_are_compared_on_each_images_mean_over_their_runs(two_sweeps: Path) -> None:
+    comparison = compare_runs("1", "2", sweeps=True, metric="dice")
+    runs = {run: compare_runs(run, "3", metric="dice").result.mean_a for run in ("1", "2")}
+    r = comparison.result
+    assert (comparison.run_a, comparison.run_b, r.n) == ("sweep 1-attunet (2 runs)", "sweep 2-attunet (2 runs)", 30)
+    assert r.mean_a == pytest.approx((runs["1"] + runs["2"]) / 2)  # the mean of the runs' means, image by image
+    assert r.wins == 30 and r.ci_low > 0
+
+
+def test_compare_sweeps_on_the_command_line_names_both_and_a_verdict(two_sweeps: Path) -> None:
+    result = runner.invoke(app, ["compare", "latest", "1", "--sweeps"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+    assert "sweep 2-attunet (2 runs) (A) vs sweep 1-attunet (2 runs) (B)" in said(result)
+    assert "sweep 1-attunet (2 runs) is better" in said(result)
+
+
+def test_a_sweep_whose_runs_scored_other_images_is_refused(two_sweeps: Path) -> None:
+    scored_run(two_sweeps, "5-attunet", NAMES[:29] + ["other"], [50] * 30)
+    sweep_of(two_sweeps, "3-attunet", ["3-attunet", "5-attunet"])
+    result = runner.invoke(app, ["compare", "3", "1", "--sweeps"])
+    assert result.exit_code == 2
+    assert "sweep 3-attunet: runs 3-attunet and 5-attunet were scored on different validation images" in said(result)
+
+
+def test_a_sweep_with_a_run_on_other_data_is_refused(two_sweeps: Path) -> None:
+    scored_run(two_sweeps, "5-attunet", NAMES, [50] * 30, fingerprint="0" * 64)
+    sweep_of(two_sweeps, "3-attunet", ["3-attunet", "5-attunet"])
+    with pytest.raises(ComparisonError, match="different data.*5-attunet: 000000000000"):
+        compare_runs("3", "1", sweeps=True)

@@ -1,4 +1,4 @@
-"""``medico compare RUN_A RUN_B``: two runs compared image by image on the same validation images."""
+"""``medico compare A B``: two runs (or two sweeps, ``--sweeps``) compared image by image on the same images."""
 
 from __future__ import annotations
 
@@ -46,18 +46,26 @@ def _verdict(comparison: RunComparison) -> str:
 
 
 def compare(
-    run_a: Annotated[str, typer.Argument(help="Run A: number, id (3-attunet), folder or latest.")],
+    run_a: Annotated[str, typer.Argument(help="Run A: number, id (3-attunet), folder or latest (a sweep: --sweeps).")],
     run_b: Annotated[str, typer.Argument(help="Run B, the same way.")],
     metric: Annotated[
         str, typer.Option("--metric", help=f"Per-image score to compare: {', '.join(METRIC_NAMES)}.")
     ] = "iou",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap resampling.")] = 0,
+    sweeps: Annotated[
+        bool,
+        typer.Option(
+            "--sweeps",
+            help="A and B are sweeps (number, id or latest in runs/sweeps/): each image's score is its mean over the "
+            "sweep's runs, e.g. two recipes trained with --seeds 0,1,2.",
+        ),
+    ] = False,
 ) -> None:
-    """Compare two runs image by image on the same validation images.
+    """Compare two runs, or two sweeps, image by image on the same validation images.
 
     Shows the per-image differences A - B, their mean with a paired-bootstrap 95% interval, Wilcoxon's
     signed-rank test, and how often each run is better.
     """
-    comparison = compare_runs(run_a, run_b, metric=metric, seed=seed)
+    comparison = compare_runs(run_a, run_b, metric=metric, sweeps=sweeps, seed=seed)
     console.print(_table(comparison))
     console.print(_verdict(comparison))
