@@ -21,7 +21,6 @@ import torch
 from medico.bench.speed import measure_model_speed
 from medico.data.io import list_images, read_rgb
 from medico.engine.export import mask_agreement
-from medico.engine.runtime import MEMORY_FORMAT
 from medico.engine.runtimes import GRAPH_RUNTIMES, load_onnx, load_predictor
 from medico.runs.checkpoint import load_model
 
@@ -62,7 +61,9 @@ def _time(checkpoint: Path, files: list[Path], rounds: int) -> None:
     model, spec = load_model(checkpoint)
     size = spec.input_size
     plain = torch.contiguous_format
-    contenders = {"plain eager fp32 (NCHW)": (model, plain), "eager fp32 NHWC": (copy.deepcopy(model), MEMORY_FORMAT)}
+    contenders = {
+        "plain eager fp32 (NCHW)": (model, plain), "eager fp32 NHWC": (copy.deepcopy(model), torch.channels_last),
+    }
     for path in files:
         for runtime in GRAPH_RUNTIMES:
             contenders[f"{path.name} {runtime}"] = (load_onnx(path, runtime), plain)
