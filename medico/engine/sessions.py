@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +30,8 @@ EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
 """The optional extra (``pip install 'medico[EXTRA]'``) that installs what each runtime needs, the gate's onnx too."""
 NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 TELEMETRY = "openvino_telemetry"
+OPENVINO_SHAPES = 4
+"""Batch sizes an OpenVINO session keeps compiled (a predictor uses two: its batch size and its last batch's)."""
 
 
 def open_session(runtime: str, data: bytes) -> Session:
@@ -55,15 +58,37 @@ def _onnxruntime(data: bytes) -> Session:
 
 
 def _openvino(data: bytes) -> Session:
+    """An OpenVINO session that compiles the graph for each batch size it is given, never for a dynamic batch.
+
+    OpenVINO's CPU plugin segfaults running an int8 graph with a dynamic input axis on CPUs with AMX (Sapphire Rapids
+    and newer; openvinotoolkit/openvino#37577), killing the whole process. Static shapes avoid that path, for fp32
+    graphs too (one code path); the last :data:`OPENVINO_SHAPES` batch sizes stay compiled.
+    """
     ov = runtime_package("openvino")
     core = ov.Core()
+    model = core.read_model(data)
     settings = {  # fp32 even where the CPU computes bf16 (OpenVINO's default there), one stream for batch-1 latency
         "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads(),
         "PERFORMANCE_HINT": "LATENCY",
     }
-    request = core.compile_model(core.read_model(data), "CPU", settings).create_infer_request()
+    declared = model.input(INPUT_NAME).get_partial_shape()  # (batch, 3, S, S), the gate checked
+    image = [declared[axis].get_length() for axis in range(1, len(declared))]
+    requests: dict[int, Any] = {}
+
+    def request_for(size: int) -> Any:
+        """The infer request of the graph compiled for batches of ``size`` (OpenVINO refuses other images' shapes)."""
+        if size not in requests:
+            while len(requests) >= OPENVINO_SHAPES:
+                del requests[next(iter(requests))]  # the oldest
+            static = model.clone()
+            static.reshape({INPUT_NAME: [size, *image]})
+            requests[size] = core.compile_model(static, "CPU", settings).create_infer_request()
+        return requests[size]
+
+    request_for(1)  # the graph's own errors come now, while the file is loaded
 
     def run(batch: np.ndarray) -> np.ndarray:
+        request = request_for(len(batch))
         request.infer({INPUT_NAME: batch})
         return request.get_tensor(OUTPUT_NAME).data.copy()  # the request reuses its output buffer
 
