@@ -60,6 +60,15 @@ def frames(folder: Path, count: int = 3, level: int | None = None) -> Path:
     return folder
 
 
+def graph_runtime(name: str) -> str:
+    """``name``, a graph runtime, once its package is importable (the `onnx` and `openvino` extras; `dev` has both)."""
+    pytest.importorskip(name)
+    return name
+
+
+RUNTIMES = pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+
+
 def masks(folder: Path) -> dict[str, np.ndarray]:
     return {path.name: np.asarray(Image.open(path)) for path in sorted(folder.glob("*.png"))}
 
@@ -128,8 +137,12 @@ def test_an_int8_export_is_written_only_when_its_masks_agree_on_average(run_dir:
     assert result.exit_code == 0 and len(list((workspace / "masks").glob("*.png"))) == 3
 
 
-def test_an_onnx_file_is_refused_unless_it_is_self_contained_with_medicos_signature(workspace: Path) -> None:
+@RUNTIMES
+def test_an_onnx_file_is_refused_unless_it_is_self_contained_with_medicos_signature(workspace: Path,
+                                                                                    runtime: str) -> None:
     from onnx import TensorProto, helper
+
+    graph_runtime(runtime)
 
     def graph(shape_in: list, shape_out: list, name: str = "image") -> onnx.ModelProto:
         node = helper.make_node("ReduceMean", [name], ["logits"], axes=[1], keepdims=1)
@@ -147,7 +160,7 @@ def test_an_onnx_file_is_refused_unless_it_is_self_contained_with_medicos_signat
     }
     for name, proto in cases.items():
         onnx.save(proto, str(workspace / name))
-    assert load_onnx(workspace / "fine.onnx").input_size == 8  # the gate passes medico's signature
+    assert load_onnx(workspace / "fine.onnx", runtime).input_size == 8  # the gate passes medico's signature
     (workspace / "text.onnx").write_text("not a graph")
     medicos.graph.initializer.append(helper.make_tensor("w", TensorProto.FLOAT, [4], bytes(16), raw=True))
     onnx.save(medicos, str(workspace / "outside.onnx"), save_as_external_data=True, location="w.bin",
@@ -158,8 +171,8 @@ def test_an_onnx_file_is_refused_unless_it_is_self_contained_with_medicos_signat
     }
     for name, message in expected.items():
         with pytest.raises(MedicoError, match=message):
-            load_onnx(workspace / name)
-        result = invoke("predict", name, str(frames(workspace / "images")), "--out", "masks")
+            load_onnx(workspace / name, runtime)
+        result = invoke("predict", name, str(frames(workspace / "images")), "--out", "masks", "--runtime", runtime)
         assert result.exit_code == 2 and f"error: {name}: " in result.output
 
 

@@ -4,8 +4,9 @@ Ratios are only meaningful between numbers taken on the same machine in the same
 is timed here, one after the other, with the same input size, batch sizes and repeats. The plain baseline is
 the same model in eager fp32 with the default (NCHW) layout; peers are other implementations of the same
 architecture (MONAI's ``AttentionUnet``, an optional dependency: ``pip install medico[monai]``); runtimes run the
-same model in another engine (ONNX Runtime on its exported graph: ``pip install medico[onnx]``), inference only, and
-their masks are compared with medico's on the end-to-end images (the least per-image Dice: 1 is exact).
+same model in another engine (ONNX Runtime or OpenVINO on its exported graph: ``pip install medico[onnx]``,
+``medico[openvino]``), inference only, and their masks are compared with medico's on the end-to-end images (the least
+per-image Dice: 1 is exact).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from medico.data.io import read_rgb
 from medico.engine.export import mask_agreement
 from medico.engine.inference import Predictor
 from medico.engine.runtime import default_memory_format
-from medico.engine.runtimes import runtime_model
+from medico.engine.runtimes import GRAPH_RUNTIMES, runtime_model
 from medico.errors import MedicoError
 
 __all__ = [
@@ -141,7 +142,7 @@ def _monai_attention_unet(init_features: int = 32) -> nn.Module:
 
 PEERS: dict[str, Callable[[], nn.Module]] = {"monai": _monai_attention_unet}
 """Peer implementations of the Attention U-Net, by the name given to ``medico bench --vs``."""
-RUNTIME_PEERS: tuple[str, ...] = ("onnxruntime",)
+RUNTIME_PEERS: tuple[str, ...] = GRAPH_RUNTIMES
 """Engines (:mod:`medico.engine.runtimes`) that ``medico bench --vs`` runs the same model in."""
 
 

@@ -50,8 +50,8 @@ def bench(
         list[str] | None,
         typer.Option(
             "--vs",
-            help="Also time a peer implementation (monai) or the model in another runtime (onnxruntime) in this "
-            "process; repeatable.",
+            help="Also time a peer implementation (monai) or the model in another runtime (onnxruntime, openvino) in "
+            "this process; repeatable.",
         ),
     ] = None,
     train_batch_size: Annotated[
@@ -73,7 +73,11 @@ def bench(
         typer.Option(min=0, help="Loader workers for the pipeline timing (default: as training picks them)."),
     ] = None,
     runtime: Annotated[
-        str, typer.Option(help="Run the timed model in torch or in onnxruntime (its exported graph; medico[onnx]).")
+        str,
+        typer.Option(
+            help="Run the timed model in torch, onnxruntime or openvino (its exported graph; medico[onnx], "
+            "medico[openvino])."
+        ),
     ] = "torch",
     tta: Tta = "none",
     trusted_model: TrustedModel = None,

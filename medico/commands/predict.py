@@ -40,7 +40,11 @@ def predict(
         bool, typer.Option("--compile/--no-compile", help="torch.compile with frozen weights: faster after ~20 s.")
     ] = False,
     runtime: Annotated[
-        str, typer.Option(help="auto (onnxruntime for an .onnx file, else torch), torch or onnxruntime (medico[onnx]).")
+        str,
+        typer.Option(
+            help="auto (onnxruntime for an .onnx file, else torch), torch, onnxruntime (medico[onnx]) or openvino "
+            "(medico[openvino])."
+        ),
     ] = "auto",
     tta: Tta = "none",
     sweep: Sweep = None,

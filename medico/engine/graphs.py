@@ -1,4 +1,4 @@
-"""A model written as a graph that runs without its Python code: ONNX (for ONNX Runtime) or TorchScript.
+"""A model written as a graph that runs without its Python code: ONNX (for ONNX Runtime or OpenVINO) or TorchScript.
 
 The graph takes what the model takes: a float32 batch ``(B, 3, S, S)`` of RGB images in [-1, 1] (medico's input
 convention, :func:`medico.engine.preprocess.normalize`), with a dynamic batch axis ``B`` and the model's input size
@@ -51,13 +51,13 @@ class GraphError(MedicoError):
     """A model cannot be exported, or an exported file cannot be used (missing package, refused signature)."""
 
 
-def require(package: str, purpose: str) -> ModuleType:
-    """The module ``package``, or a one-line error naming the extra that installs it."""
+def require(package: str, purpose: str, extra: str = EXTRA) -> ModuleType:
+    """The module ``package``, or a one-line error naming the extra that installs it (``medico[onnx]`` by default)."""
     try:
         return importlib.import_module(package)
     except ImportError as error:
         raise GraphError(
-            f"{purpose} needs the {package} package, which is not installed: pip install 'medico[{EXTRA}]'"
+            f"{purpose} needs the {package} package, which is not installed: pip install 'medico[{extra}]'"
         ) from error
 
 

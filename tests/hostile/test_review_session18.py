@@ -96,21 +96,28 @@ def _onnx_file(path: Path, size: int, functions: bool = False) -> Path:
     return path
 
 
-def test_onnx_declaring_a_huge_input_size_is_refused(tmp_path: Path) -> None:
+GRAPH_RUNTIMES = pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+
+
+@GRAPH_RUNTIMES
+def test_onnx_declaring_a_huge_input_size_is_refused(tmp_path: Path, runtime: str) -> None:
     from medico.engine.graphs import GraphError
     from medico.engine.runtimes import load_onnx
 
-    assert load_onnx(_onnx_file(tmp_path / "fine.onnx", 8)).input_size == 8
+    pytest.importorskip(runtime)
+    assert load_onnx(_onnx_file(tmp_path / "fine.onnx", 8), runtime).input_size == 8
     with pytest.raises(GraphError, match="S at most 2048"):  # else predict resizes every frame to 10^6 x 10^6
-        load_onnx(_onnx_file(tmp_path / "huge.onnx", 10**6))
+        load_onnx(_onnx_file(tmp_path / "huge.onnx", 10**6), runtime)
 
 
-def test_onnx_external_data_inside_a_local_function_is_refused_by_the_gate(tmp_path: Path) -> None:
+@GRAPH_RUNTIMES
+def test_onnx_external_data_inside_a_local_function_is_refused_by_the_gate(tmp_path: Path, runtime: str) -> None:
     from medico.engine.graphs import GraphError
     from medico.engine.runtimes import load_onnx
 
-    with pytest.raises(GraphError, match="keeps tensors in other files"):  # medico's gate, not ONNX Runtime's
-        load_onnx(_onnx_file(tmp_path / "function.onnx", 8, functions=True))
+    pytest.importorskip(runtime)
+    with pytest.raises(GraphError, match="keeps tensors in other files"):  # medico's gate, not the runtime's
+        load_onnx(_onnx_file(tmp_path / "function.onnx", 8, functions=True), runtime)
 
 
 def test_a_sweep_summary_that_is_a_fifo_is_refused_unread(tmp_path: Path) -> None:
