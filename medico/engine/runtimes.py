@@ -94,7 +94,7 @@ def load_onnx(path: Path, runtime: str = "onnxruntime") -> OnnxModel:
         proto = onnx.load_model_from_string(data)
     except Exception as error:  # OSError, protobuf's DecodeError...
         raise GraphError(f"{path}: not a readable ONNX file ({type(error).__name__}: {error})") from error
-    if any(tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in _tensors(proto)):
+    if any(tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data for tensor in _tensors(proto)):
         raise GraphError(f"{path}: the graph keeps tensors in other files (external data); medico runs only "
                          "self-contained ONNX files, as `medico export` writes them")
     size = _checked_signature(path, onnx, proto.graph)
@@ -108,21 +108,19 @@ def load_onnx(path: Path, runtime: str = "onnxruntime") -> OnnxModel:
 
 
 def _tensors(model: Any) -> Iterator[Any]:
-    """Every tensor a model holds: initializers and node attributes of its graph and of its local functions (which
-    ONNX Runtime inlines), in subgraphs too (a loop, not recursion)."""
-    pending = [model.graph, *model.functions]
+    """Every tensor a model holds, wherever the format lets one sit: initializers and node attributes, dense and
+    sparse (values and indices), in subgraphs, local functions and anything else, found by walking every message of
+    the file (a loop, not recursion) rather than a list of places, which missed sparse tensors that both runtimes
+    read."""
+    pending = [model]
     while pending:
-        graph = pending.pop()
-        yield from getattr(graph, "initializer", ())  # a function has nodes only
-        yield from (sparse.values for sparse in getattr(graph, "sparse_initializer", ()))
-        for node in graph.node:
-            for attribute in node.attribute:
-                if attribute.HasField("t"):
-                    yield attribute.t
-                yield from attribute.tensors
-                if attribute.HasField("g"):
-                    pending.append(attribute.g)
-                pending.extend(attribute.graphs)
+        message = pending.pop()
+        if message.DESCRIPTOR.full_name == "onnx.TensorProto":  # holds no tensors itself: its data is never copied
+            yield message
+            continue
+        for field, value in message.ListFields():
+            if field.message_type is not None:
+                pending.extend([value] if hasattr(value, "DESCRIPTOR") else value)  # one message, or many
 
 
 class _Arg(NamedTuple):

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from medico.cli import app
+from medico.engine.graphs import INPUT_NAME, OUTPUT_NAME
 from tests.test_compare import NAMES, scored_run, sweep_of
 
 runner = CliRunner()
@@ -31,3 +32,62 @@ def test_a_sweep_listing_a_run_twice_is_refused_rather_than_weighing_it_double(w
     result = runner.invoke(app, ["compare", "1", "2", "--sweeps"])
     assert result.exit_code == 2, result.output
     assert "summary.json lists run 1-attunet more than once" in said(result)
+
+
+def _onnx(path: Path, nodes: list, initializers: list = (), sparse: list = (), doc: str = "") -> Path:
+    """A graph with medico's signature: ``image (batch, 3, 8, 8)`` in, ``logits (batch, 1, 8, 8)`` out."""
+    from onnx import TensorProto, helper
+
+    inputs = [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])]
+    outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", 1, SIZE, SIZE])]
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers), sparse_initializer=sparse)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], doc_string=doc)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def _mean(output: str = OUTPUT_NAME) -> object:
+    from onnx import helper
+
+    return helper.make_node("ReduceMean", [INPUT_NAME], [output], axes=[1], keepdims=1)
+
+
+def _external(tensor: object, location: str, offset: int, length: int) -> object:
+    from onnx import TensorProto
+
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        tensor.external_data.add(key=key, value=value)
+    return tensor
+
+
+@GRAPH_RUNTIMES
+@pytest.mark.parametrize("where", ["constant's sparse value", "sparse initializer's indices"])
+def test_onnx_external_data_in_a_sparse_tensor_is_refused_by_the_gate(
+    workspace: Path, runtime: str, where: str
+) -> None:
+    """Both runtimes read a sparse tensor's external data from a file beside the working folder (the secret's bytes
+    reach the logits); the gate looked at dense tensors and sparse values only."""
+    from onnx import SparseTensorProto, TensorProto, helper
+
+    from medico.engine.graphs import GraphError
+    from medico.engine.runtimes import load_onnx
+
+    pytest.importorskip(runtime)
+    (workspace / "secret.bin").write_bytes(np.array([1234.5], np.float32).tobytes() + np.zeros(1, np.int64).tobytes())
+    nodes, sparse = [_mean("mean")], []
+    if where == "constant's sparse value":
+        values = _external(TensorProto(name="v", data_type=TensorProto.FLOAT, dims=[1]), "secret.bin", 0, 4)
+        indices = TensorProto(name="i", data_type=TensorProto.INT64, dims=[1], int64_data=[0])
+        constant = helper.make_node("Constant", [], ["k"])
+        attribute = constant.attribute.add(name="sparse_value", type=helper.AttributeProto.SPARSE_TENSOR)
+        attribute.sparse_tensor.CopyFrom(SparseTensorProto(values=values, indices=indices, dims=[1]))
+        nodes.append(constant)
+    else:
+        values = TensorProto(name="k", data_type=TensorProto.FLOAT, dims=[1], float_data=[7.0])
+        indices = _external(TensorProto(name="ki", data_type=TensorProto.INT64, dims=[1]), "secret.bin", 4, 8)
+        sparse.append(SparseTensorProto(values=values, indices=indices, dims=[1]))
+    nodes.append(helper.make_node("Add", ["mean", "k"], [OUTPUT_NAME]))
+    path = _onnx(workspace / "sparse.onnx", nodes, sparse=sparse)
+    with pytest.raises(GraphError, match="keeps tensors in other files"):
+        load_onnx(path, runtime)
