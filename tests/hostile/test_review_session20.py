@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from medico.cli import app
@@ -91,3 +92,26 @@ def test_onnx_external_data_in_a_sparse_tensor_is_refused_by_the_gate(
     path = _onnx(workspace / "sparse.onnx", nodes, sparse=sparse)
     with pytest.raises(GraphError, match="keeps tensors in other files"):
         load_onnx(path, runtime)
+
+
+_IR = (  # OpenVINO's own format: the image passed through unchanged, as the output
+    '<?xml version="1.0"?><net name="other" version="11"><layers>'
+    '<layer id="0" name="image" type="Parameter" version="opset1"><data shape="?,3,8,8" element_type="f32"/>'
+    '<output><port id="0" precision="FP32" names="image"><dim>-1</dim><dim>3</dim><dim>8</dim><dim>8</dim></port>'
+    '</output></layer><layer id="1" name="logits" type="Result" version="opset1"><input><port id="0"><dim>-1</dim>'
+    "<dim>3</dim><dim>8</dim><dim>8</dim></port></input></layer></layers>"
+    '<edges><edge from-layer="0" from-port="0" to-layer="1" to-port="0"/></edges></net>'
+)
+
+
+def test_openvino_runs_the_onnx_graph_the_gate_checked_not_another_format_hidden_in_it(tmp_path: Path) -> None:
+    """A valid ONNX file whose doc string holds an OpenVINO IR: OpenVINO, left to guess the format of the bytes,
+    took the IR (unchecked: any signature, any input size) instead of the graph the gate checked."""
+    from medico.engine.runtimes import load_onnx
+
+    pytest.importorskip("openvino")
+    path = _onnx(tmp_path / "polyglot.onnx", [_mean()], doc=_IR)
+    batch = torch.rand(2, 3, SIZE, SIZE) * 2 - 1
+    expected = load_onnx(path, "onnxruntime")(batch)
+    assert expected.shape == (2, 1, SIZE, SIZE)
+    assert torch.allclose(load_onnx(path, "openvino")(batch), expected, atol=1e-6)
