@@ -31,6 +31,7 @@ from medico.engine.graphs import INPUT_NAME, OUTPUT_NAME, GraphError, require, w
 from medico.engine.inference import Predictor
 from medico.engine.runtime import resolve_device, resolve_precision
 from medico.engine.sessions import EXTRAS, GRAPH_RUNTIMES, NAMES, Session, open_session, runtime_package
+from medico.errors import describe_error
 from medico.metrics import THRESHOLD
 from medico.runs.checkpoint import load_model
 from medico.runs.config import MAX_INPUT_SIZE
@@ -61,16 +62,24 @@ class OnnxModel(nn.Module):
     contiguous float32 CPU array for the session (the logits come back on the input's device).
     """
 
-    def __init__(self, session: Session, input_size: int, metadata: dict[str, str], runtime: str) -> None:
+    def __init__(self, session: Session, input_size: int, metadata: dict[str, str], runtime: str, source: Path) -> None:
         super().__init__()
         self.session = session
         self.input_size = input_size
         self.metadata = metadata
         self.runtime = runtime
+        self.source = source
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """The session's logits; a graph that fails on this batch (one that only runs at batch 1, say) is a
+        :class:`GraphError` naming the file, as a graph refused when loaded is."""
         array = batch.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(self.session(array)).to(batch.device)
+        try:
+            logits = self.session(array)
+        except Exception as error:  # the runtime's own errors, of its own types
+            runtime, problem = NAMES[self.runtime], describe_error(error)
+            raise GraphError(f"{self.source}: {runtime} cannot run it on a batch of {len(array)}: {problem}") from error
+        return torch.from_numpy(logits).to(batch.device)
 
 
 def is_onnx_file(path: Path) -> bool:
@@ -104,7 +113,7 @@ def load_onnx(path: Path, runtime: str = "onnxruntime") -> OnnxModel:
         raise
     except Exception as error:
         raise GraphError(f"{path}: {NAMES[runtime]} cannot load it: {type(error).__name__}: {error}") from error
-    return OnnxModel(session, size, {prop.key: prop.value for prop in proto.metadata_props}, runtime)
+    return OnnxModel(session, size, {prop.key: prop.value for prop in proto.metadata_props}, runtime, Path(path))
 
 
 def _tensors(model: Any) -> Iterator[Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from medico.cli import app
@@ -115,3 +116,23 @@ def test_openvino_runs_the_onnx_graph_the_gate_checked_not_another_format_hidden
     expected = load_onnx(path, "onnxruntime")(batch)
     assert expected.shape == (2, 1, SIZE, SIZE)
     assert torch.allclose(load_onnx(path, "openvino")(batch), expected, atol=1e-6)
+
+
+@GRAPH_RUNTIMES
+def test_an_onnx_graph_that_fails_on_a_batch_is_one_line_naming_the_file(workspace: Path, runtime: str) -> None:
+    """A graph that loads at batch 1 but fails on the batch of 5 that predict gives it (a fixed-batch Reshape)."""
+    from onnx import helper, numpy_helper
+
+    pytest.importorskip(runtime)
+    shape = numpy_helper.from_array(np.array([1, 1, SIZE, SIZE], np.int64), "shape")
+    _onnx(workspace / "fixed.onnx", [_mean("mean"), helper.make_node("Reshape", ["mean", "shape"], [OUTPUT_NAME])],
+          [shape])
+    (workspace / "images").mkdir()
+    for index in range(5):
+        image = np.random.default_rng(index).integers(0, 256, (20, 30, 3)).astype(np.uint8)
+        Image.fromarray(image).save(workspace / "images" / f"{index}.png")
+    result = runner.invoke(app, ["predict", "fixed.onnx", "images", "--out", "masks", "--runtime", runtime])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "fixed.onnx" in said(result) and "batch of 5" in said(result)
+    assert not (workspace / "masks").exists() or not any((workspace / "masks").iterdir())
