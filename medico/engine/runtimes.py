@@ -31,6 +31,7 @@ from medico.engine.graphs import INPUT_NAME, OUTPUT_NAME, GraphError, require, w
 from medico.engine.inference import Predictor
 from medico.engine.runtime import resolve_device, resolve_precision
 from medico.engine.sessions import EXTRAS, GRAPH_RUNTIMES, NAMES, Session, open_session, runtime_package
+from medico.errors import describe_error
 from medico.metrics import THRESHOLD
 from medico.runs.checkpoint import load_model
 from medico.runs.config import MAX_INPUT_SIZE
@@ -61,16 +62,24 @@ class OnnxModel(nn.Module):
     contiguous float32 CPU array for the session (the logits come back on the input's device).
     """
 
-    def __init__(self, session: Session, input_size: int, metadata: dict[str, str], runtime: str) -> None:
+    def __init__(self, session: Session, input_size: int, metadata: dict[str, str], runtime: str, source: Path) -> None:
         super().__init__()
         self.session = session
         self.input_size = input_size
         self.metadata = metadata
         self.runtime = runtime
+        self.source = source
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """The session's logits; a graph that fails on this batch (one that only runs at batch 1, say) is a
+        :class:`GraphError` naming the file, as a graph refused when loaded is."""
         array = batch.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(self.session(array)).to(batch.device)
+        try:
+            logits = self.session(array)
+        except Exception as error:  # the runtime's own errors, of its own types
+            runtime, problem = NAMES[self.runtime], describe_error(error)
+            raise GraphError(f"{self.source}: {runtime} cannot run it on a batch of {len(array)}: {problem}") from error
+        return torch.from_numpy(logits).to(batch.device)
 
 
 def is_onnx_file(path: Path) -> bool:
@@ -94,7 +103,7 @@ def load_onnx(path: Path, runtime: str = "onnxruntime") -> OnnxModel:
         proto = onnx.load_model_from_string(data)
     except Exception as error:  # OSError, protobuf's DecodeError...
         raise GraphError(f"{path}: not a readable ONNX file ({type(error).__name__}: {error})") from error
-    if any(tensor.data_location == onnx.TensorProto.EXTERNAL for tensor in _tensors(proto)):
+    if any(tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data for tensor in _tensors(proto)):
         raise GraphError(f"{path}: the graph keeps tensors in other files (external data); medico runs only "
                          "self-contained ONNX files, as `medico export` writes them")
     size = _checked_signature(path, onnx, proto.graph)
@@ -104,25 +113,23 @@ def load_onnx(path: Path, runtime: str = "onnxruntime") -> OnnxModel:
         raise
     except Exception as error:
         raise GraphError(f"{path}: {NAMES[runtime]} cannot load it: {type(error).__name__}: {error}") from error
-    return OnnxModel(session, size, {prop.key: prop.value for prop in proto.metadata_props}, runtime)
+    return OnnxModel(session, size, {prop.key: prop.value for prop in proto.metadata_props}, runtime, Path(path))
 
 
 def _tensors(model: Any) -> Iterator[Any]:
-    """Every tensor a model holds: initializers and node attributes of its graph and of its local functions (which
-    ONNX Runtime inlines), in subgraphs too (a loop, not recursion)."""
-    pending = [model.graph, *model.functions]
+    """Every tensor a model holds, wherever the format lets one sit: initializers and node attributes, dense and
+    sparse (values and indices), in subgraphs, local functions and anything else, found by walking every message of
+    the file (a loop, not recursion) rather than a list of places, which missed sparse tensors that both runtimes
+    read."""
+    pending = [model]
     while pending:
-        graph = pending.pop()
-        yield from getattr(graph, "initializer", ())  # a function has nodes only
-        yield from (sparse.values for sparse in getattr(graph, "sparse_initializer", ()))
-        for node in graph.node:
-            for attribute in node.attribute:
-                if attribute.HasField("t"):
-                    yield attribute.t
-                yield from attribute.tensors
-                if attribute.HasField("g"):
-                    pending.append(attribute.g)
-                pending.extend(attribute.graphs)
+        message = pending.pop()
+        if message.DESCRIPTOR.full_name == "onnx.TensorProto":  # holds no tensors itself: its data is never copied
+            yield message
+            continue
+        for field, value in message.ListFields():
+            if field.message_type is not None:
+                pending.extend([value] if hasattr(value, "DESCRIPTOR") else value)  # one message, or many
 
 
 class _Arg(NamedTuple):

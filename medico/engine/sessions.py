@@ -2,14 +2,16 @@
 ``(B, 3, S, S)`` array to its logits, on the CPU in fp32 with torch's thread count (comparable timings).
 
 Both read the graph from memory, never from a path, so neither resolves files beside it (external data); the bytes
-are the ones :func:`medico.engine.runtimes.load_onnx` checked. OpenVINO is imported without its telemetry: a plain
-``import openvino`` sends an event to Google Analytics and writes a client id under ``~/intel`` unless a consent file
-says no (openvino-telemetry, which the openvino wheel pulls in). medico hides that package while it imports OpenVINO,
-so OpenVINO's converter binds its own no-op stub for the whole process, and leaves the user's consent file alone.
+are the ones :func:`medico.engine.runtimes.load_onnx` checked, and OpenVINO reads them as ONNX, never as another of its
+formats they might also pass for. OpenVINO is imported without its telemetry: a plain ``import openvino`` sends an
+event to Google Analytics and writes a client id under ``~/intel`` unless a consent file says no (openvino-telemetry,
+which the openvino wheel pulls in). medico hides that package while it imports OpenVINO, so OpenVINO's converter binds
+its own no-op stub for the whole process, and leaves the user's consent file alone.
 """
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import Callable
 from types import ModuleType
@@ -66,7 +68,10 @@ def _openvino(data: bytes) -> Session:
     """
     ov = runtime_package("openvino")
     core = ov.Core()
-    model = core.read_model(data)
+    # Its ONNX reader by name: read_model guesses the format of bytes, and takes an ONNX file whose doc string holds
+    # OpenVINO's own XML format for that format, a graph the gate never saw.
+    onnx_reader = ov.frontend.FrontEndManager().load_by_framework("onnx")
+    model = onnx_reader.convert(onnx_reader.load(io.BytesIO(data)))
     settings = {  # fp32 even where the CPU computes bf16 (OpenVINO's default there), one stream for batch-1 latency
         "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads(),
         "PERFORMANCE_HINT": "LATENCY",

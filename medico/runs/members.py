@@ -43,8 +43,8 @@ def find_sweep(sweep: str, root: Path | None = None) -> Path:
 def sweep_runs(sweep: str, root: Path | None = None) -> list[str]:
     """The ids of the runs of sweep ``sweep`` (its folds and seeds), as its ``summary.json`` lists them.
 
-    The summary is a file anyone can edit: only run ids (``3-attunet``, never a path) are taken from it, each then
-    found among the runs like any run a user names.
+    The summary is a file anyone can edit: only run ids (``3-attunet``, never a path), each once, are taken from it,
+    each then found among the runs like any run a user names.
     """
     summary = find_sweep(sweep, root) / "summary.json"
     try:
@@ -59,6 +59,9 @@ def sweep_runs(sweep: str, root: Path | None = None) -> list[str]:
     if not ids or len(plain) != len(ids):
         found = str(ids)[:200]
         raise MembersError(f"--sweep {sweep}: {summary} must list its runs by id (like 3-attunet), found {found}")
+    twice = sorted({run for run in plain if plain.count(run) > 1})
+    if twice:  # medico lists each run once; a run listed twice would weigh double in an ensemble or a sweep's mean
+        raise MembersError(f"--sweep {sweep}: {summary} lists run {some(twice)} more than once (each run once)")
     return plain
 
 
