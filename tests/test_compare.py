@@ -152,3 +152,9 @@ def test_a_sweep_with_a_run_on_other_data_is_refused(two_sweeps: Path) -> None:
     sweep_of(two_sweeps, "3-attunet", ["3-attunet", "5-attunet"])
     with pytest.raises(ComparisonError, match="different data.*5-attunet: 000000000000"):
         compare_runs("3", "1", sweeps=True)
+
+
+def test_compare_sweeps_with_a_run_id_says_there_is_no_such_sweep(two_sweeps: Path) -> None:
+    result = runner.invoke(app, ["compare", "1", "9", "--sweeps"])
+    assert result.exit_code == 2
+    assert "sweep '9': no such sweep" in said(result) and "--sweep " not in said(result)

@@ -36,7 +36,7 @@ def find_sweep(sweep: str, root: Path | None = None) -> Path:
     chosen = sweeps[-1:] if sweep == "latest" else [s for s in sweeps if sweep in (s.name, str(s.number))]
     if not chosen:
         known = ", ".join(s.name for s in sweeps[-10:]) or "none"
-        raise MembersError(f"--sweep {sweep!r}: no such sweep in {folder} (latest sweeps: {known})")
+        raise MembersError(f"sweep {sweep!r}: no such sweep in {folder} (latest sweeps: {known})")
     return chosen[0].path
 
 
@@ -54,14 +54,14 @@ def sweep_runs(sweep: str, root: Path | None = None) -> list[str]:
         ids = [row["run"] for row in runs]
     except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
         problem = f"{type(error).__name__}: {error}"
-        raise MembersError(f"--sweep {sweep}: cannot read the runs of {summary} ({problem})") from error
+        raise MembersError(f"sweep {sweep}: cannot read the runs of {summary} ({problem})") from error
     plain = [run for run in ids if isinstance(run, str) and Path(run).name == run and run_number(run) is not None]
     if not ids or len(plain) != len(ids):
         found = str(ids)[:200]
-        raise MembersError(f"--sweep {sweep}: {summary} must list its runs by id (like 3-attunet), found {found}")
+        raise MembersError(f"sweep {sweep}: {summary} must list its runs by id (like 3-attunet), found {found}")
     twice = sorted({run for run in plain if plain.count(run) > 1})
     if twice:  # medico lists each run once; a run listed twice would weigh double in an ensemble or a sweep's mean
-        raise MembersError(f"--sweep {sweep}: {summary} lists run {some(twice)} more than once (each run once)")
+        raise MembersError(f"sweep {sweep}: {summary} lists run {some(twice)} more than once (each run once)")
     return plain
 
 
