@@ -177,3 +177,16 @@ def test_openvino_runs_on_the_cpu_in_fp32_and_refuses_other_settings(run_dir: Pa
             settings = {"compile": True} if value is None else {option.strip("-"): value}
             load_predictor(run_dir / "checkpoints" / "best.pt", runtime="openvino", **settings)
     assert torch.device("cpu") == load_predictor(run_dir / "checkpoints" / "best.pt", runtime="openvino").device
+
+
+@pytest.mark.parametrize(("openvino", "expected"), [(True, "openvino"), (False, "onnxruntime")])
+def test_auto_runs_an_onnx_file_in_the_fastest_runtime_installed_and_a_checkpoint_in_torch(
+    run_dir: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch, openvino: bool, expected: str
+) -> None:
+    assert invoke("export", "1").exit_code == 0
+    if not openvino:
+        monkeypatch.setitem(sys.modules, "openvino", None)  # as if medico[openvino] were not installed
+    exported = load_predictor(workspace / "1-unet.onnx")
+    assert exported.model.runtime == expected
+    checkpoint = load_predictor(run_dir / "checkpoints" / "best.pt")
+    assert not hasattr(checkpoint.model, "runtime")  # the module itself, in torch

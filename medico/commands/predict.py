@@ -42,8 +42,8 @@ def predict(
     runtime: Annotated[
         str,
         typer.Option(
-            help="auto (onnxruntime for an .onnx file, else torch), torch, onnxruntime (medico[onnx]) or openvino "
-            "(medico[openvino])."
+            help="auto (torch for a checkpoint; for an .onnx file openvino where installed, else onnxruntime), torch, "
+            "onnxruntime (medico[onnx]) or openvino (medico[openvino])."
         ),
     ] = "auto",
     tta: Tta = "none",

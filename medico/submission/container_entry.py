@@ -6,7 +6,7 @@ per image and ``Mean FPS: X`` last, as the organisers' sample did. The folders a
 arguments or MEDICO_INPUT / MEDICO_OUTPUT / MEDICO_WEIGHTS, so it also runs outside a container. The image
 runs only built-in models: a checkpoint naming a file or module spec is refused (there is no ``--model`` here). A
 plugin's model comes as an exported ONNX file instead (``/weights/model.onnx``), which needs no plugin code and runs in
-ONNX Runtime (``--runtime auto`` picks it for an ``.onnx`` file; MEDICO_RUNTIME).
+a graph runtime (``--runtime auto`` picks the fastest installed for an ``.onnx`` file; MEDICO_RUNTIME).
 """
 
 from __future__ import annotations
