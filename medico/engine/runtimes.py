@@ -104,14 +104,13 @@ def load_onnx(path: Path, runtime: str = "onnxruntime") -> OnnxModel:
         GraphError: the runtime is not installed, the file is unreadable or not ONNX, keeps tensors outside itself,
             its inputs and outputs are not medico's, or the runtime cannot load it.
     """
-    if runtime not in GRAPH_RUNTIMES:
-        raise GraphError(f"{path}: an ONNX file runs with --runtime {' or '.join(GRAPH_RUNTIMES)}, not {runtime}")
+    _check_graph_runtime(path, runtime)
     onnx = require("onnx", f"--runtime {runtime}", extra=EXTRAS[runtime])
     try:
         data = Path(path).read_bytes()
         proto = onnx.load_model_from_string(data)
     except Exception as error:  # OSError, protobuf's DecodeError...
-        raise GraphError(f"{path}: not a readable ONNX file ({type(error).__name__}: {error})") from error
+        raise GraphError(f"{path}: not a readable ONNX file ({describe_error(error)})") from error
     if any(tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data for tensor in _tensors(proto)):
         raise GraphError(f"{path}: the graph keeps tensors in other files (external data); medico runs only "
                          "self-contained ONNX files, as `medico export` writes them")
@@ -121,8 +120,16 @@ def load_onnx(path: Path, runtime: str = "onnxruntime") -> OnnxModel:
     except GraphError:
         raise
     except Exception as error:
-        raise GraphError(f"{path}: {NAMES[runtime]} cannot load it: {type(error).__name__}: {error}") from error
+        raise GraphError(f"{path}: {NAMES[runtime]} cannot load it: {describe_error(error)}") from error
     return OnnxModel(session, size, {prop.key: prop.value for prop in proto.metadata_props}, runtime, Path(path))
+
+
+def _check_graph_runtime(path: Path, runtime: str) -> None:
+    """Refuses a runtime that cannot run the ONNX file ``path`` (torch runs checkpoints only)."""
+    if runtime not in GRAPH_RUNTIMES:
+        raise GraphError(
+            f"{path}: an ONNX file runs with --runtime {' or '.join(GRAPH_RUNTIMES)} (or auto), not {runtime}"
+        )
 
 
 def _tensors(model: Any) -> Iterator[Any]:
@@ -266,10 +273,8 @@ def load_predictor(
         # A checkpoint stays in torch: exporting it on the fly took 17-20 s here, more than a graph runtime saves
         # on the 160 test images (about 0.03 s an image at 256x256).
         runtime = fastest_installed() if onnx_file else "torch"
-    if onnx_file and runtime not in GRAPH_RUNTIMES:
-        raise GraphError(
-            f"{path}: an ONNX file runs with --runtime {' or '.join(GRAPH_RUNTIMES)} (or auto), not {runtime}"
-        )
+    if onnx_file:
+        _check_graph_runtime(path, runtime)
     if onnx_file and model is not None:
         raise GraphError(f"--model {model!r}: only for a checkpoint; {path} is an ONNX file, which needs no model code")
     if not onnx_file and runtime == "torch":  # a checkpoint in torch: evaluation's loader, the one for it
