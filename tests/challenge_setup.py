@@ -141,3 +141,18 @@ def crashing_worker(folder: Path, poll: float) -> None:
 
     scoring.score_for_challenge = score  # type: ignore[assignment]
     worker_process(folder, poll)
+
+
+def stuck_worker(folder: Path, poll: float) -> None:
+    """A scoring worker that claims the oldest queued submission, then neither finishes it nor heeds SIGTERM, as one
+    scoring a very slow archive would: the server's shutdown has to kill it."""
+    import signal
+    import time
+
+    from medico.challenge.folder import Challenge
+    from medico.challenge.queue import claim_next
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    claim_next(Challenge.open(folder))
+    while True:
+        time.sleep(poll)

@@ -27,7 +27,15 @@ from medico.challenge.supervisor import WorkerSupervisor
 from medico.challenge.teams import Team, add_team
 from medico.challenge.worker import run_worker, score_next
 from medico.files import process_alive
-from tests.challenge_setup import NAMES, archive, crashing_worker, make_challenge, perfect_archive, truth_mask
+from tests.challenge_setup import (
+    NAMES,
+    archive,
+    crashing_worker,
+    make_challenge,
+    perfect_archive,
+    stuck_worker,
+    truth_mask,
+)
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
 
@@ -88,6 +96,20 @@ def test_a_submission_that_kills_the_worker_twice_is_invalid_and_the_next_is_sco
     assert "submission 1: the scoring worker died while scoring it; queued again" in worker_log
     assert "submission 1: the scoring worker died while scoring it 2 times; marked invalid" in worker_log
     assert f"submission {good}: scored" in worker_log
+
+
+def test_a_worker_killed_by_the_servers_shutdown_leaves_its_submission_queued_with_no_crash_counted(
+    tmp_path: Path,
+) -> None:
+    """Two restarts while a slow but honest archive is scored must not mark it invalid as a crash would."""
+    challenge = make_challenge(tmp_path)
+    _submit(challenge, perfect_archive(tmp_path / "slow.zip"))
+    with WorkerSupervisor(challenge.folder, 0.05, target=stuck_worker, grace=0.5):
+        _until(lambda: _states(challenge) == ["scoring"])
+    assert _states(challenge) == ["queued"]
+    with challenge.database.read() as connection:
+        assert [tuple(row) for row in connection.execute("SELECT worker, crashes FROM submissions")] == [(None, 0)]
+    assert requeue_abandoned(challenge, process_alive).queued == ()  # nothing left for the next start to count
 
 
 def test_a_dead_workers_submission_is_queued_again_then_marked_invalid_on_its_second_death(tmp_path: Path) -> None:

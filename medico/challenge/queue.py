@@ -34,7 +34,7 @@ __all__ = [
     "partition",
     "record_outcome",
     "release",
-    "release_own",
+    "release_worker",
     "requeue_abandoned",
     "start_round",
 ]
@@ -157,13 +157,13 @@ def requeue_abandoned(challenge: Challenge, alive: Callable[[int], bool]) -> Aba
     return Abandoned(tuple(queued), tuple(given_up))
 
 
-def release_own(challenge: Challenge) -> int:
-    """Queue again the submissions this process claimed and could not record (not a crash: it is alive and says
-    so); returns how many."""
+def release_worker(challenge: Challenge, worker: int) -> int:
+    """Queue again the submissions process ``worker`` claimed and did not record, without counting a crash: it says
+    so itself, or the server stopped it (not the archive); returns how many."""
     with challenge.database.write() as connection:
         return connection.execute(
             "UPDATE submissions SET state = 'queued', worker = NULL WHERE state = 'scoring' AND worker = ?",
-            (os.getpid(),),
+            (worker,),
         ).rowcount
 
 

@@ -19,13 +19,18 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import TracebackType
 
+from medico.challenge.folder import Challenge
+from medico.challenge.queue import release_worker
 from medico.challenge.worker import worker_process
+from medico.errors import MedicoError
 
 __all__ = ["BACKOFF", "MAX_BACKOFF", "WorkerSupervisor", "exit_reason"]
 
 BACKOFF = 1.0
 """Seconds before the first new worker; doubled for each worker that dies soon after starting."""
 MAX_BACKOFF = 60.0
+GRACE = 30.0
+"""Seconds a stopping worker may take to finish the archive it is scoring before it is killed."""
 """The longest pause; a worker that lived this long counts as healthy, and the pause starts again at BACKOFF."""
 
 log = logging.getLogger("medico.challenge.supervisor")
@@ -51,6 +56,7 @@ class WorkerSupervisor:
         target: the process's function (a module-level one: it is pickled into the new process).
         backoff: seconds before the first restart (doubled for each worker that dies within ``max_backoff``).
         max_backoff: the longest pause between restarts.
+        grace: seconds the worker may take to stop before it is killed (its claim is then queued again, no crash).
     """
 
     def __init__(
@@ -61,9 +67,10 @@ class WorkerSupervisor:
         target: Callable[[Path, float], None] = worker_process,
         backoff: float = BACKOFF,
         max_backoff: float = MAX_BACKOFF,
+        grace: float = GRACE,
     ) -> None:
         self.folder, self.poll, self.target = Path(folder), poll, target
-        self.backoff, self.max_backoff = backoff, max_backoff
+        self.backoff, self.max_backoff, self.grace = backoff, max_backoff, grace
         self.restarts = 0
         self._context = multiprocessing.get_context("spawn")  # never fork a process running an event loop and threads
         self._lock = threading.Lock()  # held while a worker starts, so that stopping never races a new one
@@ -91,12 +98,24 @@ class WorkerSupervisor:
             process = self._process
         if process is not None:
             process.terminate()  # SIGTERM: the worker finishes the record it is writing, then stops
-            process.join(30)
+            process.join(self.grace)
             if process.is_alive():
                 process.kill()
                 process.join()
+                self._release(process)
         if self._watcher is not None:
             self._watcher.join(30)
+
+    def _release(self, process: BaseProcess) -> None:
+        """Queue again what a worker killed on shutdown was scoring: the server stopped it, so it is no crash of the
+        archive's (counted as one, two restarts during a slow archive would mark an honest submission invalid)."""
+        try:
+            released = release_worker(Challenge.open(self.folder), int(process.pid or 0))
+        except MedicoError as error:
+            log.error("the stopped scoring worker's claims were not released: %s", error)
+            return
+        if released:
+            log.warning("stopped the scoring worker mid-archive; %d submission(s) queued again", released)
 
     def _start(self) -> BaseProcess:
         process = self._context.Process(target=self.target, args=(self.folder, self.poll), name="medico-scorer")

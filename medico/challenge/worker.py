@@ -27,7 +27,7 @@ from medico.challenge.queue import (
     partition,
     record_outcome,
     release,
-    release_own,
+    release_worker,
     requeue_abandoned,
 )
 from medico.challenge.server import log_to_terminal
@@ -136,7 +136,7 @@ def run_worker(folder: Path, stop: Stop, poll: float = 0.25) -> None:
     while not stop.is_set():
         try:
             if failed:  # a record that failed (the database locked, say) left this worker's claim scoring: queue it
-                release_own(challenge)
+                release_worker(challenge, os.getpid())
                 failed = False
             requeue_dead_workers(challenge, alive)
             alive = process_alive
