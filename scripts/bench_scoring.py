@@ -32,7 +32,7 @@ KVASIR = Path(os.environ.get("MEDICO_SHARED_DATA", REPO.parent / "shared" / "dat
 SHIFT = 8
 """Pixels each built prediction is shifted by (down and right) from its ground truth."""
 
-# Run in a child process (``--in-process``) under the code measured; prints one JSON line.
+# Run in a child process under the code measured (its PYTHONPATH); prints one JSON line.
 _WORKER = """
 import json, sys, time
 from pathlib import Path
@@ -149,7 +149,8 @@ def main() -> None:
             archive = work / args.archive.name
             shutil.copy2(args.archive, archive)
             truth = args.truth.resolve()
-        masks = sum(1 for _ in zipfile.ZipFile(archive).namelist())
+        with zipfile.ZipFile(archive) as handle:
+            masks = len(handle.namelist())
         ours = measure(args.code.resolve(), archive, truth, args.repeats, work)
         base = measure(args.baseline.resolve(), archive, truth, args.repeats, work) if args.baseline else None
         torch_s = torch_import(3)
