@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -118,10 +118,7 @@ class ChallengeDatabase:
         """Apply the migrations the file lacks, in one transaction (an older medico wrote it)."""
         with self.write() as connection:
             version = self._checked_version(connection)  # again under the lock: another process may have migrated
-            for script in MIGRATIONS[version:]:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        connection.execute(statement)
+            _apply(connection, MIGRATIONS[version:])
             connection.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     @classmethod
@@ -131,10 +128,7 @@ class ChallengeDatabase:
         try:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("BEGIN IMMEDIATE")
-            for script in MIGRATIONS:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        connection.execute(statement)
+            _apply(connection, MIGRATIONS)
             connection.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
             connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
             connection.execute("COMMIT")
@@ -225,3 +219,12 @@ class ChangeWatch:
                 self._connection = self._database._open(any_thread=True)
                 self._file = (stat.st_dev, stat.st_ino)
             return stat.st_dev, stat.st_ino, int(self._connection.execute("PRAGMA data_version").fetchone()[0])
+
+
+def _apply(connection: sqlite3.Connection, scripts: Sequence[str]) -> None:
+    """Run each migration script's statements in order, inside the caller's transaction (``executescript`` would
+    commit it)."""
+    for script in scripts:
+        for statement in script.split(";"):
+            if statement.strip():
+                connection.execute(statement)
