@@ -19,12 +19,22 @@ from medico import plugins
 from medico.data.synthetic import SyntheticDataset
 from medico.models import unet
 from medico.runs.checkpoint import Checkpoint, save_checkpoint
+from tests.cpu_classes import CLASSES_BY_PRECISION
 
 SHARED_DATA = Path(os.environ.get("MEDICO_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 KVASIR = SHARED_DATA / "kvasir-seg"
 MEDICO2020_TEST = SHARED_DATA / "medico2020-test" / "images"
 CHROMIUM = Path(os.environ.get("MEDICO_CHROMIUM", "/usr/bin/chromium"))
 """Debian's Chromium (``apt-get install chromium``), which playwright drives: playwright's own download is not used."""
+
+
+@pytest.fixture(params=sorted(CLASSES_BY_PRECISION), ids=lambda precision: f"{precision}-cpu")
+def cpu_class(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs the test as on a CPU whose default precision is bf16, then as on one where it is fp32, whatever this
+    machine is (``MEDICO_CPU_CLASS``, so that commands run in child processes see it too); the value is that default
+    precision."""
+    monkeypatch.setenv("MEDICO_CPU_CLASS", CLASSES_BY_PRECISION[request.param])
+    return request.param
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -98,8 +98,9 @@ def test_the_example_trains_logs_to_tensorboard_benches_and_submits_task_1_and_2
     context = workspace / "submissions" / "T" / "T_task2_run1"
     assert (context / "weights" / "model.onnx").is_file()
 
-    # The container's entry, without the plugin on the path: its masks equal `medico predict` with the plugin.
-    run("predict", "latest", images, "--out", workspace / "eager-masks", "--device", "cpu")
+    # The container's entry, without the plugin on the path: its masks equal `medico predict` with the plugin, both
+    # fp32 (the exported graph's arithmetic, on every CPU class).
+    run("predict", "latest", images, "--out", workspace / "eager-masks", "--device", "cpu", "--precision", "fp32")
     bare = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     container = subprocess.run(
         [sys.executable, str(context / "medico_entry.py")], cwd=workspace, capture_output=True, text=True,

@@ -19,6 +19,7 @@ from typer.testing import CliRunner, Result
 from medico.cli import app
 from medico.engine.export import MIN_DICE, MIN_DICE_INT8, mask_agreement
 from medico.engine.runtimes import load_predictor
+from tests.cpu_classes import mask_dice_floor
 
 pytest.importorskip("onnx")  # the `openvino` extra, which `dev` installs: CI runs these
 pytest.importorskip("openvino")
@@ -108,7 +109,9 @@ def test_openvino_runs_the_int8_export_close_to_the_fp32_masks_in_a_process_that
     assert outcome["compiled"] >= 2 and outcome["dynamic"] == 0  # batches of 1 and 3: never a dynamic batch
 
 
-def test_bench_times_openvino_beside_onnx_runtime_and_eager_with_the_same_masks(run_dir: Path) -> None:
+def test_bench_times_openvino_beside_onnx_runtime_and_eager_with_the_same_masks(run_dir: Path, cpu_class: str) -> None:
+    """OpenVINO's fp32 masks agree with medico's defaults as the export gate asks where those are fp32, and within
+    bf16's rounding where the CPU makes them bf16."""
     result = invoke(
         "bench", "1", "--vs", "openvino", "--vs", "onnxruntime", "--repeats", "1", "--warmup", "0",
         "--train-batch-size", "1", "--batch-size", "1", "--device", "cpu", "--json", "bench.json",
@@ -119,7 +122,7 @@ def test_bench_times_openvino_beside_onnx_runtime_and_eager_with_the_same_masks(
     assert runtimes.keys() == {"openvino fp32", "onnxruntime fp32"}
     openvino = runtimes["openvino fp32"]
     assert openvino["training"] is None and openvino["inference"]["fps"] > 0
-    assert openvino["mask_dice_vs_defaults"] >= MIN_DICE
+    assert openvino["mask_dice_vs_defaults"] >= min(MIN_DICE, mask_dice_floor(cpu_class))
 
 
 def test_a_missing_openvino_is_one_line_naming_the_extra(run_dir: Path, workspace: Path,

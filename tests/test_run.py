@@ -149,3 +149,39 @@ def test_a_run_trains_and_scores_on_a_users_split_folder(workspace: Path) -> Non
     missing = runner.invoke(app, ["train", "unet", "--data", str(data), "--split", "nowhere", *TINY])
     assert missing.exit_code != 0
     assert "split must be auto, medico2020, random or a folder holding train.txt and val.txt" in said(missing)
+
+
+def test_a_runs_validation_scores_are_those_of_the_masks_submit_writes_on_every_cpu_class(
+    workspace: Path, cpu_class: str
+) -> None:
+    """Training runs at the class's fast precision (bf16 where native), but the recorded validation scores are made
+    at fp32, as `submit` writes masks: the run's validation images submitted as a test set and scored against their
+    truth give the run's own per-image scores."""
+    data = write_synthetic_kvasir(workspace / "kvasir", count=12, val_count=4)
+    trained = runner.invoke(app, ["run", "unet", *TINY, "--data", str(data), "--split", "medico2020", "--epochs", "1"])
+    assert trained.exit_code == 0, trained.output
+    [run_dir] = (workspace / "runs").iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["training"]["precision"] == cpu_class and summary["validation"]["precision"] == "fp32"
+
+    names = (data / "splits" / "medico2020" / "val.txt").read_text().split()
+    images = workspace / "val-images"
+    images.mkdir()
+    for name in names:
+        (images / f"{name}.jpg").write_bytes((data / "images" / f"{name}.jpg").read_bytes())
+    submitted = runner.invoke(app, ["submit", "--team", "T", "--checkpoint", "latest", "--images", str(images)])
+    assert submitted.exit_code == 0, submitted.output
+    archive = workspace / "submissions" / "T" / "T_task1_run1.zip"
+    scored = runner.invoke(app, ["score", str(archive), "--truth", str(data / "masks"), "--team", "T",
+                                 "--images", str(images)])
+    assert scored.exit_code == 0, scored.output
+    with open(run_dir / "per_image.csv", newline="") as handle:
+        validation = {row["name"]: row for row in csv.DictReader(handle)}
+    [scores_file] = workspace.glob("**/T_task1_run1_scores.csv")
+    with open(scores_file, newline="") as handle:
+        submitted_scores = {row["name"]: row for row in csv.DictReader(handle)}
+    assert submitted_scores.keys() == validation.keys() == set(names)
+    for name in names:
+        assert [submitted_scores[name][c] for c in ("tp", "fp", "fn", "tn")] == [
+            validation[name][c] for c in ("tp", "fp", "fn", "tn")
+        ], name

@@ -11,19 +11,48 @@ from medico.bench.peers import Contender, compare, matmul_peak_flops
 from medico.bench.speed import SpeedResult
 from medico.engine.allocator import tune_allocator
 from medico.engine.runtime import (
+    CPU_CLASSES,
     autocast,
     compile_for_inference,
-    cpu_has_native_bf16,
+    cpu_class,
     default_memory_format,
     default_precision,
+    device_name,
     resolve_device,
     resolve_precision,
 )
 from medico.errors import MedicoError
 
 
-def test_cpu_default_precision_is_bf16_exactly_when_the_cpu_computes_it_natively() -> None:
-    assert default_precision(torch.device("cpu")) == ("bf16" if cpu_has_native_bf16() else "fp32")
+@pytest.mark.parametrize("name", sorted(CPU_CLASSES))
+def test_cpu_default_precision_is_bf16_exactly_when_the_class_computes_it_natively(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv("MEDICO_CPU_CLASS", name)
+    assert default_precision(torch.device("cpu")) == ("bf16" if name == "avx512-bf16" else "fp32")
+    assert f"as class {name}" in device_name(torch.device("cpu"))  # a forced class is said wherever the CPU is named
+
+
+@pytest.mark.parametrize(
+    ("amx", "avx512_bf16", "native"), [(True, False, True), (False, True, True), (False, False, False)]
+)
+def test_without_a_forced_class_the_cpu_is_read_from_the_hardware(
+    monkeypatch: pytest.MonkeyPatch, amx: bool, avx512_bf16: bool, native: bool
+) -> None:
+    """AMX (Sapphire Rapids on) or AVX512-BF16 (EPYC Zen 4) compute bf16; VNNI alone does not."""
+    monkeypatch.delenv("MEDICO_CPU_CLASS", raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert cpu_class() == CPU_CLASSES["avx512-bf16" if native else "avx512"]
+    assert default_precision(torch.device("cpu")) == ("bf16" if native else "fp32")
+    assert "as class" not in device_name(torch.device("cpu"))
+
+
+def test_an_unknown_forced_cpu_class_names_the_known_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDICO_CPU_CLASS", "avx1024")
+    with pytest.raises(MedicoError, match=r"MEDICO_CPU_CLASS='avx1024': expected one of avx512-bf16, avx512, avx2"):
+        default_precision(torch.device("cpu"))
 
 
 @pytest.mark.parametrize(
@@ -44,7 +73,7 @@ def test_an_unknown_precision_names_the_allowed_ones() -> None:
 
 
 @pytest.mark.parametrize("requested", [None, "auto"])
-def test_auto_precision_is_the_devices_default_and_a_named_one_is_kept(requested: str | None) -> None:
+def test_auto_precision_is_the_devices_default_and_a_named_one_is_kept(requested: str | None, cpu_class: str) -> None:
     cpu = torch.device("cpu")
     assert resolve_precision(cpu, requested) == default_precision(cpu)
     assert [resolve_precision(cpu, name) for name in ("fp32", "bf16", "fp16")] == ["fp32", "bf16", "fp16"]
@@ -152,7 +181,7 @@ def test_the_share_of_the_roof_counts_a_training_step_as_three_forward_passes(mo
 
 
 @pytest.mark.parametrize(
-    ("cpu_class", "inference", "training"),
+    ("capability", "inference", "training"),
     [
         ("AVX512", torch.channels_last, torch.channels_last),  # measured faster for both
         ("AVX2", torch.channels_last, torch.contiguous_format),  # NHWC backward measured 0.76-0.87x there
@@ -161,9 +190,10 @@ def test_the_share_of_the_roof_counts_a_training_step_as_three_forward_passes(mo
     ],
 )
 def test_the_default_layout_is_chosen_per_processor_class_and_purpose(
-    monkeypatch: pytest.MonkeyPatch, cpu_class: str, inference: torch.memory_format, training: torch.memory_format
+    monkeypatch: pytest.MonkeyPatch, capability: str, inference: torch.memory_format, training: torch.memory_format
 ) -> None:
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: cpu_class)
+    monkeypatch.delenv("MEDICO_CPU_CLASS", raising=False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
     cpu = torch.device("cpu")
     assert default_memory_format(cpu) == inference
     assert default_memory_format(cpu, training=True) == training

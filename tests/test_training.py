@@ -77,13 +77,13 @@ def test_a_nan_loss_stops_training_naming_the_epoch_and_step(small_data, workspa
     assert not (workspace / "run" / "checkpoints" / "last.pt").exists()
 
 
-@pytest.mark.parametrize(("cpu_class", "trains_in"), [("AVX512", "NHWC"), ("AVX2", "NCHW")])
+@pytest.mark.parametrize(("name", "trains_in"), [("avx512", "NHWC"), ("avx2", "NCHW")])
 def test_training_and_its_validation_keep_the_processors_training_layout(
-    small_data, workspace: Path, monkeypatch: pytest.MonkeyPatch, cpu_class: str, trains_in: str
+    small_data, workspace: Path, monkeypatch: pytest.MonkeyPatch, name: str, trains_in: str
 ) -> None:
     """On an AVX2-only CPU training stays NCHW, validation included: a Predictor must not flip the weights to NHWC
     between epochs (which would leave later steps mixing layouts)."""
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: cpu_class)
+    monkeypatch.setenv("MEDICO_CPU_CLASS", name)
     dataset, split = small_data
     trainer = Trainer(tiny_config(model=LAYOUT_SPY, options={}, epochs=2), dataset, split, workspace / "run")
     trainer.fit()

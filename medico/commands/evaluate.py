@@ -9,9 +9,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from medico.commands.options import Sweep, TrustedModel, Tta
+from medico.commands.options import MaskPrecision, Sweep, TrustedModel, Tta
 from medico.console import console, err_console, task_progress
 from medico.engine import evaluation
+from medico.engine.runtime import MASK_PRECISION
 from medico.metrics import METRIC_NAMES, THRESHOLD
 from medico.polyp_metrics import PAPER_METRICS
 from medico.runs.dataset import OWN_SPLIT, ensemble_data
@@ -53,7 +54,7 @@ def evaluate(
     ] = None,
     force: Annotated[bool, typer.Option(help="Replace per_image.csv and metrics.json already in --out.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    precision: MaskPrecision = MASK_PRECISION,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 8,
     tta: Tta = "none",
     sweep: Sweep = None,

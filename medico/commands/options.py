@@ -6,7 +6,20 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["Sweep", "TrustedModel", "Tta"]
+from medico.engine.runtime import MASK_PRECISION
+
+__all__ = ["MaskPrecision", "Sweep", "TrustedModel", "Tta"]
+
+MaskPrecision = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help=f"{MASK_PRECISION} (the default for every score and written mask: the same masks on every machine and in "
+        "exported graphs), auto (bf16 where the hardware computes it: faster, a few hundred pixels per frame "
+        "differ), bf16 or fp16.",
+    ),
+]
+"""``--precision`` of every command that scores or writes masks (see :data:`medico.engine.runtime.MASK_PRECISION`)."""
 
 TrustedModel = Annotated[
     str | None,

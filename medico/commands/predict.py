@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from medico.commands.options import Sweep, TrustedModel, Tta
+from medico.commands.options import MaskPrecision, Sweep, TrustedModel, Tta
 from medico.console import console, task_progress
 from medico.data.io import list_images, read_rgb
 from medico.engine import evaluation, runtimes
+from medico.engine.runtime import MASK_PRECISION
 from medico.errors import MedicoError
 from medico.files import atomic_folder, check_target
 from medico.metrics import THRESHOLD
@@ -34,7 +35,7 @@ def predict(
     force: Annotated[bool, typer.Option(help="Replace masks already in --out.")] = False,
     threshold: Annotated[float, typer.Option(help="Probability at or above which a pixel is polyp.")] = THRESHOLD,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    precision: MaskPrecision = MASK_PRECISION,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 8,
     compile: Annotated[
         bool, typer.Option("--compile/--no-compile", help="torch.compile with frozen weights: faster after ~20 s.")

@@ -9,11 +9,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from medico.commands.options import Sweep, TrustedModel, Tta
+from medico.commands.options import MaskPrecision, Sweep, TrustedModel, Tta
 from medico.console import console, err_console, task_progress
 from medico.data.io import list_images
 from medico.data.synthetic import synthetic_test_images
-from medico.engine.runtime import PRECISIONS, resolve_device
+from medico.engine.runtime import MASK_PRECISION, resolve_device
 from medico.errors import MedicoError
 from medico.runs.members import resolve_members
 from medico.submission import MAX_RUNS, SubmissionFiles, write_task1, write_task2
@@ -75,7 +75,7 @@ def submit(
     max_runs: Annotated[int, typer.Option(help="Most runs per team and task (the challenge allows 5).")] = MAX_RUNS,
     force: Annotated[bool, typer.Option(help="Overwrite an existing run given with --run.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (task 1 prediction).")] = "auto",
-    precision: Annotated[str, typer.Option(help=f"Task 1 prediction precision: {', '.join(PRECISIONS)}.")] = "fp32",
+    precision: MaskPrecision = MASK_PRECISION,
     tta: Tta = "none",
     sweep: Sweep = None,
     model: TrustedModel = None,

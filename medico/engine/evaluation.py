@@ -21,7 +21,7 @@ from medico.engine.ensemble import Ensemble
 from medico.engine.inference import MaskPredictor, Predictor
 from medico.engine.preprocess import resize_probabilities
 from medico.engine.result import EvaluationResult
-from medico.engine.runtime import resolve_device, resolve_precision
+from medico.engine.runtime import MASK_PRECISION, resolve_device, resolve_precision
 from medico.engine.tta import check_tta
 from medico.errors import MedicoError
 from medico.metrics import METRIC_POLICY, THRESHOLD, confusion_counts
@@ -151,7 +151,7 @@ def load_predictor(
     *,
     model: str | None = None,
     device: str | None = None,
-    precision: str | None = None,
+    precision: str = MASK_PRECISION,
     threshold: float = THRESHOLD,
     compile: bool = False,
     tta: str = "none",
@@ -159,7 +159,7 @@ def load_predictor(
     """The model of a checkpoint file, wrapped for inference at the input size it was trained at.
 
     ``model`` is the spec the user trusts to build it with (see :func:`medico.runs.checkpoint.load_checkpoint`);
-    ``device`` None or 'auto' picks CUDA when available; ``precision`` None or 'auto' picks the device's default;
+    ``device`` None or 'auto' picks CUDA when available; ``precision`` 'auto' picks the device's fast default;
     ``compile`` compiles the model for inference and ``tta`` is its test-time augmentation (see
     :class:`medico.engine.inference.Predictor`).
     """
@@ -186,8 +186,10 @@ def load_ensemble(paths: Sequence[Path], **settings: Any) -> tuple[MaskPredictor
 
 def prediction_record(predictor: MaskPredictor, paths: Sequence[Path], checkpoints: Sequence[Checkpoint]) -> dict:
     """How masks were predicted, for every result that holds them (evaluation, submission manifest, benchmark):
-    the test-time augmentation, the number of models averaged and each model's checkpoint, spec and input size."""
+    the precision, the test-time augmentation, the number of models averaged and each model's checkpoint, spec and
+    input size."""
     return {
+        "precision": predictor.precision,
         "tta": predictor.tta,
         "ensemble": len(checkpoints),
         "members": [

@@ -23,6 +23,7 @@ class MaskPredictor:
 
     threshold: float
     tta: str
+    precision: str
 
     def small_probabilities(self, images: Sequence[np.ndarray], ranges: LogitRanges | None = None) -> np.ndarray:
         """Probabilities ``(B, S, S)`` at one square size, on the CPU; ``ranges`` records the logits'."""

@@ -1,16 +1,19 @@
 """Where and how tensors are computed: the device, its default precision, memory layout and allocator.
 
 The speed choices that are safe are defaults: bf16 autocast where the hardware computes bf16 natively (recent
-GPUs; CPUs with AVX512-BF16 or AMX), channels_last weights and activations where they were measured faster
-(:func:`default_memory_format`) and cuDNN autotuning; the allocator is tuned by :mod:`medico.engine.allocator`.
-fp32 stays one ``--precision fp32`` away.
+GPUs; CPUs with AVX512-BF16 or AMX) for training, benchmarks and task 2, channels_last weights and activations where
+they were measured faster (:func:`default_memory_format`) and cuDNN autotuning; the allocator is tuned by
+:mod:`medico.engine.allocator`. Scores and written masks are made in fp32 (:data:`MASK_PRECISION`) on every
+machine. The CPU's class (:func:`cpu_class`) can be forced with ``MEDICO_CPU_CLASS``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -19,13 +22,16 @@ import torch
 from medico.errors import MedicoError
 
 __all__ = [
+    "CPU_CLASSES",
+    "MASK_PRECISION",
     "PRECISIONS",
     "PRECISION_CHOICES",
+    "CpuClass",
     "Precision",
     "autocast",
     "autotune_convolutions",
     "compile_for_inference",
-    "cpu_has_native_bf16",
+    "cpu_class",
     "default_memory_format",
     "default_precision",
     "resolve_precision",
@@ -45,6 +51,30 @@ Precision = Literal["fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 PRECISION_CHOICES: tuple[str, ...] = ("auto", *PRECISIONS)
 """What ``--precision`` takes: ``auto`` (:func:`default_precision`) or one precision."""
+MASK_PRECISION: Precision = "fp32"
+"""The precision of every score and every written mask unless asked otherwise: ``evaluate``, ``predict``, ``show``,
+task 1 ``submit`` and the final evaluation of ``run``. fp32 gives the same masks on every CPU class and in every
+exported graph, so a validation score describes the masks a submission holds wherever either was made; bf16 masks
+differ from them in a few hundred pixels per Kvasir-SEG frame. Training, its per-epoch validation, ``bench`` and the
+task 2 container run at :func:`default_precision`, which is about speed."""
+
+
+@dataclass(frozen=True)
+class CpuClass:
+    """What medico's defaults read of a CPU: its kernel class (``torch.backends.cpu.get_cpu_capability()``: AVX512,
+    AVX2, DEFAULT...) and whether it computes bf16 in hardware (AVX512-BF16 or AMX)."""
+
+    capability: str
+    native_bf16: bool
+
+
+CPU_CLASSES: dict[str, CpuClass] = {
+    "avx512-bf16": CpuClass("AVX512", native_bf16=True),  # AMX (Xeon Sapphire Rapids on) or AVX512-BF16 (EPYC Zen 4)
+    "avx512": CpuClass("AVX512", native_bf16=False),  # AVX-512 with VNNI but no bf16 (Xeon Cascade/Ice Lake)
+    "avx2": CpuClass("AVX2", native_bf16=False),  # AVX2 only (older EPYC, desktop CPUs)
+    "default": CpuClass("DEFAULT", native_bf16=False),  # none of these: PyTorch's own defaults
+}
+"""The CPU classes ``MEDICO_CPU_CLASS`` may name: the machines medico's defaults were measured on."""
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -65,7 +95,8 @@ def device_name(device: torch.device) -> str:
     """A human name for reports: the GPU's name, or the CPU with its thread count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU {_cpu_model()} ({torch.get_num_threads()} threads)"
+    forced = os.environ.get("MEDICO_CPU_CLASS")
+    return f"CPU {_cpu_model()} ({torch.get_num_threads()} threads{f', as class {forced}' if forced else ''})"
 
 
 def _cpu_model() -> str:
@@ -92,23 +123,39 @@ def default_memory_format(device: torch.device, *, training: bool = False) -> to
     if device.type == "cuda":
         return torch.channels_last
     classes = _CHANNELS_LAST_CPUS["training" if training else "inference"]
-    return torch.channels_last if torch.backends.cpu.get_cpu_capability() in classes else torch.contiguous_format
+    return torch.channels_last if cpu_class().capability in classes else torch.contiguous_format
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX): only then is bf16 faster than fp32."""
+def cpu_class() -> CpuClass:
+    """This CPU's class, or the one of :data:`CPU_CLASSES` that ``MEDICO_CPU_CLASS`` names: the tests take every
+    class's path on any machine that way, and anyone can reproduce another class's defaults (bf16 forced on a CPU
+    without it is emulated: the same masks, slowly).
+
+    Raises:
+        MedicoError: ``MEDICO_CPU_CLASS`` names no class.
+    """
+    forced = os.environ.get("MEDICO_CPU_CLASS")
+    if forced:
+        if forced not in CPU_CLASSES:
+            raise MedicoError(f"MEDICO_CPU_CLASS={forced!r}: expected one of {', '.join(CPU_CLASSES)}")
+        return CPU_CLASSES[forced]
+    return CpuClass(torch.backends.cpu.get_cpu_capability(), _hardware_bf16())
+
+
+def _hardware_bf16() -> bool:
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # torch.cpu's capability probes
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def default_precision(device: torch.device) -> Precision:
-    """Mixed precision where it is safe and fast: bf16 on GPUs and CPUs that compute it natively, fp16 on older
-    GPUs, fp32 elsewhere."""
+    """Mixed precision where it is fast: bf16 on GPUs and CPUs that compute it natively (only there is it faster than
+    fp32), fp16 on older GPUs, fp32 elsewhere. For speed (training, benchmarks, task 2); masks: :data:`MASK_PRECISION`.
+    """
     if device.type == "cuda":
         # Compute capability 8 (Ampere) brought bf16 tensor cores; torch.cuda.is_bf16_supported() also says yes
         # to older GPUs that only emulate it, where cuDNN has no bf16 convolutions.
         return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp16"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
+    return "bf16" if cpu_class().native_bf16 else "fp32"
 
 
 def resolve_precision(device: torch.device, requested: str | None = "auto") -> Precision:

@@ -29,7 +29,7 @@ from medico.engine import evaluation
 from medico.engine.evaluation import check_threshold
 from medico.engine.graphs import INPUT_NAME, OUTPUT_NAME, GraphError, require, write_onnx
 from medico.engine.inference import Predictor
-from medico.engine.runtime import resolve_device, resolve_precision
+from medico.engine.runtime import MASK_PRECISION, resolve_device, resolve_precision
 from medico.engine.sessions import (
     EXTRAS,
     GRAPH_RUNTIMES,
@@ -256,7 +256,7 @@ def load_predictor(
     runtime: str = "auto",
     model: str | None = None,
     device: str | None = None,
-    precision: str | None = None,
+    precision: str = MASK_PRECISION,
     threshold: float = THRESHOLD,
     compile: bool = False,
     tta: str = "none",

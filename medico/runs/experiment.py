@@ -30,8 +30,10 @@ from medico.download import file_sha256
 from medico.engine.budget import format_duration
 from medico.engine.contract import probe_model
 from medico.engine.distributed import broadcast_object, evaluate_sharded, is_main
+from medico.engine.evaluation import prediction_record
 from medico.engine.inference import Predictor
 from medico.engine.result import EvaluationResult
+from medico.engine.runtime import MASK_PRECISION
 from medico.engine.training import (
     EpochRecord,
     RunProgress,
@@ -232,6 +234,9 @@ def finish_run(
 ) -> RunOutcome:
     """Score the best checkpoint on the validation split, optionally time it and rank it; write the summary.
 
+    The scores are made at :data:`~medico.engine.runtime.MASK_PRECISION`, as ``submit`` writes masks, whatever
+    precision training (and its per-epoch validation) ran at; the speed is timed at the training precision.
+
     Args:
         plan: the run.
         result: what training left.
@@ -244,12 +249,12 @@ def finish_run(
     """
     config, run_dir = plan.config, result.run_dir
     model, checkpoint = load_model(result.best_checkpoint, model=config.model)  # the spec this run's user gave
-    predictor = Predictor(model, checkpoint.input_size, result.device, result.precision)
+    predictor = Predictor(model, checkpoint.input_size, result.device, MASK_PRECISION)
     evaluation = evaluate_sharded(
         predictor, plan.dataset, list(plan.split.val), batch_size=config.eval_batch_size, progress=progress
     )
     if is_main():
-        evaluation.write(run_dir)
+        evaluation.write(run_dir, prediction=prediction_record(predictor, [result.best_checkpoint], [checkpoint]))
         chosen = best_and_worst(evaluation.per_image, TRACKED_OVERLAYS)
         overlays = RunFolder(run_dir).overlays
         (tracker or NoTracker()).log_final(
@@ -326,6 +331,7 @@ def _summary(
             "checkpoint": result.best_checkpoint.relative_to(result.run_dir).as_posix(),
             "checkpoint_sha256": sha256,
             "best_epoch": result.best_epoch,
+            "precision": MASK_PRECISION,
             "scores": evaluation.summary,
         },
         "metric_policy": evaluation.policy,

@@ -26,7 +26,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 import medico
-from medico.engine.runtime import device_name
+from medico.engine.runtime import cpu_class, device_name
 from medico.engine.training import EpochRecord
 from medico.files import write_atomic
 from medico.plugins import get_plugin
@@ -85,6 +85,7 @@ def environment_info(device: torch.device, precision: str, model: str) -> dict[s
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
         "threads": torch.get_num_threads(),
+        "cpu_class": dataclasses.asdict(cpu_class()),  # what the CPU's precision and layout defaults were chosen by
         "precision": precision,
         "git": git_commit(),
         "command": sys.argv,

@@ -191,7 +191,6 @@ def write_task1(
         images=count,
         threshold=predictor.threshold,
         device=str(predictor.device),
-        precision=precision,
         mask_format="PNG, single channel, values 0/255, each image's own width x height",
     )
     return SubmissionFiles(archive, manifest, team, "segmentation", number, count, archive.stat().st_size, digest)
