@@ -18,6 +18,7 @@ from medico.leaderboard import (
     leaderboard_tables,
     write_export,
 )
+from medico.leaderboard.render import legend_table
 
 
 class TaskChoice(str, Enum):
@@ -89,6 +90,10 @@ def leaderboard(
             "(pixels), where an entry has them (table, markdown and html; CSV and JSON always hold them).",
         ),
     ] = False,
+    legend: Annotated[
+        bool,
+        typer.Option("--legend", help="Say under the table what each column means (markdown and html always do)."),
+    ] = False,
     model: Annotated[str | None, typer.Option(help="Only entries of this model.")] = None,
     device: Annotated[str | None, typer.Option(help="Only entries whose FPS was measured on this device.")] = None,
     fmt: Annotated[
@@ -123,10 +128,15 @@ def leaderboard(
             rows, _output_format(fmt, output), task.value, output, intervals=ci, paper=paper_metrics, replace=force
         )
         err_console.print(f"wrote {len(rows)} rows to [bold]{escape(str(written))}[/]")
-    elif fmt is not FormatChoice.table:
+        return
+    if fmt is not FormatChoice.table:
         text = export_text(rows, fmt.value, task.value, intervals=ci, paper=paper_metrics)
         console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True, end="")
-    elif not rows:
+        return
+    if rows:
+        for table in leaderboard_tables(rows, task.value, console.width, ci, paper_metrics, legend_hint=not legend):
+            console.print(table)
+    else:
         chosen = (("split", split.value if split else None), ("model", model), ("device", device))
         filters = ", ".join(f"{name} {value}" for name, value in chosen if value)
         where = f"in {store.path}" if store.path.exists() else f"(no leaderboard database at {store.path})"
@@ -134,6 +144,5 @@ def leaderboard(
             f"No {task.value} entries{' for ' + escape(filters) if filters else ''} {escape(where)} yet: "
             "`medico run` and `medico score` add them; --with-published shows the published figures."
         )
-    else:
-        for table in leaderboard_tables(rows, task.value, width=console.width, intervals=ci, paper=paper_metrics):
-            console.print(table)
+    if legend:
+        console.print(legend_table(task.value, console.width, ci, paper_metrics))
