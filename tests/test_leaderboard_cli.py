@@ -63,6 +63,23 @@ def _said(text: str) -> str:
     return " ".join(re.sub(r"[\u2500-\u257f]", " ", text).split())
 
 
+def test_without_a_scored_test_archive_it_says_why_and_how_one_gets_a_row(workspace):
+    LeaderboardStore().add(Entry(team="root", model="unet", run=1, iou=0.7, dice=0.8, fps=26.0, fps_device="cpu"))
+    why = "No test-set archive is scored here: the test images have no public ground truth"
+    result = _invoke()
+    assert _runs(result.stdout) == [("root", "1")]
+    assert why in _said(result.stderr) and "`medico score ARCHIVE --truth DIR --team TEAM`" in _said(result.stderr)
+    test_only = _invoke("--split", "test")
+    assert why in _said(test_only.stderr) and "validation scores show with --split val" in _said(test_only.stderr)
+    assert why not in _said(_invoke("--split", "val").stderr), "validation only was asked for"
+    assert why in _said(_invoke("--with-published").stderr), "a published test-set figure is no team's archive"
+
+
+def test_a_scored_test_archive_needs_no_word_of_why(store):
+    assert "No test-set archive" not in _said(_invoke().stderr)
+    assert "No test-set archive" not in _said(_invoke("--split", "test").stderr)
+
+
 def test_the_legend_says_what_each_column_means_and_why_fps_at_and_device_read_a_dash(store):
     table = _invoke("--split", "test")
     assert "--legend says what each column means" in _said(table.stdout)

@@ -13,6 +13,7 @@ from medico.console import console, err_console
 from medico.leaderboard import (
     LeaderboardError,
     LeaderboardStore,
+    Ranked,
     export_text,
     leaderboard_rows,
     leaderboard_tables,
@@ -60,6 +61,23 @@ def _output_format(fmt: FormatChoice, output: Path | None) -> str:
             f"--output {output}: expected --format csv, markdown, json or html, or a file ending in "
             f"{', '.join(_SUFFIX_FORMATS)}; got the table format and suffix {output.suffix or '(none)'!r}"
         ) from None
+
+
+def _no_scored_test_archive(rows: list[Ranked], task: str, split: str | None) -> str | None:
+    """Why the segmentation leaderboard shows no test-set row of a team (a newcomer's ``medico submit`` made an archive
+    and expects to see it ranked), and where the validation scores are; None when one shows, or none is expected."""
+    if (
+        task != "segmentation"
+        or split == "val"
+        or any(r.entry.split == "test" and r.entry.source != "published" for r in rows)
+    ):
+        return None
+    validation = "; validation scores show with --split val (or without --split)" if split == "test" else ""
+    return (
+        "No test-set archive is scored here: the test images have no public ground truth, so an archive from "
+        "`medico submit` gets a row only once whoever holds the truth scores it with "
+        f"`medico score ARCHIVE --truth DIR --team TEAM`{validation}."
+    )
 
 
 def leaderboard(
@@ -144,5 +162,7 @@ def leaderboard(
             f"No {task.value} entries{' for ' + escape(filters) if filters else ''} {escape(where)} yet: "
             "`medico run` and `medico score` add them; --with-published shows the published figures."
         )
+    if (why := _no_scored_test_archive(rows, task.value, split.value if split else None)) is not None:
+        err_console.print(escape(why))
     if legend:
         console.print(legend_table(task.value, console.width, ci, paper_metrics))
