@@ -80,6 +80,17 @@ def test_a_run_without_team_counts_for_medico_team_and_says_where_its_team_came_
     assert (config["team"], config["sources"]["team"]) == ("polyp-lab", "$MEDICO_TEAM")
 
 
+def test_piped_output_keeps_each_status_line_whole_and_lays_the_table_out_wide(small_data: Path) -> None:
+    result = runner.invoke(app, ["run", "unet", *TINY, "--epochs", "1", "--team", "alice"], env={"COLUMNS": None})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    [epoch] = [line for line in lines if line.startswith("epoch")]
+    assert len(epoch) > 80 and epoch.endswith("img/s) best"), "one line, not wrapped at 80 columns"
+    [announced] = [line for line in lines if line.startswith("1-unet: unet")]
+    assert announced.endswith(", seed 0")
+    assert any("┃ precision" in line for line in lines), "a pipe is no narrow terminal: every column shows"
+
+
 def test_an_unplain_medico_team_is_refused_before_a_run_folder_exists(
     small_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
