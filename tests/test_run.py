@@ -73,21 +73,27 @@ def test_a_run_without_team_counts_for_medico_team_and_says_where_its_team_came_
     monkeypatch.setenv("MEDICO_TEAM", "polyp-lab")
     result = runner.invoke(app, ["run", "unet", *TINY, "--epochs", "1"])
     assert result.exit_code == 0, result.output
-    assert "added for team polyp-lab (from $MEDICO_TEAM)" in said(result)
+    assert "added for team polyp-lab, from $MEDICO_TEAM;" in said(result)
     [entry] = LeaderboardStore().entries(split="val")
     assert entry.team == "polyp-lab"
     config = json.loads((small_data / "runs" / "1-unet" / "config.json").read_text())
     assert (config["team"], config["sources"]["team"]) == ("polyp-lab", "$MEDICO_TEAM")
 
 
-def test_piped_output_keeps_each_status_line_whole_and_lays_the_table_out_wide(small_data: Path) -> None:
-    result = runner.invoke(app, ["run", "unet", *TINY, "--epochs", "1", "--team", "alice"], env={"COLUMNS": None})
+def test_piped_output_keeps_each_status_line_whole_and_lays_the_table_out_wide(
+    small_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("getpass.getuser", lambda: "root")
+    result = runner.invoke(app, ["run", "unet", *TINY, "--epochs", "1"], env={"COLUMNS": None, "MEDICO_TEAM": None})
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     [epoch] = [line for line in lines if line.startswith("epoch")]
     assert len(epoch) > 80 and epoch.endswith("img/s) best"), "one line, not wrapped at 80 columns"
     [announced] = [line for line in lines if line.startswith("1-unet: unet")]
     assert announced.endswith(", seed 0")
+    [ranked] = [line for line in lines if line.startswith("leaderboard (added")]
+    assert ranked.startswith("leaderboard (added for team root, your login name: --team NAME or MEDICO_TEAM=NAME")
+    assert ranked.endswith("):"), "the team's origin and how to name one, on the line that ranks the run"
     assert any("┃ precision" in line for line in lines), "a pipe is no narrow terminal: every column shows"
 
 

@@ -301,8 +301,8 @@ def _team_origin(config: RunConfig) -> str:
     """Where the run's team came from, when not from --team, and how to name one when nobody did."""
     origin = config.sources.get("team") or default_team().origin  # a config stored before it held its team's origin
     if origin in UNNAMED:
-        return f" ({origin}: --team NAME or {TEAM_VARIABLE}=NAME names another)"
-    return "" if origin.startswith(COMMAND_LINE) else f" (from {escape(origin)})"
+        return f", {origin}: --team NAME or {TEAM_VARIABLE}=NAME names another"
+    return "" if origin.startswith(COMMAND_LINE) else f", from {escape(origin)}"
 
 
 def execute(
