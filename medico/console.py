@@ -4,14 +4,18 @@ Whatever the consoles print, a control or format character in its text is shown 
 leaderboard shows participant text (:func:`medico.leaderboard.participant.plain_text`): run folder names, image
 names, a plugin's messages and a copied run's files reach the terminal, and an escape sequence in them must never
 move the cursor, retitle the window or set the clipboard. The consoles' own colours and cursor moves are unchanged.
+
+Written to a file or a pipe (``medico run ... > log``, ``| cat``), a line of text stays one line however long, and
+tables are laid out :data:`PIPED_WIDTH` wide, or ``$COLUMNS`` wide where set, rather than rich's 80 columns.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -29,11 +33,36 @@ from rich.text import Text
 
 from medico.leaderboard.participant import plain_text
 
-__all__ = ["console", "err_console", "download_progress", "task_progress"]
+__all__ = ["PIPED_WIDTH", "console", "err_console", "download_progress", "task_progress"]
+
+PIPED_WIDTH = 160
+"""The width tables are laid out to in a file or pipe without ``$COLUMNS``: every leaderboard column fits."""
 
 
 class _PlainConsole(Console):
-    """A console writing every unshown character of the text it prints as its escape, its own styles untouched."""
+    """A console writing every unshown character of the text it prints as its escape, its own styles untouched; in a
+    file or pipe, its text is never wrapped and its width is ``$COLUMNS`` or :data:`PIPED_WIDTH`."""
+
+    @property
+    def soft_wrap(self) -> bool:
+        """Whether text is left unwrapped: when asked, and always where no terminal wraps it for the eye."""
+        return self._soft_wrap or not self.is_terminal
+
+    @soft_wrap.setter
+    def soft_wrap(self, value: bool) -> None:
+        self._soft_wrap = value
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        """The terminal's size; in a file or pipe, ``$COLUMNS`` (where set) or :data:`PIPED_WIDTH` columns wide."""
+        size = super().size
+        if self.is_terminal or self._width is not None or os.environ.get("COLUMNS", "").isdigit():
+            return size
+        return ConsoleDimensions(PIPED_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
 
     def _render_buffer(self, buffer: Iterable[Segment]) -> str:  # every print, log and live refresh ends here
         return super()._render_buffer(

@@ -169,3 +169,27 @@ def test_a_hostile_team_name_shows_as_text_in_the_browser_and_runs_nothing(chrom
     assert shown == [("1", HOSTILE)]
     assert dialogs == []
     assert not any("alert(1)" in script for script in scripts)
+
+
+def test_the_page_says_under_the_table_what_each_column_means_and_why_fps_reads_a_dash(
+    chromium: Any, tmp_path: Path
+) -> None:
+    challenge = make_challenge(tmp_path)
+    token = tokens(challenge, ["alpha"], datetime.now(timezone.utc))["alpha"]
+    with live_server(create_app(challenge.folder)) as url:
+        upload = httpx.post(f"{url}/api/submissions", content=perfect_archive(tmp_path / "a.zip").read_bytes(),
+                            headers=bearer(token), timeout=30)
+        assert upload.status_code == 202, upload.text
+        drain(challenge)
+        page, _ = _page(chromium, url)
+        headers = page.locator("table.leaderboard thead th").all_inner_texts()
+        [row] = [row.locator("td").all_inner_texts() for row in page.locator("table.leaderboard tbody tr").all()]
+        legend = page.locator("dl.legend")
+        terms, meanings = legend.locator("dt").all_inner_texts(), legend.locator("dd").all_inner_texts()
+        table_bottom = page.locator("table.leaderboard").bounding_box()
+        legend_top = legend.bounding_box()
+    assert [row[headers.index(column)] for column in ("FPS", "at", "device")] == ["-", "-", "-"]
+    assert terms == headers, "one line for each column, in the table's order"
+    fps = meanings[terms.index("FPS")]
+    assert "-: no speed measured (a scored archive holds masks only)" in fps
+    assert legend_top["y"] >= table_bottom["y"] + table_bottom["height"], "under the table"

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from medico.baselines import baseline_file
 
+from medico.errors import MedicoError
 from medico.plugins import get_plugin
 from medico.runs.config import ConfigError, RunConfig, RunOptions, parse_option, read_layer, resolve_config
 
@@ -37,6 +38,30 @@ def test_later_layers_win_and_each_value_names_its_source(tmp_path: Path) -> Non
     assert config.lr == pytest.approx(3e-4) and config.sources["lr"].endswith("unet.toml")
     assert config.options == {"init_features": 8}
     assert config.sources["options.init_features"] == f"--config {user}"
+
+
+def test_without_team_the_run_counts_for_medico_team_else_the_login_name_and_says_which(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MEDICO_TEAM", raising=False)
+    monkeypatch.setattr("getpass.getuser", lambda: "root")
+    config = resolve_config("unet", get_plugin("unet"))
+    assert (config.team, config.sources["team"]) == ("root", "your login name")
+    monkeypatch.setenv("MEDICO_TEAM", "polyp-lab")
+    config = resolve_config("unet", get_plugin("unet"))
+    assert (config.team, config.sources["team"]) == ("polyp-lab", "$MEDICO_TEAM")
+    user = tmp_path / "mine.toml"
+    user.write_text('team = "from-file"\n')
+    from_file = resolve_config("unet", get_plugin("unet"), given=RunOptions(config_file=user))
+    assert (from_file.team, from_file.sources["team"]) == ("from-file", f"--config {user}")
+    given = resolve_config("unet", get_plugin("unet"), given=RunOptions(team="alice", config_file=user))
+    assert (given.team, given.sources["team"]) == ("alice", "command line")
+
+
+def test_a_medico_team_that_is_not_a_plain_name_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEDICO_TEAM", "../evil")
+    with pytest.raises(MedicoError, match=r"MEDICO_TEAM '\.\./evil': expected a plain name"):
+        resolve_config("unet", get_plugin("unet"))
 
 
 def test_option_values_are_read_as_toml_values() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -90,6 +91,11 @@ def test_an_unusable_path_is_an_error_naming_it(tmp_path: Path) -> None:
         open_dataset(tmp_path / "notes.txt")
 
 
+def test_a_datasets_images_folder_given_as_the_dataset_points_at_the_folder_above(folder: Path) -> None:
+    with pytest.raises(DataError, match=f"did you mean {re.escape(str(folder))}\\?"):
+        open_dataset(folder / "images")
+
+
 def test_a_parent_folder_holding_one_dataset_folder_is_accepted(folder: Path) -> None:
     assert open_dataset(folder.parent).names == open_dataset(folder).names
 
@@ -166,5 +172,21 @@ def test_a_mask_reads_the_same_in_every_image_mode(tmp_path: Path, mode: str) ->
 
 def test_a_folder_without_images_is_an_error_naming_it(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("no pictures here")
-    with pytest.raises(MedicoError, match=f"{tmp_path}: no images found"):
+    with pytest.raises(MedicoError, match=f"{tmp_path}: no images found") as raised:
         list_images(tmp_path)
+    assert "did you mean" not in str(raised.value), "no images/ subfolder to point at"
+
+
+def test_a_folder_whose_images_subfolder_holds_the_images_points_at_it(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (4, 3)).save(tmp_path / "images" / "frame.jpg")
+    inner = re.escape(str(tmp_path / "images"))
+    with pytest.raises(MedicoError, match=f"no images found .*; did you mean {inner} \\(1 image\\)\\?"):
+        list_images(tmp_path)
+
+
+def test_the_real_medico2020_test_set_given_one_level_too_high_points_at_its_images(
+    medico2020_test_images: Path,
+) -> None:
+    with pytest.raises(MedicoError, match=f"did you mean {re.escape(str(medico2020_test_images))} \\(160 images\\)"):
+        list_images(medico2020_test_images.parent)

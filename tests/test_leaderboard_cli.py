@@ -58,6 +58,40 @@ def test_without_entries_it_says_how_to_add_some(workspace):
     assert "No segmentation entries" in result.stderr and "medico score" in result.stderr
 
 
+def _said(text: str) -> str:
+    """``text`` with rich's line wrapping and table borders undone."""
+    return " ".join(re.sub(r"[\u2500-\u257f]", " ", text).split())
+
+
+def test_without_a_scored_test_archive_it_says_why_and_how_one_gets_a_row(workspace):
+    LeaderboardStore().add(Entry(team="root", model="unet", run=1, iou=0.7, dice=0.8, fps=26.0, fps_device="cpu"))
+    why = "No test-set archive is scored here: the test images have no public ground truth"
+    result = _invoke()
+    assert _runs(result.stdout) == [("root", "1")]
+    assert why in _said(result.stderr) and "`medico score ARCHIVE --truth DIR --team TEAM`" in _said(result.stderr)
+    test_only = _invoke("--split", "test")
+    assert why in _said(test_only.stderr) and "validation scores show with --split val" in _said(test_only.stderr)
+    assert why not in _said(_invoke("--split", "val").stderr), "validation only was asked for"
+    assert why in _said(_invoke("--with-published").stderr), "a published test-set figure is no team's archive"
+
+
+def test_a_scored_test_archive_needs_no_word_of_why(store):
+    assert "No test-set archive" not in _said(_invoke().stderr)
+    assert "No test-set archive" not in _said(_invoke("--split", "test").stderr)
+
+
+def test_the_legend_says_what_each_column_means_and_why_fps_at_and_device_read_a_dash(store):
+    table = _invoke("--split", "test")
+    assert "--legend says what each column means" in _said(table.stdout)
+    assert "FPS, at and device -: no speed measured (a scored archive holds masks only)" in _said(table.stdout)
+    legend = _said(_invoke("--split", "test", "--legend").stdout)
+    assert "--legend says" not in legend
+    assert "at the precision FPS was measured at (fp32, bf16 or fp16); -: no FPS" in legend
+    assert "team who the row counts for: medico run's --team, else $MEDICO_TEAM, else the login name" in legend
+    markdown = _invoke("--format", "markdown").stdout
+    assert "- **at**: the precision FPS was measured at" in markdown and "What the columns mean" in markdown
+
+
 def test_each_team_best_by_default_every_run_or_each_team_latest_on_request(store):
     assert _runs(_invoke("--split", "val").stdout) == [("b_pipes", "1"), (HOSTILE_TEAM, "1")]
     every_run = [("b_pipes", "1"), ("b_pipes", "2"), (HOSTILE_TEAM, "1")]
@@ -161,6 +195,10 @@ def test_the_html_page_is_self_contained_sortable_and_escapes_names(store, works
     assert "<b>" not in page_text and HOSTILE_TEAM in "".join(page.text)
     assert any(attrs.get("data-value") == "0.75" for tag, attrs in page.tags if tag == "td")
     assert any(attrs.get("class") == "published" for tag, attrs in page.tags if tag == "tr")
+    legend = page_text[page_text.index('<dl class="legend">') :]
+    headers = re.findall(r"<th>(.*?)</th>", page_text[: page_text.index("</tr>")])
+    assert re.findall(r"<dt>(.*?)</dt>", legend) == headers, "one line for each column of the table, in its order"
+    assert "<dt>FPS</dt><dd>frames per second" in legend and "-: no speed measured" in legend
 
 
 def test_output_writes_the_same_export_atomically(store, workspace):

@@ -67,6 +67,45 @@ def test_run_trains_on_announced_synthetic_data_records_the_run_and_ranks_it(sma
     assert entry.dataset == f"synthetic {entry.dataset_fingerprint[:8]}"  # never ranked with real-data runs
 
 
+def test_a_run_without_team_counts_for_medico_team_and_says_where_its_team_came_from(
+    small_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDICO_TEAM", "polyp-lab")
+    result = runner.invoke(app, ["run", "unet", *TINY, "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "added for team polyp-lab, from $MEDICO_TEAM;" in said(result)
+    [entry] = LeaderboardStore().entries(split="val")
+    assert entry.team == "polyp-lab"
+    config = json.loads((small_data / "runs" / "1-unet" / "config.json").read_text())
+    assert (config["team"], config["sources"]["team"]) == ("polyp-lab", "$MEDICO_TEAM")
+
+
+def test_piped_output_keeps_each_status_line_whole_and_lays_the_table_out_wide(
+    small_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("getpass.getuser", lambda: "root")
+    result = runner.invoke(app, ["run", "unet", *TINY, "--epochs", "1"], env={"COLUMNS": None, "MEDICO_TEAM": None})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    [epoch] = [line for line in lines if line.startswith("epoch")]
+    assert len(epoch) > 80 and epoch.endswith("img/s) best"), "one line, not wrapped at 80 columns"
+    [announced] = [line for line in lines if line.startswith("1-unet: unet")]
+    assert announced.endswith(", seed 0")
+    [ranked] = [line for line in lines if line.startswith("leaderboard (added")]
+    assert ranked.startswith("leaderboard (added for team root, your login name: --team NAME or MEDICO_TEAM=NAME")
+    assert ranked.endswith("):"), "the team's origin and how to name one, on the line that ranks the run"
+    assert any("┃ precision" in line for line in lines), "a pipe is no narrow terminal: every column shows"
+
+
+def test_an_unplain_medico_team_is_refused_before_a_run_folder_exists(
+    small_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDICO_TEAM", "a/b")
+    result = runner.invoke(app, ["run", "unet", *TINY])
+    assert result.exit_code != 0 and "MEDICO_TEAM 'a/b': expected a plain name" in said(result)
+    assert not (small_data / "runs").exists()
+
+
 def test_train_with_a_spec_and_a_config_file_records_the_run_without_fps_or_leaderboard(small_data: Path) -> None:
     (small_data / "tiny.toml").write_text("input_size = 32\nepochs = 1\n[options]\ninit_features = 4\n")
     result = runner.invoke(app, ["train", "medico.models.unet:unet", "--config", "tiny.toml", "--workers", "1"])

@@ -13,11 +13,13 @@ from medico.console import console, err_console
 from medico.leaderboard import (
     LeaderboardError,
     LeaderboardStore,
+    Ranked,
     export_text,
     leaderboard_rows,
     leaderboard_tables,
     write_export,
 )
+from medico.leaderboard.render import legend_table
 
 
 class TaskChoice(str, Enum):
@@ -61,6 +63,23 @@ def _output_format(fmt: FormatChoice, output: Path | None) -> str:
         ) from None
 
 
+def _no_scored_test_archive(rows: list[Ranked], task: str, split: str | None) -> str | None:
+    """Why the segmentation leaderboard shows no test-set row of a team (a newcomer's ``medico submit`` made an archive
+    and expects to see it ranked), and where the validation scores are; None when one shows, or none is expected."""
+    if (
+        task != "segmentation"
+        or split == "val"
+        or any(r.entry.split == "test" and r.entry.source != "published" for r in rows)
+    ):
+        return None
+    validation = "; validation scores show with --split val (or without --split)" if split == "test" else ""
+    return (
+        "No test-set archive is scored here: the test images have no public ground truth, so an archive from "
+        "`medico submit` gets a row only once whoever holds the truth scores it with "
+        f"`medico score ARCHIVE --truth DIR --team TEAM`{validation}."
+    )
+
+
 def leaderboard(
     task: Annotated[
         TaskChoice, typer.Option(help="Task 1 (segmentation: mIoU) or task 2 (efficiency: FPS per device).")
@@ -88,6 +107,10 @@ def leaderboard(
             help="Show the measures polyp papers report: S-measure, mean E-measure, weighted F-measure, MAE, HD95 "
             "(pixels), where an entry has them (table, markdown and html; CSV and JSON always hold them).",
         ),
+    ] = False,
+    legend: Annotated[
+        bool,
+        typer.Option("--legend", help="Say under the table what each column means (markdown and html always do)."),
     ] = False,
     model: Annotated[str | None, typer.Option(help="Only entries of this model.")] = None,
     device: Annotated[str | None, typer.Option(help="Only entries whose FPS was measured on this device.")] = None,
@@ -123,10 +146,15 @@ def leaderboard(
             rows, _output_format(fmt, output), task.value, output, intervals=ci, paper=paper_metrics, replace=force
         )
         err_console.print(f"wrote {len(rows)} rows to [bold]{escape(str(written))}[/]")
-    elif fmt is not FormatChoice.table:
+        return
+    if fmt is not FormatChoice.table:
         text = export_text(rows, fmt.value, task.value, intervals=ci, paper=paper_metrics)
         console.print(text, markup=False, highlight=False, emoji=False, soft_wrap=True, end="")
-    elif not rows:
+        return
+    if rows:
+        for table in leaderboard_tables(rows, task.value, console.width, ci, paper_metrics, legend_hint=not legend):
+            console.print(table)
+    else:
         chosen = (("split", split.value if split else None), ("model", model), ("device", device))
         filters = ", ".join(f"{name} {value}" for name, value in chosen if value)
         where = f"in {store.path}" if store.path.exists() else f"(no leaderboard database at {store.path})"
@@ -134,6 +162,7 @@ def leaderboard(
             f"No {task.value} entries{' for ' + escape(filters) if filters else ''} {escape(where)} yet: "
             "`medico run` and `medico score` add them; --with-published shows the published figures."
         )
-    else:
-        for table in leaderboard_tables(rows, task.value, width=console.width, intervals=ci, paper=paper_metrics):
-            console.print(table)
+    if (why := _no_scored_test_archive(rows, task.value, split.value if split else None)) is not None:
+        err_console.print(escape(why))
+    if legend:
+        console.print(legend_table(task.value, console.width, ci, paper_metrics))

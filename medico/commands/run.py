@@ -18,8 +18,9 @@ from medico.engine.distributed import DistributedError, launched_by_torchrun, ru
 from medico.engine.training import STOP_BUDGET, EpochRecord, RunProgress, Trainer, TrainingObserver, TrainingResult
 from medico.leaderboard import LeaderboardStore
 from medico.leaderboard.render import leaderboard_tables
+from medico.leaderboard.team import TEAM_VARIABLE, UNNAMED, default_team
 from medico.leaderboard.view import leaderboard_rows
-from medico.runs.config import ConfigError, RunOptions
+from medico.runs.config import COMMAND_LINE, ConfigError, RunConfig, RunOptions
 from medico.runs.experiment import RunOutcome, RunPlan, finish_run, make_trainer, plan_run, run_tracking, train_run
 from medico.runs.folder import RunFolder
 from medico.runs.sweep import SWEEP_HEADERS, SWEEP_METRICS, SweepSummary, parse_seeds, run_sweep
@@ -260,7 +261,7 @@ def _interrupted(command: str, plan: RunPlan, trainer: Trainer) -> None:
     )
 
 
-def _print_outcome(result: TrainingResult, outcome: RunOutcome) -> None:
+def _print_outcome(config: RunConfig, result: TrainingResult, outcome: RunOutcome) -> None:
     scores = outcome.evaluation.summary
     epochs = len(result.history)
     stop = f"{epochs} epoch{'' if epochs == 1 else 's'}"
@@ -288,9 +289,20 @@ def _print_outcome(result: TrainingResult, outcome: RunOutcome) -> None:
         mine = [row for row in rows if row.entry.sha256 == outcome.entry.sha256]
         stored = "added" if outcome.entry_id is not None else "already stored (same best.pt)"
         peers = sum(row.group == mine[0].group for row in rows)  # ranked only among runs on the same data
-        console.print(f"leaderboard ({stored}; rank {mine[0].rank} of {peers} runs, {escape(mine[0].group)}):")
+        console.print(
+            f"leaderboard ({stored} for team {escape(outcome.entry.team)}{_team_origin(config)}; rank {mine[0].rank} "
+            f"of {peers} runs, {escape(mine[0].group)}):"
+        )
         for table in leaderboard_tables(mine, "segmentation", width=console.width):
             console.print(table)
+
+
+def _team_origin(config: RunConfig) -> str:
+    """Where the run's team came from, when not from --team, and how to name one when nobody did."""
+    origin = config.sources.get("team") or default_team().origin  # a config stored before it held its team's origin
+    if origin in UNNAMED:
+        return f", {origin}: --team NAME or {TEAM_VARIABLE}=NAME names another"
+    return "" if origin.startswith(COMMAND_LINE) else f", from {escape(origin)}"
 
 
 def execute(
@@ -344,7 +356,7 @@ def _train_and_finish(
         raise typer.Exit(130) from None
     finally:
         observer.close()
-    _print_outcome(result, outcome)
+    _print_outcome(plan.config, result, outcome)
     return outcome
 
 
@@ -419,7 +431,9 @@ def run(
     config: ConfigFile = None,
     resume: Resume = None,
     option: Options = None,
-    team: Annotated[str | None, typer.Option("--team", help="Leaderboard team (default: your user name).")] = None,
+    team: Annotated[
+        str | None, typer.Option("--team", help="Leaderboard team (default: $MEDICO_TEAM, else your login name).")
+    ] = None,
     no_leaderboard: Annotated[
         bool, typer.Option("--no-leaderboard", help="Do not add the result to the leaderboard.")
     ] = False,

@@ -102,18 +102,27 @@ def image_size(path: ImageSource, *, label: str | None = None) -> tuple[int, int
         return image.height, image.width
 
 
+def _images_in(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` (by suffix, case-insensitive), sorted by name; hidden files skipped."""
+    return sorted(
+        p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES and is_file(p)
+    )
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder`` (by suffix, case-insensitive), sorted by name; hidden files skipped.
 
     Raises:
-        MedicoError: ``folder`` is not a folder, or holds no image (every caller needs at least one).
+        MedicoError: ``folder`` is not a folder, or holds no image (every caller needs at least one); where its
+            ``images/`` subfolder holds images (a dataset's top, as the Medico 2020 test set unpacks), it names that.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise MedicoError(f"{folder}: not a folder of images")
-    images = sorted(
-        p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES and is_file(p)
-    )
+    images = _images_in(folder)
     if not images:
-        raise MedicoError(f"{folder}: no images found (expected files ending in {', '.join(IMAGE_SUFFIXES)})")
+        inner = folder / "images"
+        count = len(_images_in(inner)) if inner.is_dir() else 0
+        hint = f"; did you mean {inner} ({count} image{'' if count == 1 else 's'})?" if count else ""
+        raise MedicoError(f"{folder}: no images found (expected files ending in {', '.join(IMAGE_SUFFIXES)}){hint}")
     return images

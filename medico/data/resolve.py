@@ -16,14 +16,17 @@ _LAYOUT = "a folder (or .zip) with images/ and masks/ whose files match by name,
 
 
 def _folder_storage(path: Path) -> Storage:
-    """The folder itself, or its single subfolder holding images/ and masks/ (an unpacked archive's top)."""
+    """The folder itself, or its single subfolder holding images/ and masks/ (an unpacked archive's top); given its
+    images/ or masks/, the error names the dataset folder above."""
     if (path / "images").is_dir() and (path / "masks").is_dir():
         return FolderStorage(path)
     inner = [p for p in path.iterdir() if p.is_dir() and (p / "images").is_dir() and (p / "masks").is_dir()]
     if len(inner) == 1:
         return FolderStorage(inner[0])
     found = ", ".join(sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())[:8]) or "nothing"
-    raise DataError(f"{path}: expected {_LAYOUT}; found {found}")
+    above = path.parent
+    hint = f"; did you mean {above}?" if (above / "images").is_dir() and (above / "masks").is_dir() else ""
+    raise DataError(f"{path}: expected {_LAYOUT}; found {found}{hint}")
 
 
 def _zip_storage(path: Path) -> Storage:

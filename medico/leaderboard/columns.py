@@ -1,7 +1,8 @@
-"""The columns people read on the leaderboard (terminal, markdown, html): header, value, text, and whether higher is
-better. Scores are shown as fractions with four decimals (0.8988), FPS with one decimal, dates as YYYY-MM-DD; with
-intervals, mIoU and Dice read ``0.812 [0.78, 0.84]`` (mean and 95% bootstrap interval over images). The measures
-polyp papers report (S-measure, mean E-measure, weighted F-measure, MAE, HD95 in pixels) are shown on request."""
+"""The columns people read on the leaderboard (terminal, markdown, html): header, value, text, whether higher is
+better, and what each means (:data:`MEANINGS`, the legend every view shows). Scores are shown as fractions with four
+decimals (0.8988), FPS with one decimal, dates as YYYY-MM-DD; with intervals, mIoU and Dice read
+``0.812 [0.78, 0.84]`` (mean and 95% bootstrap interval over images). The measures polyp papers report (S-measure,
+mean E-measure, weighted F-measure, MAE, HD95 in pixels) are shown on request."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from medico.leaderboard.ranking import Ranked
+from medico.leaderboard.team import TEAM_VARIABLE
 
 __all__ = [
+    "MEANINGS",
+    "NO_SPEED",
     "Column",
     "best_values",
     "display_columns",
@@ -20,6 +24,37 @@ __all__ = [
     "format_interval",
     "format_score",
 ]
+
+
+NO_SPEED = "no speed measured (a scored archive holds masks only) or published"
+"""Why FPS, at and device read ``-``."""
+_UNSTATED = "-: no FPS, or a published figure that does not say"
+_MEAN = "mean over images"
+
+MEANINGS = {
+    "rank": "place within its table: by mIoU, then Dice, then the earlier entry (task 2: by FPS); ties share a rank",
+    "team": f"who the row counts for: medico run's --team, else ${TEAM_VARIABLE}, else the login name; medico "
+    "score's --team; a hosted challenge's team",
+    "run": "the team's run number (on a hosted challenge: its n-th upload)",
+    "model": "the model plugin, with its test-time augmentation or ensemble; submission: an archive without a manifest",
+    "mIoU": f"intersection over union of predicted and true polyp, {_MEAN}; with --ci, [low, high] is its 95% "
+    "bootstrap interval",
+    "Dice": f"Dice coefficient (F1 of the polyp pixels), {_MEAN}; with --ci, [low, high] as for mIoU",
+    "precision": f"share of predicted polyp pixels that are polyp, {_MEAN}",
+    "recall": f"share of polyp pixels predicted as polyp, {_MEAN}",
+    "F2": f"F-score weighting recall above precision (beta 2), {_MEAN}",
+    "S": "structure measure (S-measure): object and region similarity to the true mask",
+    "meanEm": "enhanced-alignment measure (E-measure), mean over thresholds",
+    "wFm": "weighted F-measure",
+    "MAE": "mean absolute error of the mask, lower is better",
+    "HD95": "95th percentile Hausdorff distance to the true outline in pixels, lower is better",
+    "FPS": "frames per second at batch 1, median after warm-up (the model alone unless the table says end-to-end); "
+    f"-: {NO_SPEED}",
+    "at": f"the precision FPS was measured at (fp32, bf16 or fp16); {_UNSTATED}",
+    "device": f"the device FPS was measured on; {_UNSTATED}",
+    "date": "when the entry was recorded (a published figure: its year)",
+}
+"""What each column means, by header: the one home of the legend under every table (terminal, markdown, html)."""
 
 
 def format_score(value: float | None) -> str:
@@ -64,6 +99,11 @@ class Column:
     numeric: bool = False
     secondary: bool = False
     row_text: Callable[[Ranked], str] | None = None
+
+    @property
+    def meaning(self) -> str:
+        """What the column means, in one line (:data:`MEANINGS`)."""
+        return MEANINGS[self.header]
 
     def cell(self, row: Ranked) -> str:
         """The text of this column for ``row``."""
@@ -119,7 +159,7 @@ def display_columns(task: str, intervals: bool = False, paper: bool = False) -> 
         *(_paper_columns() if paper else []),
     ]
     fps = Column("FPS", lambda row: row.entry.fps, format_fps, higher_is_better=True, numeric=True)
-    precision = Column("at", lambda row: row.entry.fps_precision)  # the precision the FPS was measured at
+    precision = Column("at", lambda row: row.entry.fps_precision)
     measures = [fps, precision, *scores] if task == "efficiency" else [*scores, fps, precision]
     return [
         Column("rank", lambda row: row.rank, numeric=True),

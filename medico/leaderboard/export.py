@@ -1,6 +1,6 @@
 """The leaderboard as files: CSV and JSON (every field, for machines), markdown and a self-contained HTML page (the
-displayed columns, for people). The CSV is safe in a spreadsheet: a text cell that starts with ``= + - @`` (or a
-tab, a carriage return, or a quote) is prefixed with ``'`` so it is never run as a formula."""
+displayed columns and what each means, for people). The CSV is safe in a spreadsheet: a text cell that starts with
+``= + - @`` (or a tab, a carriage return, or a quote) is prefixed with ``'`` so it is never run as a formula."""
 
 from __future__ import annotations
 
@@ -80,6 +80,10 @@ def _markdown(rows: list[Ranked], task: str, intervals: bool, paper: bool) -> st
                 cells[1] += f" *(published [{number}])*"
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+    if rows:
+        lines += ["What the columns mean:", ""]
+        lines += [f"- **{_markdown_cell(column.header)}**: {_markdown_cell(column.meaning)}" for column in columns]
+        lines.append("")
     if citations:
         lines += ["Published figures (not measured here):", ""]
         lines += [f"{number}. {_markdown_cell(citation)}" for citation, number in citations.items()]
@@ -97,6 +101,9 @@ th[aria-sort="descending"]::after { content: " \\25BC"; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.best { font-weight: bold; color: #176b1e; }
 tr.published { color: #888; font-style: italic; }
+dl.legend { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; color: #444; }
+dl.legend dt { font-weight: bold; }
+dl.legend dd { margin: 0; }
 """
 
 # Click a header to sort by it; a second click reverses. Numeric cells sort by data-value, missing values last.
@@ -162,6 +169,10 @@ def _html(rows: list[Ranked], task: str, intervals: bool, paper: bool, title: st
                 parts.append(f"<td{attributes}>{text}</td>")
             parts.append("</tr>")
         parts.append("</tbody></table>")
+    if rows:
+        parts.append('<h2>What the columns mean</h2><dl class="legend">')
+        parts += [f"<dt>{html.escape(column.header)}</dt><dd>{html.escape(column.meaning)}</dd>" for column in columns]
+        parts.append("</dl>")
     citations = dict.fromkeys(row.entry.citation for row in rows if row.entry.source == "published")
     if citations:
         parts.append("<h2>Published figures (not measured here)</h2><ol>")

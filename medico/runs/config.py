@@ -1,6 +1,7 @@
 """The resolved configuration of a training run, and where each value came from.
 
-Layers, later ones winning: the plugin's :class:`~medico.plugins.TrainingDefaults`, ``baselines/<model>.toml``,
+Layers, later ones winning: the plugin's :class:`~medico.plugins.TrainingDefaults`, the default team
+(``$MEDICO_TEAM``, else the login name: :func:`medico.leaderboard.team.default_team`), ``baselines/<model>.toml``,
 the dataset's hints (the synthetic set asks for small inputs and few epochs), a ``--config FILE.toml``, the
 command line. A TOML layer holds flat training keys (``epochs = 30``) and an ``[options]`` table of builder
 options (``init_features = 8``). The resolved config and each key's source are written into the run record.
@@ -30,10 +31,12 @@ from medico.engine.budget import MAX_SECONDS, parse_duration
 from medico.engine.runtime import PRECISION_CHOICES
 from medico.errors import MedicoError
 from medico.leaderboard.participant import check_team_name
+from medico.leaderboard.team import default_team
 from medico.plugins import ModelPlugin, TrainingDefaults, canonical_spec
 from medico.runs.tracking import check_tracker
 
 __all__ = [
+    "COMMAND_LINE",
     "MAX_BATCH",
     "MAX_COUNT",
     "MAX_INPUT_SIZE",
@@ -56,7 +59,7 @@ RESUMABLE_KEYS = frozenset(
 )
 """What ``--resume`` may change: where and how long to go on, never what is being trained."""
 
-_COMMAND_LINE = "command line"
+COMMAND_LINE = "command line"
 """The label of the command-line layer (messages about its values name the option, ``--input-size``)."""
 
 MAX_INPUT_SIZE = 2048
@@ -107,7 +110,7 @@ class RunConfig:
             CPU, whose threads already compute; enough on a GPU machine to keep the GPU fed).
         augment: the source paper's augmentations on training images.
         eval_batch_size: images per forward pass during validation.
-        team: the leaderboard team name (None: the OS user name).
+        team: the leaderboard team name (resolved: ``$MEDICO_TEAM``, else the login name, unless a layer names one).
         tracker: ``none``, ``tensorboard`` or ``mlflow``: where the run's epochs, config and final scores are also
             logged (:mod:`medico.runs.tracking`).
     """
@@ -294,7 +297,7 @@ class Layer:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def check_setting(key: str, value: Any, source: str = _COMMAND_LINE, *, name: str | None = None) -> Any:
+def check_setting(key: str, value: Any, source: str = COMMAND_LINE, *, name: str | None = None) -> Any:
     """``value`` for the setting ``key`` checked (known key, type, range) and normalised (floats, absolute data and
     split folders).
 
@@ -307,7 +310,7 @@ def check_setting(key: str, value: Any, source: str = _COMMAND_LINE, *, name: st
     Raises:
         ConfigError: naming the option or the file and key, what was expected and what was found.
     """
-    name = name or (f"--{key.replace('_', '-')}" if source == _COMMAND_LINE else f"{source}: {key}")
+    name = name or (f"--{key.replace('_', '-')}" if source == COMMAND_LINE else f"{source}: {key}")
     if key not in _TYPES:
         raise ConfigError(f"{source}: unknown key {key!r}; known keys: {', '.join(sorted(_TYPES))}, and [options]")
     expected = _check_type(key, value, name)
@@ -383,7 +386,7 @@ def _check_option(source: str, plugin: ModelPlugin, key: str, value: Any) -> Any
     """A builder option's value, converted to the type the builder declares for it (its annotation, else its
     default's type): ``False`` or ``yes`` for a bool, ``16,32,64`` for a tuple of ints; refused when it is none of
     them or not finite."""
-    name = f"--option {key}" if source == _COMMAND_LINE else f"{source}: [options] {key}"
+    name = f"--option {key}" if source == COMMAND_LINE else f"{source}: [options] {key}"
     expected = plugin.option_types().get(key)
     try:
         value = _as_type(value, expected) if expected is not None else value
@@ -494,7 +497,8 @@ def resolve_config(
     dataset_hints: Mapping[str, Any] | None = None,
     given: RunOptions | None = None,
 ) -> RunConfig:
-    """Merge the layers (plugin, baseline file, dataset hints, config file, command line) into a RunConfig.
+    """Merge the layers (plugin, default team, baseline file, dataset hints, config file, command line) into a
+    RunConfig.
 
     Args:
         model: the name or spec the user typed (a file spec is recorded with its absolute path).
@@ -504,6 +508,8 @@ def resolve_config(
     """
     given = given or RunOptions()
     layers = [Layer(f"plugin {plugin.name} defaults", dataclasses.asdict(plugin.defaults))]  # checked as declared
+    team = default_team()  # its origin is the layer's label: config.json and the run's output say where it came from
+    layers.append(Layer(team.origin, {"team": team.name}))
     baseline = baseline_file(f"{model}.toml") if ":" not in model else None
     if baseline is not None:
         layers.append(read_layer(*baseline))
@@ -512,7 +518,7 @@ def resolve_config(
         layers.append(Layer("dataset hints", hints))
     if given.config_file is not None:
         layers.append(read_layer(given.config_file, f"--config {given.config_file}"))
-    layers.append(Layer(_COMMAND_LINE, given.settings(), dict(given.builder_options)))
+    layers.append(Layer(COMMAND_LINE, given.settings(), dict(given.builder_options)))
 
     values: dict[str, Any] = {}
     merged_options: dict[str, Any] = {}

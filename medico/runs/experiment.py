@@ -16,7 +16,6 @@ With several processes (:mod:`medico.engine.distributed`) every process runs the
 from __future__ import annotations
 
 import contextlib
-import getpass
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,7 @@ from medico.engine.training import (
     load_resume_checkpoint,
 )
 from medico.leaderboard import Entry, LeaderboardStore
-from medico.leaderboard.participant import TeamNameError, check_team_name
+from medico.leaderboard.team import default_team
 from medico.overlay import best_and_worst, write_overlays
 from medico.plugins import canonical_spec, get_plugin
 from medico.runs.checkpoint import Checkpoint, load_model
@@ -57,7 +56,6 @@ __all__ = [
     "RunOutcome",
     "RunPlan",
     "dataset_label",
-    "default_team",
     "finish_run",
     "make_trainer",
     "plan_run",
@@ -96,15 +94,6 @@ class RunOutcome:
     entry: Entry | None
     entry_id: int | None
     summary: dict[str, Any]
-
-
-def default_team() -> str:
-    """The leaderboard team when ``--team`` is not given: the OS user name, or ``anonymous`` where there is none or
-    it is not a plain team name (``DOMAIN\\user``)."""
-    try:
-        return check_team_name(getpass.getuser())
-    except (KeyError, OSError, TeamNameError):
-        return "anonymous"
 
 
 def plan_run(
@@ -269,7 +258,7 @@ def finish_run(
     if leaderboard and is_main():
         entry = Entry.from_evaluation(
             evaluation,
-            team=config.team or default_team(),
+            team=config.team or default_team().name,  # a config stored before it held the resolved team
             model=config.model,
             split="val",
             source="measured",
