@@ -78,7 +78,17 @@ Workers = Annotated[
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", help="TOML file of settings (same keys as baselines/<model>.toml).")
 ]
-Resume = Annotated[str | None, typer.Option("--resume", help="Continue a run (number, id or latest) from last.pt.")]
+Resume = Annotated[
+    str | None, typer.Option("--resume", help="Continue a run (number, id, name or latest) from last.pt.")
+]
+Name = Annotated[
+    str | None,
+    typer.Option(
+        "--name",
+        help="Name the run: its folder is runs/N-NAME, and NAME stands for it in every command (the newest run of "
+        "that name). Letters, digits, '.', '-', '_'; not a number or latest.",
+    ),
+]
 Options = Annotated[
     list[str] | None,
     typer.Option("--option", help="Builder option KEY=VALUE (repeatable), e.g. init_features=8."),
@@ -418,6 +428,7 @@ def run(
     tracker: TrackerOption = None,
     config: ConfigFile = None,
     resume: Resume = None,
+    name: Name = None,
     option: Options = None,
     team: Annotated[str | None, typer.Option("--team", help="Leaderboard team (default: your user name).")] = None,
     no_leaderboard: Annotated[
@@ -458,6 +469,7 @@ def run(
         precision=precision,
         workers=workers,
         team=team,
+        name=name,
         tracker=tracker,
         config_file=config,
     )

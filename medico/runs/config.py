@@ -31,6 +31,7 @@ from medico.engine.runtime import PRECISION_CHOICES
 from medico.errors import MedicoError
 from medico.leaderboard.participant import check_team_name
 from medico.plugins import ModelPlugin, TrainingDefaults, canonical_spec
+from medico.runs.folder import check_run_name
 from medico.runs.tracking import check_tracker
 
 __all__ = [
@@ -108,6 +109,8 @@ class RunConfig:
         augment: the source paper's augmentations on training images.
         eval_batch_size: images per forward pass during validation.
         team: the leaderboard team name (None: the OS user name).
+        name: the run's name, its folder's label (``runs/9-alpha-quick/``) and a way to name it in every command
+            (:func:`medico.runs.folder.check_run_name`); None: the folder is labelled by the model.
         tracker: ``none``, ``tensorboard`` or ``mlflow``: where the run's epochs, config and final scores are also
             logged (:mod:`medico.runs.tracking`).
     """
@@ -136,6 +139,7 @@ class RunConfig:
     augment: bool = True
     eval_batch_size: int = 8
     team: str | None = None
+    name: str | None = None
     tracker: str = "none"
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -188,6 +192,7 @@ class RunOptions:
     precision: str | None = None
     workers: int | None = None
     team: str | None = None
+    name: str | None = None
     tracker: str | None = None
     builder_options: Mapping[str, Any] = field(default_factory=dict)
     config_file: Path | None = None
@@ -230,6 +235,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "augment": (bool,),
     "eval_batch_size": (int,),
     "team": (str,),
+    "name": (str,),
     "tracker": (str,),
 }
 
@@ -343,6 +349,8 @@ def check_setting(key: str, value: Any, source: str = _COMMAND_LINE, *, name: st
         raise ConfigError(f"{name} must be one of {', '.join(PRECISION_CHOICES)}, got {value!r}")
     if key == "team":
         check_team_name(value, name)  # the leaderboard entry's rule, asked before training rather than after it
+    if key == "name":
+        check_run_name(value, name)  # before the folder it labels is made
     if key == "tracker":
         check_tracker(value, name)  # a missing package is refused now, not after the run folder is made
     return value

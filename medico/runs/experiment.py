@@ -116,7 +116,7 @@ def plan_run(
     Args:
         model: plugin name or ``file.py:builder`` spec.
         given: the options the command was given.
-        resume: a run (number, id, folder, ``latest``) whose ``last.pt`` to continue from.
+        resume: a run (number, id, label, folder, ``latest``) whose ``last.pt`` to continue from.
     """
     if resume is not None:
         run = find_run(resume)
@@ -175,7 +175,7 @@ def make_trainer(plan: RunPlan, *, sync_bn: bool | None = None) -> Trainer:
     """
     new = plan.run is None
     if new:
-        plan.run = broadcast_object(RunFolder.create(plan.config.model) if is_main() else None)
+        plan.run = broadcast_object(RunFolder.create(plan.config.model, name=plan.config.name) if is_main() else None)
     try:
         provenance = plan.record().checkpoint_metrics()
         trainer = Trainer(
