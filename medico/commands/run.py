@@ -120,8 +120,8 @@ SyncBn = Annotated[
 
 
 class ConsoleObserver(TrainingObserver):
-    """Shows progress bars of the whole run and of the epoch (loss, images/s, time left) on stderr, what the run is
-    expected to take once a few steps are timed, and one summary line per epoch."""
+    """Shows progress bars of the decoded cache's filling, of the whole run and of the epoch (loss, images/s, time
+    left) on stderr, what the run is expected to take once a few steps are timed, and one summary line per epoch."""
 
     def __init__(self, input_size: int) -> None:
         self.input_size = input_size
@@ -131,6 +131,19 @@ class ConsoleObserver(TrainingObserver):
         self.validation: Any = None
         self.latest: RunProgress | None = None
         self.told = 0  # the estimate printed: 0 none yet, 1 one without a timed validation, 2 one with
+
+    def cache_progress(self, done: int, total: int) -> None:
+        if done == 0:
+            err_console.print(
+                f"decoding {total} training images at {self.input_size} px into the decoded cache first (once per "
+                "input size; not counted in the expected time or the budget)"
+            )
+            if err_console.is_terminal:
+                self.progress = task_progress()
+                self.progress.start()
+                self.task = self.progress.add_task("decoding", total=total, status="")
+        elif self.progress is not None:
+            self.progress.update(self.task, completed=done)
 
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
         self.close()

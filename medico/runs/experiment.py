@@ -148,6 +148,9 @@ class _RecordingObserver(TrainingObserver):
     def __init__(self, inner: TrainingObserver, run: RunFolder, trainer: Trainer, title: str, tracker: Tracker) -> None:
         self.inner, self.run, self.trainer, self.title, self.tracker = inner, run, trainer, title, tracker
 
+    def cache_progress(self, done: int, total: int) -> None:
+        self.inner.cache_progress(done, total)
+
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
         self.inner.epoch_started(epoch, epochs, steps)
 
