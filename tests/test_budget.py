@@ -14,6 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from medico.cli import app
+from medico.data import loader
 from medico.data.splits import random_split
 from medico.data.synthetic import SyntheticDataset
 from medico.engine.averaging import WeightAverage
@@ -146,6 +147,50 @@ def test_validation_time_counts_and_is_kept_free_at_the_end_of_the_budget(data, 
     assert steps.lrs[-1] == pytest.approx(trainer.config.min_lr)
 
 
+class Filling(Steps):
+    """Steps that also record, in order, the decoded cache's filling and the training steps."""
+
+    def __init__(self, clock: FakeClock, trainer: Trainer) -> None:
+        super().__init__(clock, trainer)
+        self.events: list[tuple[str, int, int]] = []
+
+    def cache_progress(self, done: int, total: int) -> None:
+        self.events.append(("decoded", done, total))
+
+    def step_done(self, step: int, loss: float, images_per_second: float) -> None:
+        self.events.append(("step", step, 0))
+        super().step_done(step, loss, images_per_second)
+
+
+def test_a_first_epoch_on_an_empty_cache_is_timed_without_the_decoding(
+    data, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoding and resizing a pair takes 1000 s here (a full-size JPEG on a slow machine), a step 10 s: the empty cache
+    is filled before the clock starts, so the expected time is measured on steps alone, and the budget is not spent."""
+    clock = FakeClock()
+    resize = loader.resize_image
+
+    def slow_resize(image: object, size: int) -> object:
+        clock.now += 1000.0
+        return resize(image, size)
+
+    monkeypatch.setattr(loader, "resize_image", slow_resize)
+    trainer = Trainer(tiny_config(max_time=10_000.0, epochs=1), *data, workspace / "run", clock=clock)
+    filling = Filling(clock, trainer)
+    result = trainer.fit(filling)
+    timed = [progress.step_seconds for progress in filling.progress if progress.step_seconds is not None]
+    assert timed and set(timed) == {STEP_SECONDS}
+    assert result.elapsed == pytest.approx(2 * STEP_SECONDS)
+    train_images = len(trainer.train_set)
+    decoded = [event for event in filling.events if event[0] == "decoded"]
+    assert decoded == [("decoded", done, train_images) for done in range(train_images + 1)]
+    assert filling.events[: len(decoded)] == decoded  # every pair decoded before the first step
+
+    again = Filling(clock, Trainer(tiny_config(epochs=1), *data, workspace / "again", clock=clock))
+    again.trainer.fit(again)
+    assert [event for event in again.events if event[0] == "decoded"] == []  # filled once per input size
+
+
 def test_without_a_budget_the_run_keeps_the_plateau_schedule(data, workspace: Path) -> None:
     _, steps, result = train(tiny_config(epochs=2), data, workspace / "run")
     assert result.stopped_by == "epochs" and not result.stopped_early
@@ -260,4 +305,6 @@ def test_a_run_says_what_it_is_expected_to_take_and_how_to_bound_it(small_data: 
     result = CliRunner().invoke(app, args, env={"COLUMNS": "10000"})
     assert result.exit_code == 0, result.output
     assert "expected: about" in result.output and "for up to 2 epochs (on this machine:" in result.output
+    decoding = result.output.index("training images at 64 px into the decoded cache first")
+    assert decoding < result.output.index("expected: about")
     assert "Bound it with --max-time" in result.output and "--input-size (32: about 4x faster)" in result.output

@@ -4,6 +4,7 @@ own process, and the leaderboard page read in headless Chromium (Debian's chromi
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -25,6 +26,7 @@ from medico.challenge.partition import draw_partition
 from medico.challenge.worker import drain
 from medico.data.io import list_images, read_rgb
 from medico.data.synthetic import synthetic_test_images
+from medico.download import file_sha256
 from medico.engine.evaluation import load_ensemble
 from medico.submission import mask_png
 from tests.challenge_setup import bearer, free_port, live_server, make_challenge, perfect_archive, tokens
@@ -80,17 +82,16 @@ def _serving(folder: Path, log: Path) -> Iterator[str]:
                 server.wait()
 
 
-def _masks(checkpoint: Path, images: Path, tta: str) -> dict[str, np.ndarray]:
-    """What ``medico submit --checkpoint CHECKPOINT --tta TTA`` predicts for ``images`` (on the CPU, in fp32)."""
-    predictor, _ = load_ensemble([checkpoint], device="cpu", precision="fp32", tta=tta)
+def _masks(checkpoint: Path, images: Path) -> dict[str, np.ndarray]:
+    """What ``medico submit --checkpoint CHECKPOINT`` predicts for ``images`` (on the CPU, in fp32)."""
+    predictor, _ = load_ensemble([checkpoint], device="cpu", precision="fp32")
     paths = list_images(images)
     return {path.stem: mask for path, mask in zip(paths, predictor.predict_all((read_rgb(p) for p in paths), 8))}
 
 
-def _truth_that_reorders(checkpoint: Path, images: Path, truth: Path) -> None:
-    """Masks in ``truth`` on which alpha (the checkpoint, no TTA) is perfect on the public images only and beta (the
-    same checkpoint with --tta flip) on the private ones only: alpha leads the public ranking, beta the private one."""
-    alpha, beta = _masks(checkpoint, images, "none"), _masks(checkpoint, images, "flip")
+def _truth_that_reorders(alpha: dict[str, np.ndarray], beta: dict[str, np.ndarray], truth: Path) -> None:
+    """Masks in ``truth`` on which alpha's masks are perfect on the public images only and beta's on the private ones
+    only: alpha leads the public ranking, beta the private one."""
     assert all(not np.array_equal(alpha[name], beta[name]) for name in alpha), "the two teams must predict differently"
     truth.mkdir()
     for name, part in draw_partition(alpha, 0.5, SEED).items():
@@ -119,12 +120,22 @@ def _ranking(page: Any) -> list[tuple[str, str]]:
     return [(row[rank], row[team]) for row in cells]
 
 
-def test_two_teams_submit_and_the_page_shows_the_public_then_the_private_ranking(
+def test_two_teams_submit_their_named_runs_and_the_page_shows_the_public_then_the_private_ranking(
     chromium: Any, run_dir: Path, workspace: Path
 ) -> None:
+    """The README's walkthrough in a workspace that already holds a run (run 1, another model): each participant
+    trains a quick run with --name and submits it by that name, and what the server scores is that run's masks."""
     images = workspace / "test-images"
     synthetic_test_images(images, count=4)
-    _truth_that_reorders(run_dir / "checkpoints" / "best.pt", images, workspace / "truth")
+    best = {}
+    for number, (team, seed) in enumerate((("alpha", "1"), ("beta", "2")), start=2):
+        _medico("run", "unet", "--epochs", "1", "--input-size", "32", "--option", "init_features=4", "--seed", seed,
+                "--name", f"{team}-quick", cwd=workspace)
+        best[team] = workspace / "runs" / f"{number}-{team}-quick" / "checkpoints" / "best.pt"
+    alpha, beta = _masks(best["alpha"], images), _masks(best["beta"], images)
+    old = _masks(run_dir / "checkpoints" / "best.pt", images)
+    assert all(not np.array_equal(old[name], alpha[name]) for name in old), "run 1 must predict otherwise"
+    _truth_that_reorders(alpha, beta, workspace / "truth")
     folder = workspace / "polyps"
     _medico("challenge", "init", str(folder), "--truth", "truth", "--images", str(images), "--name", "Polyps",
             "--seed", str(SEED), cwd=workspace)
@@ -133,10 +144,12 @@ def test_two_teams_submit_and_the_page_shows_the_public_then_the_private_ranking
             _medico("challenge", "team", "add", team, "--dir", str(folder), cwd=workspace, stdout=token)
 
     with _serving(folder, workspace / "serve.log") as url:
-        for team, tta in (("alpha", "none"), ("beta", "flip")):
-            said = _medico("submit", "--team", team, "--checkpoint", str(run_dir), "--images", str(images),
-                           "--tta", tta, "--to", url, "--token-file", f"{team}.token", cwd=workspace).stdout
+        for team in ("alpha", "beta"):
+            said = _medico("submit", "--team", team, "--checkpoint", f"{team}-quick", "--images", str(images),
+                           "--to", url, "--token-file", f"{team}.token", cwd=workspace).stdout
             assert f"{team}_task1_run1.zip uploaded as submission" in " ".join(said.split())
+            manifest = json.loads((workspace / "submissions" / team / f"{team}_task1_run1.json").read_text())
+            assert manifest["checkpoint_sha256"] == file_sha256(best[team])
 
         page, dialogs = _page(chromium, url)
         assert "public part" in page.locator("h1").inner_text()

@@ -14,8 +14,10 @@ from medico.cli import app
 from medico.data.synthetic import SyntheticDataset, write_synthetic_kvasir
 from medico.download import file_sha256
 from medico.engine.training import Trainer
+from medico.errors import MedicoWarning
 from medico.leaderboard import LeaderboardStore
 from medico.runs.checkpoint import load_checkpoint
+from medico.runs.folder import RunNotFoundError, find_run, resolve_checkpoint
 
 runner = CliRunner()
 TINY = ["--option", "init_features=4", "--input-size", "32"]
@@ -224,3 +226,69 @@ def test_a_runs_validation_scores_are_those_of_the_masks_submit_writes_on_every_
         assert [submitted_scores[name][c] for c in ("tp", "fp", "fn", "tn")] == [
             validation[name][c] for c in ("tp", "fp", "fn", "tn")
         ], name
+
+
+def test_a_named_run_is_labelled_by_its_name_and_found_by_it_beside_older_runs(small_data: Path, run_dir: Path) -> None:
+    """The workspace already holds run 1 (a unet): the named run is runs/2-alpha-quick, and its name, not a number
+    the user must guess, picks it in every command."""
+    result = runner.invoke(app, ["train", "unet", *TINY, "--epochs", "1", "--name", "alpha-quick"])
+    assert result.exit_code == 0, result.output
+    named = small_data / "runs" / "2-alpha-quick"
+    assert "2-alpha-quick" in said(result)
+    config = json.loads((named / "config.json").read_text())
+    assert config["name"] == "alpha-quick" and config["sources"]["name"] == "command line"
+    assert resolve_checkpoint("alpha-quick") == named / "checkpoints" / "best.pt"
+    assert find_run("unet").path == run_dir  # a model's name labels its unnamed runs
+    scored = runner.invoke(app, ["evaluate", "alpha-quick", "--device", "cpu"])
+    assert scored.exit_code == 0, scored.output
+    assert list((named / "evaluations").iterdir()) == [named / "evaluations" / "1-best"]
+    renamed = runner.invoke(app, ["train", "unet", "--resume", "alpha-quick", "--name", "beta"])
+    assert renamed.exit_code == 2 and "cannot change name" in said(renamed)
+
+
+def _fake_run(workspace: Path, name: str, *, best: bool = True) -> Path:
+    """``runs/NAME/``, with a (dummy) best checkpoint unless told otherwise."""
+    folder = workspace / "runs" / name / "checkpoints"
+    folder.mkdir(parents=True)
+    if best:
+        (folder / "best.pt").write_bytes(b"weights")
+    return folder.parent
+
+
+def test_a_name_carried_by_several_runs_names_the_newest_and_says_which(workspace: Path) -> None:
+    for name in ("1-alpha", "2-unet", "3-alpha", "4-unet"):
+        _fake_run(workspace, name)
+    _fake_run(workspace, "5-alpha", best=False)  # failed before its first epoch ended
+    with pytest.warns(MedicoWarning, match=r"^alpha is run 3-alpha: 3 runs are labelled so \(also 1-alpha;.*skipped "
+                      r"5-alpha \(no checkpoints/best.pt"):
+        assert find_run("alpha").name == "3-alpha"
+    with pytest.warns(MedicoWarning, match=r"^unet is run 4-unet: 2 runs are labelled so \(also 2-unet;"):
+        assert resolve_checkpoint("unet") == workspace / "runs" / "4-unet" / "checkpoints" / "best.pt"
+    assert find_run("2").name == "2-unet" and find_run("1-alpha").name == "1-alpha"  # numbers and ids unchanged
+
+
+def test_a_file_named_like_a_run_name_is_refused_rather_than_guessed(workspace: Path) -> None:
+    _fake_run(workspace, "1-alpha")
+    (workspace / "alpha").write_bytes(b"another checkpoint")
+    with pytest.raises(RunNotFoundError, match="'alpha' names both the file .* and run 1-alpha: write ./alpha"):
+        resolve_checkpoint("alpha")
+
+
+@pytest.mark.parametrize(
+    ("name", "fault"),
+    [
+        ("3", "it is a number"),
+        ("latest", "latest names the newest run"),
+        ("2-unet", "reads as a run id"),
+        ("../elsewhere", "'/'"),
+        ("alpha quick", "it contains ' '"),
+        ("alpha\x1b[2J", "control characters"),
+        (".hidden", "starts with a dot"),
+    ],
+)
+def test_a_name_that_would_read_as_another_run_or_leave_the_runs_folder_is_refused(
+    small_data: Path, name: str, fault: str
+) -> None:
+    result = runner.invoke(app, ["train", "unet", *TINY, "--name", name])
+    assert result.exit_code == 2 and "--name" in said(result) and fault in said(result), result.output
+    assert not (small_data / "runs").exists()

@@ -259,13 +259,12 @@ def measure_loader_speed(
     """Images/s the training data pipeline delivers without a model, iterated as a training epoch is.
 
     That is: decoded-cache reads, augmentation and collation in ``workers`` processes (``pin_memory`` as for
-    batches bound for a GPU). The cache is filled first, as a run's first epoch does once. The first ``warmup``
+    batches bound for a GPU). The cache is filled first, as a run fills it before its first epoch. The first ``warmup``
     batches (worker start-up) are untimed; the remaining batches are cut into ``repeats`` consecutive chunks,
     each giving one rate. Compare ``fps`` with the training images/s: below it, the device waits for data.
     """
     _check_counts(batch_size=batch_size, workers=workers, warmup=warmup, repeats=repeats)
-    for index in range(len(train_set)):
-        train_set.decoded(index)
+    train_set.fill_cache(train_set.uncached(), workers=workers)
     loader = make_loader(train_set, batch_size, shuffle=True, workers=workers, pin_memory=pin_memory)
     if len(loader) < warmup + repeats:
         raise MedicoError(

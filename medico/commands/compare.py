@@ -46,7 +46,9 @@ def _verdict(comparison: RunComparison) -> str:
 
 
 def compare(
-    run_a: Annotated[str, typer.Argument(help="Run A: number, id (3-attunet), folder or latest (a sweep: --sweeps).")],
+    run_a: Annotated[
+        str, typer.Argument(help="Run A: number, id (3-attunet), name, folder or latest (a sweep: --sweeps).")
+    ],
     run_b: Annotated[str, typer.Argument(help="Run B, the same way.")],
     metric: Annotated[
         str, typer.Option("--metric", help=f"Per-image score to compare: {', '.join(METRIC_NAMES)}.")

@@ -24,8 +24,8 @@ def evaluate(
     checkpoints: Annotated[
         list[str] | None,
         typer.Argument(
-            help="A .pt checkpoint, or a run: number, id, folder or 'latest' (default: the latest run); several: the "
-            "mean of their probabilities (an ensemble).",
+            help="A .pt checkpoint, or a run: number, id, name, folder or 'latest' (default: the latest run); "
+            "several: the mean of their probabilities (an ensemble).",
             show_default=False,
         ),
     ] = None,

@@ -24,7 +24,9 @@ from medico.runs.folder import RunFolder, resolve_checkpoint
 
 
 def export(
-    checkpoint: Annotated[str, typer.Argument(help="A .pt checkpoint, or a run: number, id, folder or 'latest'.")],
+    checkpoint: Annotated[
+        str, typer.Argument(help="A .pt checkpoint, or a run: number, id, name, folder or 'latest'.")
+    ],
     format: Annotated[
         Literal["onnx", "torchscript"],
         typer.Option(help="onnx (runs in ONNX Runtime, `--runtime onnxruntime`) or torchscript."),

@@ -25,8 +25,8 @@ def predict(
         list[str],
         typer.Argument(
             metavar="[CHECKPOINT]... IMAGES",
-            help="Checkpoints (.pt), runs (number, id, folder or 'latest'; none: the latest run, or --sweep's) or "
-            "one exported .onnx file; several: the mean of their probabilities (an ensemble); last, the folder of "
+            help="Checkpoints (.pt), runs (number, id, name, folder or 'latest'; none: the latest run, or --sweep's) "
+            "or one exported .onnx file; several: the mean of their probabilities (an ensemble); last, the folder of "
             "images (JPEG, PNG...).",
             show_default=False,
         ),

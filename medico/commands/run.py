@@ -79,7 +79,17 @@ Workers = Annotated[
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", help="TOML file of settings (same keys as baselines/<model>.toml).")
 ]
-Resume = Annotated[str | None, typer.Option("--resume", help="Continue a run (number, id or latest) from last.pt.")]
+Resume = Annotated[
+    str | None, typer.Option("--resume", help="Continue a run (number, id, name or latest) from last.pt.")
+]
+Name = Annotated[
+    str | None,
+    typer.Option(
+        "--name",
+        help="Name the run: its folder is runs/N-NAME, and NAME stands for it in every command (the newest run of "
+        "that name). Letters, digits, '.', '-', '_'; not a number or latest.",
+    ),
+]
 Options = Annotated[
     list[str] | None,
     typer.Option("--option", help="Builder option KEY=VALUE (repeatable), e.g. init_features=8."),
@@ -111,8 +121,8 @@ SyncBn = Annotated[
 
 
 class ConsoleObserver(TrainingObserver):
-    """Shows progress bars of the whole run and of the epoch (loss, images/s, time left) on stderr, what the run is
-    expected to take once a few steps are timed, and one summary line per epoch."""
+    """Shows progress bars of the decoded cache's filling, of the whole run and of the epoch (loss, images/s, time
+    left) on stderr, what the run is expected to take once a few steps are timed, and one summary line per epoch."""
 
     def __init__(self, input_size: int) -> None:
         self.input_size = input_size
@@ -122,6 +132,19 @@ class ConsoleObserver(TrainingObserver):
         self.validation: Any = None
         self.latest: RunProgress | None = None
         self.told = 0  # the estimate printed: 0 none yet, 1 one without a timed validation, 2 one with
+
+    def cache_progress(self, done: int, total: int) -> None:
+        if done == 0:
+            err_console.print(
+                f"decoding {total} training images at {self.input_size} px into the decoded cache first (once per "
+                "input size; not counted in the expected time or the budget)"
+            )
+            if err_console.is_terminal:
+                self.progress = task_progress()
+                self.progress.start()
+                self.task = self.progress.add_task("decoding", total=total, status="")
+        elif self.progress is not None:
+            self.progress.update(self.task, completed=done)
 
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
         self.close()
@@ -430,6 +453,7 @@ def run(
     tracker: TrackerOption = None,
     config: ConfigFile = None,
     resume: Resume = None,
+    name: Name = None,
     option: Options = None,
     team: Annotated[
         str | None, typer.Option("--team", help="Leaderboard team (default: $MEDICO_TEAM, else your login name).")
@@ -472,6 +496,7 @@ def run(
         precision=precision,
         workers=workers,
         team=team,
+        name=name,
         tracker=tracker,
         config_file=config,
     )

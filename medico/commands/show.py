@@ -22,7 +22,7 @@ from medico.runs.folder import find_run, read_per_image
 
 
 def show(
-    run: Annotated[str, typer.Argument(help="A run: number, id, folder or 'latest'.")],
+    run: Annotated[str, typer.Argument(help="A run: number, id, name, folder or 'latest'.")],
     data: Annotated[
         Path | None,
         typer.Option(help="Dataset folder or zip (default: the one the run recorded, refused if it changed since)."),

@@ -60,8 +60,8 @@ def submit(
     checkpoint: Annotated[
         list[str] | None,
         typer.Option(
-            help="A .pt checkpoint or a run (number, id, folder); default: the latest run. Repeated (task 1): the "
-            "mean of their probabilities (an ensemble)."
+            help="A .pt checkpoint or a run (number, id, name, folder); default: the latest run. Repeated (task 1): "
+            "the mean of their probabilities (an ensemble)."
         ),
     ] = None,
     images: Annotated[

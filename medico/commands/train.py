@@ -17,6 +17,7 @@ from medico.commands.run import (
     InputSize,
     Lr,
     MaxTime,
+    Name,
     NProc,
     Options,
     PrecisionOption,
@@ -54,6 +55,7 @@ def train(
     tracker: TrackerOption = None,
     config: ConfigFile = None,
     resume: Resume = None,
+    name: Name = None,
     option: Options = None,
     nproc: NProc = None,
     sync_bn: SyncBn = None,
@@ -78,6 +80,7 @@ def train(
         device=device,
         precision=precision,
         workers=workers,
+        name=name,
         tracker=tracker,
         config_file=config,
     )

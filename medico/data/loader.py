@@ -8,7 +8,7 @@ augmentation. Items stay uint8: the training loop normalises each batch on its d
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +38,8 @@ class PolypTrainingSet(Dataset):
         size: the square input side.
         augment: apply the training augmentation (False for validation).
         seed: seeds the augmentation, with the epoch and the item's index.
-        cache: read decoded, resized pairs from :class:`DecodedCache` (and fill it on first use).
+        cache: read decoded, resized pairs from :class:`DecodedCache` (and fill it on first use, or before it with
+            :meth:`fill_cache`).
     """
 
     def __init__(
@@ -80,6 +81,27 @@ class PolypTrainingSet(Dataset):
             self.cache.put(self._keys[index], self.size, image, mask)
         return image, mask
 
+    def uncached(self) -> list[int]:
+        """The indices of the pairs the decoded cache holds no entry for yet (none without a cache)."""
+        if self.cache is None:
+            return []
+        return [i for i, key in enumerate(self._keys) if not self.cache.path(key, self.size).is_file()]
+
+    def fill_cache(
+        self, indices: Sequence[int], *, workers: int = 0, progress: Callable[[int, int], None] | None = None
+    ) -> None:
+        """Decode the pairs at ``indices`` into the cache, in ``workers`` loader processes (none: in this one), telling
+        ``progress(done, total)`` before the first and after each; filling them before training makes a first
+        epoch's steps take as long as every later epoch's."""
+        if not indices:
+            return
+        if progress is not None:
+            progress(0, len(indices))
+        decoding = DataLoader(_Decoding(self, indices), batch_size=None, num_workers=min(workers, len(indices)))
+        for done, _ in enumerate(decoding, start=1):
+            if progress is not None:
+                progress(done, len(indices))
+
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         image, mask = self.decoded(index)
@@ -87,6 +109,20 @@ class PolypTrainingSet(Dataset):
             self.pipeline.set_random_seed(item_seed(self.seed, epoch, index))
             image, mask = augment(self.pipeline, image, mask)
         return torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(mask[None].astype(np.uint8))
+
+
+class _Decoding(Dataset):
+    """Item ``i`` decodes the pair at ``indices[i]`` of ``train_set`` into its cache, and is that pair's index."""
+
+    def __init__(self, train_set: PolypTrainingSet, indices: Sequence[int]) -> None:
+        self.train_set, self.indices = train_set, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> int:
+        self.train_set.decoded(self.indices[position])
+        return self.indices[position]
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:

@@ -44,6 +44,7 @@ __all__ = [
     "run_distributed",
     "launched_by_torchrun",
     "local_device",
+    "local_rank",
     "local_world_size",
     "mean_over_ranks",
     "per_rank_batch",
@@ -86,7 +87,8 @@ def local_world_size() -> int:
     return int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if _active() else 1
 
 
-def _local_rank() -> int:
+def local_rank() -> int:
+    """This process's rank among the group's processes on this machine (torchrun's LOCAL_RANK; 0 without a group)."""
     return int(os.environ.get("LOCAL_RANK", "0")) if _active() else 0
 
 
@@ -247,7 +249,7 @@ def local_device(device: torch.device) -> torch.device:
     """
     if world_size() == 1 or device.type != "cuda":
         return device
-    local = _local_rank()
+    local = local_rank()
     if local >= torch.cuda.device_count():
         raise DistributedError(
             f"process of local rank {local} needs GPU {local}, but {torch.cuda.device_count()} are visible; "

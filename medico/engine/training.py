@@ -7,6 +7,9 @@ anneals by a cosine over the budget's time, and training stops when the next ste
 no longer fit, cutting the epoch under way short. With weight averaging (``average = "ema"``,
 :mod:`medico.engine.averaging`) the averaged weights are the ones validated and checkpointed.
 
+Before anything is timed, the training pairs the decoded cache lacks are decoded into it: the first epoch's steps then
+take what every later epoch's take, and the run's expected length is measured on them.
+
 Validation scores every epoch at each image's ORIGINAL resolution through
 :func:`medico.engine.evaluation.evaluate`. Both checkpoints are written atomically after every epoch with the full
 training state, so a run stopped at any point (Ctrl-C, a crash, a power cut) resumes from its last completed epoch.
@@ -41,6 +44,7 @@ from medico.engine.distributed import (
     evaluate_sharded,
     is_main,
     local_device,
+    local_rank,
     local_world_size,
     mean_over_ranks,
     per_rank_batch,
@@ -217,6 +221,9 @@ class TrainingResult:
 
 class TrainingObserver:
     """Hooks through which the command line shows progress; each does nothing unless overridden."""
+
+    def cache_progress(self, done: int, total: int) -> None:
+        """Training pairs decoded into the cache so far, of the ``total`` it lacked, before anything is timed."""
 
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
         """An epoch of ``steps`` batches begins."""
@@ -426,6 +433,7 @@ class Trainer:
             KeyboardInterrupt: passed on; ``last.pt`` then holds the last completed epoch.
         """
         observer = observer or TrainingObserver()
+        self._fill_cache(observer)
         self.budget.start()
         stopped_by = self._stop_reason(self._elapsed())
         while stopped_by is None:
@@ -476,6 +484,17 @@ class Trainer:
             elapsed=self._elapsed(),
             budget=self.budget.seconds,
         )
+
+    def _fill_cache(self, observer: TrainingObserver) -> None:
+        """Decode the training pairs the cache lacks before the clock starts: decoding a pair costs far more than
+        training on it at a small input size, so steps timed while the cache filled would say the run takes many
+        times longer than it does. Filled once per input size, outside the budget; each process of this machine
+        decodes a share."""
+        missing = self.train_set.uncached()
+        barrier()  # every process listed the same pairs before any decodes its share
+        share = missing[local_rank() :: local_world_size()]
+        self.train_set.fill_cache(share, workers=self.workers, progress=observer.cache_progress)
+        barrier()  # the cache holds every pair before any process trains
 
     def _stop_reason(self, elapsed: float) -> str | None:
         """Why training must stop before another epoch (None: it goes on)."""

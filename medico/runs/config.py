@@ -33,6 +33,7 @@ from medico.errors import MedicoError
 from medico.leaderboard.participant import check_team_name
 from medico.leaderboard.team import default_team
 from medico.plugins import ModelPlugin, TrainingDefaults, canonical_spec
+from medico.runs.folder import check_run_name
 from medico.runs.tracking import check_tracker
 
 __all__ = [
@@ -111,6 +112,8 @@ class RunConfig:
         augment: the source paper's augmentations on training images.
         eval_batch_size: images per forward pass during validation.
         team: the leaderboard team name (resolved: ``$MEDICO_TEAM``, else the login name, unless a layer names one).
+        name: the run's name, its folder's label (``runs/9-alpha-quick/``) and a way to name it in every command
+            (:func:`medico.runs.folder.check_run_name`); None: the folder is labelled by the model.
         tracker: ``none``, ``tensorboard`` or ``mlflow``: where the run's epochs, config and final scores are also
             logged (:mod:`medico.runs.tracking`).
     """
@@ -139,6 +142,7 @@ class RunConfig:
     augment: bool = True
     eval_batch_size: int = 8
     team: str | None = None
+    name: str | None = None
     tracker: str = "none"
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -191,6 +195,7 @@ class RunOptions:
     precision: str | None = None
     workers: int | None = None
     team: str | None = None
+    name: str | None = None
     tracker: str | None = None
     builder_options: Mapping[str, Any] = field(default_factory=dict)
     config_file: Path | None = None
@@ -233,6 +238,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "augment": (bool,),
     "eval_batch_size": (int,),
     "team": (str,),
+    "name": (str,),
     "tracker": (str,),
 }
 
@@ -346,6 +352,8 @@ def check_setting(key: str, value: Any, source: str = COMMAND_LINE, *, name: str
         raise ConfigError(f"{name} must be one of {', '.join(PRECISION_CHOICES)}, got {value!r}")
     if key == "team":
         check_team_name(value, name)  # the leaderboard entry's rule, asked before training rather than after it
+    if key == "name":
+        check_run_name(value, name)  # before the folder it labels is made
     if key == "tracker":
         check_tracker(value, name)  # a missing package is refused now, not after the run folder is made
     return value

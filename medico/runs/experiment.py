@@ -107,7 +107,7 @@ def plan_run(
     Args:
         model: plugin name or ``file.py:builder`` spec.
         given: the options the command was given.
-        resume: a run (number, id, folder, ``latest``) whose ``last.pt`` to continue from.
+        resume: a run (number, id, label, folder, ``latest``) whose ``last.pt`` to continue from.
     """
     if resume is not None:
         run = find_run(resume)
@@ -139,6 +139,9 @@ class _RecordingObserver(TrainingObserver):
     def __init__(self, inner: TrainingObserver, run: RunFolder, trainer: Trainer, title: str, tracker: Tracker) -> None:
         self.inner, self.run, self.trainer, self.title, self.tracker = inner, run, trainer, title, tracker
 
+    def cache_progress(self, done: int, total: int) -> None:
+        self.inner.cache_progress(done, total)
+
     def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
         self.inner.epoch_started(epoch, epochs, steps)
 
@@ -166,7 +169,7 @@ def make_trainer(plan: RunPlan, *, sync_bn: bool | None = None) -> Trainer:
     """
     new = plan.run is None
     if new:
-        plan.run = broadcast_object(RunFolder.create(plan.config.model) if is_main() else None)
+        plan.run = broadcast_object(RunFolder.create(plan.config.model, name=plan.config.name) if is_main() else None)
     try:
         provenance = plan.record().checkpoint_metrics()
         trainer = Trainer(

@@ -1,11 +1,15 @@
-"""Run folders: ``runs/<n>-<model>/`` numbered in order, found by number, full id or ``latest``.
+"""Run folders: ``runs/<n>-<label>/`` numbered in order, found by number, full id, label or ``latest``.
+
+A run's label is its ``--name`` or else its model (``runs/9-alpha-quick/``, ``runs/3-unet/``). A label names the
+newest run carrying it, with a note when several do; a name is refused where it would read as a number, an id or
+``latest`` (:func:`check_run_name`), so that those always mean what they meant.
 
 :class:`RunFolder` owns the layout of a run's record: the resolved config, environment, dataset record,
 ``checkpoints/best.pt`` and ``checkpoints/last.pt``, the per-epoch history, per-image metrics, ``summary.json``
 and the ``evaluations/`` that ``medico evaluate`` adds later. Every file a run holds is named here and nowhere else.
 
-A run without ``checkpoints/best.pt`` failed or was stopped before its first epoch ended: ``latest`` skips it
-(saying so), since there is nothing to evaluate, submit or resume in it. A run stopped later holds the best and
+A run without ``checkpoints/best.pt`` failed or was stopped before its first epoch ended: ``latest`` and a label
+skip it (saying so), since there is nothing to evaluate, submit or resume in it. A run stopped later holds the best and
 last checkpoints of the epochs it finished: it is resumable, and ``latest`` may pick it.
 """
 
@@ -22,12 +26,15 @@ from pathlib import Path
 import pandas as pd
 
 from medico.errors import MedicoError, MedicoWarning, some
+from medico.leaderboard.participant import check_team_name
 
 __all__ = [
     "METRICS",
     "PER_IMAGE",
     "RunFolder",
+    "RunNameError",
     "RunNotFoundError",
+    "check_run_name",
     "create_numbered_folder",
     "evaluation_folder",
     "find_run",
@@ -41,6 +48,10 @@ __all__ = [
 
 _NUMBERED = re.compile(r"^(\d+)-(.+)$")
 """``<n>-<label>``: run folders, sweep folders and evaluation folders."""
+_UNKEPT = re.compile(r"[^A-Za-z0-9_.-]+")
+"""What a folder's label does not keep of the text it is made from."""
+_LATEST = "latest"
+"""Names the newest run holding a best checkpoint."""
 PER_IMAGE = "per_image.csv"
 """Per-image scores of an evaluation (a run's own, or one under ``evaluations/``)."""
 METRICS = "metrics.json"
@@ -50,6 +61,10 @@ _CHECKPOINTS = "checkpoints"
 
 class RunNotFoundError(MedicoError):
     """No run folder matches what the user typed, or the run lacks the file asked for."""
+
+
+class RunNameError(MedicoError):
+    """A ``--name`` that cannot label a run folder, or that would read as another run's number, id or ``latest``."""
 
 
 def runs_root() -> Path:
@@ -63,11 +78,49 @@ def run_number(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _folder_label(text: str) -> str:
+    """``text`` as a numbered folder's label: runs of characters other than letters, digits, '.', '-' and '_' become
+    one '_', with no '.' or '_' at either end (``plugins.py_build`` for ``plugins.py:build``)."""
+    return _UNKEPT.sub("_", text).strip("._") or "model"
+
+
+def check_run_name(name: str, label: str = "--name") -> str:
+    """``name`` unchanged when it can label a run folder as it is and name that run alone.
+
+    That is a plain name (:func:`~medico.leaderboard.participant.check_team_name`: no path separator or control
+    character, no leading dot...) of letters, digits, '.', '-' and '_' (kept as is in the folder's name), and not
+    one that reads as a run number (``3``), a run id (``3-unet``) or ``latest``.
+
+    Raises:
+        TeamNameError, RunNameError: naming ``label``, what a name may be and what ``name`` holds.
+    """
+    check_team_name(name, label)
+    problem = None
+    unkept = sorted(set("".join(_UNKEPT.findall(name))))
+    if unkept:
+        problem = f"it contains {', '.join(repr(c) for c in unkept)}"
+    elif _folder_label(name) != name:
+        problem = "it starts or ends with '.' or '_'"
+    elif name.isdigit():
+        problem = f"it is a number, which names run {name}"
+    elif name == _LATEST:
+        problem = "latest names the newest run"
+    elif _NUMBERED.match(name):
+        problem = "it reads as a run id (NUMBER-LABEL), which names that run"
+    if problem:
+        raise RunNameError(
+            f"{label} {name!r}: expected a run name of letters, digits, '.', '-' and '_' that is not a number, "
+            f"a run id or {_LATEST}, but {problem}"
+        )
+    return name
+
+
 def create_numbered_folder(root: Path, label: str) -> Path:
-    """Create ``root/<n>-<label>`` with the next free number (safe against concurrent runs: mkdir is atomic)."""
+    """Create ``root/<n>-<label>`` with the next free number (safe against concurrent runs: mkdir is atomic);
+    ``label`` as :func:`_folder_label` keeps it."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("._") or "model"
+    safe = _folder_label(label)
     numbers = [n for p in root.iterdir() if p.is_dir() and (n := run_number(p)) is not None]
     number = max(numbers, default=0) + 1
     while True:
@@ -86,10 +139,12 @@ class RunFolder:
     path: Path
 
     @classmethod
-    def create(cls, model: str, root: Path | None = None) -> RunFolder:
-        """A new, empty run folder for ``model``, numbered after the others and labelled by its name, or by the last
-        part of its spec (``3-plugins.py_build`` for ``/abs/path/plugins.py:build``)."""
-        return cls(create_numbered_folder(runs_root() if root is None else Path(root), model.rpartition("/")[2]))
+    def create(cls, model: str, root: Path | None = None, *, name: str | None = None) -> RunFolder:
+        """A new, empty run folder for ``model``, numbered after the others and labelled by ``name`` (a
+        :func:`check_run_name` name) when given, else by the model's name or the last part of its spec
+        (``3-plugins.py_build`` for ``/abs/path/plugins.py:build``)."""
+        label = name if name is not None else model.rpartition("/")[2]
+        return cls(create_numbered_folder(runs_root() if root is None else Path(root), label))
 
     @classmethod
     def containing(cls, checkpoint: Path) -> RunFolder | None:
@@ -118,6 +173,12 @@ class RunFolder:
     def number(self) -> int | None:
         """The run's number (``3`` for ``3-attunet``)."""
         return run_number(self.path)
+
+    @property
+    def label(self) -> str | None:
+        """The run's label: its ``--name``, or else its model (``attunet`` for ``3-attunet``)."""
+        match = _NUMBERED.match(self.path.name)
+        return match.group(2) if match else None
 
     @property
     def checkpoints(self) -> Path:
@@ -208,34 +269,48 @@ def latest_run(root: Path | None = None) -> RunFolder:
     runs = list_runs(root)
     if not runs:
         raise RunNotFoundError(f"no runs yet in {root}; start one with `medico run MODEL`")
+    return _newest(_LATEST, runs, root)
+
+
+def _newest(what: str, runs: list[RunFolder], root: Path) -> RunFolder:
+    """The newest of ``runs`` (all, or those labelled ``what``) holding a best checkpoint, with a
+    :class:`~medico.errors.MedicoWarning` naming the other runs ``what`` might have meant and the newer ones skipped."""
     usable = [run for run in runs if run.best.is_file()]
     if not usable:
+        among = "no run" if what == _LATEST else f"no run labelled {what}"
         raise RunNotFoundError(
-            f"no run in {root} has a best checkpoint: {some([r.name for r in runs])} failed or were stopped "
+            f"{among} in {root} has a best checkpoint: {some([r.name for r in runs])} failed or were stopped "
             "before their first epoch ended; start one with `medico run MODEL`"
         )
     chosen = usable[-1]
+    notes = []
+    older = [run.name for run in reversed(runs[: runs.index(chosen)])]
+    if what != _LATEST and older:
+        notes.append(f"{len(runs)} runs are labelled so (also {some(older)}; name another by its number)")
     skipped = [run.name for run in runs[runs.index(chosen) + 1 :]]
     if skipped:
-        warnings.warn(
-            MedicoWarning(
-                f"latest is run {chosen.name}: skipped {some(skipped)} (no {chosen.best.relative_to(chosen.path)}: "
-                "failed or stopped before the first epoch ended)"
-            ),
-            stacklevel=2,
+        notes.append(
+            f"skipped {some(skipped)} (no {chosen.best.relative_to(chosen.path)}: failed or stopped before the "
+            "first epoch ended)"
         )
+    if notes:
+        warnings.warn(MedicoWarning(f"{what} is run {chosen.name}: {'; '.join(notes)}"), stacklevel=3)
     return chosen
 
 
 def find_run(run: str, root: Path | None = None) -> RunFolder:
-    """The run folder for ``run``: its number (``3``), its full id (``3-attunet``), a path, or ``latest``."""
+    """The run folder for ``run``: its number (``3``), its full id (``3-attunet``), its label (its ``--name`` or its
+    model: the newest run carrying it), a path, or ``latest``."""
     root = runs_root() if root is None else Path(root)
-    if run == "latest":
+    if run == _LATEST:
         return latest_run(root).checked()
     runs = list_runs(root)
     named = _named(run, runs)
     if named is not None:
         return named.checked()
+    labelled = [r for r in runs if r.label == run]
+    if labelled:
+        return _newest(run, labelled, root).checked()
     if Path(run).is_dir():
         return RunFolder(Path(run)).checked()
     known = ", ".join(r.name for r in runs[-10:]) or "none"
@@ -247,22 +322,32 @@ def _named(run: str, runs: list[RunFolder]) -> RunFolder | None:
     return next((r for r in runs if run == r.name or (run.isdigit() and int(run) == r.number)), None)
 
 
-def resolve_checkpoint(run_or_file: str | None, which: str = "best", root: Path | None = None) -> Path:
-    """A checkpoint file from a path to a ``.pt`` file, a run (number, id, folder, ``latest``) or None (latest).
+def _meant(run: str, runs: list[RunFolder]) -> RunFolder | None:
+    """The run ``run`` would name among ``runs`` (``latest``, a number, an id or a label), if any, before checking it
+    holds a checkpoint."""
+    if run == _LATEST:
+        return runs[-1] if runs else None
+    labelled = [r for r in runs if r.label == run]
+    return _named(run, runs) or (labelled[-1] if labelled else None)
 
-    A text naming both a file and a run (a file ``3`` in the current folder, and run 3) is refused rather than
-    guessed: scoring or submitting another model than the one meant would pass unnoticed.
+
+def resolve_checkpoint(run_or_file: str | None, which: str = "best", root: Path | None = None) -> Path:
+    """A checkpoint file from a path to a ``.pt`` file, a run (number, id, label, folder, ``latest``) or None
+    (latest).
+
+    A text naming both a file and a run (a file ``3`` or ``unet`` in the current folder, and run 3 or a run labelled
+    ``unet``) is refused rather than guessed: scoring or submitting another model than the one meant would pass
+    unnoticed.
     """
     if run_or_file is not None and Path(run_or_file).is_file():
-        runs = list_runs(root)
-        run = runs[-1] if run_or_file == "latest" and runs else _named(run_or_file, runs)
+        run = _meant(run_or_file, list_runs(root))
         if run is not None:
             raise RunNotFoundError(
                 f"{run_or_file!r} names both the file {Path(run_or_file).resolve()} and run {run.name}: write "
                 f"./{run_or_file} for the file, or {run.path} for the run"
             )
         return Path(run_or_file)
-    return find_run(run_or_file or "latest", root).checkpoint(which)
+    return find_run(run_or_file or _LATEST, root).checkpoint(which)
 
 
 def read_per_image(run: str, metrics: Sequence[str], root: Path | None = None) -> tuple[RunFolder, pd.DataFrame]:
