@@ -1,4 +1,5 @@
-"""``medico submit`` task 1: one single-channel 0/255 PNG per image, exactly the image's size, plus a manifest."""
+"""``medico submit`` task 1: one single-channel 0/255 PNG per image, exactly the image's size, plus a manifest, and a
+summary naming what it was made from."""
 
 from __future__ import annotations
 
@@ -15,17 +16,20 @@ from typer.testing import CliRunner
 
 import medico
 from medico.cli import app
+from medico.data import resolve_split
 from medico.data.io import list_images
+from medico.data.synthetic import SyntheticDataset
 from medico.download import file_sha256
 from medico.runs.checkpoint import Checkpoint, save_checkpoint
+from medico.runs.dataset import DataRecord
 
 SIZES = [(72, 40), (33, 61), (96, 54)]  # (width, height), none square
 
 
-def _tiny_checkpoint(path: Path) -> Path:
-    torch.manual_seed(0)
+def _tiny_checkpoint(path: Path, seed: int = 0, **fields: object) -> Path:
+    torch.manual_seed(seed)
     model = medico.create_model("unet", init_features=4)
-    return save_checkpoint(path, Checkpoint("unet", {"init_features": 4}, 32, model.state_dict()))
+    return save_checkpoint(path, Checkpoint("unet", {"init_features": 4}, 32, model.state_dict(), **fields))
 
 
 @pytest.fixture
@@ -93,6 +97,38 @@ def test_runs_are_numbered_and_never_overwritten_without_force(workspace: Path, 
     assert _submit(*base, "--run", "1", "--force").exit_code == 0
     limited = _submit(*base, "--max-runs", "2")
     assert limited.exit_code == 2 and "at most 2" in limited.output
+
+
+def _text(result: object) -> str:
+    return " ".join(result.output.split())  # type: ignore[attr-defined]
+
+
+def test_the_summary_names_the_model_the_checkpoint_and_the_run_it_was_trained_in(
+    workspace: Path, images: Path
+) -> None:
+    dataset = SyntheticDataset(seed=0, count=4)
+    record = DataRecord.of(dataset, resolve_split(dataset, "random"))
+    run = workspace / "runs" / "9-unet"
+    _tiny_checkpoint(run / "checkpoints" / "best.pt", metrics=record.checkpoint_metrics())
+    result = _submit("--team", "T", "--checkpoint", "9", "--images", str(images), "--tta", "flip")
+    assert result.exit_code == 0, result.output
+    said = _text(result)
+    assert "model │ unet (tta flip)" in said
+    made = f"made from {run / 'checkpoints' / 'best.pt'} (unet): training run runs/9-unet, trained on synthetic "
+    assert made in said
+    manifest = json.loads((workspace / "submissions" / "T" / "T_task1_run1.json").read_text())
+    assert manifest["training_run"] == "runs/9-unet" and manifest["trained_on"] == record.description
+
+
+def test_an_ensembles_summary_names_every_member_and_a_loose_file_as_outside_any_run(
+    workspace: Path, run_dir: Path, checkpoint: Path, images: Path
+) -> None:
+    result = _submit("--team", "T", "--checkpoint", "1", "--checkpoint", str(checkpoint), "--images", str(images))
+    assert result.exit_code == 0, result.output
+    said = _text(result)
+    assert "model │ unet (ensemble of 2)" in said
+    assert "training run runs/1-unet, its data not recorded" in said
+    assert f"made from {checkpoint} (unet): no training run (a checkpoint file outside any run folder)" in said
 
 
 def test_a_path_as_team_name_is_refused_before_anything_is_written(workspace: Path, checkpoint: Path) -> None:

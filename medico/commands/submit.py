@@ -16,7 +16,7 @@ from medico.data.synthetic import synthetic_test_images
 from medico.engine.runtime import PRECISIONS, resolve_device
 from medico.errors import MedicoError
 from medico.runs.members import resolve_members
-from medico.submission import MAX_RUNS, SubmissionFiles, write_task1, write_task2
+from medico.submission import MAX_RUNS, Source, SubmissionFiles, write_task1, write_task2
 from medico.weights import cache_dir
 
 
@@ -31,17 +31,33 @@ def _test_images(images: Path | None) -> list[Path]:
     return synthetic_test_images(folder)
 
 
+def _source_line(source: Source) -> str:
+    """One checkpoint a submission came from, as rich markup: its file and model, its training run and that run's data
+    (in yellow when synthetic), or that it lies outside any run folder."""
+    line = f"made from {escape(str(source.checkpoint))} ({escape(source.model)}): "
+    if source.training_run is None:
+        return line + "no training run (a checkpoint file outside any run folder)"
+    line += f"training run {escape(str(source.training_run))}, "
+    if source.trained_on is None:
+        return line + "its data not recorded"
+    data = f"trained on {escape(source.trained_on)}"
+    return line + (f"[yellow]{data}[/]" if source.synthetic else data)
+
+
 def _print_summary(files: SubmissionFiles) -> None:
     table = Table(title=f"team {escape(files.team)}: task {1 if files.task == 'segmentation' else 2}, run {files.run}")
     table.add_column("", style="bold")
     table.add_column("", overflow="fold")
     what = "masks" if files.task == "segmentation" else "files"
+    table.add_row("model", escape(files.model))
     table.add_row("written", escape(str(files.path)))
     table.add_row("manifest", escape(str(files.manifest)))
     table.add_row(what, f"{files.count:,}")
     table.add_row("size", f"{files.size:,} bytes")
     table.add_row("sha256" if files.task == "segmentation" else "weights sha256", files.sha256)
     console.print(table)
+    for source in files.sources:  # a line each, never folded: a path to copy, a run folder to recognise
+        console.print(_source_line(source), soft_wrap=True)
 
 
 def submit(

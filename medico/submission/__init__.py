@@ -18,7 +18,7 @@ _LAZY = {
         ("RULES", "InvalidSubmissionError", "Problem", "ValidationReport", "image_sizes", "validate_archive"),
         "medico.submission.validator",
     ),
-    **dict.fromkeys(("SubmissionFiles", "mask_png", "write_task1"), "medico.submission.writer"),
+    **dict.fromkeys(("Source", "SubmissionFiles", "mask_png", "write_task1"), "medico.submission.writer"),
 }
 
 
@@ -37,6 +37,7 @@ __all__ = [
     "Problem",
     "RunNumberError",
     "ScoreResult",
+    "Source",
     "SubmissionFiles",
     "TeamNameError",
     "Truth",

@@ -33,10 +33,11 @@ from medico.engine.graphs import EXTRA, require
 from medico.engine.tta import check_tta
 from medico.errors import MedicoError
 from medico.files import check_target
+from medico.leaderboard.columns import model_text
 from medico.plugins import BUILT_IN, get_plugin
 from medico.runs.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from medico.submission.names import MAX_RUNS, choose_run, run_name, team_dir
-from medico.submission.writer import SubmissionFiles, write_manifest
+from medico.submission.writer import Source, SubmissionFiles, write_manifest
 
 __all__ = ["BASE_IMAGE", "ENTRY_SCRIPT", "dockerfile", "image_tag", "write_task2"]
 
@@ -171,6 +172,7 @@ def write_task2(
     check_tta(tta)
     number = choose_run(folder, team, "efficiency", run, max_runs, force)
     spec = load_checkpoint(checkpoint, model=model)
+    source = Source.of(checkpoint, spec)
     export: _Export | None = None
     if get_plugin(spec.model_spec).origin != BUILT_IN:  # its code is not in the image: its graph goes instead
         require("onnxruntime", f"packaging {spec.model_spec!r} (not built in) for task 2 as ONNX")
@@ -194,7 +196,7 @@ def write_task2(
         team=team,
         task="efficiency",
         run=number,
-        checkpoint=checkpoint,
+        source=source,
         spec=spec,
         replace=force,
         tta=tta,
@@ -205,4 +207,7 @@ def write_task2(
         weights="onnx (exported: the model's code is not in the image)" if export is not None else "checkpoint",
     )
     size = sum(p.stat().st_size for p in files)
-    return SubmissionFiles(destination, manifest, team, "efficiency", number, len(files), size, digest)
+    return SubmissionFiles(
+        destination, manifest, team, "efficiency", number, len(files), size, digest,
+        model=model_text(spec.model_spec, tta), sources=(source,),
+    )

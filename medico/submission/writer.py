@@ -2,7 +2,8 @@
 
 The archive holds one single-channel PNG per image, named ``<stem>.png``, values 0/255, at the image's exact
 width x height. Members carry a fixed date so that the same masks give the same archive (and SHA-256). The
-manifest (model, checkpoint hash, input size, threshold, date, medico version) sits beside the zip, not in it.
+manifest (model, checkpoint hash, the training run and its data, input size, threshold, date, medico version) sits
+beside the zip, not in it.
 """
 
 from __future__ import annotations
@@ -26,19 +27,69 @@ from medico.download import file_sha256
 from medico.engine.evaluation import load_ensemble, prediction_record
 from medico.errors import MedicoError
 from medico.files import check_target, write_atomic
+from medico.leaderboard.columns import model_text
 from medico.plugins import get_plugin
 from medico.runs.checkpoint import Checkpoint
+from medico.runs.dataset import recorded_data
+from medico.runs.folder import RunFolder
 from medico.submission.names import MAX_RUNS, Task, choose_run, run_name, team_dir
 
-__all__ = ["SubmissionFiles", "mask_png", "write_manifest", "write_mask_archive", "write_task1"]
+__all__ = ["Source", "SubmissionFiles", "mask_png", "write_manifest", "write_mask_archive", "write_task1"]
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def _near(path: Path) -> Path:
+    """``path`` relative to the current folder when it lies inside it (``runs/9-unet``), else as it is."""
+    try:
+        return path.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
+@dataclass(frozen=True)
+class Source:
+    """A checkpoint a submission was made from: its file and model spec, the training run folder holding it (None: a
+    file kept outside any run) and the data that run was trained on, and whether that was synthetic (None: not
+    recorded)."""
+
+    checkpoint: Path
+    model: str
+    training_run: Path | None
+    trained_on: str | None
+    synthetic: bool | None
+
+    @classmethod
+    def of(cls, checkpoint: Path, spec: Checkpoint) -> Source:
+        """The source of ``spec``, loaded from ``checkpoint``: its run and data as the run's record says.
+
+        Raises:
+            OtherDataError: the run's or checkpoint's data record cannot be read.
+        """
+        run = RunFolder.containing(checkpoint)
+        record = recorded_data(spec, run, f"checkpoint {checkpoint}")
+        return cls(
+            Path(checkpoint),
+            spec.model_spec,
+            None if run is None else _near(run.path),
+            None if record is None else record.description,
+            None if record is None else record.synthetic,
+        )
+
+    def record(self) -> dict[str, Any]:
+        """What a manifest says of it beside the checkpoint and model: the training run and its data."""
+        return {
+            "training_run": None if self.training_run is None else str(self.training_run),
+            "trained_on": self.trained_on,
+        }
 
 
 @dataclass(frozen=True)
 class SubmissionFiles:
     """What ``medico submit`` wrote: the archive (task 1) or Docker context (task 2), its manifest, the number
-    of masks (task 1) or files (task 2), their size in bytes, and the SHA-256 of the archive (task 1) or weights."""
+    of masks (task 1) or files (task 2), their size in bytes, and the SHA-256 of the archive (task 1) or weights;
+    the model as the leaderboard names it (test-time augmentation and ensemble size included) and the checkpoints it
+    came from."""
 
     path: Path
     manifest: Path
@@ -48,6 +99,8 @@ class SubmissionFiles:
     count: int
     size: int
     sha256: str
+    model: str
+    sources: tuple[Source, ...]
 
 
 def mask_png(mask: np.ndarray) -> bytes:
@@ -82,7 +135,7 @@ def write_manifest(
     team: str,
     task: Task,
     run: int,
-    checkpoint: Path,
+    source: Source,
     spec: Checkpoint,
     replace: bool = False,
     **fields: Any,
@@ -90,8 +143,9 @@ def write_manifest(
     """The manifest beside a submission, as indented JSON (written atomically; an existing file replaced only with
     ``replace``).
 
-    Every manifest names the team, task and run, the model and the checkpoint it came from (with its SHA-256),
-    the date and medico's version; ``fields`` add what is particular to the task.
+    Every manifest names the team, task and run, the model and the checkpoint it came from (with its SHA-256, the
+    training run holding it and the data that run was trained on), the date and medico's version; ``fields`` add what
+    is particular to the task.
     """
     manifest = {
         "team": team,
@@ -101,8 +155,9 @@ def write_manifest(
         "model": spec.model_spec,
         "model_options": spec.model_options,
         "plugin": get_plugin(spec.model_spec).provenance(),
-        "checkpoint": str(checkpoint),
-        "checkpoint_sha256": file_sha256(checkpoint),
+        "checkpoint": str(source.checkpoint),
+        "checkpoint_sha256": file_sha256(source.checkpoint),
+        **source.record(),
         "input_size": spec.input_size,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "medico_version": __version__,
@@ -164,9 +219,10 @@ def write_task1(
     for target in (archive, manifest_path):
         check_target(target, replace=force)  # refused now, not after predicting every image
     predictor, specs = load_ensemble(paths, model=model, device=str(device), precision=precision, tta=tta)
+    sources = tuple(Source.of(path, spec) for path, spec in zip(paths, specs))
     prediction = prediction_record(predictor, paths, specs)
-    for member, path in zip(prediction["members"], paths):
-        member["checkpoint_sha256"] = file_sha256(path)
+    for member, source in zip(prediction["members"], sources):
+        member.update(checkpoint_sha256=file_sha256(source.checkpoint), **source.record())
 
     def named_masks() -> Iterable[tuple[str, np.ndarray]]:
         for path, mask in zip(images, predictor.predict_all((read_rgb(p) for p in images), batch_size)):
@@ -181,7 +237,7 @@ def write_task1(
         team=team,
         task="segmentation",
         run=number,
-        checkpoint=paths[0],
+        source=sources[0],
         spec=specs[0],
         replace=force,
         **prediction,
@@ -194,4 +250,7 @@ def write_task1(
         precision=precision,
         mask_format="PNG, single channel, values 0/255, each image's own width x height",
     )
-    return SubmissionFiles(archive, manifest, team, "segmentation", number, count, archive.stat().st_size, digest)
+    return SubmissionFiles(
+        archive, manifest, team, "segmentation", number, count, archive.stat().st_size, digest,
+        model=model_text(specs[0].model_spec, predictor.tta, len(specs)), sources=sources,
+    )
