@@ -16,7 +16,7 @@ from medico.data.synthetic import synthetic_test_images
 from medico.engine.runtime import PRECISIONS, resolve_device
 from medico.errors import MedicoError
 from medico.runs.members import resolve_members
-from medico.submission import MAX_RUNS, Source, SubmissionFiles, write_task1, write_task2
+from medico.submission import MAX_RUNS, Source, SubmissionFiles, docker_commands, write_task1, write_task2
 from medico.weights import cache_dir
 
 
@@ -58,6 +58,15 @@ def _print_summary(files: SubmissionFiles) -> None:
     console.print(table)
     for source in files.sources:  # a line each, never folded: a path to copy, a run folder to recognise
         console.print(_source_line(source), soft_wrap=True)
+
+
+def _print_docker(files: SubmissionFiles) -> None:
+    """How to build and run a task 2 context: the image from the context, then the container on a folder of images."""
+    build, run = docker_commands(files.team, files.run, files.path)
+    console.print("build the image, then segment a folder of images into a folder of masks (without an NVIDIA GPU, "
+                  "leave out --gpus all):")
+    console.print(f"  {escape(build)}", soft_wrap=True)
+    console.print(f"  {escape(run)}", soft_wrap=True)
 
 
 def submit(
@@ -117,6 +126,7 @@ def submit(
             weights[0], out, team, run=run, max_runs=max_runs, force=force, model=model, images=images, tta=tta
         )
         _print_summary(files)
+        _print_docker(files)
         return
     paths = _test_images(images)
     with task_progress() as progress:

@@ -7,7 +7,9 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    **dict.fromkeys(("BASE_IMAGE", "dockerfile", "image_tag", "write_task2"), "medico.submission.efficiency"),
+    **dict.fromkeys(
+        ("BASE_IMAGE", "docker_commands", "dockerfile", "image_tag", "write_task2"), "medico.submission.efficiency"
+    ),
     **dict.fromkeys(
         ("MAX_RUNS", "MAX_TEAM_NAME", "RunNumberError", "TeamNameError", "check_team_name", "choose_run",
          "existing_runs", "run_name", "team_dir"),
@@ -44,6 +46,7 @@ __all__ = [
     "ValidationReport",
     "check_team_name",
     "choose_run",
+    "docker_commands",
     "dockerfile",
     "existing_runs",
     "image_sizes",
