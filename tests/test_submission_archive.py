@@ -131,6 +131,17 @@ def test_an_ensembles_summary_names_every_member_and_a_loose_file_as_outside_any
     assert f"made from {checkpoint} (unet): no training run (a checkpoint file outside any run folder)" in said
 
 
+def test_a_local_archive_says_it_gets_no_score_here_and_where_the_runs_score_is(
+    workspace: Path, run_dir: Path, images: Path
+) -> None:
+    result = _submit("--team", "T", "--checkpoint", "1", "--images", str(images))
+    assert result.exit_code == 0, result.output
+    said = _text(result)
+    assert "no public ground truth, so this archive gets no score here" in said
+    assert "medico score submissions/T/T_task1_run1.zip --truth MASKS --team T" in said
+    assert "`medico leaderboard` shows the validation score of runs/1-unet (the val split" in said
+
+
 def test_a_path_as_team_name_is_refused_before_anything_is_written(workspace: Path, checkpoint: Path) -> None:
     result = _submit("--team", "../escape", "--checkpoint", str(checkpoint))
     assert result.exit_code == 2 and "--team" in result.output

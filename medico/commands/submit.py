@@ -69,6 +69,18 @@ def _print_docker(files: SubmissionFiles) -> None:
     console.print(f"  {escape(run)}", soft_wrap=True)
 
 
+def _print_next(files: SubmissionFiles) -> None:
+    """What a local task 1 archive gets: no score here, the organisers' scoring, and where the run's score is."""
+    runs = sorted({str(source.training_run) for source in files.sources if source.training_run is not None})
+    scored = ", ".join(runs) or "your runs"
+    console.print(
+        "next: the test images have no public ground truth, so this archive gets no score here; the organisers score "
+        f"it (medico score {escape(str(files.path))} --truth MASKS --team {escape(files.team)}). `medico leaderboard` "
+        f"shows the validation score of {escape(scored)} (the val split, each team's best run; --all-runs lists "
+        "every run)."
+    )
+
+
 def submit(
     team: Annotated[str, typer.Option("--team", help="Team name: a plain name (it becomes a folder and file name).")],
     task: Annotated[
@@ -146,7 +158,9 @@ def submit(
             tta=tta,
         )
     _print_summary(files)
-    if to is not None and token_file is not None:
-        from medico.commands.status import upload_and_wait
+    if to is None or token_file is None:
+        _print_next(files)
+        return
+    from medico.commands.status import upload_and_wait
 
-        upload_and_wait(to, token_file, files.path)
+    upload_and_wait(to, token_file, files.path)
