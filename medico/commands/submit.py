@@ -110,7 +110,13 @@ def submit(
     ] = None,
     out: Annotated[Path, typer.Option(help="Submissions folder; files go to OUT/TEAM/.")] = Path("submissions"),
     max_runs: Annotated[int, typer.Option(help="Most runs per team and task (the challenge allows 5).")] = MAX_RUNS,
-    force: Annotated[bool, typer.Option(help="Overwrite an existing run given with --run.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Overwrite an existing run given with --run; and write task 1 masks an earlier run of the team "
+            "already holds (refused without it, since they would spend another of the team's runs)."
+        ),
+    ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (task 1 prediction).")] = "auto",
     precision: Annotated[str, typer.Option(help=f"Task 1 prediction precision: {', '.join(PRECISIONS)}.")] = "fp32",
     tta: Tta = "none",

@@ -1,13 +1,15 @@
 """Task 1 (segmentation): predict every test image and write ``TEAM_task1_runN.zip`` plus its manifest.
 
 The archive holds one single-channel PNG per image, named ``<stem>.png``, values 0/255, at the image's exact
-width x height. Members carry a fixed date so that the same masks give the same archive (and SHA-256). The
-manifest (model, checkpoint hash, the training run and its data, input size, threshold, date, medico version) sits
-beside the zip, not in it.
+width x height. Members carry a fixed date so that the same masks give the same archive (and SHA-256), and masks an
+earlier run of the team already holds are refused (:mod:`medico.submission.repeats`). The manifest (model,
+checkpoint hash, the training run and its data, input size, threshold, date, medico version) sits beside the zip,
+not in it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import zipfile
@@ -23,7 +25,7 @@ from PIL import Image
 
 from medico import __version__
 from medico.data.io import read_rgb
-from medico.download import file_sha256
+from medico.download import file_sha256, named_files_sha256
 from medico.engine.evaluation import load_ensemble, prediction_record
 from medico.errors import MedicoError
 from medico.files import check_target, write_atomic
@@ -33,8 +35,9 @@ from medico.runs.checkpoint import Checkpoint
 from medico.runs.dataset import recorded_data
 from medico.runs.folder import RunFolder
 from medico.submission.names import MAX_RUNS, Task, choose_run, run_name, team_dir
+from medico.submission.repeats import check_new_archive, check_new_prediction
 
-__all__ = ["Source", "SubmissionFiles", "mask_png", "write_manifest", "write_mask_archive", "write_task1"]
+__all__ = ["Source", "SubmissionFiles", "mask_archive", "mask_png", "write_manifest", "write_task1"]
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -110,11 +113,11 @@ def mask_png(mask: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_mask_archive(destination: Path, masks: Iterable[tuple[str, np.ndarray]], *, replace: bool = False) -> int:
-    """Write ``(stem, mask)`` pairs as ``<stem>.png`` members of a zip, atomically; returns the mask count.
+def mask_archive(masks: Iterable[tuple[str, np.ndarray]]) -> tuple[bytes, int]:
+    """``(stem, mask)`` pairs as the bytes of a zip of ``<stem>.png`` members, and the mask count.
 
-    The zip is assembled in memory (binary PNG masks are a few kB each) and written in one go; an existing file
-    is replaced only with ``replace``.
+    The zip is assembled in memory (binary PNG masks are a few kB each), so it can be checked before it is written
+    in one go; its members' fixed date makes the same masks the same bytes.
     """
     count = 0
     buffer = io.BytesIO()
@@ -125,8 +128,7 @@ def write_mask_archive(destination: Path, masks: Iterable[tuple[str, np.ndarray]
             info.external_attr = 0o100644 << 16  # a regular file, rw-r--r--
             archive.writestr(info, mask_png(mask))
             count += 1
-    write_atomic(destination, buffer.getvalue(), replace=replace)
-    return count
+    return buffer.getvalue(), count
 
 
 def write_manifest(
@@ -202,13 +204,18 @@ def write_task1(
         images: the test images; their stems name the masks and must be unique.
         root: the submissions folder.
         team: the team name (checked: a name, never a path).
-        run, max_runs, force: the run number rules of :func:`medico.submission.names.choose_run`.
+        run, max_runs: the run number rules of :func:`medico.submission.names.choose_run`.
+        force: overwrite run ``run`` when it exists, and write masks an earlier run of the team already holds
+            (refused otherwise, before predicting where its manifest proves it, else before writing).
         device, precision: where and how the model runs.
         batch_size: images per forward pass.
         progress: called with each image's path once its mask is predicted.
         model: the model spec the user trusts to build the checkpoint with (``--model``; see
             :func:`medico.runs.checkpoint.load_checkpoint`).
         tta: test-time augmentation (:mod:`medico.engine.tta`), recorded in the manifest.
+
+    Raises:
+        RepeatedMasksError: without ``force``, the masks are those of an earlier run's archive (nothing written).
     """
     paths = [Path(checkpoint)] if isinstance(checkpoint, str | Path) else [Path(p) for p in checkpoint]
     folder = team_dir(root, team)
@@ -223,6 +230,14 @@ def write_task1(
     prediction = prediction_record(predictor, paths, specs)
     for member, source in zip(prediction["members"], sources):
         member.update(checkpoint_sha256=file_sha256(source.checkpoint), **source.record())
+    settings = {
+        **prediction,
+        "threshold": predictor.threshold,
+        "precision": precision,
+        "images_sha256": named_files_sha256({path.name: path for path in images}),
+    }
+    if not force:
+        check_new_prediction(folder, team, number, settings)
 
     def named_masks() -> Iterable[tuple[str, np.ndarray]]:
         for path, mask in zip(images, predictor.predict_all((read_rgb(p) for p in images), batch_size)):
@@ -230,8 +245,11 @@ def write_task1(
             if progress is not None:
                 progress(path)
 
-    count = write_mask_archive(archive, named_masks(), replace=force)
-    digest = file_sha256(archive)
+    data, count = mask_archive(named_masks())
+    digest = hashlib.sha256(data).hexdigest()
+    if not force:
+        check_new_archive(folder, team, number, digest)
+    write_atomic(archive, data, replace=force)
     manifest = write_manifest(
         manifest_path,
         team=team,
@@ -240,17 +258,15 @@ def write_task1(
         source=sources[0],
         spec=specs[0],
         replace=force,
-        **prediction,
+        **settings,
         archive=archive.name,
         archive_sha256=digest,
-        archive_bytes=archive.stat().st_size,
+        archive_bytes=len(data),
         images=count,
-        threshold=predictor.threshold,
         device=str(predictor.device),
-        precision=precision,
         mask_format="PNG, single channel, values 0/255, each image's own width x height",
     )
     return SubmissionFiles(
-        archive, manifest, team, "segmentation", number, count, archive.stat().st_size, digest,
+        archive, manifest, team, "segmentation", number, count, len(data), digest,
         model=model_text(specs[0].model_spec, predictor.tta, len(specs)), sources=sources,
     )
