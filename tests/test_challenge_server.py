@@ -310,6 +310,31 @@ def test_a_streamed_upload_over_the_cap_stops_being_read_and_leaves_nothing(tmp_
     assert not list(hosted.challenge.uploads.iterdir())
 
 
+def test_a_teams_own_list_tells_the_phase_its_times_and_when_the_next_upload_is_allowed(tmp_path: Path) -> None:
+    hosted = _hosted(tmp_path, opens=START, closes=START + timedelta(days=2), max_per_day=1)
+    client = hosted.client()
+
+    def mine() -> dict:
+        return client.get("/api/submissions", headers=bearer(hosted.tokens["alpha"])).json()
+
+    hosted.now[0] = START - timedelta(hours=1)
+    assert (mine()["phase"], mine()["opens"], mine()["closes"]) == (
+        "before", "2026-12-01T12:00:00+00:00", "2026-12-03T12:00:00+00:00"
+    )
+    hosted.now[0] = START
+    _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"))
+    assert (mine()["phase"], mine()["left_today"], mine()["next_allowed"]) == ("open", 0, "2026-12-02T00:00:00+00:00")
+    from medico.challenge.phase import close_challenge
+
+    close_challenge(hosted.challenge, START + timedelta(days=1))
+    hosted.now[0] = START + timedelta(days=1, hours=1)
+    assert (mine()["phase"], mine()["closes"]) == ("closed", "2026-12-02T12:00:00+00:00")
+    refused = _upload(client, hosted.tokens["alpha"], varied_archives(tmp_path, 1)[0])
+    assert refused.status_code == 403 and refused.json()["error"] == (
+        "the challenge is closed (since 2026-12-02T12:00:00+00:00)"
+    )
+
+
 # --- limits and the challenge's period ----------------------------------------------------------------------------
 
 
@@ -421,6 +446,29 @@ def test_after_close_a_team_is_ranked_by_the_submission_it_selected(hosted: Host
     row = client.get("/api/leaderboard").json()["rows"][0]
     assert (row["team"], row["submission"], f"{row['iou']:.4f}") == ("alpha", 2, PARTIAL_IOU)
     assert client.post("/api/submissions/1/select", headers=bearer(alpha)).status_code == 409
+
+
+def test_after_close_a_teams_own_list_marks_the_submission_it_is_ranked_by(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    alpha, beta = hosted.tokens["alpha"], hosted.tokens["beta"]
+    _upload(client, alpha, perfect_archive(tmp_path / "a.zip"))
+    _upload(client, alpha, private_partial_archive(hosted.challenge, tmp_path / "b.zip"))
+    _upload(client, beta, private_partial_archive(hosted.challenge, tmp_path / "c.zip"))  # 3: beta's best public
+    _upload(client, beta, varied_archives(tmp_path, 2)[1])  # 4: as good in public, later
+    drain(hosted.challenge)
+    client.post("/api/submissions/2/select", headers=bearer(alpha))
+
+    def ranked(token: str) -> list[int]:
+        listed = client.get("/api/submissions", headers=bearer(token)).json()["submissions"]
+        return [item["id"] for item in listed if item["ranked"]]
+
+    assert ranked(alpha) == ranked(beta) == []  # before close nothing is ranked for good
+    from medico.challenge.phase import close_challenge
+
+    close_challenge(hosted.challenge, START)
+    assert ranked(alpha) == [2] and ranked(beta) == [3]
+    board = {row["team"]: row["submission"] for row in client.get("/api/leaderboard").json()["rows"]}
+    assert board == {"alpha": 2, "beta": 1}  # beta's 1st upload (submission 3) is the one it is ranked by
 
 
 def test_without_a_selection_a_team_is_ranked_by_its_best_public_submission(hosted: Hosted, tmp_path: Path) -> None:

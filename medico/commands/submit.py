@@ -129,11 +129,16 @@ def submit(
 ) -> None:
     """Write a submission: the task 1 masks archive (TEAM_task1_runN.zip) or the task 2 Docker build context.
 
-    With --to and --token-file, the task 1 archive is then uploaded to a hosted challenge (medico serve), and its
+    With --to and --token-file, the server is asked first whether it takes an upload from the team now (nothing is
+    predicted when it does not); the task 1 archive is then uploaded to the hosted challenge (medico serve), and its
     score and the team's public rank printed once the server has scored it.
     """
     if (to is None) != (token_file is None) or (to is not None and task != "segmentation"):
         raise MedicoError("--to and --token-file go together, and upload a task 1 (segmentation) archive")
+    if to is not None and token_file is not None:
+        from medico.commands.status import check_upload_allowed
+
+        check_upload_allowed(to, token_file)  # before predicting: a closed challenge or no uploads left stops here
     weights = resolve_members(checkpoint or [], sweep)
     if task == "efficiency":
         if len(weights) > 1:
