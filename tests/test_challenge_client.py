@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import json
 import threading
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -86,6 +88,15 @@ def test_submit_to_a_server_uploads_waits_and_prints_the_public_rank(served, run
     assert "alpha_task1_run1.zip uploaded as submission 1" in said
     assert "submission 1 scored: public mIoU" in said and "team alpha ranks 1 of 1 on the public leaderboard" in said
     assert token_file.read_text().strip() not in result.output
+
+
+def test_submit_to_names_the_model_on_the_hosted_leaderboard(served, run_dir: Path) -> None:
+    challenge, url, token_file = served
+    command = ["submit", "--team", "alpha", "--checkpoint", str(run_dir), "--images", str(challenge.settings.images),
+               "--tta", "flip", "--to", url, "--token-file", str(token_file)]
+    assert runner.invoke(app, command).exit_code == 0
+    with urllib.request.urlopen(f"{url}/api/leaderboard") as answer:
+        assert [row["model"] for row in json.loads(answer.read())["rows"]] == ["unet (tta flip)"]
 
 
 def test_status_lists_the_teams_submissions_and_uploads_left(served, tmp_path: Path) -> None:

@@ -21,16 +21,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 from medico.challenge.app import create_app
+from medico.challenge.client import MODEL_HEADER
 from medico.challenge.database import DATABASE_FILE
 from medico.challenge.folder import Challenge
 from medico.challenge.queue import partition
 from medico.challenge.teams import revoke_team
 from medico.challenge.worker import drain
+from medico.leaderboard.participant import MAX_TEXT
 from tests.challenge_setup import (
     NAMES,
     PARTIAL_IOU,
@@ -308,6 +311,19 @@ def test_a_streamed_upload_over_the_cap_stops_being_read_and_leaves_nothing(tmp_
     assert responses[0]["status"] == 413
     assert sum(sent) <= 100_000 + len(chunk)  # read up to the first chunk past the cap, never the 16 MB
     assert not list(hosted.challenge.uploads.iterdir())
+
+
+def test_an_uploads_model_name_shows_on_the_leaderboard_neutralised_and_capped(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    named = "attunet (tta flip, ensemble of 3) \u202egnp.exe\x1b[31m" + "x" * 1000
+    _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"), **{MODEL_HEADER: quote(named)})
+    _upload(client, hosted.tokens["beta"], perfect_archive(tmp_path / "b.zip"))  # a plain upload names none
+    drain(hosted.challenge)
+    models = {row["team"]: row["model"] for row in client.get("/api/leaderboard").json()["rows"]}
+    assert models["alpha"].startswith("attunet (tta flip, ensemble of 3) \\u202egnp.exe\\x1b[31mxx")
+    assert len(models["alpha"]) <= MAX_TEXT and models["beta"] == "submission"
+    page = client.get("/").text
+    assert "attunet (tta flip, ensemble of 3)" in page and "\u202e" not in page and "\x1b" not in page
 
 
 def test_a_teams_own_list_tells_the_phase_its_times_and_when_the_next_upload_is_allowed(tmp_path: Path) -> None:
@@ -674,6 +690,7 @@ import sys, warnings
 warnings.simplefilter("ignore")
 from starlette.testclient import TestClient
 from medico.challenge.app import create_app
+from medico.challenge.client import MODEL_HEADER
 client = TestClient(create_app({str(hosted.challenge.folder)!r}))
 headers = {{"Authorization": "Bearer {hosted.tokens['alpha']}"}}
 assert client.post("/api/submissions", content=open({str(archive)!r}, "rb").read(), headers=headers).status_code == 202

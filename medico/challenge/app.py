@@ -1,8 +1,8 @@
 """The challenge's web app (Starlette, from the ``serve`` extra): uploads, a team's own submissions, the leaderboard.
 
-``POST /api/submissions`` (``Authorization: Bearer TOKEN``, the zip as the body) answers 202 and the submission's id
-(200 and the first one's id when the team sent the same archive before); the scoring worker, another process,
-validates and scores it.
+``POST /api/submissions`` (``Authorization: Bearer TOKEN``, the zip as the body, optionally ``X-Medico-Model``: the
+model's name, percent-encoded UTF-8) answers 202 and the submission's id (200 and the first one's id when the team
+sent the same archive before); the scoring worker, another process, validates and scores it.
 ``GET /api/submissions`` shows the caller's own team: the challenge's phase and its opening and closing times, the
 uploads left and when the next is allowed, and its submissions (after close, marked where the team is ranked by one);
 ``GET /api/submissions/{id}`` one of them (another team's id is 404, as if it did not exist);
@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import urllib.parse
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
@@ -32,6 +33,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from medico.challenge.client import MODEL_HEADER
 from medico.challenge.folder import Challenge
 from medico.challenge.phase import Phase, closed_at, closing_time, current_phase, phase_at
 from medico.challenge.server import prepare_to_serve
@@ -173,7 +175,9 @@ def create_app(
             upload.path.unlink()
             return _error(400, "the upload is empty: send the task 1 zip as the request body")
         try:
-            received = await run_in_threadpool(add_submission, challenge, team, upload.path, upload.sha256, now)
+            received = await run_in_threadpool(
+                add_submission, challenge, team, upload.path, upload.sha256, now, _model(request)
+            )
         except LimitReachedError as error:
             return _too_many(error, now)
         body = {"id": received.id, "duplicate": received.duplicate}
@@ -247,6 +251,13 @@ def _not_open(phase: Phase, opens: datetime | None, closes: datetime | None) -> 
     if phase == "before":
         return f"the challenge opens at {_time(opens)}"
     return f"the challenge is closed (since {_time(closes)})"
+
+
+def _model(request: Request) -> str | None:
+    """The model named with an upload (:data:`MODEL_HEADER`, percent-encoded UTF-8), decoded; None without one.
+    :func:`add_submission` stores it through the participant-text gate."""
+    named = request.headers.get(MODEL_HEADER)
+    return None if named is None else urllib.parse.unquote(named, errors="replace")
 
 
 def _submission_number(request: Request) -> int | None:

@@ -23,6 +23,7 @@ from medico.files import is_file
 from medico.leaderboard.participant import plain_text
 
 __all__ = [
+    "MODEL_HEADER",
     "ChallengeClient",
     "ClientError",
     "InvalidUploadError",
@@ -35,6 +36,8 @@ __all__ = [
 MAX_TOKEN_FILE = 4096
 FINAL_STATES = ("scored", "invalid")
 PHASES = ("before", "open", "closed")
+MODEL_HEADER = "X-Medico-Model"
+"""The upload's header naming the model (percent-encoded UTF-8), shown on the hosted leaderboard."""
 _MAX_SHOWN = 200
 """The most characters of a server's text (a team name, a state, a time) this client keeps."""
 
@@ -260,13 +263,17 @@ class ChallengeClient:
         except _Shape as error:
             raise ClientError(f"{self.url}{path}: not a medico challenge server's answer ({error})") from None
 
-    def upload(self, archive: Path, progress: Callable[[int], None] | None = None) -> tuple[int, bool]:
-        """Upload ``archive`` (streamed from disk); the submission's id, and whether the team had sent the same archive
-        before."""
+    def upload(
+        self, archive: Path, progress: Callable[[int], None] | None = None, model: str | None = None
+    ) -> tuple[int, bool]:
+        """Upload ``archive`` (streamed from disk), naming its ``model`` for the leaderboard; the submission's id, and
+        whether the team had sent the same archive before."""
         size = os.path.getsize(archive)
         with open(archive, "rb") as handle:
             body = _Progress(handle, progress or (lambda done: None))
             headers = {"Content-Type": "application/zip", "Content-Length": str(size)}
+            if model:
+                headers[MODEL_HEADER] = urllib.parse.quote(plain_text(model), safe=" ()+,:/")
             return self._read(
                 "/api/submissions", lambda data: (_field(data, "id", int), _field(data, "duplicate", bool)),
                 "POST", body=body, headers=headers,

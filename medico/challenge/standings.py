@@ -30,7 +30,7 @@ from medico.leaderboard.ranking import Ranked, best_per_team, rank_entries, sele
 __all__ = ["LiveStandings", "Rendered", "Standings", "ranked_submissions", "standings"]
 
 _SCORED = (
-    "SELECT s.id, s.received, t.name AS team, sc.*, sel.submission_id AS selected, "
+    "SELECT s.id, s.received, s.model, t.name AS team, sc.*, sel.submission_id AS selected, "
     "ROW_NUMBER() OVER (PARTITION BY s.team_id ORDER BY s.id) AS ordinal "
     "FROM submissions s JOIN teams t ON t.id = s.team_id "
     "JOIN scores sc ON sc.submission_id = s.id AND sc.round = s.round "
@@ -50,7 +50,7 @@ class Standings:
 
     def records(self) -> dict[str, Any]:
         """The leaderboard as JSON-ready data: the part shown, and per row the rank, team, submission number (the
-        team's n-th upload), time received and scores."""
+        team's n-th upload), the model its team named (``submission`` where none), time received and scores."""
         return {
             "challenge": self.name,
             "phase": self.phase,
@@ -61,6 +61,7 @@ class Standings:
                     "team": row.entry.team,
                     "source": row.entry.source,
                     "submission": row.entry.run,
+                    "model": row.entry.model,
                     "received": row.entry.created,
                     "n_images": row.entry.n_images,
                     **{name: getattr(row.entry, name) for name in SCORES},
@@ -82,7 +83,7 @@ def _entry(row: sqlite3.Row, part: Part, path: Path) -> Entry:
     try:
         entry = Entry(
             team=row["team"],
-            model="submission",
+            model=row["model"] or "submission",
             split="test",
             source="submission",
             run=row["ordinal"],

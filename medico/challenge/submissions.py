@@ -23,6 +23,7 @@ from medico.challenge.settings import ChallengeError
 from medico.challenge.standings import ranked_submissions
 from medico.challenge.teams import Team
 from medico.leaderboard.entry import SCORES
+from medico.leaderboard.participant import plain_text
 
 __all__ = [
     "LimitReachedError",
@@ -57,8 +58,12 @@ def visible_parts(phase: Phase) -> tuple[Part, ...]:
     return PARTS if phase == "closed" else ("public",)
 
 
-def add_submission(challenge: Challenge, team: Team, upload: Path, sha256: str, now: datetime) -> Received:
-    """Add the archive received in ``upload`` (a temporary in the uploads folder) as ``team``'s submission, queued.
+def add_submission(
+    challenge: Challenge, team: Team, upload: Path, sha256: str, now: datetime, model: str | None = None
+) -> Received:
+    """Add the archive received in ``upload`` (a temporary in the uploads folder) as ``team``'s submission, queued,
+    with the ``model`` its team named (participant text, stored as :func:`~medico.leaderboard.participant.plain_text`
+    makes it: capped, control and bidi characters as escapes; None or blank: not named).
 
     In one transaction: the same archive as one of the team's earlier ones is answered with that one (``upload``
     deleted); a team without uploads left is refused (``upload`` deleted); else the row is added and ``upload``
@@ -67,6 +72,7 @@ def add_submission(challenge: Challenge, team: Team, upload: Path, sha256: str, 
     Raises:
         LimitReachedError: the team's daily or total limit is reached.
     """
+    named = plain_text(model.strip()) if model is not None else ""
     try:
         with challenge.database.write() as connection:
             row = connection.execute(
@@ -78,8 +84,9 @@ def add_submission(challenge: Challenge, team: Team, upload: Path, sha256: str, 
             if not left.allowed:
                 raise LimitReachedError(left)
             cursor = connection.execute(
-                "INSERT INTO submissions (team_id, sha256, size, received, state) VALUES (?, ?, ?, ?, 'queued')",
-                (team.id, sha256, upload.stat().st_size, timestamp(now)),
+                "INSERT INTO submissions (team_id, sha256, size, received, state, model) "
+                "VALUES (?, ?, ?, ?, 'queued', ?)",
+                (team.id, sha256, upload.stat().st_size, timestamp(now), named or None),
             )
             submission = int(cursor.lastrowid)
             os.replace(upload, challenge.archive(submission))

@@ -86,14 +86,15 @@ def status(to: ServerURL, token_file: TokenFile) -> None:
         console.print(f"ranked by submission {ranked.id} ({how})" if ranked else "not ranked: no scored submission")
 
 
-def upload_and_wait(to: str, token_file: Path, archive: Path) -> None:
-    """Upload ``archive`` with a progress bar, wait for the server's score, print it and the team's public rank."""
+def upload_and_wait(to: str, token_file: Path, archive: Path, model: str | None = None) -> None:
+    """Upload ``archive``, naming its ``model`` for the leaderboard, with a progress bar; wait for the server's score,
+    print it and the team's public rank."""
     client = ChallengeClient(to, read_token(token_file))
     size = archive.stat().st_size
     columns = (TextColumn("uploading"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with Progress(*columns, console=err_console, transient=True) as progress:
         bar = progress.add_task("upload", total=size)
-        number, duplicate = client.upload(archive, lambda done: progress.update(bar, completed=done))
+        number, duplicate = client.upload(archive, lambda done: progress.update(bar, completed=done), model)
     seen = "already uploaded as" if duplicate else "uploaded as"
     console.print(f"{escape(archive.name)} {seen} submission {number}; waiting for its score")
     result = client.wait(number)

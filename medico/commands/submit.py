@@ -130,8 +130,8 @@ def submit(
     """Write a submission: the task 1 masks archive (TEAM_task1_runN.zip) or the task 2 Docker build context.
 
     With --to and --token-file, the server is asked first whether it takes an upload from the team now (nothing is
-    predicted when it does not); the task 1 archive is then uploaded to the hosted challenge (medico serve), and its
-    score and the team's public rank printed once the server has scored it.
+    predicted when it does not); the task 1 archive is then uploaded to the hosted challenge (medico serve) with its
+    model's name, and its score and the team's public rank printed once the server has scored it.
     """
     if (to is None) != (token_file is None) or (to is not None and task != "segmentation"):
         raise MedicoError("--to and --token-file go together, and upload a task 1 (segmentation) archive")
@@ -174,4 +174,4 @@ def submit(
         return
     from medico.commands.status import upload_and_wait
 
-    upload_and_wait(to, token_file, files.path)
+    upload_and_wait(to, token_file, files.path, files.model)
