@@ -108,13 +108,22 @@ def _text(data: Any, key: str, *, optional: bool = False) -> str | None:
     return None if value is None else plain_text(value, _MAX_SHOWN)
 
 
+def _number(data: Any, key: str) -> float:
+    """A number field, as a float."""
+    value = _field(data, key, (int, float))
+    try:
+        return float(value)
+    except OverflowError:  # an integer past any float
+        raise _Shape(f"expected {key!r} to be a score, found an integer of {len(str(value))} digits") from None
+
+
 def _scores(data: Any) -> dict[str, dict[str, float]]:
     """A submission's scores: per part (public, private), each score's number."""
     scores = {}
     parts = _field(data, "scores", dict)
     for part in parts:
         values = _field(parts, part, dict)
-        scores[str(part)] = {str(name): float(_field(values, name, (int, float))) for name in values}
+        scores[part] = {name: _number(values, name) for name in values}
     return scores
 
 
@@ -133,6 +142,7 @@ class Submitted:
 
     @classmethod
     def parse(cls, data: Any) -> Submitted:
+        """The submission the server's JSON ``data`` describes."""
         messages = _field(data, "messages", list, optional=True) or []
         return cls(
             _field(data, "id", int),
@@ -162,6 +172,7 @@ class TeamStatus:
 
     @classmethod
     def parse(cls, data: Any) -> TeamStatus:
+        """The status the server's JSON ``data`` describes (``GET /api/submissions``)."""
         phase = _field(data, "phase", str, optional=True)
         if phase is not None and phase not in PHASES:
             raise _Shape(f"expected 'phase' to be one of {', '.join(PHASES)}, found {plain_text(phase, 40)!r}")
