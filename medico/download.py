@@ -6,13 +6,21 @@ import hashlib
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from medico.errors import MedicoError
 from medico.files import atomic_path
 
-__all__ = ["DownloadError", "Progress", "check_sha256", "download", "file_sha256", "sha256_matches"]
+__all__ = [
+    "DownloadError",
+    "Progress",
+    "check_sha256",
+    "download",
+    "file_sha256",
+    "named_files_sha256",
+    "sha256_matches",
+]
 
 Progress = Callable[[int, int | None], None]
 """Called with (bytes received so far, total bytes or None when the server does not say)."""
@@ -30,6 +38,15 @@ def file_sha256(path: Path) -> str:
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def named_files_sha256(files: Mapping[str, Path]) -> str:
+    """Hex SHA-256 over ``files`` in name order, each its name and its file's SHA-256: it changes when a file is added,
+    removed, renamed or changed."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(f"{name}\0{file_sha256(files[name])}\n".encode())
     return digest.hexdigest()
 
 

@@ -21,16 +21,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 from medico.challenge.app import create_app
+from medico.challenge.client import MODEL_HEADER
 from medico.challenge.database import DATABASE_FILE
 from medico.challenge.folder import Challenge
 from medico.challenge.queue import partition
 from medico.challenge.teams import revoke_team
 from medico.challenge.worker import drain
+from medico.leaderboard.participant import MAX_TEXT
 from tests.challenge_setup import (
     NAMES,
     PARTIAL_IOU,
@@ -310,6 +313,44 @@ def test_a_streamed_upload_over_the_cap_stops_being_read_and_leaves_nothing(tmp_
     assert not list(hosted.challenge.uploads.iterdir())
 
 
+def test_an_uploads_model_name_shows_on_the_leaderboard_neutralised_and_capped(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    named = "attunet (tta flip, ensemble of 3) \u202egnp.exe\x1b[31m" + "x" * 1000
+    _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"), **{MODEL_HEADER: quote(named)})
+    _upload(client, hosted.tokens["beta"], perfect_archive(tmp_path / "b.zip"))  # a plain upload names none
+    drain(hosted.challenge)
+    models = {row["team"]: row["model"] for row in client.get("/api/leaderboard").json()["rows"]}
+    assert models["alpha"].startswith("attunet (tta flip, ensemble of 3) \\u202egnp.exe\\x1b[31mxx")
+    assert len(models["alpha"]) <= MAX_TEXT and models["beta"] == "submission"
+    page = client.get("/").text
+    assert "attunet (tta flip, ensemble of 3)" in page and "\u202e" not in page and "\x1b" not in page
+
+
+def test_a_teams_own_list_tells_the_phase_its_times_and_when_the_next_upload_is_allowed(tmp_path: Path) -> None:
+    hosted = _hosted(tmp_path, opens=START, closes=START + timedelta(days=2), max_per_day=1)
+    client = hosted.client()
+
+    def mine() -> dict:
+        return client.get("/api/submissions", headers=bearer(hosted.tokens["alpha"])).json()
+
+    hosted.now[0] = START - timedelta(hours=1)
+    assert (mine()["phase"], mine()["opens"], mine()["closes"]) == (
+        "before", "2026-12-01T12:00:00+00:00", "2026-12-03T12:00:00+00:00"
+    )
+    hosted.now[0] = START
+    _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"))
+    assert (mine()["phase"], mine()["left_today"], mine()["next_allowed"]) == ("open", 0, "2026-12-02T00:00:00+00:00")
+    from medico.challenge.phase import close_challenge
+
+    close_challenge(hosted.challenge, START + timedelta(days=1))
+    hosted.now[0] = START + timedelta(days=1, hours=1)
+    assert (mine()["phase"], mine()["closes"]) == ("closed", "2026-12-02T12:00:00+00:00")
+    refused = _upload(client, hosted.tokens["alpha"], varied_archives(tmp_path, 1)[0])
+    assert refused.status_code == 403 and refused.json()["error"] == (
+        "the challenge is closed (since 2026-12-02T12:00:00+00:00)"
+    )
+
+
 # --- limits and the challenge's period ----------------------------------------------------------------------------
 
 
@@ -421,6 +462,29 @@ def test_after_close_a_team_is_ranked_by_the_submission_it_selected(hosted: Host
     row = client.get("/api/leaderboard").json()["rows"][0]
     assert (row["team"], row["submission"], f"{row['iou']:.4f}") == ("alpha", 2, PARTIAL_IOU)
     assert client.post("/api/submissions/1/select", headers=bearer(alpha)).status_code == 409
+
+
+def test_after_close_a_teams_own_list_marks_the_submission_it_is_ranked_by(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    alpha, beta = hosted.tokens["alpha"], hosted.tokens["beta"]
+    _upload(client, alpha, perfect_archive(tmp_path / "a.zip"))
+    _upload(client, alpha, private_partial_archive(hosted.challenge, tmp_path / "b.zip"))
+    _upload(client, beta, private_partial_archive(hosted.challenge, tmp_path / "c.zip"))  # 3: beta's best public
+    _upload(client, beta, varied_archives(tmp_path, 2)[1])  # 4: as good in public, later
+    drain(hosted.challenge)
+    client.post("/api/submissions/2/select", headers=bearer(alpha))
+
+    def ranked(token: str) -> list[int]:
+        listed = client.get("/api/submissions", headers=bearer(token)).json()["submissions"]
+        return [item["id"] for item in listed if item["ranked"]]
+
+    assert ranked(alpha) == ranked(beta) == []  # before close nothing is ranked for good
+    from medico.challenge.phase import close_challenge
+
+    close_challenge(hosted.challenge, START)
+    assert ranked(alpha) == [2] and ranked(beta) == [3]
+    board = {row["team"]: row["submission"] for row in client.get("/api/leaderboard").json()["rows"]}
+    assert board == {"alpha": 2, "beta": 1}  # beta's 1st upload (submission 3) is the one it is ranked by
 
 
 def test_without_a_selection_a_team_is_ranked_by_its_best_public_submission(hosted: Hosted, tmp_path: Path) -> None:
@@ -626,6 +690,7 @@ import sys, warnings
 warnings.simplefilter("ignore")
 from starlette.testclient import TestClient
 from medico.challenge.app import create_app
+from medico.challenge.client import MODEL_HEADER
 client = TestClient(create_app({str(hosted.challenge.folder)!r}))
 headers = {{"Authorization": "Bearer {hosted.tokens['alpha']}"}}
 assert client.post("/api/submissions", content=open({str(archive)!r}, "rb").read(), headers=headers).status_code == 202

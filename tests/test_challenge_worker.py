@@ -193,14 +193,15 @@ def test_a_challenge_database_of_schema_version_1_is_upgraded_and_keeps_its_subm
     challenge = make_challenge(tmp_path)
     _submit(challenge, perfect_archive(tmp_path / "a.zip"))
     path = challenge.folder / DATABASE_FILE
-    with sqlite3.connect(path) as connection:  # as medico before the crash count wrote it
+    with sqlite3.connect(path) as connection:  # as medico before the crash count and the model's name wrote it
         connection.execute("ALTER TABLE submissions DROP COLUMN crashes")
+        connection.execute("ALTER TABLE submissions DROP COLUMN model")
         connection.execute("UPDATE schema_version SET version = 1")
     reopened = Challenge.open(challenge.folder)
     assert _states(reopened) == ["queued"]
     with sqlite3.connect(path) as connection:
         assert connection.execute("SELECT version FROM schema_version").fetchone() == (len(MIGRATIONS),)
-        assert connection.execute("SELECT crashes FROM submissions").fetchall() == [(0,)]
+        assert connection.execute("SELECT crashes, model FROM submissions").fetchall() == [(0, None)]
     assert score_next(reopened) == 1 and _states(reopened) == ["scored"]
 
 

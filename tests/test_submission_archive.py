@@ -1,4 +1,5 @@
-"""``medico submit`` task 1: one single-channel 0/255 PNG per image, exactly the image's size, plus a manifest."""
+"""``medico submit`` task 1: one single-channel 0/255 PNG per image, exactly the image's size, plus a manifest; a
+summary naming what it was made from; the same masks never twice without --force."""
 
 from __future__ import annotations
 
@@ -15,17 +16,22 @@ from typer.testing import CliRunner
 
 import medico
 from medico.cli import app
+from medico.data import resolve_split
 from medico.data.io import list_images
+from medico.data.synthetic import SyntheticDataset
 from medico.download import file_sha256
 from medico.runs.checkpoint import Checkpoint, save_checkpoint
+from medico.runs.dataset import DataRecord
+from medico.submission import write_task1
+from medico.submission.repeats import RepeatedMasksError
 
 SIZES = [(72, 40), (33, 61), (96, 54)]  # (width, height), none square
 
 
-def _tiny_checkpoint(path: Path) -> Path:
-    torch.manual_seed(0)
+def _tiny_checkpoint(path: Path, seed: int = 0, **fields: object) -> Path:
+    torch.manual_seed(seed)
     model = medico.create_model("unet", init_features=4)
-    return save_checkpoint(path, Checkpoint("unet", {"init_features": 4}, 32, model.state_dict()))
+    return save_checkpoint(path, Checkpoint("unet", {"init_features": 4}, 32, model.state_dict(), **fields))
 
 
 @pytest.fixture
@@ -83,16 +89,96 @@ def test_the_manifest_beside_the_archive_describes_the_run(workspace: Path, chec
 def test_runs_are_numbered_and_never_overwritten_without_force(workspace: Path, checkpoint: Path, images: Path) -> None:
     base = ["--team", "T", "--checkpoint", str(checkpoint), "--images", str(images)]
     assert _submit(*base).exit_code == 0
-    assert _submit(*base).exit_code == 0
+    other = _tiny_checkpoint(workspace / "other.pt", seed=1)
+    assert _submit("--team", "T", "--checkpoint", str(other), "--images", str(images)).exit_code == 0
     folder = workspace / "submissions" / "T"
     assert sorted(p.name for p in folder.glob("*.zip")) == ["T_task1_run1.zip", "T_task1_run2.zip"]
     first = (folder / "T_task1_run1.zip").stat().st_mtime_ns
     refused = _submit(*base, "--run", "1")
     assert refused.exit_code == 2 and "--force" in refused.output
     assert (folder / "T_task1_run1.zip").stat().st_mtime_ns == first
-    assert _submit(*base, "--run", "1", "--force").exit_code == 0
+    assert _submit(*base, "--run", "1", "--force").exit_code == 0  # its own masks again, in its own slot
     limited = _submit(*base, "--max-runs", "2")
     assert limited.exit_code == 2 and "at most 2" in limited.output
+
+
+def _text(result: object) -> str:
+    return " ".join(result.output.split())  # type: ignore[attr-defined]
+
+
+def test_the_summary_names_the_model_the_checkpoint_and_the_run_it_was_trained_in(
+    workspace: Path, images: Path
+) -> None:
+    dataset = SyntheticDataset(seed=0, count=4)
+    record = DataRecord.of(dataset, resolve_split(dataset, "random"))
+    run = workspace / "runs" / "9-unet"
+    _tiny_checkpoint(run / "checkpoints" / "best.pt", metrics=record.checkpoint_metrics())
+    result = _submit("--team", "T", "--checkpoint", "9", "--images", str(images), "--tta", "flip")
+    assert result.exit_code == 0, result.output
+    said = _text(result)
+    assert "model │ unet (tta flip)" in said
+    made = f"made from {run / 'checkpoints' / 'best.pt'} (unet): training run runs/9-unet, trained on synthetic "
+    assert made in said
+    manifest = json.loads((workspace / "submissions" / "T" / "T_task1_run1.json").read_text())
+    assert manifest["training_run"] == "runs/9-unet" and manifest["trained_on"] == record.description
+
+
+def test_an_ensembles_summary_names_every_member_and_a_loose_file_as_outside_any_run(
+    workspace: Path, run_dir: Path, checkpoint: Path, images: Path
+) -> None:
+    result = _submit("--team", "T", "--checkpoint", "1", "--checkpoint", str(checkpoint), "--images", str(images))
+    assert result.exit_code == 0, result.output
+    said = _text(result)
+    assert "model │ unet (ensemble of 2)" in said
+    assert "training run runs/1-unet, its data not recorded" in said
+    assert f"made from {checkpoint} (unet): no training run (a checkpoint file outside any run folder)" in said
+
+
+def test_a_local_archive_says_it_gets_no_score_here_and_where_the_runs_score_is(
+    workspace: Path, run_dir: Path, images: Path
+) -> None:
+    result = _submit("--team", "T", "--checkpoint", "1", "--images", str(images))
+    assert result.exit_code == 0, result.output
+    said = _text(result)
+    assert "no public ground truth, so this archive gets no score here" in said
+    assert "medico score submissions/T/T_task1_run1.zip --truth MASKS --team T" in said
+    assert "`medico leaderboard` shows the validation score of runs/1-unet (the val split" in said
+
+
+def test_the_same_masks_again_are_refused_before_predicting_and_nothing_is_written(
+    workspace: Path, checkpoint: Path, images: Path
+) -> None:
+    base = ["--team", "T", "--checkpoint", str(checkpoint), "--images", str(images)]
+    assert _submit(*base).exit_code == 0
+    folder = workspace / "submissions" / "T"
+    predicted: list[Path] = []
+    with pytest.raises(RepeatedMasksError, match="T_task1_run1.zip already holds these masks .*--force"):
+        write_task1(checkpoint, list_images(images), workspace / "submissions", "T", progress=predicted.append)
+    assert predicted == []
+    refused = _submit(*base)
+    assert refused.exit_code == 2 and "pass --force to write them anyway" in _text(refused)
+    assert sorted(p.name for p in folder.iterdir()) == ["T_task1_run1.json", "T_task1_run1.zip"]
+
+
+def test_masks_equal_to_an_earlier_archive_are_refused_before_writing_when_no_manifest_proves_it(
+    workspace: Path, checkpoint: Path, images: Path
+) -> None:
+    base = ["--team", "T", "--checkpoint", str(checkpoint), "--images", str(images)]
+    assert _submit(*base).exit_code == 0
+    folder = workspace / "submissions" / "T"
+    (folder / "T_task1_run1.json").unlink()
+    refused = _submit(*base)
+    assert refused.exit_code == 2
+    assert "T_task1_run1.zip already holds these masks (the same SHA-256)" in _text(refused)
+    assert sorted(p.name for p in folder.iterdir()) == ["T_task1_run1.zip"]
+
+
+def test_force_writes_the_same_masks_as_another_run(workspace: Path, checkpoint: Path, images: Path) -> None:
+    base = ["--team", "T", "--checkpoint", str(checkpoint), "--images", str(images)]
+    assert _submit(*base).exit_code == 0
+    assert _submit(*base, "--force").exit_code == 0
+    folder = workspace / "submissions" / "T"
+    assert file_sha256(folder / "T_task1_run2.zip") == file_sha256(folder / "T_task1_run1.zip")
 
 
 def test_a_path_as_team_name_is_refused_before_anything_is_written(workspace: Path, checkpoint: Path) -> None:

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 import medico
 from medico.cli import app
 from medico.runs.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from medico.submission import dockerfile
+from medico.submission import dockerfile, image_tag
 
 SIZES = [(64, 48), (40, 70)]  # (width, height)
 
@@ -58,6 +58,17 @@ def test_the_dockerfile_builds_on_pytorch_and_copies_weights_package_and_entry_s
 def test_the_image_tag_in_the_instructions_is_a_valid_docker_tag() -> None:
     text = dockerfile("Polyp Hunters", 2, "0" * 64)
     assert re.search(r"docker build -t polyp-hunters-[0-9a-f]{8}-task2-run2 \.", text)
+
+
+def test_submit_prints_how_to_build_the_image_and_run_it_on_a_folder_of_images(
+    workspace: Path, checkpoint: Path
+) -> None:
+    result = CliRunner().invoke(app, ["submit", "--team", "T", "--task", "efficiency", "--checkpoint", str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    tag = image_tag("T", 1)
+    assert f"docker build -t {tag} submissions/T/T_task2_run1\n" in result.output
+    mounts = "-v /path/to/images:/medico2020:ro -v /path/to/masks:/mask"
+    assert f"docker run --rm --gpus all {mounts} {tag}\n" in result.output
 
 
 def test_the_weights_are_the_model_without_training_state(context: Path, checkpoint: Path) -> None:

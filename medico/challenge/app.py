@@ -1,10 +1,13 @@
 """The challenge's web app (Starlette, from the ``serve`` extra): uploads, a team's own submissions, the leaderboard.
 
-``POST /api/submissions`` (``Authorization: Bearer TOKEN``, the zip as the body) answers 202 and the submission's id
-(200 and the first one's id when the team sent the same archive before); the scoring worker, another process,
-validates and scores it. ``GET /api/submissions`` and ``GET /api/submissions/{id}`` show the caller's own team
-only (another team's id is 404, as if it did not exist); ``POST /api/submissions/{id}/select`` picks the submission
-ranked after close. ``GET /api/leaderboard`` (JSON) and ``GET /`` (HTML) show the standings.
+``POST /api/submissions`` (``Authorization: Bearer TOKEN``, the zip as the body, optionally ``X-Medico-Model``: the
+model's name, percent-encoded UTF-8) answers 202 and the submission's id (200 and the first one's id when the team
+sent the same archive before); the scoring worker, another process, validates and scores it.
+``GET /api/submissions`` shows the caller's own team: the challenge's phase and its opening and closing times, the
+uploads left and when the next is allowed, and its submissions (after close, marked where the team is ranked by one);
+``GET /api/submissions/{id}`` one of them (another team's id is 404, as if it did not exist);
+``POST /api/submissions/{id}/select`` picks the submission ranked after close. ``GET /api/leaderboard`` (JSON) and
+``GET /`` (HTML) show the standings.
 
 No CORS headers are sent (browsers keep other sites' pages from calling the API); every response says not to sniff
 types or frame the page.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import urllib.parse
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
@@ -29,8 +33,9 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from medico.challenge.client import MODEL_HEADER
 from medico.challenge.folder import Challenge
-from medico.challenge.phase import current_phase
+from medico.challenge.phase import Phase, closed_at, closing_time, current_phase, phase_at
 from medico.challenge.server import prepare_to_serve
 from medico.challenge.settings import ChallengeError
 from medico.challenge.standings import LiveStandings, Rendered
@@ -143,10 +148,10 @@ def create_app(
         if team is None:
             return unauthorised()
         now = clock()
-        current = current_phase(challenge, now)
+        closed = await run_in_threadpool(closed_at, challenge)
+        current = phase_at(settings, closed, now)
         if current != "open":
-            when = settings.opens if current == "before" else None
-            return _error(403, f"the challenge opens at {when.isoformat()}" if when else "the challenge is closed")
+            return _error(403, _not_open(current, settings.opens, closing_time(settings, closed)))
         left = await run_in_threadpool(team_allowance, challenge, team, now)
         if not left.allowed:
             return _too_many(LimitReachedError(left), now)
@@ -170,7 +175,9 @@ def create_app(
             upload.path.unlink()
             return _error(400, "the upload is empty: send the task 1 zip as the request body")
         try:
-            received = await run_in_threadpool(add_submission, challenge, team, upload.path, upload.sha256, now)
+            received = await run_in_threadpool(
+                add_submission, challenge, team, upload.path, upload.sha256, now, _model(request)
+            )
         except LimitReachedError as error:
             return _too_many(error, now)
         body = {"id": received.id, "duplicate": received.duplicate}
@@ -181,10 +188,21 @@ def create_app(
         if team is None:
             return unauthorised()
         now = clock()
+        closed = await run_in_threadpool(closed_at, challenge)
+        current = phase_at(settings, closed, now)
         left = await run_in_threadpool(team_allowance, challenge, team, now)
-        listed = await run_in_threadpool(team_submissions, challenge, team, current_phase(challenge, now))
+        listed = await run_in_threadpool(team_submissions, challenge, team, current)
         return JSONResponse(
-            {"team": team.name, "left_today": left.left_today, "left_total": left.left_total, "submissions": listed}
+            {
+                "team": team.name,
+                "phase": current,
+                "opens": _time(settings.opens),
+                "closes": _time(closing_time(settings, closed)),
+                "left_today": left.left_today,
+                "left_total": left.left_total,
+                "next_allowed": _time(left.next_allowed),
+                "submissions": listed,
+            }
         )
 
     async def own_submission(request: Request) -> Response:
@@ -222,6 +240,24 @@ def create_app(
         Route("/api/submissions/{id:int}/select", select, methods=["POST"]),
     ]
     return _SafeHeaders(Starlette(routes=routes, lifespan=lifespan, exception_handlers={ChallengeError: _broken}))
+
+
+def _time(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _not_open(phase: Phase, opens: datetime | None, closes: datetime | None) -> str:
+    """Why an upload is refused in ``phase`` (before or closed), with when the challenge opens or closed."""
+    if phase == "before":
+        return f"the challenge opens at {_time(opens)}"
+    return f"the challenge is closed (since {_time(closes)})"
+
+
+def _model(request: Request) -> str | None:
+    """The model named with an upload (:data:`MODEL_HEADER`, percent-encoded UTF-8), decoded; None without one.
+    :func:`add_submission` stores it through the participant-text gate."""
+    named = request.headers.get(MODEL_HEADER)
+    return None if named is None else urllib.parse.unquote(named, errors="replace")
 
 
 def _submission_number(request: Request) -> int | None:

@@ -75,6 +75,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 2: how many times a scoring worker died while scoring a submission in the current round (bounded retries)
     "ALTER TABLE submissions ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",
+    # 3: the model a participant named with the upload (X-Medico-Model, neutralised); NULL for one sent without
+    "ALTER TABLE submissions ADD COLUMN model TEXT",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -11,7 +11,7 @@ from medico.challenge.folder import Challenge
 from medico.challenge.settings import ChallengeError, Settings
 from medico.leaderboard.participant import plain_text
 
-__all__ = ["Phase", "close_challenge", "closed_at", "current_phase", "phase_at"]
+__all__ = ["Phase", "close_challenge", "closed_at", "closing_time", "current_phase", "phase_at"]
 
 Phase = Literal["before", "open", "closed"]
 
@@ -42,10 +42,17 @@ def current_phase(challenge: Challenge, now: datetime) -> Phase:
     return phase_at(challenge.settings, closed_at(challenge), now)
 
 
+def closing_time(settings: Settings, closed: datetime | None) -> datetime | None:
+    """When the challenge closes, or closed: the earlier of its closing time and ``closed``, when it was closed by hand
+    (:func:`closed_at`); None when neither is set."""
+    return min((moment for moment in (closed, settings.closes) if moment is not None), default=None)
+
+
 def phase_at(settings: Settings, closed: datetime | None, now: datetime) -> Phase:
     """What :func:`current_phase` decides, for a caller that already read :func:`closed_at` (``closed``, None when
     not closed by hand): a cache of the standings still asks the time on every request."""
-    if (closed is not None and closed <= now) or (settings.closes is not None and settings.closes <= now):
+    closes = closing_time(settings, closed)
+    if closes is not None and closes <= now:
         return "closed"
     if settings.opens is not None and now < settings.opens:
         return "before"

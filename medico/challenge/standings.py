@@ -27,10 +27,10 @@ from medico.leaderboard.export import export_text
 from medico.leaderboard.published import load_published
 from medico.leaderboard.ranking import Ranked, best_per_team, rank_entries, select_view
 
-__all__ = ["LiveStandings", "Rendered", "Standings", "standings"]
+__all__ = ["LiveStandings", "Rendered", "Standings", "ranked_submissions", "standings"]
 
 _SCORED = (
-    "SELECT s.id, s.received, t.name AS team, sc.*, sel.submission_id AS selected, "
+    "SELECT s.id, s.received, s.model, t.name AS team, sc.*, sel.submission_id AS selected, "
     "ROW_NUMBER() OVER (PARTITION BY s.team_id ORDER BY s.id) AS ordinal "
     "FROM submissions s JOIN teams t ON t.id = s.team_id "
     "JOIN scores sc ON sc.submission_id = s.id AND sc.round = s.round "
@@ -50,7 +50,7 @@ class Standings:
 
     def records(self) -> dict[str, Any]:
         """The leaderboard as JSON-ready data: the part shown, and per row the rank, team, submission number (the
-        team's n-th upload), time received and scores."""
+        team's n-th upload), the model its team named (``submission`` where none), time received and scores."""
         return {
             "challenge": self.name,
             "phase": self.phase,
@@ -61,6 +61,7 @@ class Standings:
                     "team": row.entry.team,
                     "source": row.entry.source,
                     "submission": row.entry.run,
+                    "model": row.entry.model,
                     "received": row.entry.created,
                     "n_images": row.entry.n_images,
                     **{name: getattr(row.entry, name) for name in SCORES},
@@ -82,7 +83,7 @@ def _entry(row: sqlite3.Row, part: Part, path: Path) -> Entry:
     try:
         entry = Entry(
             team=row["team"],
-            model="submission",
+            model=row["model"] or "submission",
             split="test",
             source="submission",
             run=row["ordinal"],
@@ -111,20 +112,34 @@ def _published(challenge: Challenge) -> list[Entry]:
         raise ChallengeError(str(error)) from None
 
 
-def standings(challenge: Challenge, phase: Phase) -> Standings:
-    """The leaderboard for ``phase``: public before close, private (selected or best public submission) after."""
-    published = _published(challenge)
+def _ranked_after_close(challenge: Challenge) -> list[Entry]:
+    """The private entry each team is ranked by after close: of the submission it selected when that one has private
+    scores, else of its best public one (as Kaggle does). Private scores are read here, so only once closed."""
     with challenge.database.read() as connection:
         public = _entries(connection, "public", challenge.database.path)
-        if phase != "closed":
-            rows = select_view([entry for entry, _ in public] + published, "segmentation", "best")
-            return Standings(challenge.settings.name, "public", phase, rows)
         private = {entry.id: entry for entry, _ in _entries(connection, "private", challenge.database.path)}
     selections = {row["team"]: row["selected"] for _, row in public if row["selected"] is not None}
     best = {entry.team: entry.id for entry in best_per_team([entry for entry, _ in public], "segmentation")}
     chosen = [selections[team] if selections.get(team) in private else choice for team, choice in best.items()]
-    rows = rank_entries([private[i] for i in chosen if i in private] + published, "segmentation")
-    return Standings(challenge.settings.name, "private", phase, rows)
+    return [private[i] for i in chosen if i in private]
+
+
+def ranked_submissions(challenge: Challenge) -> set[int]:
+    """The ids of the submissions the teams are ranked by once the challenge is closed (call it only then: it reads
+    private scores)."""
+    return {entry.id for entry in _ranked_after_close(challenge) if entry.id is not None}
+
+
+def standings(challenge: Challenge, phase: Phase) -> Standings:
+    """The leaderboard for ``phase``: public before close, private (selected or best public submission) after."""
+    published = _published(challenge)
+    if phase == "closed":
+        rows = rank_entries(_ranked_after_close(challenge) + published, "segmentation")
+        return Standings(challenge.settings.name, "private", phase, rows)
+    with challenge.database.read() as connection:
+        public = _entries(connection, "public", challenge.database.path)
+    rows = select_view([entry for entry, _ in public] + published, "segmentation", "best")
+    return Standings(challenge.settings.name, "public", phase, rows)
 
 
 @dataclass(frozen=True)

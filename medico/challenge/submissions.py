@@ -20,8 +20,10 @@ from medico.challenge.limits import Allowance, allowance
 from medico.challenge.partition import PARTS, Part
 from medico.challenge.phase import Phase
 from medico.challenge.settings import ChallengeError
+from medico.challenge.standings import ranked_submissions
 from medico.challenge.teams import Team
 from medico.leaderboard.entry import SCORES
+from medico.leaderboard.participant import plain_text
 
 __all__ = [
     "LimitReachedError",
@@ -56,8 +58,12 @@ def visible_parts(phase: Phase) -> tuple[Part, ...]:
     return PARTS if phase == "closed" else ("public",)
 
 
-def add_submission(challenge: Challenge, team: Team, upload: Path, sha256: str, now: datetime) -> Received:
-    """Add the archive received in ``upload`` (a temporary in the uploads folder) as ``team``'s submission, queued.
+def add_submission(
+    challenge: Challenge, team: Team, upload: Path, sha256: str, now: datetime, model: str | None = None
+) -> Received:
+    """Add the archive received in ``upload`` (a temporary in the uploads folder) as ``team``'s submission, queued,
+    with the ``model`` its team named (participant text, stored as :func:`~medico.leaderboard.participant.plain_text`
+    makes it: capped, control and bidi characters as escapes; None or blank: not named).
 
     In one transaction: the same archive as one of the team's earlier ones is answered with that one (``upload``
     deleted); a team without uploads left is refused (``upload`` deleted); else the row is added and ``upload``
@@ -66,6 +72,7 @@ def add_submission(challenge: Challenge, team: Team, upload: Path, sha256: str, 
     Raises:
         LimitReachedError: the team's daily or total limit is reached.
     """
+    named = plain_text(model.strip()) if model is not None else ""
     try:
         with challenge.database.write() as connection:
             row = connection.execute(
@@ -77,8 +84,9 @@ def add_submission(challenge: Challenge, team: Team, upload: Path, sha256: str, 
             if not left.allowed:
                 raise LimitReachedError(left)
             cursor = connection.execute(
-                "INSERT INTO submissions (team_id, sha256, size, received, state) VALUES (?, ?, ?, ?, 'queued')",
-                (team.id, sha256, upload.stat().st_size, timestamp(now)),
+                "INSERT INTO submissions (team_id, sha256, size, received, state, model) "
+                "VALUES (?, ?, ?, ?, 'queued', ?)",
+                (team.id, sha256, upload.stat().st_size, timestamp(now), named or None),
             )
             submission = int(cursor.lastrowid)
             os.replace(upload, challenge.archive(submission))
@@ -97,8 +105,11 @@ def _scores(row: sqlite3.Row) -> dict[str, float]:
     return {name: row[name] for name in SCORES}
 
 
-def _view(connection: sqlite3.Connection, row: sqlite3.Row, parts: tuple[Part, ...], detail: bool) -> dict[str, Any]:
-    """A submission as its team reads it: state, validator messages, and the scores of ``parts`` only."""
+def _view(
+    connection: sqlite3.Connection, row: sqlite3.Row, parts: tuple[Part, ...], detail: bool, ranked: set[int]
+) -> dict[str, Any]:
+    """A submission as its team reads it: state, whether the team selected it and whether it is ranked by it (among
+    ``ranked``), validator messages, and the scores of ``parts`` only."""
     view: dict[str, Any] = {
         "id": row["id"],
         "state": row["state"],
@@ -106,6 +117,7 @@ def _view(connection: sqlite3.Connection, row: sqlite3.Row, parts: tuple[Part, .
         "sha256": row["sha256"],
         "size": row["size"],
         "selected": bool(row["selected"]),
+        "ranked": row["id"] in ranked,
         "messages": json.loads(row["messages"]),
         "scores": {},
     }
@@ -135,19 +147,27 @@ _OWN = (
 )
 
 
+def _ranked(challenge: Challenge, phase: Phase) -> set[int]:
+    """The submissions the teams are ranked by, once closed (the standings' rule); none before."""
+    return ranked_submissions(challenge) if phase == "closed" else set()
+
+
 def team_submissions(challenge: Challenge, team: Team, phase: Phase) -> list[dict[str, Any]]:
-    """``team``'s submissions, oldest first, with the scores ``phase`` lets anyone see."""
+    """``team``'s submissions, oldest first, with the scores ``phase`` lets anyone see and, after close, which one the
+    team is ranked by."""
+    ranked = _ranked(challenge, phase)
     with challenge.database.read() as connection:
         rows = connection.execute(f"{_OWN} ORDER BY s.id", (team.id,)).fetchall()
-        return [_view(connection, row, visible_parts(phase), detail=False) for row in rows]
+        return [_view(connection, row, visible_parts(phase), detail=False, ranked=ranked) for row in rows]
 
 
 def team_submission(challenge: Challenge, team: Team, submission: int, phase: Phase) -> dict[str, Any] | None:
     """Submission ``submission`` with its per-image scores, if it is ``team``'s; None otherwise (another team's
     submission and a missing one look the same)."""
+    ranked = _ranked(challenge, phase)
     with challenge.database.read() as connection:
         row = connection.execute(f"{_OWN} AND s.id = ?", (team.id, submission)).fetchone()
-        return None if row is None else _view(connection, row, visible_parts(phase), detail=True)
+        return None if row is None else _view(connection, row, visible_parts(phase), detail=True, ranked=ranked)
 
 
 def select_submission(challenge: Challenge, team: Team, submission: int) -> bool:

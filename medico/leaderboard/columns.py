@@ -23,6 +23,7 @@ __all__ = [
     "format_fps",
     "format_interval",
     "format_score",
+    "model_text",
 ]
 
 
@@ -136,14 +137,15 @@ def _paper_columns() -> list[Column]:
     return [_score("smeasure", "S"), _score("mean_em", "meanEm"), _score("wfm", "wFm"), *lower]
 
 
+def model_text(model: str, tta: str = "none", ensemble: int = 1) -> str:
+    """The model as the leaderboard names it, with how it predicted where that is more than one model without
+    test-time augmentation: ``attunet (tta flip, ensemble of 3)``."""
+    how = ([f"tta {tta}"] if tta != "none" else []) + ([f"ensemble of {ensemble}"] if ensemble > 1 else [])
+    return f"{_text(model)} ({', '.join(how)})" if how else _text(model)
+
+
 def _model_text(row: Ranked) -> str:
-    """The model, with how it predicted where that is more than one model without test-time augmentation:
-    ``attunet (tta flip, ensemble of 3)``."""
-    entry = row.entry
-    how = ([f"tta {entry.tta}"] if entry.tta != "none" else []) + (
-        [f"ensemble of {entry.ensemble}"] if entry.ensemble > 1 else []
-    )
-    return f"{_text(entry.model)} ({', '.join(how)})" if how else _text(entry.model)
+    return model_text(row.entry.model, row.entry.tta, row.entry.ensemble)
 
 
 def display_columns(task: str, intervals: bool = False, paper: bool = False) -> list[Column]:

@@ -25,7 +25,16 @@ from medico.runs.folder import RunFolder
 if TYPE_CHECKING:  # reading a record (medico compare) needs no torch
     from medico.runs.checkpoint import Checkpoint
 
-__all__ = ["ALL_IMAGES", "OWN_SPLIT", "DataRecord", "OtherDataError", "RunData", "ensemble_data", "run_data"]
+__all__ = [
+    "ALL_IMAGES",
+    "OWN_SPLIT",
+    "DataRecord",
+    "OtherDataError",
+    "RunData",
+    "ensemble_data",
+    "recorded_data",
+    "run_data",
+]
 
 OWN_SPLIT = "val"
 """The ``--split`` value meaning the run's own split (its recorded validation names)."""
@@ -110,6 +119,16 @@ class DataRecord:
         return {_CHECKPOINT_KEY: self.as_dict()}
 
 
+def recorded_data(checkpoint: Checkpoint, run: RunFolder | None, source: str) -> DataRecord | None:
+    """The record of the data ``checkpoint`` was trained on: its run's ``dataset.json``, else the record the checkpoint
+    carries (``run`` None: a file kept outside a run); None when neither exists (an older medico wrote them).
+
+    Raises:
+        OtherDataError: a record that cannot be read, naming its file (``source`` for the checkpoint's own).
+    """
+    return (DataRecord.read(run) if run is not None else None) or DataRecord.of_checkpoint(checkpoint, source)
+
+
 def _names(values: Any) -> tuple[str, ...]:
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise TypeError("expected a list of names")
@@ -179,7 +198,7 @@ def run_data(
     """
     if run is not None:
         source = f"run {run.name}"
-    record = (DataRecord.read(run) if run is not None else None) or DataRecord.of_checkpoint(checkpoint, source)
+    record = recorded_data(checkpoint, run, source)
     config: Mapping[str, Any] = checkpoint.config
     own_split = split in (None, OWN_SPLIT)
     trained_on = config.get("data")

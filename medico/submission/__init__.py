@@ -7,7 +7,9 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    **dict.fromkeys(("BASE_IMAGE", "dockerfile", "image_tag", "write_task2"), "medico.submission.efficiency"),
+    **dict.fromkeys(
+        ("BASE_IMAGE", "docker_commands", "dockerfile", "image_tag", "write_task2"), "medico.submission.efficiency"
+    ),
     **dict.fromkeys(
         ("MAX_RUNS", "MAX_TEAM_NAME", "RunNumberError", "TeamNameError", "check_team_name", "choose_run",
          "existing_runs", "run_name", "team_dir"),
@@ -18,7 +20,7 @@ _LAZY = {
         ("RULES", "InvalidSubmissionError", "Problem", "ValidationReport", "image_sizes", "validate_archive"),
         "medico.submission.validator",
     ),
-    **dict.fromkeys(("SubmissionFiles", "mask_png", "write_task1"), "medico.submission.writer"),
+    **dict.fromkeys(("Source", "SubmissionFiles", "mask_png", "write_task1"), "medico.submission.writer"),
 }
 
 
@@ -37,12 +39,14 @@ __all__ = [
     "Problem",
     "RunNumberError",
     "ScoreResult",
+    "Source",
     "SubmissionFiles",
     "TeamNameError",
     "Truth",
     "ValidationReport",
     "check_team_name",
     "choose_run",
+    "docker_commands",
     "dockerfile",
     "existing_runs",
     "image_sizes",

@@ -17,6 +17,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -33,12 +34,13 @@ from medico.engine.graphs import EXTRA, require
 from medico.engine.tta import check_tta
 from medico.errors import MedicoError
 from medico.files import check_target
+from medico.leaderboard.columns import model_text
 from medico.plugins import BUILT_IN, get_plugin
 from medico.runs.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from medico.submission.names import MAX_RUNS, choose_run, run_name, team_dir
-from medico.submission.writer import SubmissionFiles, write_manifest
+from medico.submission.writer import Source, SubmissionFiles, write_manifest
 
-__all__ = ["BASE_IMAGE", "ENTRY_SCRIPT", "dockerfile", "image_tag", "write_task2"]
+__all__ = ["BASE_IMAGE", "ENTRY_SCRIPT", "docker_commands", "dockerfile", "image_tag", "write_task2"]
 
 BASE_IMAGE = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
 """A public PyTorch runtime image (CUDA included); medico accepts any torch >= 2.1."""
@@ -66,19 +68,30 @@ def image_tag(team: str, run: int) -> str:
     return f"{spelled}-{hashlib.sha256(team.encode('utf-8')).hexdigest()[:8]}-task2-run{run}"
 
 
+def docker_commands(team: str, run: int, context: Path | str = ".") -> tuple[str, str]:
+    """The ``docker build`` line of a team's run (its build ``context``, the folder holding the Dockerfile) and the
+    ``docker run`` line segmenting a folder of images into a folder of masks, mounted at ``/medico2020`` (read only)
+    and ``/mask``, for a ``team`` that :func:`team_dir` has checked; both tag the image :func:`image_tag`."""
+    tag = image_tag(team, run)
+    return (
+        f"docker build -t {tag} {shlex.quote(str(context))}",
+        f"docker run --rm --gpus all -v /path/to/images:/medico2020:ro -v /path/to/masks:/mask {tag}",
+    )
+
+
 def dockerfile(team: str, run: int, weights_sha256: str, weights: str = CHECKPOINT, tta: str = "none") -> str:
     """The Dockerfile text of the build context (explained in its comments), for a ``team`` that :func:`team_dir` has
     checked, built as :func:`image_tag`; ``weights`` is the checkpoint or, for a plugin's model, :data:`EXPORTED`;
     ``tta`` is the container's test-time augmentation (:mod:`medico.engine.tta`)."""
-    tag = image_tag(team, run)
+    build, run_line = docker_commands(team, run)
     if weights == EXPORTED:
         what = "the model exported to ONNX (it needs no plugin code; ONNX Runtime runs it on the CPU)"
     else:
         what = "a medico checkpoint (model spec, options, input size, state_dict)"
     return f"""\
 # MediaEval 2020 Medico, task 2 (efficiency): team {team}, run {run}, written by medico {__version__}.
-# Build:  docker build -t {tag} .
-# Run:    docker run --rm --gpus all -v /path/to/images:/medico2020:ro -v /path/to/masks:/mask {tag}
+# Build:  {build}
+# Run:    {run_line}
 # The container segments every image in /medico2020, writes /mask/<stem>.png (single channel, 0/255, the
 # image's own size) and prints "NAME - SECONDS" per image and "Mean FPS: X" at the end.
 FROM {BASE_IMAGE}
@@ -171,6 +184,7 @@ def write_task2(
     check_tta(tta)
     number = choose_run(folder, team, "efficiency", run, max_runs, force)
     spec = load_checkpoint(checkpoint, model=model)
+    source = Source.of(checkpoint, spec)
     export: _Export | None = None
     if get_plugin(spec.model_spec).origin != BUILT_IN:  # its code is not in the image: its graph goes instead
         require("onnxruntime", f"packaging {spec.model_spec!r} (not built in) for task 2 as ONNX")
@@ -194,7 +208,7 @@ def write_task2(
         team=team,
         task="efficiency",
         run=number,
-        checkpoint=checkpoint,
+        source=source,
         spec=spec,
         replace=force,
         tta=tta,
@@ -205,4 +219,7 @@ def write_task2(
         weights="onnx (exported: the model's code is not in the image)" if export is not None else "checkpoint",
     )
     size = sum(p.stat().st_size for p in files)
-    return SubmissionFiles(destination, manifest, team, "efficiency", number, len(files), size, digest)
+    return SubmissionFiles(
+        destination, manifest, team, "efficiency", number, len(files), size, digest,
+        model=model_text(spec.model_spec, tta), sources=(source,),
+    )

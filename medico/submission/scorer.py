@@ -29,7 +29,7 @@ import numpy as np
 from medico import __version__
 from medico.data.io import list_images
 from medico.data.masks import read_mask
-from medico.download import file_sha256
+from medico.download import file_sha256, named_files_sha256
 from medico.engine.result import EvaluationResult
 from medico.engine.tta import TTA_MODES
 from medico.errors import MedicoError, some
@@ -131,10 +131,7 @@ class Truth:
                 )
             sizes = {name: sizes[name] for name in sorted(set(names))}
         paths = {p.stem: p for p in list_images(folder) if p.stem in sizes}
-        digest = hashlib.sha256()
-        for name in sorted(sizes):
-            digest.update(f"{name}\0{file_sha256(paths[name])}\n".encode())
-        return cls(paths, sizes, digest.hexdigest())
+        return cls(paths, sizes, named_files_sha256(paths))
 
     def mask(self, name: str) -> np.ndarray:
         """``name``'s ground-truth mask as boolean ``(H, W)``, read as the organisers read it
