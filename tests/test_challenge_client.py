@@ -264,3 +264,29 @@ def test_a_missing_token_file_is_a_one_line_error(tmp_path: Path) -> None:
 def test_submit_to_needs_a_token_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["submit", "--team", "alpha", "--to", "http://127.0.0.1:9"])
     assert result.exit_code == 2 and "--to and --token-file go together" in _text(result)
+
+
+def test_submitting_the_same_masks_again_uploads_the_archive_already_written(served, run_dir: Path) -> None:
+    """A repeated `submit --to` (an upload cut off, a second terminal) sends the run already written: no new local run
+    is spent, and the server counts the same archive once."""
+    challenge, url, token_file = served
+    command = ["submit", "--team", "alpha", "--checkpoint", str(run_dir), "--images", str(challenge.settings.images),
+               "--to", url, "--token-file", str(token_file)]
+    assert runner.invoke(app, command).exit_code == 0
+    again = runner.invoke(app, command)
+    assert again.exit_code == 0, again.output
+    said = _text(again)
+    assert "alpha_task1_run1.zip already holds these masks: uploading it" in said
+    assert "alpha_task1_run1.zip already uploaded as submission 1" in said
+    assert sorted(p.name for p in (Path("submissions") / "alpha").iterdir()) == ["alpha_task1_run1.json",
+                                                                                 "alpha_task1_run1.zip"]
+
+
+def test_an_uploaded_model_name_never_carries_the_folders_of_a_file_plugin(served, tmp_path: Path) -> None:
+    """The hosted page is public: `/home/me/nets/x.py:build` is shown as `x.py:build`."""
+    challenge, url, token_file = served
+    from medico.commands.status import upload_and_wait
+
+    upload_and_wait(url, token_file, perfect_archive(tmp_path / "a.zip"), "/home/me/nets/x.py:build (tta flip)")
+    with urllib.request.urlopen(f"{url}/api/leaderboard") as answer:
+        assert [row["model"] for row in json.loads(answer.read())["rows"]] == ["x.py:build (tta flip)"]

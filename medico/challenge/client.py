@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -38,6 +39,8 @@ FINAL_STATES = ("scored", "invalid")
 PHASES = ("before", "open", "closed")
 MODEL_HEADER = "X-Medico-Model"
 """The upload's header naming the model (percent-encoded UTF-8), shown on the hosted leaderboard."""
+_FOLDERS = re.compile(r"[^\s/\\]*[/\\]")
+"""The folders of a path in a model's name (``/home/me/nets/x.py:build``): never sent, the page is public."""
 _MAX_SHOWN = 200
 """The most characters of a server's text (a team name, a state, a time) this client keeps."""
 
@@ -283,8 +286,8 @@ class ChallengeClient:
         with open(archive, "rb") as handle:
             body = _Progress(handle, progress or (lambda done: None))
             headers = {"Content-Type": "application/zip", "Content-Length": str(size)}
-            if model:
-                headers[MODEL_HEADER] = urllib.parse.quote(plain_text(model), safe=" ()+,:/")
+            if model:  # a file plugin's spec names its file, never the folders it lies in on this machine
+                headers[MODEL_HEADER] = urllib.parse.quote(plain_text(_FOLDERS.sub("", model)), safe=" ()+,:")
             return self._read(
                 "/api/submissions", lambda data: (_field(data, "id", int), _field(data, "duplicate", bool)),
                 "POST", body=body, headers=headers,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
@@ -17,6 +17,7 @@ from medico.engine.runtime import MASK_PRECISION, resolve_device
 from medico.errors import MedicoError
 from medico.runs.members import resolve_members
 from medico.submission import MAX_RUNS, Source, SubmissionFiles, docker_commands, write_task1, write_task2
+from medico.submission.repeats import RepeatedMasksError, archive_model
 from medico.weights import cache_dir
 
 
@@ -152,26 +153,37 @@ def submit(
         _print_docker(files)
         return
     paths = _test_images(images)
+    try:
+        files = _predict_task1(paths, weights, out, team, run=run, max_runs=max_runs, force=force, device=device,
+                               precision=precision, model=model, tta=tta)
+    except RepeatedMasksError as repeated:  # an upload that failed or was cut off is sent again this way
+        if to is None or token_file is None:
+            raise
+        console.print(f"{escape(str(repeated.archive))} already holds these masks: uploading it, no new run written")
+        archive, named = repeated.archive, archive_model(repeated.archive)
+    else:
+        _print_summary(files)
+        if to is None or token_file is None:
+            _print_next(files)
+            return
+        archive, named = files.path, files.model
+    from medico.commands.status import upload_and_wait
+
+    upload_and_wait(to, token_file, archive, named)
+
+
+def _predict_task1(
+    paths: list[Path], weights: list[Path], out: Path, team: str, *, device: str, **settings: Any
+) -> SubmissionFiles:
+    """:func:`~medico.submission.write_task1` with a progress bar of the images predicted."""
     with task_progress() as progress:
         bar = progress.add_task("predicting masks", total=len(paths), status="")
-        files = write_task1(
+        return write_task1(
             weights,
             paths,
             out,
             team,
-            run=run,
-            max_runs=max_runs,
-            force=force,
             device=resolve_device(device),
-            precision=precision,
             progress=lambda path: progress.update(bar, advance=1, status=path.name),
-            model=model,
-            tta=tta,
+            **settings,
         )
-    _print_summary(files)
-    if to is None or token_file is None:
-        _print_next(files)
-        return
-    from medico.commands.status import upload_and_wait
-
-    upload_and_wait(to, token_file, files.path, files.model)

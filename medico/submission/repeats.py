@@ -15,9 +15,10 @@ from typing import Any
 
 from medico.download import file_sha256
 from medico.errors import MedicoError
+from medico.leaderboard.columns import model_text
 from medico.submission.names import existing_runs, run_name
 
-__all__ = ["RepeatedMasksError", "check_new_archive", "check_new_prediction"]
+__all__ = ["RepeatedMasksError", "archive_model", "check_new_archive", "check_new_prediction"]
 
 _PROOF = ("tta", "threshold", "precision", "images_sha256")
 """What, besides the member checkpoints, decides an archive's masks, as its manifest records it."""
@@ -25,7 +26,11 @@ _MAX_MANIFEST_BYTES = 2**20
 
 
 class RepeatedMasksError(MedicoError):
-    """The masks about to be written are those of an earlier run of the same team and task."""
+    """The masks about to be written are those of an earlier run of the same team and task, in ``archive``."""
+
+    def __init__(self, message: str, archive: Path) -> None:
+        super().__init__(message)
+        self.archive = archive
 
 
 def _prediction(manifest: Any) -> tuple[Any, ...] | None:
@@ -52,6 +57,16 @@ def _manifest(path: Path) -> Any:
         return None
 
 
+def archive_model(archive: Path) -> str | None:
+    """The model of a written archive as the leaderboard names it (``unet (tta flip)``), from the manifest beside it;
+    None where that does not say."""
+    manifest = _manifest(archive.with_suffix(".json"))
+    try:
+        return model_text(str(manifest["model"]), str(manifest["tta"]), int(manifest["ensemble"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _earlier_archives(folder: Path, team: str, run: int) -> list[Path]:
     """The team's task 1 archives in ``folder`` other than run ``run``'s (the one being written, or replaced)."""
     names = (run_name(team, "segmentation", number) for number in existing_runs(folder, team, "segmentation"))
@@ -62,7 +77,8 @@ def _earlier_archives(folder: Path, team: str, run: int) -> list[Path]:
 def _refusal(archive: Path, proof: str) -> RepeatedMasksError:
     return RepeatedMasksError(
         f"{archive} already holds these masks ({proof}): the same masks again would spend another of the team's "
-        "runs; pass --force to write them anyway"
+        "runs; pass --force to write them anyway",
+        archive,
     )
 
 
