@@ -75,11 +75,11 @@ compile_model, dynamic = core.compile_model, []
 core.compile_model = lambda self, model, *args: dynamic.append(model.is_dynamic()) or compile_model(self, model, *args)
 checkpoint, exported, images = sys.argv[1], sys.argv[2], [__import__("numpy").load(p) for p in sys.argv[3:]]
 eager = load_predictor(checkpoint, runtime="torch", device="cpu", precision="fp32")
-int8 = {runtime: load_predictor(exported, runtime=runtime) for runtime in ("openvino", "onnxruntime")}
-batched = {runtime: list(predictor.predict_all(images, batch_size=3)) for runtime, predictor in int8.items()}
+int8 = load_predictor(exported, runtime="openvino")
+by_size = [list(int8.predict_all(images, batch_size=size)) for size in (1, 3)]
 print(json.dumps({
-    "dice": mask_agreement(eager, int8["openvino"], images).mean().item(),
-    "batched_as_onnxruntime": all((a == b).all() for a, b in zip(*batched.values())),
+    "dice": mask_agreement(eager, int8, images).mean().item(),
+    "batched_as_single": all((a == b).all() for a, b in zip(*by_size)),
     "compiled": len(dynamic), "dynamic": sum(dynamic),
 }))
 """
@@ -105,7 +105,10 @@ def test_openvino_runs_the_int8_export_close_to_the_fp32_masks_in_a_process_that
     )
     assert checked.returncode == 0, checked.stderr  # a crash: -11 and the stack
     outcome = json.loads(checked.stdout.splitlines()[-1])
-    assert outcome["dice"] >= MIN_DICE_INT8 and outcome["batched_as_onnxruntime"]
+    # Each batch size is its own compiled graph: a batch of 3 gives the masks of 3 batches of 1. (ONNX Runtime's int8
+    # kernels are another vendor's: its masks agree with OpenVINO's within int8's tolerance, not bit for bit, on CPUs
+    # without VNNI.)
+    assert outcome["dice"] >= MIN_DICE_INT8 and outcome["batched_as_single"]
     assert outcome["compiled"] >= 2 and outcome["dynamic"] == 0  # batches of 1 and 3: never a dynamic batch
 
 
