@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
@@ -103,12 +104,14 @@ def test_init_refuses_truth_whose_size_differs_from_its_image(tmp_path: Path) ->
         ("--max-total", "0", "--max-total: expected a whole number of at least 1"),
         ("--max-per-day", "0", "--max-per-day: expected a whole number of at least 1"),
         ("--closes", "next week", "--closes 'next week': expected a date and time"),
+        ("--opens", "9999-12-31T23:59:59-23:59", "--opens 9999-12-31T23:59:59-23:59: expected a time between years 1"),
+        ("--closes", "0001-01-01T00:00+01:00", "--closes 0001-01-01T00:00:00+01:00: expected a time between years 1"),
     ],
 )
 def test_bad_settings_are_one_line_errors(tmp_path: Path, option: str, value: str, message: str) -> None:
     folder, result = _init(tmp_path, option, value)
     assert result.exit_code == 2
-    assert message in _text(result)
+    assert message in _text(result) and len(result.output.splitlines()) == 1
     assert not folder.exists()
 
 
@@ -313,3 +316,38 @@ def test_published_is_written_as_toml_and_read_back(tmp_path: Path) -> None:
     )
     with pytest.raises(ChallengeError, match="published: expected true or false"):
         read_settings(challenge.folder / "challenge.toml")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["serve", "{folder}"], ["challenge", "close", "{folder}"], ["challenge", "rescore", "{folder}"],
+     ["challenge", "team", "list", "--dir", "{folder}"]],
+    ids=["serve", "close", "rescore", "team-list"],
+)
+def test_a_settings_file_with_a_time_outside_utcs_range_is_refused_by_every_command_in_one_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    challenge = make_challenge(tmp_path)
+    _edit_settings(challenge, "opens", "9999-12-31T23:59:59-23:59")  # 10000-01-01 in UTC: no datetime holds it
+    result = runner.invoke(app, [part.format(folder=challenge.folder) for part in command])
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1
+    assert f"{SETTINGS_FILE}: opens 9999-12-31T23:59:59-23:59: expected a time between years 1" in _text(result)
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "65536"])
+def test_serve_refuses_a_port_out_of_range_in_one_line(tmp_path: Path, port: str) -> None:
+    challenge = make_challenge(tmp_path)
+    result = runner.invoke(app, ["serve", str(challenge.folder), "--port", port])
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1
+    assert f"--port {port}: expected a port from 1 to 65535" in _text(result)
+
+
+def test_serve_refuses_a_port_in_use_in_one_line(tmp_path: Path) -> None:
+    challenge = make_challenge(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", str(challenge.folder), "--port", str(port)])
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1
+    assert f"--port {port}: cannot listen on 127.0.0.1:{port}" in _text(result)

@@ -31,16 +31,25 @@ class ChallengeError(MedicoError):
 
 
 def parse_time(text: str, label: str) -> datetime:
-    """``text`` (ISO 8601, e.g. ``2026-12-01T12:00``) as an aware UTC datetime; no zone means UTC."""
+    """``text`` (ISO 8601, e.g. ``2026-12-01T12:00``) as an aware UTC datetime; no zone means UTC.
+
+    Raises:
+        ChallengeError: ``text`` is not a date and time, or one whose UTC time is before year 1 or after 9999.
+    """
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ChallengeError(f"{label} {text!r}: expected a date and time such as 2026-12-01T12:00Z") from None
-    return _utc(moment)
+    return _utc(moment, label)
 
 
-def _utc(moment: datetime) -> datetime:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+def _utc(moment: datetime, label: str) -> datetime:
+    """``moment`` in UTC (no zone: UTC), refused when UTC has no such time (9999-12-31T23:59-01:00)."""
+    try:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    except OverflowError:
+        raise ChallengeError(f"{label} {moment.isoformat()}: expected a time between years 1 and 9999 in UTC, found "
+                             "one outside them") from None
 
 
 @dataclass(frozen=True)
@@ -93,7 +102,7 @@ class Settings:
             if value is not None and not isinstance(value, datetime):
                 raise ChallengeError(f"--{label}: expected a date and time, got {value!r}")
             if value is not None:
-                object.__setattr__(self, label, _utc(value))
+                object.__setattr__(self, label, _utc(value, f"--{label}"))
         if self.opens is not None and self.closes is not None and self.closes <= self.opens:
             raise ChallengeError(f"--closes {self.closes.isoformat()}: expected a time after --opens "
                                  f"{self.opens.isoformat()}")
