@@ -7,9 +7,11 @@ import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from PIL import Image
 from typer.testing import CliRunner
 
 from medico.challenge.database import DATABASE_FILE
@@ -22,7 +24,15 @@ from medico.challenge.teams import authenticate
 from medico.challenge.worker import TruthChangedError, drain, score_next
 from medico.cli import app
 from medico.submission import mask_png
-from tests.challenge_setup import NAMES, make_challenge, make_test_set, partial_mask, perfect_archive
+from tests.challenge_setup import (
+    HEIGHT,
+    NAMES,
+    WIDTH,
+    make_challenge,
+    make_test_set,
+    partial_mask,
+    perfect_archive,
+)
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
 runner = CliRunner()
@@ -94,6 +104,27 @@ def test_init_refuses_truth_whose_size_differs_from_its_image(tmp_path: Path) ->
     )
     assert result.exit_code == 2
     assert "1 masks differ in size" in _text(result) and "case1" in _text(result)
+
+
+@pytest.mark.parametrize("kind", ["rgb-frames", "grey-photos"])
+def test_init_refuses_truth_that_is_not_binary_masks_naming_the_files_and_leaves_nothing(
+    tmp_path: Path, kind: str
+) -> None:
+    """The test images themselves given as the truth: every upload would end invalid, at the teams' cost."""
+    truth, images = make_test_set(tmp_path / "data")
+    noise = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    for name in NAMES[1:]:
+        frame = Image.fromarray(noise)
+        (frame if kind == "rgb-frames" else frame.convert("L")).save(truth / f"{name}.png")
+    folder = tmp_path / "challenge"
+    folder.mkdir()  # an empty folder stays empty
+    result = runner.invoke(
+        app, ["challenge", "init", str(folder), "--truth", str(truth), "--images", str(images), "--name", "x"]
+    )
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1
+    assert f"--truth {truth}: expected binary masks, but 3 of the 4 masks" in _text(result)
+    assert "(case1, case2, case3)" in _text(result) and "not binary" in _text(result)
+    assert list(folder.iterdir()) == []
 
 
 @pytest.mark.parametrize(
