@@ -21,8 +21,8 @@ import medico.challenge.scoring
 from medico.challenge.database import DATABASE_FILE, MIGRATIONS
 from medico.challenge.folder import Challenge
 from medico.challenge.queue import MAX_CRASHES, SERVER_FAULT, claim_next, requeue_abandoned
-from medico.challenge.settings import ChallengeError
-from medico.challenge.submissions import add_submission
+from medico.challenge.settings import SETTINGS_FILE, ChallengeError, read_settings
+from medico.challenge.submissions import add_submission, team_allowance
 from medico.challenge.supervisor import WorkerSupervisor
 from medico.challenge.teams import Team, add_team
 from medico.challenge.worker import run_worker, score_next
@@ -194,6 +194,7 @@ def test_a_challenge_database_of_schema_version_1_is_upgraded_and_keeps_its_subm
     _submit(challenge, perfect_archive(tmp_path / "a.zip"))
     path = challenge.folder / DATABASE_FILE
     with sqlite3.connect(path) as connection:  # as medico before the crash count wrote it
+        connection.execute("ALTER TABLE submissions DROP COLUMN fault")
         connection.execute("ALTER TABLE submissions DROP COLUMN crashes")
         connection.execute("UPDATE schema_version SET version = 1")
     reopened = Challenge.open(challenge.folder)
@@ -210,3 +211,64 @@ def test_a_sqlite_file_without_a_schema_version_is_refused_not_upgraded(tmp_path
         connection.execute("DROP TABLE schema_version")
     with pytest.raises(ChallengeError, match="not a challenge database"):
         Challenge.open(challenge.folder)
+
+
+def _left(challenge: Challenge) -> int:
+    """Team alpha's uploads left in all."""
+    return team_allowance(challenge, Team(1, "alpha"), NOW).left_total
+
+
+def _fails_on_the_server(*args: object) -> None:
+    raise RuntimeError("a bug in the scorer")
+
+
+def test_an_archive_the_server_failed_to_score_never_counts_against_the_teams_limits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    challenge = make_challenge(tmp_path, max_total=2)
+    _submit(challenge, perfect_archive(tmp_path / "a.zip"))
+    assert _left(challenge) == 1  # queued: it counts until its outcome says otherwise
+    monkeypatch.setattr(medico.challenge.scoring, "score_for_challenge", _fails_on_the_server)
+    score_next(challenge)
+    assert _states(challenge) == ["invalid"] and _messages(challenge, 1) == [SERVER_FAULT]
+    assert _left(challenge) == 2
+
+
+def test_a_submission_whose_scoring_killed_the_worker_twice_does_not_count(tmp_path: Path) -> None:
+    challenge = make_challenge(tmp_path, max_total=2)
+    _submit(challenge, perfect_archive(tmp_path / "a.zip"))
+    for _ in range(MAX_CRASHES):
+        claim_next(challenge, worker=_dead_pid())
+        requeue_abandoned(challenge, process_alive)
+    assert _states(challenge) == ["invalid"] and _left(challenge) == 2
+
+
+@pytest.mark.parametrize(("count_invalid", "left"), [(True, 1), (False, 2)])
+def test_an_invalid_archive_counts_against_the_limits_unless_count_invalid_is_false(
+    tmp_path: Path, count_invalid: bool, left: int
+) -> None:
+    challenge = make_challenge(tmp_path, max_total=2, count_invalid=count_invalid)
+    _submit(challenge, archive(tmp_path / "missing.zip", {n: truth_mask() for n in NAMES[1:]}))
+    score_next(challenge)
+    assert _states(challenge) == ["invalid"] and "no mask for an image" in _messages(challenge, 1)[0]
+    assert _left(challenge) == left
+    assert read_settings(challenge.folder / SETTINGS_FILE).count_invalid is count_invalid  # kept in challenge.toml
+
+
+def test_a_database_of_schema_version_2_is_upgraded_and_its_server_faults_stop_counting(tmp_path: Path) -> None:
+    challenge = make_challenge(tmp_path, max_total=3)
+    for index in range(2):
+        _submit(challenge, archive(tmp_path / f"{index}.zip", {n: truth_mask() for n in NAMES[index:]}))
+    path = challenge.folder / DATABASE_FILE
+    old_fault = "the server could not score this archive (its fault, not the archive's); the organiser has been told"
+    with sqlite3.connect(path) as connection:  # as medico before faults were recorded wrote it
+        connection.execute("ALTER TABLE submissions DROP COLUMN fault")
+        connection.execute("UPDATE submissions SET state = 'invalid', messages = ? WHERE id = 1",
+                           (json.dumps([old_fault]),))
+        connection.execute("""UPDATE submissions SET state = 'invalid', messages = '["missing: case0"]' WHERE id = 2""")
+        connection.execute("UPDATE schema_version SET version = 2")
+    reopened = Challenge.open(challenge.folder)
+    with reopened.database.read() as connection:
+        assert [row[0] for row in connection.execute("SELECT fault FROM submissions ORDER BY id")] == ["server",
+                                                                                                       "archive"]
+    assert _left(reopened) == 2

@@ -75,6 +75,13 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 2: how many times a scoring worker died while scoring a submission in the current round (bounded retries)
     "ALTER TABLE submissions ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",
+    # 3: whose fault an invalid submission is (the archive's counts against its team's limits, the server's never);
+    # earlier invalid ones are the server's when their message says so
+    """
+    ALTER TABLE submissions ADD COLUMN fault TEXT CHECK (fault IN ('archive', 'server'));
+    UPDATE submissions SET fault = CASE WHEN messages LIKE '["the server could not score this archive%'
+        THEN 'server' ELSE 'archive' END WHERE state = 'invalid'
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

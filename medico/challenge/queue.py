@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from medico.challenge.database import timestamp
 from medico.challenge.folder import Challenge
@@ -28,6 +29,7 @@ __all__ = [
     "SERVER_FAULT",
     "Abandoned",
     "Claim",
+    "Fault",
     "Outcome",
     "claim_next",
     "current_round",
@@ -39,7 +41,10 @@ __all__ = [
     "start_round",
 ]
 
-SERVER_FAULT = "the server could not score this archive (its fault, not the archive's); the organiser has been told"
+SERVER_FAULT = (
+    "the server could not score this archive (its fault, not the archive's); the organiser has been told, and it does "
+    "not count against your team's limits"
+)
 MAX_CRASHES = 2
 """Times a worker may die scoring one submission in a round before the submission is marked invalid."""
 
@@ -53,14 +58,19 @@ class Claim:
     truth_fingerprint: str
 
 
+Fault = Literal["archive", "server"]
+"""Whose fault an invalid submission is: the archive's (it broke a rule or a limit) or the server's."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """A scored submission (``parts``: each part's mean scores and image count; ``images``: per-image scores) or an
-    invalid one (``messages``: the validator's findings)."""
+    invalid one (``messages``: the validator's findings, or what went wrong; ``fault``: whose fault it is)."""
 
     parts: Mapping[Part, Mapping[str, float]] | None = None
     images: Mapping[str, Mapping[str, float]] | None = None
     messages: tuple[str, ...] = ()
+    fault: Fault = "archive"
 
 
 def partition(challenge: Challenge) -> dict[str, Part]:
@@ -115,11 +125,12 @@ def record_outcome(challenge: Challenge, claim: Claim, outcome: Outcome, now: da
                 for name, scores in (outcome.images or {}).items()
             ],
         )
-        state = "scored" if outcome.parts is not None else "invalid"
+        scored = outcome.parts is not None
         connection.execute(
-            "UPDATE submissions SET state = ?, messages = ?, worker = NULL "
+            "UPDATE submissions SET state = ?, messages = ?, fault = ?, worker = NULL "
             "WHERE id = ? AND state = 'scoring' AND round = ?",
-            (state, json.dumps(list(outcome.messages)), claim.submission, claim.round),
+            ("scored" if scored else "invalid", json.dumps(list(outcome.messages)), None if scored else outcome.fault,
+             claim.submission, claim.round),
         )
 
 
@@ -151,7 +162,7 @@ def requeue_abandoned(challenge: Challenge, alive: Callable[[int], bool]) -> Aba
             if crashes < MAX_CRASHES:
                 queued.append(row["id"])
                 continue
-            connection.execute("UPDATE submissions SET state = 'invalid', messages = ? WHERE id = ?",
+            connection.execute("UPDATE submissions SET state = 'invalid', messages = ?, fault = 'server' WHERE id = ?",
                                (json.dumps([SERVER_FAULT]), row["id"]))
             given_up.append(row["id"])
     return Abandoned(tuple(queued), tuple(given_up))
@@ -176,7 +187,9 @@ def start_round(challenge: Challenge, truth_fingerprint: str, now: datetime) -> 
             "INSERT INTO rounds (round, truth_fingerprint, started) VALUES (?, ?, ?)",
             (number, truth_fingerprint, timestamp(now)),
         )
-        queued = connection.execute("UPDATE submissions SET state = 'queued', worker = NULL, crashes = 0").rowcount
+        queued = connection.execute(
+            "UPDATE submissions SET state = 'queued', worker = NULL, crashes = 0, fault = NULL"
+        ).rowcount
     return number, queued
 
 

@@ -59,9 +59,10 @@ class Settings:
     ``truth`` and ``images`` are absolute folders the server reads (never copied or served; a blank path is refused,
     never read as the current folder; in the file, a relative one is the challenge folder's); ``seed`` draws the
     public/private partition; ``max_per_day`` (per UTC day, None: no daily limit) and ``max_total`` bound each
-    team's uploads; ``max_upload_bytes`` caps one upload; ``opens``/``closes`` bound the submission period;
-    ``published`` shows the published figures of ``baselines/reported.csv`` on the leaderboard, marked, each ranked
-    in its own table (they were measured on other test sets).
+    team's uploads; ``count_invalid``: an archive invalid by its own fault counts towards them (one the server
+    failed to score never does); ``max_upload_bytes`` caps one upload; ``opens``/``closes`` bound the submission
+    period; ``published`` shows the published figures of ``baselines/reported.csv`` on the leaderboard, marked,
+    each ranked in its own table (they were measured on other test sets).
     """
 
     name: str
@@ -71,6 +72,7 @@ class Settings:
     seed: int = 0
     max_per_day: int | None = None
     max_total: int = 5
+    count_invalid: bool = True
     max_upload_bytes: int = MAX_ARCHIVE_BYTES
     opens: datetime | None = None
     closes: datetime | None = None
@@ -92,8 +94,9 @@ class Settings:
                                   ("max-upload-bytes", self.max_upload_bytes, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**63:
                 raise ChallengeError(f"--{label}: expected a whole number of at least {low}, got {value!r}")
-        if not isinstance(self.published, bool):
-            raise ChallengeError(f"published: expected true or false, got {self.published!r}")
+        for label in ("published", "count_invalid"):
+            if not isinstance(getattr(self, label), bool):
+                raise ChallengeError(f"{label}: expected true or false, got {getattr(self, label)!r}")
         per_day = self.max_per_day
         if per_day is not None and (isinstance(per_day, bool) or not isinstance(per_day, int) or per_day < 1):
             raise ChallengeError(f"--max-per-day: expected a whole number of at least 1, got {per_day!r}")

@@ -89,7 +89,7 @@ def score_next(challenge: Challenge) -> int | None:
         outcome = score_for_challenge(challenge.archive(claim.submission), truth, images)
     except Exception:  # a fault of the server, not of the archive: logged for the organiser, never retried forever
         log.exception("submission %d: could not be scored", claim.submission)
-        outcome = Outcome(messages=(SERVER_FAULT,))
+        outcome = Outcome(messages=(SERVER_FAULT,), fault="server")
     except BaseException:  # interrupted (Ctrl+C in medico challenge rescore): back in the queue, not a crash
         release(challenge, claim)
         raise

@@ -48,6 +48,13 @@ def init(
     seed: Annotated[int | None, typer.Option(help="Seed of the public/private draw (default: a random one).")] = None,
     max_per_day: Annotated[int | None, typer.Option(help="Uploads per team and UTC day (default: no limit).")] = None,
     max_total: Annotated[int, typer.Option(help="Uploads per team in all.")] = 5,
+    count_invalid: Annotated[
+        bool,
+        typer.Option(
+            help="Whether an archive that fails validation (or a time or memory limit) counts towards the limits: "
+            "counting it stops probing of the hidden truth. One the server fails to score never counts.",
+        ),
+    ] = True,
     max_upload_bytes: Annotated[int, typer.Option(help="Largest upload accepted.")] = MAX_ARCHIVE_BYTES,
     opens: Annotated[str | None, typer.Option(help="When uploads open (ISO 8601; no zone: UTC).")] = None,
     closes: Annotated[str | None, typer.Option(help="When uploads close and the private ranking shows.")] = None,
@@ -74,6 +81,7 @@ def init(
         seed=secrets.randbelow(2**32) if seed is None else seed,
         max_per_day=max_per_day,
         max_total=max_total,
+        count_invalid=count_invalid,
         max_upload_bytes=max_upload_bytes,
         opens=None if opens is None else parse_time(opens, "--opens"),
         closes=None if closes is None else parse_time(closes, "--closes"),
