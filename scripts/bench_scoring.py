@@ -13,8 +13,10 @@ with empty ancillary chunks up to the validator's size cap for its mask (issue 2
 medico, a few hundred kB zipped, seconds per mask to open); ``--padded limits`` with as many empty chunks as the
 validator accepts. An invalid archive is timed all the same, and said to be. Every number comes from a fresh
 ``python`` process running the code under ``--code`` (default: this checkout) or ``--baseline``; the worker's figure
-is the truth's check (:meth:`Truth.read <medico.submission.scorer.Truth.read>`, which hashes it) plus
-``score_for_challenge``, the first archive of a process (its truth decoded) apart from the next ones.
+is the truth's check (:meth:`Truth.read <medico.submission.scorer.Truth.read>`, which hashes it) plus validation and
+scoring as the worker does them (in a child process per archive, the truth decoded in the worker before it forks;
+older code: ``score_for_challenge`` in the worker's own process), the first archive of a process (its truth decoded)
+apart from the next ones.
 """
 
 from __future__ import annotations
@@ -42,22 +44,36 @@ SHIFT = 8
 
 # Run in a child process under the code measured (its PYTHONPATH); prints one JSON line.
 _WORKER = """
-import json, sys, time
+import json, resource, sys, time
 from pathlib import Path
 started = time.perf_counter()
 from medico.challenge.partition import draw_partition
 from medico.challenge.scoring import score_for_challenge
+from medico.challenge.settings import Settings
 from medico.submission.scorer import Truth
+try:  # the worker's own path: a child per archive, within the challenge's limits
+    from medico.challenge.bounded import score_bounded
+except ImportError:  # older code scored in the worker's own process
+    score_bounded = None
 imported = time.perf_counter() - started
 archive, folder, repeats = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 times = []
 for _ in range(repeats + 1):
     start = time.perf_counter()
     truth = Truth.read(folder)
-    outcome = score_for_challenge(archive, truth, draw_partition(truth.sizes, 0.5, seed=0))
+    parts = draw_partition(truth.sizes, 0.5, seed=0)
+    if score_bounded is None:
+        outcome = score_for_challenge(archive, truth, parts)
+    else:
+        truth.decode()
+        outcome = score_bounded(archive, truth, parts, Settings(name="bench", truth=folder, images=folder),
+                                name="bench")
     times.append(time.perf_counter() - start)
 print(json.dumps({"import": imported, "first": times[0], "next": times[1:], "torch": "torch" in sys.modules,
-                  "valid": outcome.parts is not None, "messages": list(outcome.messages[:2])}))
+                  "valid": outcome.parts is not None, "messages": list(outcome.messages[:2]),
+                  "child": score_bounded is not None,
+                  "peak_mb": max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF,
+                                                                                  resource.RUSAGE_CHILDREN)) / 1024}))
 """
 
 
@@ -162,6 +178,8 @@ def measure(code: Path, archive: Path, truth: Path, repeats: int, work: Path) ->
         "worker_imports_torch": worker["torch"],
         "valid": worker["valid"],
         "messages": worker["messages"],
+        "worker_child": worker["child"],
+        "worker_peak_mb": worker["peak_mb"],
     }
 
 
@@ -215,6 +233,10 @@ def main() -> None:
     print(_report("worker: validate + score, next archives (median)", ours["worker_next_s"],
                   base and base["worker_next_s"]))
     print(_report("import torch alone (median of 3)", torch_s, None))
+    print(f"the worker scores in a child per archive: {ours['worker_child']}"
+          + (f" (baseline: {base['worker_child']})" if base else ""))
+    print(f"peak resident memory of the worker or a child: {ours['worker_peak_mb']:.0f} MB"
+          + (f" (baseline: {base['worker_peak_mb']:.0f} MB)" if base else ""))
     print(f"the worker's scoring path imports torch: {ours['worker_imports_torch']}"
           + (f" (baseline: {base['worker_imports_torch']})" if base else ""))
     if args.json is not None:

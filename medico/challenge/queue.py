@@ -5,15 +5,17 @@ A claim, a record and a rescore are each one write transaction, so several worke
 command's) never score the same submission for the same round twice, and a submission re-queued while it was being
 scored keeps its new place in the queue (its older outcome is kept as history).
 
-A submission whose worker died while scoring it (killed for memory, a crash in a native decoder) is queued again,
-and marked invalid once that happened :data:`MAX_CRASHES` times in one round, so that it cannot stop scoring for
-everyone; the count is kept in the database, as the worker that could count it is the one that died.
+A submission whose worker, or the worker's child scoring it, died while scoring it (killed for memory, a crash in a
+native decoder) is queued again, and marked invalid once that happened :data:`MAX_CRASHES` times in one round, so
+that it cannot stop scoring for everyone; the count is kept in the database, as the worker that could count it may
+be the one that died.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,6 +36,7 @@ __all__ = [
     "claim_next",
     "current_round",
     "partition",
+    "record_crash",
     "record_outcome",
     "release",
     "release_worker",
@@ -156,16 +159,33 @@ def requeue_abandoned(challenge: Challenge, alive: Callable[[int], bool]) -> Aba
         for row in rows:
             if row["worker"] is not None and alive(row["worker"]):
                 continue
-            crashes = row["crashes"] + 1
-            connection.execute("UPDATE submissions SET state = 'queued', worker = NULL, crashes = ? WHERE id = ?",
-                               (crashes, row["id"]))
-            if crashes < MAX_CRASHES:
-                queued.append(row["id"])
-                continue
-            connection.execute("UPDATE submissions SET state = 'invalid', messages = ?, fault = 'server' WHERE id = ?",
-                               (json.dumps([SERVER_FAULT]), row["id"]))
-            given_up.append(row["id"])
+            (given_up if _count_crash(connection, row["id"], row["crashes"]) else queued).append(row["id"])
     return Abandoned(tuple(queued), tuple(given_up))
+
+
+def record_crash(challenge: Challenge, claim: Claim) -> bool:
+    """Queue ``claim``'s submission again after the process scoring it died (the worker's child per archive),
+    counting the crash as a dead worker's is; True when that made it invalid (:data:`MAX_CRASHES`). Nothing changes
+    when it was queued again since (a rescore)."""
+    with challenge.database.write() as connection:
+        row = connection.execute(
+            "SELECT crashes FROM submissions WHERE id = ? AND state = 'scoring' AND round = ?",
+            (claim.submission, claim.round),
+        ).fetchone()
+        return row is not None and _count_crash(connection, claim.submission, row["crashes"])
+
+
+def _count_crash(connection: sqlite3.Connection, submission: int, crashes: int) -> bool:
+    """Queue ``submission`` again with one more crash (``crashes`` so far), or, at :data:`MAX_CRASHES`, make it invalid
+    by the server's fault (never counted against its team: a crash is no proof of the archive's); True then."""
+    crashes += 1
+    connection.execute("UPDATE submissions SET state = 'queued', worker = NULL, crashes = ? WHERE id = ?",
+                       (crashes, submission))
+    if crashes < MAX_CRASHES:
+        return False
+    connection.execute("UPDATE submissions SET state = 'invalid', messages = ?, fault = 'server' WHERE id = ?",
+                       (json.dumps([SERVER_FAULT]), submission))
+    return True
 
 
 def release_worker(challenge: Challenge, worker: int) -> int:

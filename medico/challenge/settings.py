@@ -24,6 +24,8 @@ __all__ = ["SETTINGS_FILE", "ChallengeError", "Settings", "parse_time", "read_se
 
 SETTINGS_FILE = "challenge.toml"
 MAX_NAME = 120
+MAX_SCORING_SECONDS = 86_400
+"""The longest time limit per archive: a day (and a whole number of seconds the system's alarm can hold)."""
 
 
 class ChallengeError(MedicoError):
@@ -60,9 +62,11 @@ class Settings:
     never read as the current folder; in the file, a relative one is the challenge folder's); ``seed`` draws the
     public/private partition; ``max_per_day`` (per UTC day, None: no daily limit) and ``max_total`` bound each
     team's uploads; ``count_invalid``: an archive invalid by its own fault counts towards them (one the server
-    failed to score never does); ``max_upload_bytes`` caps one upload; ``opens``/``closes`` bound the submission
-    period; ``published`` shows the published figures of ``baselines/reported.csv`` on the leaderboard, marked,
-    each ranked in its own table (they were measured on other test sets).
+    failed to score never does); ``max_upload_bytes`` caps one upload; ``max_scoring_seconds`` (wall time) and
+    ``max_scoring_bytes`` (memory beyond the worker's own) bound the validation and scoring of one archive, far above
+    what an honest archive takes (160 Kvasir-SEG masks: about a second and 100 MB); ``opens``/``closes`` bound the
+    submission period; ``published`` shows the published figures of ``baselines/reported.csv`` on the leaderboard,
+    marked, each ranked in its own table (they were measured on other test sets).
     """
 
     name: str
@@ -74,6 +78,8 @@ class Settings:
     max_total: int = 5
     count_invalid: bool = True
     max_upload_bytes: int = MAX_ARCHIVE_BYTES
+    max_scoring_seconds: float = 120.0
+    max_scoring_bytes: int = 4 * 2**30
     opens: datetime | None = None
     closes: datetime | None = None
     published: bool = False
@@ -91,9 +97,14 @@ class Settings:
         if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
             raise ChallengeError(f"--public-fraction: expected a number strictly between 0 and 1, got {fraction!r}")
         for label, value, low in (("seed", self.seed, 0), ("max-total", self.max_total, 1),
-                                  ("max-upload-bytes", self.max_upload_bytes, 1)):
+                                  ("max-upload-bytes", self.max_upload_bytes, 1),
+                                  ("max-scoring-bytes", self.max_scoring_bytes, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**63:
                 raise ChallengeError(f"--{label}: expected a whole number of at least {low}, got {value!r}")
+        seconds = self.max_scoring_seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= MAX_SCORING_SECONDS:
+            raise ChallengeError(f"--max-scoring-seconds: expected a number of seconds above 0 and at most "
+                                 f"{MAX_SCORING_SECONDS:,}, got {seconds!r}")
         for label in ("published", "count_invalid"):
             if not isinstance(getattr(self, label), bool):
                 raise ChallengeError(f"{label}: expected true or false, got {getattr(self, label)!r}")

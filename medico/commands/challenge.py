@@ -56,6 +56,12 @@ def init(
         ),
     ] = True,
     max_upload_bytes: Annotated[int, typer.Option(help="Largest upload accepted.")] = MAX_ARCHIVE_BYTES,
+    max_scoring_seconds: Annotated[
+        float, typer.Option(help="Wall time one archive's validation and scoring may take; beyond it, invalid.")
+    ] = Settings.max_scoring_seconds,
+    max_scoring_bytes: Annotated[
+        int, typer.Option(help="Memory one archive's validation and scoring may take beyond the worker's own.")
+    ] = Settings.max_scoring_bytes,
     opens: Annotated[str | None, typer.Option(help="When uploads open (ISO 8601; no zone: UTC).")] = None,
     closes: Annotated[str | None, typer.Option(help="When uploads close and the private ranking shows.")] = None,
     with_published: Annotated[
@@ -83,6 +89,8 @@ def init(
         max_total=max_total,
         count_invalid=count_invalid,
         max_upload_bytes=max_upload_bytes,
+        max_scoring_seconds=max_scoring_seconds,
+        max_scoring_bytes=max_scoring_bytes,
         opens=None if opens is None else parse_time(opens, "--opens"),
         closes=None if closes is None else parse_time(closes, "--closes"),
         published=with_published,
