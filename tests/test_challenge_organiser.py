@@ -51,11 +51,13 @@ def _init(tmp_path: Path, *extra: str) -> tuple[Path, object]:
 
 
 def test_init_records_settings_partition_and_truth_fingerprint_without_copying_the_truth(tmp_path: Path) -> None:
-    folder, result = _init(tmp_path, "--seed", "7", "--max-per-day", "2", "--closes", "2027-01-01T00:00")
+    folder, result = _init(tmp_path, "--seed", "7", "--max-per-day", "2", "--closes", "2027-01-01T00:00",
+                           "--max-scoring-seconds", "30", "--no-count-invalid")
     assert result.exit_code == 0, result.output
     assert "2 public and 2 private" in _text(result)
     settings = read_settings(folder / SETTINGS_FILE)
     assert (settings.seed, settings.max_per_day, settings.max_total) == (7, 2, 5)
+    assert (settings.max_scoring_seconds, settings.max_scoring_bytes, settings.count_invalid) == (30, 4 * 2**30, False)
     assert settings.closes == datetime(2027, 1, 1, tzinfo=timezone.utc)
     challenge = Challenge.open(folder)
     assert partition(challenge) == draw_partition(NAMES, 0.5, 7)
@@ -135,6 +137,9 @@ def test_init_refuses_truth_that_is_not_binary_masks_naming_the_files_and_leaves
         ("--max-total", "0", "--max-total: expected a whole number of at least 1"),
         ("--max-per-day", "0", "--max-per-day: expected a whole number of at least 1"),
         ("--closes", "next week", "--closes 'next week': expected a date and time"),
+        ("--max-scoring-seconds", "0", "--max-scoring-seconds: expected a number of seconds above 0"),
+        ("--max-scoring-seconds", "inf", "--max-scoring-seconds: expected a number of seconds above 0"),
+        ("--max-scoring-bytes", "0", "--max-scoring-bytes: expected a whole number of at least 1"),
         ("--opens", "9999-12-31T23:59:59-23:59", "--opens 9999-12-31T23:59:59-23:59: expected a time between years 1"),
         ("--closes", "0001-01-01T00:00+01:00", "--closes 0001-01-01T00:00:00+01:00: expected a time between years 1"),
     ],
