@@ -198,7 +198,7 @@ def _with_chunks(png: bytes, chunks: bytes) -> bytes:
     [
         (_with_chunks(mask_png(_mask("a")), _chunk(b"zzZz") * 50_000), "more than 32 ancillary PNG chunks"),
         (_with_chunks(mask_png(_mask("a")), _chunk(b"zzZz", bytes(300_000))), "ancillary PNG chunks of more than"),
-        (_with_chunks(mask_png(_mask("a")), _chunk(b"IDAT") * 50_000), "a PNG of more than 1,024 chunks"),
+        (_with_chunks(mask_png(_mask("a")), _chunk(b"IDAT") * 50_000), "a PNG of more than 512 chunks"),
         (_encode(_mask("a").astype(np.uint8) * 255, "JPEG")[:2] + b"\xff\xfe\x00\x02" * 100_000
          + _encode(_mask("a").astype(np.uint8) * 255, "JPEG")[2:], "more than 32 JPEG APPn and COM segments"),
     ],

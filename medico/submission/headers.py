@@ -28,8 +28,8 @@ __all__ = [
     "mask_header",
 ]
 
-MAX_PNG_CHUNKS = 1024
-"""Chunks a PNG mask may hold: 8 MB of image data in libpng's 8 kB chunks (a binary mask needs a handful)."""
+MAX_PNG_CHUNKS = 512
+"""Chunks a PNG mask may hold: 4 MB of image data in libpng's 8 kB chunks (a binary mask needs a handful)."""
 MAX_METADATA_CHUNKS = 32
 """Ancillary PNG chunks (text, colour profile, ...) or JPEG APPn/COM segments a mask may hold (encoders write a few)."""
 MAX_METADATA_BYTES = 256 * 2**10
