@@ -77,7 +77,7 @@ def score_bounded(
     Raises:
         ChallengeError: no child process can be started (out of memory or processes).
     """
-    from medico.challenge import scoring  # noqa: F401  (pandas and the scorer: imported once, in the worker, not per child)
+    from medico.challenge import scoring  # noqa: F401  (pandas and the scorer: imported in the worker, not per child)
 
     context = multiprocessing.get_context("fork")  # the child shares the decoded truth, copied only if written
     reader, writer = context.Pipe(duplex=False)
@@ -150,11 +150,13 @@ def _child(writer: Connection, archive: Path, truth: Truth, partition: Mapping[s
 
 
 def _lower(kind: int, limit: int) -> None:
-    """Set this process's ``kind`` limit to ``limit``, or to its hard limit where that is lower."""
+    """Set this process's ``kind`` limit to ``limit``, or to its hard limit where that is lower; left as it is where
+    the system refuses it (not every system limits address space): scoring without it beats failing every archive."""
     _, hard = resource.getrlimit(kind)
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
-    resource.setrlimit(kind, (limit, limit))
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(kind, (limit, limit))
 
 
 def _address_space() -> int:
