@@ -625,10 +625,11 @@ def test_the_serve_command_binds_to_loopback_by_default(hosted: Hosted, monkeypa
     from medico.cli import app
 
     seen = {}
-    monkeypatch.setattr("uvicorn.run", lambda app, **options: seen.update(options))
+    monkeypatch.setattr("socket.socket.bind", lambda listener, address: seen.update(address=address))
+    monkeypatch.setattr("uvicorn.Server.run", lambda server, sockets: seen.update(config=server.config))
     result = CliRunner().invoke(app, ["serve", str(hosted.challenge.folder)])
     assert result.exit_code == 0, result.output
-    assert (seen["host"], seen["port"]) == ("127.0.0.1", 8000)
+    assert seen["address"] == ("127.0.0.1", 8000) and (seen["config"].host, seen["config"].port) == ("127.0.0.1", 8000)
 
 
 def test_serve_without_the_extra_is_a_one_line_error(hosted: Hosted, monkeypatch: pytest.MonkeyPatch) -> None:
