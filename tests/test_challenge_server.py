@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from medico.challenge.app import create_app
 from medico.challenge.client import MODEL_HEADER
 from medico.challenge.database import DATABASE_FILE
 from medico.challenge.folder import Challenge
+from medico.challenge.phase import close_challenge
 from medico.challenge.queue import partition
 from medico.challenge.teams import revoke_team
 from medico.challenge.worker import drain
@@ -399,6 +401,80 @@ def test_concurrent_uploads_never_exceed_the_limit(tmp_path: Path) -> None:
             thread.join()
     assert sorted(statuses) == [202] * 3 + [429] * 7
     assert len(list(hosted.challenge.uploads.iterdir())) == 3
+
+
+def _slow_upload(url: str, token: str, body: bytes) -> socket.socket:
+    """A connection that sent an upload's headers and its first byte, and holds the rest back."""
+    connection = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=30)
+    connection.sendall(
+        f"POST /api/submissions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:1]
+    )
+    return connection
+
+
+def _finish(connection: socket.socket, body: bytes) -> tuple[int, dict]:
+    """Send the rest of ``body`` on :func:`_slow_upload`'s connection; the answer's status and JSON."""
+    connection.sendall(body[1:])
+    received = b""
+    while chunk := connection.recv(65536):  # Connection: close: the server closes it after its answer
+        received += chunk
+    head, _, answer = received.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(answer)
+
+
+def _receiving(challenge: Challenge) -> bool:
+    return any(path.name.startswith(".upload-") for path in challenge.uploads.iterdir())
+
+
+def _stored(challenge: Challenge) -> int:
+    with challenge.database.read() as connection:
+        return connection.execute("SELECT COUNT(*) FROM submissions").fetchone()[0]
+
+
+def test_an_upload_is_received_when_its_last_byte_arrives(hosted: Hosted, tmp_path: Path) -> None:
+    body = perfect_archive(tmp_path / "a.zip").read_bytes()
+    with live_server(hosted.app()) as url, contextlib.closing(_slow_upload(url, hosted.tokens["alpha"], body)) as slow:
+        _wait_for(lambda: _receiving(hosted.challenge))
+        hosted.now[0] = START + timedelta(minutes=5)
+        assert _finish(slow, body)[0] == 202
+        mine = httpx.get(f"{url}/api/submissions/1", headers=bearer(hosted.tokens["alpha"])).json()
+    assert mine["received"] == "2026-12-01T12:05:00.000000+00:00"
+
+
+def test_an_upload_finished_after_close_is_refused_and_never_stored_or_ranked(hosted: Hosted, tmp_path: Path) -> None:
+    """A team once sent its headers and one byte, waited for the close, read its private scores, then sent the rest:
+    202, scored, first on the private board, stored as received before the close."""
+    body = perfect_archive(tmp_path / "a.zip").read_bytes()
+    with live_server(hosted.app()) as url, contextlib.closing(_slow_upload(url, hosted.tokens["alpha"], body)) as slow:
+        _wait_for(lambda: _receiving(hosted.challenge))
+        close_challenge(hosted.challenge, START + timedelta(minutes=1))
+        hosted.now[0] = START + timedelta(minutes=2)
+        status, answer = _finish(slow, body)
+        drain(hosted.challenge)
+        board = httpx.get(f"{url}/api/leaderboard").json()
+    assert status == 403 and answer["error"] == (
+        "the challenge is closed (since 2026-12-01T12:01:00+00:00): your upload finished arriving at "
+        "2026-12-01T12:02:00+00:00 and was not stored"
+    )
+    assert _stored(hosted.challenge) == 0 and not list(hosted.challenge.uploads.iterdir())
+    assert (board["part"], board["rows"]) == ("private", [])
+
+
+def test_an_upload_finished_after_its_token_was_revoked_is_refused_and_never_stored(
+    hosted: Hosted, tmp_path: Path
+) -> None:
+    body = perfect_archive(tmp_path / "a.zip").read_bytes()
+    with live_server(hosted.app()) as url, contextlib.closing(_slow_upload(url, hosted.tokens["alpha"], body)) as slow:
+        _wait_for(lambda: _receiving(hosted.challenge))
+        revoke_team(hosted.challenge, "alpha", START)
+        status, answer = _finish(slow, body)
+        drain(hosted.challenge)
+        board = httpx.get(f"{url}/api/leaderboard").json()
+    assert status == 403 and answer["error"].startswith("your team's token was revoked or replaced meanwhile")
+    assert answer["error"].endswith("was not stored")
+    assert _stored(hosted.challenge) == 0 and not list(hosted.challenge.uploads.iterdir())
+    assert board["rows"] == []
 
 
 def test_uploads_are_refused_before_the_opening_and_after_the_close(tmp_path: Path) -> None:

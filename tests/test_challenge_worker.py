@@ -24,7 +24,7 @@ from medico.challenge.queue import MAX_CRASHES, SERVER_FAULT, claim_next, requeu
 from medico.challenge.settings import ChallengeError
 from medico.challenge.submissions import add_submission
 from medico.challenge.supervisor import WorkerSupervisor
-from medico.challenge.teams import Team, add_team
+from medico.challenge.teams import add_team
 from medico.challenge.worker import run_worker, score_next
 from medico.files import process_alive
 from tests.challenge_setup import (
@@ -34,6 +34,7 @@ from tests.challenge_setup import (
     make_challenge,
     perfect_archive,
     stuck_worker,
+    team_of,
     truth_mask,
 )
 
@@ -46,7 +47,8 @@ def _submit(challenge: Challenge, path: Path) -> int:
         add_team(challenge, "alpha", NOW)
     upload = challenge.uploads / f"incoming-{path.name}"
     upload.write_bytes(path.read_bytes())
-    return add_submission(challenge, Team(1, "alpha"), upload, hashlib.sha256(path.read_bytes()).hexdigest(), NOW).id
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return add_submission(challenge, team_of(challenge, "alpha"), upload, digest, NOW).id
 
 
 def _team_count(challenge: Challenge) -> int:

@@ -9,6 +9,9 @@ uploads left and when the next is allowed, and its submissions (after close, mar
 ``POST /api/submissions/{id}/select`` picks the submission ranked after close. ``GET /api/leaderboard`` (JSON) and
 ``GET /`` (HTML) show the standings.
 
+An upload is checked again once its body has arrived (phase, token, limits: :func:`add_submission`), and stored as
+received then.
+
 No CORS headers are sent (browsers keep other sites' pages from calling the API); every response says not to sniff
 types or frame the page.
 """
@@ -35,12 +38,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from medico.challenge.client import MODEL_HEADER
 from medico.challenge.folder import Challenge
-from medico.challenge.phase import Phase, closed_at, closing_time, current_phase, phase_at
+from medico.challenge.phase import closed_at, closing_time, current_phase, phase_at, upload_refusal
 from medico.challenge.server import prepare_to_serve
 from medico.challenge.settings import ChallengeError
 from medico.challenge.standings import LiveStandings, Rendered
 from medico.challenge.submissions import (
     LimitReachedError,
+    UploadRefusedError,
     add_submission,
     select_submission,
     team_allowance,
@@ -148,10 +152,9 @@ def create_app(
         if team is None:
             return unauthorised()
         now = clock()
-        closed = await run_in_threadpool(closed_at, challenge)
-        current = phase_at(settings, closed, now)
-        if current != "open":
-            return _error(403, _not_open(current, settings.opens, closing_time(settings, closed)))
+        refusal = upload_refusal(settings, await run_in_threadpool(closed_at, challenge), now)
+        if refusal is not None:
+            return _error(403, refusal)
         left = await run_in_threadpool(team_allowance, challenge, team, now)
         if not left.allowed:
             return _too_many(LimitReachedError(left), now)
@@ -174,12 +177,15 @@ def create_app(
         if upload.size == 0:
             upload.path.unlink()
             return _error(400, "the upload is empty: send the task 1 zip as the request body")
+        arrived = clock()  # checked again and stored as of now: the body may have taken minutes
         try:
             received = await run_in_threadpool(
-                add_submission, challenge, team, upload.path, upload.sha256, now, _model(request)
+                add_submission, challenge, team, upload.path, upload.sha256, arrived, _model(request)
             )
+        except UploadRefusedError as error:
+            return _error(403, str(error))
         except LimitReachedError as error:
-            return _too_many(error, now)
+            return _too_many(error, arrived)
         body = {"id": received.id, "duplicate": received.duplicate}
         return JSONResponse(body, status_code=200 if received.duplicate else 202)
 
@@ -244,13 +250,6 @@ def create_app(
 
 def _time(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
-
-
-def _not_open(phase: Phase, opens: datetime | None, closes: datetime | None) -> str:
-    """Why an upload is refused in ``phase`` (before or closed), with when the challenge opens or closed."""
-    if phase == "before":
-        return f"the challenge opens at {_time(opens)}"
-    return f"the challenge is closed (since {_time(closes)})"
 
 
 def _model(request: Request) -> str | None:
