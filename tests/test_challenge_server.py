@@ -21,6 +21,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from itertools import zip_longest
 from pathlib import Path
 from urllib.parse import quote
 
@@ -33,7 +34,8 @@ from medico.challenge.database import DATABASE_FILE
 from medico.challenge.folder import Challenge
 from medico.challenge.phase import close_challenge
 from medico.challenge.queue import partition
-from medico.challenge.teams import revoke_team
+from medico.challenge.teams import add_team, revoke_team
+from medico.challenge.throttle import BURST
 from medico.challenge.worker import drain
 from medico.leaderboard.participant import MAX_TEXT
 from tests.challenge_setup import (
@@ -254,6 +256,86 @@ def test_token_checks_run_a_few_at_a_time(hosted: Hosted, monkeypatch: pytest.Mo
         with ThreadPoolExecutor(12) as pool:
             assert list(pool.map(ask, range(12))) == [200] * 12
     assert 1 <= most[0] <= max(1, (os.cpu_count() or 2) // 2)
+
+
+def _counting_hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Count the scrypt hashes of token checks from now on: the list grows by one per hash."""
+    from medico.challenge import teams
+
+    hashes: list[str] = []
+    hash_token = teams._hash
+
+    def counted(secret: str, salt: bytes) -> bytes:
+        hashes.append(secret)
+        return hash_token(secret, salt)
+
+    monkeypatch.setattr(teams, "_hash", counted)
+    return hashes
+
+
+def _made_up(count: int) -> list[dict[str, str]]:
+    return [bearer(f"mc_{index:016x}_{'x' * 43}") for index in range(count)]
+
+
+def test_a_verified_token_is_not_hashed_again(hosted: Hosted, monkeypatch: pytest.MonkeyPatch) -> None:
+    hashes = _counting_hashes(monkeypatch)
+    client = hosted.client()
+    for _ in range(5):
+        assert client.get("/api/submissions", headers=bearer(hosted.tokens["alpha"])).status_code == 200
+    assert len(hashes) == 1
+
+
+def test_a_revoked_or_replaced_token_stops_working_at_once_though_verified_before(hosted: Hosted) -> None:
+    client = hosted.client()
+    alpha, beta = bearer(hosted.tokens["alpha"]), bearer(hosted.tokens["beta"])
+    assert client.get("/api/submissions", headers=alpha).status_code == 200
+    assert client.get("/api/submissions", headers=beta).status_code == 200
+    revoke_team(hosted.challenge, "alpha", START)  # as medico challenge team revoke does, from another process
+    assert client.get("/api/submissions", headers=alpha).status_code == 401
+    revoke_team(hosted.challenge, "beta", START)
+    renewed = bearer(add_team(hosted.challenge, "beta", START))  # a new token: the verified one is stale
+    assert client.get("/api/submissions", headers=beta).status_code == 401
+    assert client.get("/api/submissions", headers=renewed).json()["team"] == "beta"
+
+
+def test_a_burst_of_made_up_tokens_is_answered_429_before_any_hash_and_a_real_team_keeps_working(
+    hosted: Hosted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """150 made-up tokens at once once cost 150 scrypt hashes, and a real team's call waited seconds behind them."""
+    hashes = _counting_hashes(monkeypatch)
+    alpha = bearer(hosted.tokens["alpha"])
+    with live_server(hosted.app()) as url, httpx.Client(base_url=url, timeout=60) as client:
+        assert client.get("/api/submissions", headers=alpha).status_code == 200  # verified: its one hash
+
+        def ask(headers: dict[str, str]) -> httpx.Response:
+            return client.get("/api/submissions", headers=headers)
+
+        burst, real = _made_up(BURST + 30), [alpha] * 10
+        mixed = [headers for pair in zip_longest(burst, real) for headers in pair if headers is not None]
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(ask, mixed))
+    made_up = [answer for headers, answer in zip(mixed, answers, strict=True) if headers is not alpha]
+    assert all(answer.status_code == 200 for headers, answer in zip(mixed, answers, strict=True) if headers is alpha)
+    assert sorted(answer.status_code for answer in made_up) == [401] * BURST + [429] * 30
+    assert len(hashes) == 1 + BURST  # the clock stood still: nothing refilled, no 429 cost a hash
+    throttled = next(answer for answer in made_up if answer.status_code == 429)
+    assert throttled.headers["retry-after"] == "1"
+    assert throttled.json()["error"] == (
+        f"too many invalid tokens from your address (at most {BURST} at once, then 2 a second): retry in 1 s"
+    )
+
+
+def test_throttled_checks_refill_with_time_and_spare_other_addresses(
+    hosted: Hosted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashes = _counting_hashes(monkeypatch)
+    app = hosted.app()
+    attacker, team = (TestClient(app, client=(host, 4000)) for host in ("203.0.113.9", "198.51.100.7"))  # type: ignore[arg-type]
+    assert [attacker.get("/api/submissions", headers=h).status_code for h in _made_up(BURST + 1)][-2:] == [401, 429]
+    assert team.get("/api/submissions", headers=bearer(hosted.tokens["beta"])).status_code == 200
+    hosted.now[0] = START + timedelta(seconds=1)  # two more checks a second
+    assert [attacker.get("/api/submissions", headers=h).status_code for h in _made_up(3)] == [401, 401, 429]
+    assert len(hashes) == BURST + 1 + 2
 
 
 def test_no_cors_headers_are_sent(hosted: Hosted) -> None:

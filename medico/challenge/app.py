@@ -9,8 +9,10 @@ uploads left and when the next is allowed, and its submissions (after close, mar
 ``POST /api/submissions/{id}/select`` picks the submission ranked after close. ``GET /api/leaderboard`` (JSON) and
 ``GET /`` (HTML) show the standings.
 
-An upload is checked again once its body has arrived (phase, token, limits: :func:`add_submission`), and stored as
-received then.
+A token is checked once by its scrypt hash, then recognised from memory (its team's row re-read on every request, so a
+revoke counts at once); tokens not recognised are hashed only while their client address has checks left
+(:mod:`~medico.challenge.throttle`: 429 beyond). An upload is checked again once its body has arrived (phase, token,
+limits: :func:`add_submission`), and stored as received then.
 
 No CORS headers are sent (browsers keep other sites' pages from calling the API); every response says not to sniff
 types or frame the page.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import urllib.parse
 from collections import Counter
@@ -52,7 +55,8 @@ from medico.challenge.submissions import (
     team_submissions,
 )
 from medico.challenge.supervisor import WorkerSupervisor
-from medico.challenge.teams import Team, authenticate
+from medico.challenge.teams import Team, VerifiedTokens, authenticate, token_current
+from medico.challenge.throttle import BURST, PER_SECOND, Throttle
 from medico.challenge.uploads import TooLargeError, receive_upload
 from medico.leaderboard.participant import MAX_RUN_NUMBER
 
@@ -87,6 +91,10 @@ async def _broken(request: Request, error: Exception) -> Response:
 
 
 _UNAUTHORISED = "missing or invalid token: send Authorization: Bearer TOKEN (from medico challenge team add)"
+_THROTTLED = (
+    f"too many invalid tokens from your address (at most {BURST} at once, then {PER_SECOND:g} a second): retry in "
+    "{seconds} s"
+)
 
 
 class _SafeHeaders:
@@ -120,18 +128,39 @@ def create_app(
     # A token check is a scrypt hash (16 MiB, tens of ms of CPU): a few at a time, so a burst of uploads neither
     # starves the event loop serving the leaderboard of CPU nor takes 16 MiB per request waiting.
     checking = CapacityLimiter(max(1, (os.cpu_count() or 2) // 2))
+    verified = VerifiedTokens()  # a team's requests after its first need no hash, so never wait behind made-up tokens
+    throttle = Throttle()  # made-up tokens hashed at most a few a second per address
 
     def phase() -> str:
         return current_phase(challenge, clock())
 
-    async def caller(request: Request) -> Team | None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        return await to_thread.run_sync(authenticate, challenge, token.strip(), limiter=checking)
-
     def unauthorised() -> JSONResponse:
         return _error(401, _UNAUTHORISED, {"WWW-Authenticate": "Bearer"})
+
+    async def caller(request: Request) -> Team | Response:
+        """The calling team, or the answer to a caller that is none: 401 without a valid token, 429 from an address
+        that sent too many invalid ones (before hashing what it sent)."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return unauthorised()
+        token = token.strip()
+        known = verified.get(token)
+        if known is not None:
+            if await run_in_threadpool(token_current, challenge, known):
+                return known
+            verified.discard(token)
+            return unauthorised()
+        address = request.client.host if request.client else ""
+        wait = throttle.take(address, clock().timestamp())
+        if wait:
+            seconds = math.ceil(wait)
+            return _error(429, _THROTTLED.format(seconds=seconds), {"Retry-After": str(seconds)})
+        team = await to_thread.run_sync(authenticate, challenge, token, limiter=checking)
+        if team is None:
+            return unauthorised()
+        throttle.give_back(address)
+        verified.add(token, team)
+        return team
 
     live = LiveStandings(challenge)
     rendering = CapacityLimiter(1)  # its own thread: a rebuild never waits behind uploads' token checks
@@ -149,8 +178,8 @@ def create_app(
 
     async def submit(request: Request) -> Response:
         team = await caller(request)
-        if team is None:
-            return unauthorised()
+        if not isinstance(team, Team):
+            return team
         now = clock()
         refusal = upload_refusal(settings, await run_in_threadpool(closed_at, challenge), now)
         if refusal is not None:
@@ -191,8 +220,8 @@ def create_app(
 
     async def own_submissions(request: Request) -> Response:
         team = await caller(request)
-        if team is None:
-            return unauthorised()
+        if not isinstance(team, Team):
+            return team
         now = clock()
         closed = await run_in_threadpool(closed_at, challenge)
         current = phase_at(settings, closed, now)
@@ -213,16 +242,16 @@ def create_app(
 
     async def own_submission(request: Request) -> Response:
         team = await caller(request)
-        if team is None:
-            return unauthorised()
+        if not isinstance(team, Team):
+            return team
         number = _submission_number(request)
         found = None if number is None else await run_in_threadpool(team_submission, challenge, team, number, phase())
         return _not_found() if found is None else JSONResponse(found)
 
     async def select(request: Request) -> Response:
         team = await caller(request)
-        if team is None:
-            return unauthorised()
+        if not isinstance(team, Team):
+            return team
         if phase() == "closed":
             return _error(409, "the challenge is closed: selections are final")
         number = _submission_number(request)
