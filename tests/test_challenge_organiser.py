@@ -313,3 +313,12 @@ def test_published_is_written_as_toml_and_read_back(tmp_path: Path) -> None:
     )
     with pytest.raises(ChallengeError, match="published: expected true or false"):
         read_settings(challenge.folder / "challenge.toml")
+
+
+def test_per_image_before_close_is_off_in_a_new_challenge_toml_and_must_be_true_or_false(tmp_path: Path) -> None:
+    challenge = make_challenge(tmp_path)
+    settings = challenge.folder / "challenge.toml"
+    assert "per_image_before_close = false" in settings.read_text()  # the organiser sees it, and may turn it on
+    settings.write_text(settings.read_text().replace("per_image_before_close = false", "per_image_before_close = 1"))
+    with pytest.raises(ChallengeError, match="challenge.toml: per_image_before_close: expected true or false, got 1"):
+        read_settings(settings)

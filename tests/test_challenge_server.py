@@ -104,6 +104,15 @@ def test_an_upload_is_queued_then_scored_and_its_team_sees_public_scores_only(ho
     assert list(mine["submissions"][0]["scores"]) == ["public"]
     assert mine["submissions"][0]["scores"]["public"]["iou"] == 1.0
     detail = client.get("/api/submissions/1", headers=bearer(hosted.tokens["alpha"])).json()
+    assert list(detail["scores"]) == ["public"] and "per_image" not in detail  # aggregate scores only, by default
+
+
+def test_per_image_scores_show_before_close_on_public_images_where_the_challenge_allows(tmp_path: Path) -> None:
+    hosted = _hosted(tmp_path, per_image_before_close=True)
+    client = hosted.client()
+    _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"))
+    drain(hosted.challenge)
+    detail = client.get("/api/submissions/1", headers=bearer(hosted.tokens["alpha"])).json()
     public = sorted(n for n, part in partition(hosted.challenge).items() if part == "public")
     assert [image["name"] for image in detail["per_image"]] == public
 

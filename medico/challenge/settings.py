@@ -53,6 +53,10 @@ class Settings:
     team's uploads; ``max_upload_bytes`` caps one upload; ``opens``/``closes`` bound the submission period;
     ``published`` shows the published figures of ``baselines/reported.csv`` on the leaderboard, marked, each ranked
     in its own table (they were measured on other test sets).
+
+    ``per_image_before_close`` shows a team its per-image scores on the public images before the close (default: only
+    its aggregate public scores, as Kaggle and Codabench show, so the public images' answers cannot be probed one by
+    one); after the close every team sees its per-image scores on all images.
     """
 
     name: str
@@ -66,6 +70,7 @@ class Settings:
     opens: datetime | None = None
     closes: datetime | None = None
     published: bool = False
+    per_image_before_close: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -83,8 +88,9 @@ class Settings:
                                   ("max-upload-bytes", self.max_upload_bytes, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**63:
                 raise ChallengeError(f"--{label}: expected a whole number of at least {low}, got {value!r}")
-        if not isinstance(self.published, bool):
-            raise ChallengeError(f"published: expected true or false, got {self.published!r}")
+        for label in ("published", "per_image_before_close"):
+            if not isinstance(getattr(self, label), bool):
+                raise ChallengeError(f"{label}: expected true or false, got {getattr(self, label)!r}")
         per_day = self.max_per_day
         if per_day is not None and (isinstance(per_day, bool) or not isinstance(per_day, int) or per_day < 1):
             raise ChallengeError(f"--max-per-day: expected a whole number of at least 1, got {per_day!r}")

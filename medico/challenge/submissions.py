@@ -1,7 +1,8 @@
 """A team's submissions: adding a received archive under the limits, and what a team may read of its own.
 
-What is shown depends on the phase: before close only public scores and public images' per-image scores exist for
-any reader (:func:`visible_parts`); private ones are read from the database only after close.
+What is shown depends on the phase: before close only public scores exist for any reader (:func:`visible_parts`), and
+per-image ones only where the challenge's ``per_image_before_close`` says so; private ones are read from the database
+only after close.
 """
 
 from __future__ import annotations
@@ -178,12 +179,14 @@ def team_submissions(challenge: Challenge, team: Team, phase: Phase) -> list[dic
 
 
 def team_submission(challenge: Challenge, team: Team, submission: int, phase: Phase) -> dict[str, Any] | None:
-    """Submission ``submission`` with its per-image scores, if it is ``team``'s; None otherwise (another team's
-    submission and a missing one look the same)."""
+    """Submission ``submission``, if it is ``team``'s, with its per-image scores after close (before, only when the
+    challenge's ``per_image_before_close`` says so: public images only); None otherwise (another team's submission and
+    a missing one look the same)."""
     ranked = _ranked(challenge, phase)
+    detail = phase == "closed" or challenge.settings.per_image_before_close
     with challenge.database.read() as connection:
         row = connection.execute(f"{_OWN} AND s.id = ?", (team.id, submission)).fetchone()
-        return None if row is None else _view(connection, row, visible_parts(phase), detail=True, ranked=ranked)
+        return None if row is None else _view(connection, row, visible_parts(phase), detail=detail, ranked=ranked)
 
 
 def select_submission(challenge: Challenge, team: Team, submission: int) -> bool:
