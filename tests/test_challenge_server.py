@@ -294,6 +294,19 @@ def test_a_verified_token_is_not_hashed_again(hosted: Hosted, monkeypatch: pytes
     assert len(hashes) == 1
 
 
+def test_a_teams_many_first_requests_at_once_cost_one_hash_and_are_never_throttled(
+    hosted: Hosted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Teams sending many uploads at once from one address were cut at the throttle's burst: their tokens were not
+    verified yet, and each request's check counted against the address until its hash was done."""
+    hashes = _counting_hashes(monkeypatch)
+    sent = [bearer(hosted.tokens[name]) for name in ("alpha", "beta")] * (BURST + 5)
+    with live_server(hosted.app()) as url, httpx.Client(base_url=url, timeout=60) as client:
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(lambda headers: client.get("/api/submissions", headers=headers).status_code, sent))
+    assert statuses == [200] * len(sent) and len(hashes) == 2
+
+
 def test_a_revoked_or_replaced_token_stops_working_at_once_though_verified_before(hosted: Hosted) -> None:
     client = hosted.client()
     alpha, beta = bearer(hosted.tokens["alpha"]), bearer(hosted.tokens["beta"])

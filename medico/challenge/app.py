@@ -10,8 +10,8 @@ uploads left and when the next is allowed, and its submissions (after close, mar
 ``GET /`` (HTML) show the standings.
 
 A token is checked once by its scrypt hash, then recognised from memory (its team's row re-read on every request, so a
-revoke counts at once); tokens not recognised are hashed only while their client address has checks left
-(:mod:`~medico.challenge.throttle`: 429 beyond). An upload is checked again once its body has arrived (phase, token,
+revoke counts at once); tokens not recognised are hashed only while their client address has checks left (429 beyond:
+:mod:`~medico.challenge.callers`). An upload is checked again once its body has arrived (phase, token,
 limits: :func:`add_submission`), and stored as received then.
 
 No CORS headers are sent (browsers keep other sites' pages from calling the API); every response says not to sniff
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import urllib.parse
 from collections import Counter
@@ -39,6 +38,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from medico.challenge.callers import Callers, Throttled
 from medico.challenge.client import MODEL_HEADER
 from medico.challenge.folder import Challenge
 from medico.challenge.phase import closed_at, closing_time, current_phase, phase_at, upload_refusal
@@ -55,8 +55,8 @@ from medico.challenge.submissions import (
     team_submissions,
 )
 from medico.challenge.supervisor import WorkerSupervisor
-from medico.challenge.teams import Team, VerifiedTokens, authenticate, token_current
-from medico.challenge.throttle import BURST, PER_SECOND, Throttle
+from medico.challenge.teams import Team
+from medico.challenge.throttle import BURST, PER_SECOND
 from medico.challenge.uploads import TooLargeError, receive_upload
 from medico.leaderboard.participant import MAX_RUN_NUMBER
 
@@ -128,8 +128,8 @@ def create_app(
     # A token check is a scrypt hash (16 MiB, tens of ms of CPU): a few at a time, so a burst of uploads neither
     # starves the event loop serving the leaderboard of CPU nor takes 16 MiB per request waiting.
     checking = CapacityLimiter(max(1, (os.cpu_count() or 2) // 2))
-    verified = VerifiedTokens()  # a team's requests after its first need no hash, so never wait behind made-up tokens
-    throttle = Throttle()  # made-up tokens hashed at most a few a second per address
+    # A team's requests after its first need no hash, so never wait behind made-up tokens' hashes.
+    callers = Callers(challenge, checking)
 
     def phase() -> str:
         return current_phase(challenge, clock())
@@ -143,24 +143,11 @@ def create_app(
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             return unauthorised()
-        token = token.strip()
-        known = verified.get(token)
-        if known is not None:
-            if await run_in_threadpool(token_current, challenge, known):
-                return known
-            verified.discard(token)
-            return unauthorised()
         address = request.client.host if request.client else ""
-        wait = throttle.take(address, clock().timestamp())
-        if wait:
-            seconds = math.ceil(wait)
-            return _error(429, _THROTTLED.format(seconds=seconds), {"Retry-After": str(seconds)})
-        team = await to_thread.run_sync(authenticate, challenge, token, limiter=checking)
-        if team is None:
-            return unauthorised()
-        throttle.give_back(address)
-        verified.add(token, team)
-        return team
+        team = await callers.team(token.strip(), address, clock().timestamp())
+        if isinstance(team, Throttled):
+            return _error(429, _THROTTLED.format(seconds=team.seconds), {"Retry-After": str(team.seconds)})
+        return unauthorised() if team is None else team
 
     live = LiveStandings(challenge)
     rendering = CapacityLimiter(1)  # its own thread: a rebuild never waits behind uploads' token checks

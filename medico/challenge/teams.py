@@ -1,10 +1,9 @@
 """Teams and their tokens: a token is shown once, when made; the database keeps only a salted scrypt hash of it.
 
 A token reads ``mc_<id>_<secret>``: the id finds the team's row, the secret is checked against the hash in constant
-time (:func:`hmac.compare_digest`). An unknown id costs the same hash as a known one, so timing tells nothing. A token
-verified once is recognised again without the hash (:class:`VerifiedTokens`), its row re-read on every request
-(:func:`token_current`). Team names pass the leaderboard's one gate
-(:func:`medico.leaderboard.participant.check_team_name`).
+time (:func:`hmac.compare_digest`). An unknown id costs the same hash as a known one, so timing tells nothing (the web
+app recognises a token it verified before without the hash: :mod:`medico.challenge.callers`). Team names pass the
+leaderboard's one gate (:func:`medico.leaderboard.participant.check_team_name`).
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from medico.leaderboard.participant import check_team_name
 __all__ = [
     "Team",
     "TeamInfo",
-    "VerifiedTokens",
     "add_team",
     "authenticate",
     "list_teams",
@@ -138,27 +136,3 @@ def token_current(challenge: Challenge, team: Team, connection: sqlite3.Connecti
     ).fetchone()
     return row is not None
 
-
-class VerifiedTokens:
-    """The tokens :func:`authenticate` accepted, by SHA-256, with their team: a team's later requests cost no scrypt
-    hash. A hit says which team a token was; the caller still asks :func:`token_current` on every request, so a revoke
-    by another process (``medico challenge team revoke``) counts at once. Used from one event loop: no lock."""
-
-    def __init__(self) -> None:
-        self._teams: dict[bytes, Team] = {}
-
-    @staticmethod
-    def _key(token: str) -> bytes:
-        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-
-    def get(self, token: str) -> Team | None:
-        """The team ``token`` was verified for, if it was."""
-        return self._teams.get(self._key(token))
-
-    def add(self, token: str, team: Team) -> None:
-        """Remember that ``token`` is ``team``'s."""
-        self._teams[self._key(token)] = team
-
-    def discard(self, token: str) -> None:
-        """Forget ``token`` (revoked or replaced)."""
-        self._teams.pop(self._key(token), None)
