@@ -20,7 +20,7 @@ from PIL import Image
 from medico.challenge.folder import Challenge, init_challenge
 from medico.challenge.queue import partition
 from medico.challenge.settings import Settings
-from medico.challenge.teams import add_team
+from medico.challenge.teams import Team, add_team
 from medico.submission import mask_png
 
 NAMES = ("case0", "case1", "case2", "case3")
@@ -92,6 +92,13 @@ def varied_archives(folder: Path, count: int) -> list[Path]:
 def tokens(challenge: Challenge, names: Iterable[str], now: datetime) -> dict[str, str]:
     """A token for each team, added now."""
     return {name: add_team(challenge, name, now) for name in names}
+
+
+def team_of(challenge: Challenge, name: str) -> Team:
+    """Team ``name`` as its current token authenticates it, for adding submissions without the server."""
+    with challenge.database.read() as connection:
+        row = connection.execute("SELECT id, name, token_id FROM teams WHERE name = ?", (name,)).fetchone()
+    return Team(row["id"], row["name"], row["token_id"])
 
 
 def bearer(token: str) -> dict[str, str]:

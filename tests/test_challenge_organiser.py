@@ -32,6 +32,7 @@ from tests.challenge_setup import (
     make_test_set,
     partial_mask,
     perfect_archive,
+    team_of,
 )
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
@@ -233,12 +234,12 @@ def test_the_phase_follows_the_opening_and_closing_times(tmp_path: Path) -> None
 
 def test_rescore_after_a_truth_fix_keeps_the_history(tmp_path: Path) -> None:
     from medico.challenge.submissions import add_submission
-    from medico.challenge.teams import Team, add_team
+    from medico.challenge.teams import add_team
 
     challenge = make_challenge(tmp_path)
     add_team(challenge, "alpha", NOW)
     upload = perfect_archive(challenge.uploads / "incoming.zip")
-    add_submission(challenge, Team(1, "alpha"), upload, "f" * 64, NOW)
+    add_submission(challenge, team_of(challenge, "alpha"), upload, "f" * 64, NOW)
     assert drain(challenge) == 1
     unchanged = runner.invoke(app, ["challenge", "rescore", str(challenge.folder)])
     assert unchanged.exit_code == 0 and "nothing to re-score" in _text(unchanged)
@@ -279,14 +280,14 @@ def test_submissions_left_scoring_by_a_dead_worker_are_queued_again(tmp_path: Pa
 
     from medico.challenge.queue import claim_next, requeue_abandoned
     from medico.challenge.submissions import add_submission
-    from medico.challenge.teams import Team, add_team
+    from medico.challenge.teams import add_team
     from medico.files import process_alive
 
     challenge = make_challenge(tmp_path)
     add_team(challenge, "alpha", NOW)
     for index in range(2):
         upload = perfect_archive(challenge.uploads / f"incoming{index}.zip")
-        add_submission(challenge, Team(1, "alpha"), upload, str(index) * 64, NOW)
+        add_submission(challenge, team_of(challenge, "alpha"), upload, str(index) * 64, NOW)
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     claim_next(challenge, worker=int(gone.stdout))  # its worker died while scoring it
     claim_next(challenge)  # this process: still scoring it
@@ -387,3 +388,12 @@ def test_serve_refuses_a_port_in_use_in_one_line(tmp_path: Path) -> None:
         result = runner.invoke(app, ["serve", str(challenge.folder), "--port", str(port)])
     assert result.exit_code == 2 and len(result.output.splitlines()) == 1
     assert f"--port {port}: cannot listen on 127.0.0.1:{port}" in _text(result)
+
+
+def test_per_image_before_close_is_off_in_a_new_challenge_toml_and_must_be_true_or_false(tmp_path: Path) -> None:
+    challenge = make_challenge(tmp_path)
+    settings = challenge.folder / "challenge.toml"
+    assert "per_image_before_close = false" in settings.read_text()  # the organiser sees it, and may turn it on
+    settings.write_text(settings.read_text().replace("per_image_before_close = false", "per_image_before_close = 1"))
+    with pytest.raises(ChallengeError, match="challenge.toml: per_image_before_close: expected true or false, got 1"):
+        read_settings(settings)

@@ -24,7 +24,7 @@ from medico.challenge.queue import MAX_CRASHES, SERVER_FAULT, claim_next, requeu
 from medico.challenge.settings import SETTINGS_FILE, ChallengeError, read_settings
 from medico.challenge.submissions import add_submission, team_allowance
 from medico.challenge.supervisor import WorkerSupervisor
-from medico.challenge.teams import Team, add_team
+from medico.challenge.teams import add_team
 from medico.challenge.worker import drain, run_worker, score_next
 from medico.files import process_alive
 from tests.challenge_setup import (
@@ -36,6 +36,7 @@ from tests.challenge_setup import (
     perfect_archive,
     slow_worker,
     stuck_worker,
+    team_of,
     truth_mask,
 )
 
@@ -48,7 +49,8 @@ def _submit(challenge: Challenge, path: Path) -> int:
         add_team(challenge, "alpha", NOW)
     upload = challenge.uploads / f"incoming-{path.name}"
     upload.write_bytes(path.read_bytes())
-    return add_submission(challenge, Team(1, "alpha"), upload, hashlib.sha256(path.read_bytes()).hexdigest(), NOW).id
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return add_submission(challenge, team_of(challenge, "alpha"), upload, digest, NOW).id
 
 
 def _team_count(challenge: Challenge) -> int:
@@ -324,7 +326,7 @@ def test_a_sqlite_file_without_a_schema_version_is_refused_not_upgraded(tmp_path
 
 def _left(challenge: Challenge) -> int:
     """Team alpha's uploads left in all."""
-    return team_allowance(challenge, Team(1, "alpha"), NOW).left_total
+    return team_allowance(challenge, team_of(challenge, "alpha"), NOW).left_total
 
 
 def _fails_on_the_server(*args: object) -> None:

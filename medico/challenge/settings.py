@@ -67,6 +67,10 @@ class Settings:
     what an honest archive takes (160 Kvasir-SEG masks: about a second and 100 MB); ``opens``/``closes`` bound the
     submission period; ``published`` shows the published figures of ``baselines/reported.csv`` on the leaderboard,
     marked, each ranked in its own table (they were measured on other test sets).
+
+    ``per_image_before_close`` shows a team its per-image scores on the public images before the close (default: only
+    its aggregate public scores, as Kaggle and Codabench show, so the public images' answers cannot be probed one by
+    one); after the close every team sees its per-image scores on all images.
     """
 
     name: str
@@ -83,6 +87,7 @@ class Settings:
     opens: datetime | None = None
     closes: datetime | None = None
     published: bool = False
+    per_image_before_close: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -105,7 +110,7 @@ class Settings:
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= MAX_SCORING_SECONDS:
             raise ChallengeError(f"--max-scoring-seconds: expected a number of seconds above 0 and at most "
                                  f"{MAX_SCORING_SECONDS:,}, got {seconds!r}")
-        for label in ("published", "count_invalid"):
+        for label in ("published", "count_invalid", "per_image_before_close"):
             if not isinstance(getattr(self, label), bool):
                 raise ChallengeError(f"{label}: expected true or false, got {getattr(self, label)!r}")
         per_day = self.max_per_day
