@@ -7,7 +7,11 @@ invalid, some past a team's ``--max-total`` that must be answered 429), while ``
 ``GET /api/leaderboard`` for ``--duration`` seconds. It reports leaderboard requests/s and latency percentiles
 (overall and per endpoint), archives scored per minute (from upload to a final state), and the uploads' answers, and
 checks that nothing was lost: every accepted upload ends scored or invalid as its archive deserves and reads so, no
-team passed its limit, and the database and the leaderboard agree with what the clients saw. Exits 1 on a problem.
+team passed its limit, and the database and the leaderboard agree with what the clients saw. Then two attacks of a
+hostile participant: ``--bogus`` made-up tokens sent at once, every second for ``--bogus-seconds``, while a real team
+reads its own status back to back (its latency alone first, then under the attack: the target is p99 under 0.5 s),
+and an upload whose body is held back across ``medico challenge close`` (it must be refused and leave nothing).
+Exits 1 on a problem.
 
     PYTHONPATH=. python scripts/challenge_load.py --out load.json            # the full run: about a minute or two
     PYTHONPATH=. python scripts/challenge_load.py --duration 5 --readers 10 --archives 10 --masks 20   # a quick one
@@ -27,6 +31,7 @@ import io
 import json
 import os
 import random
+import secrets
 import signal
 import socket
 import sqlite3
@@ -37,7 +42,7 @@ import tempfile
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,9 +52,11 @@ import httpx
 import numpy as np
 
 from medico.challenge.database import DATABASE_FILE
-from medico.challenge.folder import UPLOADS, init_challenge
+from medico.challenge.folder import UPLOADS, Challenge, init_challenge
+from medico.challenge.phase import close_challenge
 from medico.challenge.settings import Settings
 from medico.challenge.teams import add_team
+from medico.challenge.throttle import BURST, PER_SECOND
 from medico.data.io import list_images
 from medico.data.masks import read_mask
 from medico.errors import MedicoError
@@ -59,6 +66,9 @@ REPO = Path(__file__).resolve().parents[1]
 KVASIR = Path(os.environ.get("MEDICO_SHARED_DATA", REPO.parent / "shared" / "data")) / "kvasir-seg"
 BOARD = ("/", "/api/leaderboard")
 FINAL = ("scored", "invalid")
+STATUS = "/api/submissions"
+TARGET_P99_S = 0.5
+"""A real team's status under made-up tokens: p99 under this (printed, never a failed check: timings vary)."""
 
 
 # --- the data: a test set and archives that score differently ----------------------------------------------------
@@ -311,6 +321,102 @@ async def run_load(
     return load
 
 
+# --- the attacks: made-up tokens, and a body held back across the close -------------------------------------------
+
+
+@dataclass
+class Attacks:
+    """What the attacks saw: the real team's status reads (seconds, status) alone and under made-up tokens, the
+    made-up tokens' answers and how long they were sent, and the held-back upload's answer and what it left."""
+
+    alone: list[tuple[float, int | str]] = field(default_factory=list)
+    attacked: list[tuple[float, int | str]] = field(default_factory=list)
+    bogus: Counter[int | str] = field(default_factory=Counter)
+    bogus_seconds: float = 0.0
+    late: dict[str, Any] = field(default_factory=dict)
+
+
+async def _status_reads(client: httpx.AsyncClient, token: str, until: float, samples: list) -> None:
+    """One team reading its own status back to back until ``until``."""
+    while time.perf_counter() < until:
+        start = time.perf_counter()
+        status: int | str
+        try:
+            status = (await client.get(STATUS, headers=_bearer(token))).status_code
+        except httpx.HTTPError as error:
+            status = type(error).__name__
+        samples.append((time.perf_counter() - start, status))
+
+
+async def _bursts(url: str, count: int, until: float, answers: Counter[int | str]) -> None:
+    """``count`` requests with made-up tokens (well formed, unknown ids) at once, every second until ``until``."""
+    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
+        while time.perf_counter() < until:
+            started = time.perf_counter()
+            tokens = [f"mc_{secrets.token_hex(8)}_{secrets.token_urlsafe(32)}" for _ in range(count)]
+            asked = (client.get(STATUS, headers=_bearer(token)) for token in tokens)
+            sent = await asyncio.gather(*asked, return_exceptions=True)
+            for answer in sent:
+                answers[answer.status_code if isinstance(answer, httpx.Response) else type(answer).__name__] += 1
+            await asyncio.sleep(max(0.0, 1.0 - (time.perf_counter() - started)))
+
+
+async def bogus_tokens(url: str, token: str, args: argparse.Namespace, attacks: Attacks) -> None:
+    """The real team ``token`` reads its status for ``args.bogus_seconds`` alone, then as long again while the bursts
+    run (from this client's address, in a thread of their own so their client work delays the team's reads little)."""
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        await _status_reads(client, token, time.perf_counter() + args.bogus_seconds, attacks.alone)
+        start = time.perf_counter()
+        until = start + args.bogus_seconds
+        bursts = asyncio.create_task(asyncio.to_thread(asyncio.run, _bursts(url, args.bogus, until, attacks.bogus)))
+        await _status_reads(client, token, until, attacks.attacked)
+        await bursts
+        attacks.bogus_seconds = time.perf_counter() - start
+
+
+def _receiving(folder: Path) -> bool:
+    return any(path.name.startswith(".upload-") for path in (folder / UPLOADS).iterdir())
+
+
+def _submissions(folder: Path) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{folder / DATABASE_FILE}?mode=ro", uri=True)) as connection:
+        return int(connection.execute("SELECT COUNT(*) FROM submissions").fetchone()[0])
+
+
+async def held_back_across_close(url: str, folder: Path, token: str, body: bytes, attacks: Attacks) -> None:
+    """A team with uploads left sends its upload's first byte, waits for the close (as ``medico challenge close``
+    does it), reads its status and the private board, then sends the rest: the answer, and what the server kept."""
+    release = asyncio.Event()
+
+    async def held_back() -> AsyncIterator[bytes]:
+        yield body[:1]
+        await release.wait()
+        yield body[1:]
+
+    before = _submissions(folder)
+    async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        sending = asyncio.create_task(client.post("/api/submissions", content=held_back(), headers=_bearer(token)))
+        deadline = time.perf_counter() + 60
+        while not _receiving(folder) and not sending.done() and time.perf_counter() < deadline:
+            await asyncio.sleep(0.05)
+        closed = close_challenge(Challenge.open(folder), datetime.now(timezone.utc))
+        status = (await client.get(STATUS, headers=_bearer(token))).json().get("phase")
+        part = (await client.get("/api/leaderboard")).json().get("part")
+        release.set()
+        try:
+            answer = await sending
+            attacks.late = {"status": answer.status_code, "error": answer.json().get("error")}
+        except (httpx.HTTPError, ValueError) as error:
+            attacks.late = {"status": 0, "error": repr(error)}
+    attacks.late |= {
+        "closed": closed.isoformat(),
+        "seen_before_the_rest": {"phase": status, "board": part},
+        "stored": _submissions(folder) - before,
+        "partial_files_left": _receiving(folder),
+    }
+
+
 # --- the report and the checks -------------------------------------------------------------------------------------
 
 
@@ -395,6 +501,12 @@ def check(load: Load, archives: list[Archive], tokens: dict[str, str], args: arg
         for t, n in per_team.items()
         if n > args.max_total
     ]
+    sent = Counter(archive.team for archive in archives)
+    problems += [  # a team's own uploads at once are never taken for an attack on its token
+        f"team {t}: {per_team[t]} uploads accepted of {n} sent, the limit allows {args.max_total}"
+        for t, n in sent.items()
+        if per_team[t] < min(n, args.max_total)
+    ]
     for number, archive in sorted(accepted.items()):
         state = load.final.get(number, ("not final", 0))[0]
         wanted = "scored" if archive.valid else "invalid"
@@ -449,6 +561,70 @@ def _check_database(folder: Path, accepted: dict[int, Archive], load: Load, toke
     return problems
 
 
+def summarise_attacks(attacks: Attacks, args: argparse.Namespace) -> dict[str, Any]:
+    """The attacks' figures: the made-up tokens' answers, the real team's status latency alone and under them, and the
+    held-back upload's answer and what it left."""
+    bogus = None
+    if args.bogus:
+        bogus = {
+            "per_burst": args.bogus,
+            "seconds": round(attacks.bogus_seconds, 2),
+            "answers": {str(status): n for status, n in sorted(attacks.bogus.items(), key=str)},
+            "status_alone": _percentiles([seconds for seconds, _ in attacks.alone]),
+            "status_under_bogus": _percentiles([seconds for seconds, _ in attacks.attacked]),
+            "target_p99_ms": TARGET_P99_S * 1000,
+        }
+    return {"bogus_tokens": bogus, "held_back_across_close": attacks.late}
+
+
+def check_attacks(attacks: Attacks, args: argparse.Namespace) -> list[str]:
+    """What went wrong in the attacks: a real team's status not answered 200, a made-up token answered otherwise than
+    401 or 429 or hashed past the throttle, a held-back upload accepted or leaving anything."""
+    problems = []
+    failed = Counter(status for _, status in attacks.alone + attacks.attacked if status != 200)
+    problems += [f"{n} of the real team's status reads answered {status}" for status, n in failed.items()]
+    odd = {status: n for status, n in attacks.bogus.items() if status not in (401, 429)}
+    if odd:
+        problems.append(f"made-up tokens answered {odd}, expected 401 or 429")
+    hashed = BURST + PER_SECOND * (attacks.bogus_seconds + 1)
+    if args.bogus and attacks.bogus[401] > hashed:
+        problems.append(f"{attacks.bogus[401]} made-up tokens were hashed (401), the throttle allows about {hashed:g}")
+    late = attacks.late
+    if late.get("status") != 403 or late.get("stored") or late.get("partial_files_left"):
+        problems.append(
+            f"an upload held back across the close: answered {late.get('status')} {late.get('error')!r}, "
+            f"{late.get('stored')} submissions stored, partial files left: {late.get('partial_files_left')}"
+        )
+    return problems
+
+
+def _attack_lines(attacks: dict[str, Any]) -> list[str]:
+    lines = []
+    bogus = attacks["bogus_tokens"]
+    if bogus is not None:
+        answers = ", ".join(f"{status}: {n}" for status, n in bogus["answers"].items())
+        lines += [
+            f"made-up tokens: {bogus['per_burst']} at once every second for {bogus['seconds']:.1f} s, answered "
+            f"{answers} (hashed at most {BURST} at once, then {PER_SECOND:g} a second, per address)",
+            f"  {'a team status':<18}{'count':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}",
+        ]
+        for label, key in (("alone", "status_alone"), ("under made-up", "status_under_bogus")):
+            figures = bogus[key]
+            values = [figures.get(k, float("nan")) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")]
+            lines.append(f"  {label:<18}{figures['count']:>7}" + "".join(f"{v:>9.1f}" for v in values))
+        met = bogus["status_under_bogus"].get("p99_ms", float("inf")) < bogus["target_p99_ms"]
+        verdict = "met" if met else "MISSED"
+        lines.append(f"  target: p99 under {bogus['target_p99_ms']:g} ms under made-up tokens: {verdict}")
+    late = attacks["held_back_across_close"]
+    seen = late.get("seen_before_the_rest", {})
+    lines.append(
+        f"upload held back across the close ({late.get('closed')}): the team saw phase {seen.get('phase')} and the "
+        f"{seen.get('board')} board, then sent the rest: answered {late.get('status')} {late.get('error')!r}; "
+        f"{late.get('stored')} stored, partial files left: {'yes' if late.get('partial_files_left') else 'none'}"
+    )
+    return lines
+
+
 def table(summary: dict[str, Any], problems: list[str]) -> str:
     board, scoring = summary["leaderboard"], summary["scoring"]
     lines = [
@@ -469,6 +645,7 @@ def table(summary: dict[str, Any], problems: list[str]) -> str:
         f"scoring: {scoring['final']} of {scoring['accepted']} accepted uploads final ({scoring['scored']} scored, "
         f"{scoring['invalid']} invalid), {scoring['archives_per_minute']} archives/min from upload to final, "
         f"upload to final {scoring['upload_to_final_s']}, worker about {scoring['worker_s_per_archive']} s/archive",
+        *_attack_lines(summary["attacks"]),
         "checks: " + ("all passed" if not problems else f"{len(problems)} problems"),
         *(f"  - {problem}" for problem in problems),
     ]
@@ -494,6 +671,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds the readers read")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between a team's looks at its uploads")
     parser.add_argument("--score-timeout", type=float, default=900.0, help="seconds to wait for every score")
+    parser.add_argument("--bogus", type=int, default=150, help="made-up tokens sent at once each second (0: none)")
+    parser.add_argument(
+        "--bogus-seconds", type=float, default=5.0, help="seconds a team reads its status alone, then as long attacked"
+    )
     parser.add_argument("--dir", type=Path, help="new or empty folder for the challenge (default: a temporary one)")
     parser.add_argument("--url", help="a server the organiser starts on --dir once it is set up (default: start one)")
     parser.add_argument("--out", type=Path, help="write the figures and problems as JSON here")
@@ -523,6 +704,7 @@ def load_test(args: argparse.Namespace) -> int:
         challenge = init_challenge(args.dir, settings)
         now = datetime.now(timezone.utc)
         tokens = {f"team{i + 1}": add_team(challenge, f"team{i + 1}", now) for i in range(args.teams)}
+        latecomer = add_team(challenge, "latecomer", now)  # uploads nothing until it holds one back across the close
         archives = make_archives(truth, list(tokens), args.archives, args.invalid_every)
         print(f"{len(archives)} archives of {args.masks} masks for {args.teams} teams in {args.dir}", flush=True)
         if args.url:
@@ -532,12 +714,16 @@ def load_test(args: argparse.Namespace) -> int:
             server = contextlib.nullcontext((args.url.rstrip("/"), None))
         else:
             server = medico_serve(args.dir, work / "server.log")
+        attacks = Attacks()
         with server as (url, pid):
             load = asyncio.run(run_load(url, pid, tokens, archives, args))
+            if args.bogus:
+                asyncio.run(bogus_tokens(url, tokens["team1"], args, attacks))
+            asyncio.run(held_back_across_close(url, args.dir, latecomer, archives[0].body, attacks))
         if not args.url and os.environ.get("CHALLENGE_LOAD_LOG"):
             print((work / "server.log").read_text(errors="replace")[-4000:])
-        summary = summarise(load, args)
-        problems = check(load, archives, tokens, args)
+        summary = summarise(load, args) | {"attacks": summarise_attacks(attacks, args)}
+        problems = check(load, archives, tokens, args) + check_attacks(attacks, args)
     summary["problems"] = problems
     print(table(summary, problems))
     if args.out:

@@ -1,6 +1,6 @@
 """A tiny hosted challenge for tests: four 12x10 test images and their masks, archives that score 1 on every image
-or a known fraction on some, the real server (uvicorn) on a free loopback port, and a scoring worker whose scoring
-dies outright on an archive holding ``boom.png``."""
+or a known fraction on some, the real server (uvicorn) on a free loopback port, and scoring workers that die outright
+on an archive holding ``boom.png``, score every archive for an hour, or never finish a claim."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from PIL import Image
 from medico.challenge.folder import Challenge, init_challenge
 from medico.challenge.queue import partition
 from medico.challenge.settings import Settings
-from medico.challenge.teams import add_team
+from medico.challenge.teams import Team, add_team
 from medico.submission import mask_png
 
 NAMES = ("case0", "case1", "case2", "case3")
@@ -94,6 +94,13 @@ def tokens(challenge: Challenge, names: Iterable[str], now: datetime) -> dict[st
     return {name: add_team(challenge, name, now) for name in names}
 
 
+def team_of(challenge: Challenge, name: str) -> Team:
+    """Team ``name`` as its current token authenticates it, for adding submissions without the server."""
+    with challenge.database.read() as connection:
+        row = connection.execute("SELECT id, name, token_id FROM teams WHERE name = ?", (name,)).fetchone()
+    return Team(row["id"], row["name"], row["token_id"])
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -126,18 +133,35 @@ def live_server(app: object) -> Iterator[str]:
 
 
 def crashing_worker(folder: Path, poll: float) -> None:
-    """The server's scoring worker, except that scoring an archive holding ``boom.png`` ends its process at once, as a
-    crash in a native decoder or the kernel's out-of-memory killer would (no exception, no cleanup)."""
-    import medico.challenge.scoring as scoring
+    """The server's scoring worker, except that the worker itself ends at once when it is about to score an archive
+    holding ``boom.png``, as when the kernel's out-of-memory killer picks it (no exception, no cleanup)."""
+    import medico.challenge.bounded as bounded
     from medico.challenge.worker import worker_process
 
-    real = scoring.score_for_challenge
+    real = bounded.score_bounded
 
-    def score(archive: Path, *args: object) -> object:
+    def score(archive: Path, *args: object, **options: object) -> object:
         with zipfile.ZipFile(archive) as handle:
             if "boom.png" in handle.namelist():
                 os._exit(70)
-        return real(archive, *args)  # type: ignore[arg-type]
+        return real(archive, *args, **options)  # type: ignore[arg-type]
+
+    bounded.score_bounded = score  # type: ignore[assignment]
+    worker_process(folder, poll)
+
+
+def slow_worker(folder: Path, poll: float) -> None:
+    """The server's scoring worker, except that scoring any archive takes an hour (the child writes its process id to
+    ``child.pid`` in ``folder`` first), as scoring a hostile archive under a generous time limit could."""
+    import time
+
+    import medico.challenge.scoring as scoring
+    from medico.challenge.worker import worker_process
+
+    def score(*args: object) -> object:
+        (folder / "child.pid").write_text(str(os.getpid()))
+        time.sleep(3600)
+        raise AssertionError("never reached")
 
     scoring.score_for_challenge = score  # type: ignore[assignment]
     worker_process(folder, poll)

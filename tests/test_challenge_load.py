@@ -1,5 +1,5 @@
 """scripts/challenge_load.py, the hosted challenge's load benchmark, still runs: a tiny run of it, for its checks and
-its report, never its timings."""
+its report (the load, made-up tokens, an upload held back across the close), never its timings."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ def test_the_load_benchmark_runs_and_finds_nothing_lost(tmp_path: Path) -> None:
     truth, images = make_test_set(tmp_path / "data")
     out = tmp_path / "load.json"
     options = {"--truth": truth, "--images": images, "--masks": 4, "--teams": 2, "--archives": 6, "--max-total": 2,
-               "--readers": 3, "--duration": 1, "--poll": 0.2, "--score-timeout": 120, "--out": out}
+               "--readers": 3, "--duration": 1, "--poll": 0.2, "--score-timeout": 120, "--bogus": 30,
+               "--bogus-seconds": 1, "--out": out}
     command = [sys.executable, str(REPO / "scripts" / "challenge_load.py")]
     command += [str(part) for option in options.items() for part in option]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -29,3 +30,6 @@ def test_the_load_benchmark_runs_and_finds_nothing_lost(tmp_path: Path) -> None:
     assert report["uploads"] == {"202": 4, "429": 2}  # two each accepted, the third of each team over its limit
     assert report["scoring"]["final"] == 4 and report["leaderboard"]["requests"] > 0
     assert set(report["leaderboard"]["latency"]) == {"all", "/", "/api/leaderboard"}
+    bogus, late = report["attacks"]["bogus_tokens"], report["attacks"]["held_back_across_close"]
+    assert set(bogus["answers"]) == {"401", "429"} and bogus["status_under_bogus"]["count"] > 0
+    assert (late["status"], late["stored"], late["seen_before_the_rest"]["board"]) == (403, 0, "private")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from PIL import Image
 from typer.testing import CliRunner
 
 from medico.challenge.database import DATABASE_FILE
@@ -21,7 +24,16 @@ from medico.challenge.teams import authenticate
 from medico.challenge.worker import TruthChangedError, drain, score_next
 from medico.cli import app
 from medico.submission import mask_png
-from tests.challenge_setup import NAMES, make_challenge, make_test_set, partial_mask, perfect_archive
+from tests.challenge_setup import (
+    HEIGHT,
+    NAMES,
+    WIDTH,
+    make_challenge,
+    make_test_set,
+    partial_mask,
+    perfect_archive,
+    team_of,
+)
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
 runner = CliRunner()
@@ -40,11 +52,13 @@ def _init(tmp_path: Path, *extra: str) -> tuple[Path, object]:
 
 
 def test_init_records_settings_partition_and_truth_fingerprint_without_copying_the_truth(tmp_path: Path) -> None:
-    folder, result = _init(tmp_path, "--seed", "7", "--max-per-day", "2", "--closes", "2027-01-01T00:00")
+    folder, result = _init(tmp_path, "--seed", "7", "--max-per-day", "2", "--closes", "2027-01-01T00:00",
+                           "--max-scoring-seconds", "30", "--no-count-invalid")
     assert result.exit_code == 0, result.output
     assert "2 public and 2 private" in _text(result)
     settings = read_settings(folder / SETTINGS_FILE)
     assert (settings.seed, settings.max_per_day, settings.max_total) == (7, 2, 5)
+    assert (settings.max_scoring_seconds, settings.max_scoring_bytes, settings.count_invalid) == (30, 4 * 2**30, False)
     assert settings.closes == datetime(2027, 1, 1, tzinfo=timezone.utc)
     challenge = Challenge.open(folder)
     assert partition(challenge) == draw_partition(NAMES, 0.5, 7)
@@ -95,6 +109,27 @@ def test_init_refuses_truth_whose_size_differs_from_its_image(tmp_path: Path) ->
     assert "1 masks differ in size" in _text(result) and "case1" in _text(result)
 
 
+@pytest.mark.parametrize("kind", ["rgb-frames", "grey-photos"])
+def test_init_refuses_truth_that_is_not_binary_masks_naming_the_files_and_leaves_nothing(
+    tmp_path: Path, kind: str
+) -> None:
+    """The test images themselves given as the truth: every upload would end invalid, at the teams' cost."""
+    truth, images = make_test_set(tmp_path / "data")
+    noise = np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    for name in NAMES[1:]:
+        frame = Image.fromarray(noise)
+        (frame if kind == "rgb-frames" else frame.convert("L")).save(truth / f"{name}.png")
+    folder = tmp_path / "challenge"
+    folder.mkdir()  # an empty folder stays empty
+    result = runner.invoke(
+        app, ["challenge", "init", str(folder), "--truth", str(truth), "--images", str(images), "--name", "x"]
+    )
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1
+    assert f"--truth {truth}: expected binary masks, but 3 of the 4 masks" in _text(result)
+    assert "(case1, case2, case3)" in _text(result) and "not binary" in _text(result)
+    assert list(folder.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
@@ -103,12 +138,17 @@ def test_init_refuses_truth_whose_size_differs_from_its_image(tmp_path: Path) ->
         ("--max-total", "0", "--max-total: expected a whole number of at least 1"),
         ("--max-per-day", "0", "--max-per-day: expected a whole number of at least 1"),
         ("--closes", "next week", "--closes 'next week': expected a date and time"),
+        ("--max-scoring-seconds", "0", "--max-scoring-seconds: expected a number of seconds above 0"),
+        ("--max-scoring-seconds", "inf", "--max-scoring-seconds: expected a number of seconds above 0"),
+        ("--max-scoring-bytes", "0", "--max-scoring-bytes: expected a whole number of at least 1"),
+        ("--opens", "9999-12-31T23:59:59-23:59", "--opens 9999-12-31T23:59:59-23:59: expected a time between years 1"),
+        ("--closes", "0001-01-01T00:00+01:00", "--closes 0001-01-01T00:00:00+01:00: expected a time between years 1"),
     ],
 )
 def test_bad_settings_are_one_line_errors(tmp_path: Path, option: str, value: str, message: str) -> None:
     folder, result = _init(tmp_path, option, value)
     assert result.exit_code == 2
-    assert message in _text(result)
+    assert message in _text(result) and len(result.output.splitlines()) == 1
     assert not folder.exists()
 
 
@@ -194,12 +234,12 @@ def test_the_phase_follows_the_opening_and_closing_times(tmp_path: Path) -> None
 
 def test_rescore_after_a_truth_fix_keeps_the_history(tmp_path: Path) -> None:
     from medico.challenge.submissions import add_submission
-    from medico.challenge.teams import Team, add_team
+    from medico.challenge.teams import add_team
 
     challenge = make_challenge(tmp_path)
     add_team(challenge, "alpha", NOW)
     upload = perfect_archive(challenge.uploads / "incoming.zip")
-    add_submission(challenge, Team(1, "alpha"), upload, "f" * 64, NOW)
+    add_submission(challenge, team_of(challenge, "alpha"), upload, "f" * 64, NOW)
     assert drain(challenge) == 1
     unchanged = runner.invoke(app, ["challenge", "rescore", str(challenge.folder)])
     assert unchanged.exit_code == 0 and "nothing to re-score" in _text(unchanged)
@@ -240,14 +280,14 @@ def test_submissions_left_scoring_by_a_dead_worker_are_queued_again(tmp_path: Pa
 
     from medico.challenge.queue import claim_next, requeue_abandoned
     from medico.challenge.submissions import add_submission
-    from medico.challenge.teams import Team, add_team
+    from medico.challenge.teams import add_team
     from medico.files import process_alive
 
     challenge = make_challenge(tmp_path)
     add_team(challenge, "alpha", NOW)
     for index in range(2):
         upload = perfect_archive(challenge.uploads / f"incoming{index}.zip")
-        add_submission(challenge, Team(1, "alpha"), upload, str(index) * 64, NOW)
+        add_submission(challenge, team_of(challenge, "alpha"), upload, str(index) * 64, NOW)
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     claim_next(challenge, worker=int(gone.stdout))  # its worker died while scoring it
     claim_next(challenge)  # this process: still scoring it
@@ -313,3 +353,47 @@ def test_published_is_written_as_toml_and_read_back(tmp_path: Path) -> None:
     )
     with pytest.raises(ChallengeError, match="published: expected true or false"):
         read_settings(challenge.folder / "challenge.toml")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["serve", "{folder}"], ["challenge", "close", "{folder}"], ["challenge", "rescore", "{folder}"],
+     ["challenge", "team", "list", "--dir", "{folder}"]],
+    ids=["serve", "close", "rescore", "team-list"],
+)
+def test_a_settings_file_with_a_time_outside_utcs_range_is_refused_by_every_command_in_one_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    challenge = make_challenge(tmp_path)
+    _edit_settings(challenge, "opens", "9999-12-31T23:59:59-23:59")  # 10000-01-01 in UTC: no datetime holds it
+    result = runner.invoke(app, [part.format(folder=challenge.folder) for part in command])
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1
+    assert f"{SETTINGS_FILE}: opens 9999-12-31T23:59:59-23:59: expected a time between years 1" in _text(result)
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "65536"])
+def test_serve_refuses_a_port_out_of_range_in_one_line(tmp_path: Path, port: str) -> None:
+    challenge = make_challenge(tmp_path)
+    result = runner.invoke(app, ["serve", str(challenge.folder), "--port", port])
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1
+    assert f"--port {port}: expected a port from 1 to 65535" in _text(result)
+
+
+def test_serve_refuses_a_port_in_use_in_one_line(tmp_path: Path) -> None:
+    challenge = make_challenge(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", str(challenge.folder), "--port", str(port)])
+    assert result.exit_code == 2 and len(result.output.splitlines()) == 1
+    assert f"--port {port}: cannot listen on 127.0.0.1:{port}" in _text(result)
+
+
+def test_per_image_before_close_is_off_in_a_new_challenge_toml_and_must_be_true_or_false(tmp_path: Path) -> None:
+    challenge = make_challenge(tmp_path)
+    settings = challenge.folder / "challenge.toml"
+    assert "per_image_before_close = false" in settings.read_text()  # the organiser sees it, and may turn it on
+    settings.write_text(settings.read_text().replace("per_image_before_close = false", "per_image_before_close = 1"))
+    with pytest.raises(ChallengeError, match="challenge.toml: per_image_before_close: expected true or false, got 1"):
+        read_settings(settings)

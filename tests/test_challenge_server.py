@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from itertools import zip_longest
 from pathlib import Path
 from urllib.parse import quote
 
@@ -30,8 +32,10 @@ from medico.challenge.app import create_app
 from medico.challenge.client import MODEL_HEADER
 from medico.challenge.database import DATABASE_FILE
 from medico.challenge.folder import Challenge
+from medico.challenge.phase import close_challenge
 from medico.challenge.queue import partition
-from medico.challenge.teams import revoke_team
+from medico.challenge.teams import add_team, revoke_team
+from medico.challenge.throttle import BURST
 from medico.challenge.worker import drain
 from medico.leaderboard.participant import MAX_TEXT
 from tests.challenge_setup import (
@@ -99,6 +103,15 @@ def test_an_upload_is_queued_then_scored_and_its_team_sees_public_scores_only(ho
     assert mine["submissions"][0]["state"] == "scored"
     assert list(mine["submissions"][0]["scores"]) == ["public"]
     assert mine["submissions"][0]["scores"]["public"]["iou"] == 1.0
+    detail = client.get("/api/submissions/1", headers=bearer(hosted.tokens["alpha"])).json()
+    assert list(detail["scores"]) == ["public"] and "per_image" not in detail  # aggregate scores only, by default
+
+
+def test_per_image_scores_show_before_close_on_public_images_where_the_challenge_allows(tmp_path: Path) -> None:
+    hosted = _hosted(tmp_path, per_image_before_close=True)
+    client = hosted.client()
+    _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip"))
+    drain(hosted.challenge)
     detail = client.get("/api/submissions/1", headers=bearer(hosted.tokens["alpha"])).json()
     public = sorted(n for n, part in partition(hosted.challenge).items() if part == "public")
     assert [image["name"] for image in detail["per_image"]] == public
@@ -254,6 +267,99 @@ def test_token_checks_run_a_few_at_a_time(hosted: Hosted, monkeypatch: pytest.Mo
     assert 1 <= most[0] <= max(1, (os.cpu_count() or 2) // 2)
 
 
+def _counting_hashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Count the scrypt hashes of token checks from now on: the list grows by one per hash."""
+    from medico.challenge import teams
+
+    hashes: list[str] = []
+    hash_token = teams._hash
+
+    def counted(secret: str, salt: bytes) -> bytes:
+        hashes.append(secret)
+        return hash_token(secret, salt)
+
+    monkeypatch.setattr(teams, "_hash", counted)
+    return hashes
+
+
+def _made_up(count: int) -> list[dict[str, str]]:
+    return [bearer(f"mc_{index:016x}_{'x' * 43}") for index in range(count)]
+
+
+def test_a_verified_token_is_not_hashed_again(hosted: Hosted, monkeypatch: pytest.MonkeyPatch) -> None:
+    hashes = _counting_hashes(monkeypatch)
+    client = hosted.client()
+    for _ in range(5):
+        assert client.get("/api/submissions", headers=bearer(hosted.tokens["alpha"])).status_code == 200
+    assert len(hashes) == 1
+
+
+def test_a_teams_many_first_requests_at_once_cost_one_hash_and_are_never_throttled(
+    hosted: Hosted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Teams sending many uploads at once from one address were cut at the throttle's burst: their tokens were not
+    verified yet, and each request's check counted against the address until its hash was done."""
+    hashes = _counting_hashes(monkeypatch)
+    sent = [bearer(hosted.tokens[name]) for name in ("alpha", "beta")] * (BURST + 5)
+    with live_server(hosted.app()) as url, httpx.Client(base_url=url, timeout=60) as client:
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(lambda headers: client.get("/api/submissions", headers=headers).status_code, sent))
+    assert statuses == [200] * len(sent) and len(hashes) == 2
+
+
+def test_a_revoked_or_replaced_token_stops_working_at_once_though_verified_before(hosted: Hosted) -> None:
+    client = hosted.client()
+    alpha, beta = bearer(hosted.tokens["alpha"]), bearer(hosted.tokens["beta"])
+    assert client.get("/api/submissions", headers=alpha).status_code == 200
+    assert client.get("/api/submissions", headers=beta).status_code == 200
+    revoke_team(hosted.challenge, "alpha", START)  # as medico challenge team revoke does, from another process
+    assert client.get("/api/submissions", headers=alpha).status_code == 401
+    revoke_team(hosted.challenge, "beta", START)
+    renewed = bearer(add_team(hosted.challenge, "beta", START))  # a new token: the verified one is stale
+    assert client.get("/api/submissions", headers=beta).status_code == 401
+    assert client.get("/api/submissions", headers=renewed).json()["team"] == "beta"
+
+
+def test_a_burst_of_made_up_tokens_is_answered_429_before_any_hash_and_a_real_team_keeps_working(
+    hosted: Hosted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """150 made-up tokens at once once cost 150 scrypt hashes, and a real team's call waited seconds behind them."""
+    hashes = _counting_hashes(monkeypatch)
+    alpha = bearer(hosted.tokens["alpha"])
+    with live_server(hosted.app()) as url, httpx.Client(base_url=url, timeout=60) as client:
+        assert client.get("/api/submissions", headers=alpha).status_code == 200  # verified: its one hash
+
+        def ask(headers: dict[str, str]) -> httpx.Response:
+            return client.get("/api/submissions", headers=headers)
+
+        burst, real = _made_up(BURST + 30), [alpha] * 10
+        mixed = [headers for pair in zip_longest(burst, real) for headers in pair if headers is not None]
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(ask, mixed))
+    made_up = [answer for headers, answer in zip(mixed, answers, strict=True) if headers is not alpha]
+    assert all(answer.status_code == 200 for headers, answer in zip(mixed, answers, strict=True) if headers is alpha)
+    assert sorted(answer.status_code for answer in made_up) == [401] * BURST + [429] * 30
+    assert len(hashes) == 1 + BURST  # the clock stood still: nothing refilled, no 429 cost a hash
+    throttled = next(answer for answer in made_up if answer.status_code == 429)
+    assert throttled.headers["retry-after"] == "1"
+    assert throttled.json()["error"] == (
+        f"too many invalid tokens from your address (at most {BURST} at once, then 2 a second): retry in 1 s"
+    )
+
+
+def test_throttled_checks_refill_with_time_and_spare_other_addresses(
+    hosted: Hosted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashes = _counting_hashes(monkeypatch)
+    app = hosted.app()
+    attacker, team = (TestClient(app, client=(host, 4000)) for host in ("203.0.113.9", "198.51.100.7"))  # type: ignore[arg-type]
+    assert [attacker.get("/api/submissions", headers=h).status_code for h in _made_up(BURST + 1)][-2:] == [401, 429]
+    assert team.get("/api/submissions", headers=bearer(hosted.tokens["beta"])).status_code == 200
+    hosted.now[0] = START + timedelta(seconds=1)  # two more checks a second
+    assert [attacker.get("/api/submissions", headers=h).status_code for h in _made_up(3)] == [401, 401, 429]
+    assert len(hashes) == BURST + 1 + 2
+
+
 def test_no_cors_headers_are_sent(hosted: Hosted) -> None:
     client = hosted.client()
     origin = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
@@ -399,6 +505,80 @@ def test_concurrent_uploads_never_exceed_the_limit(tmp_path: Path) -> None:
             thread.join()
     assert sorted(statuses) == [202] * 3 + [429] * 7
     assert len(list(hosted.challenge.uploads.iterdir())) == 3
+
+
+def _slow_upload(url: str, token: str, body: bytes) -> socket.socket:
+    """A connection that sent an upload's headers and its first byte, and holds the rest back."""
+    connection = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=30)
+    connection.sendall(
+        f"POST /api/submissions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:1]
+    )
+    return connection
+
+
+def _finish(connection: socket.socket, body: bytes) -> tuple[int, dict]:
+    """Send the rest of ``body`` on :func:`_slow_upload`'s connection; the answer's status and JSON."""
+    connection.sendall(body[1:])
+    received = b""
+    while chunk := connection.recv(65536):  # Connection: close: the server closes it after its answer
+        received += chunk
+    head, _, answer = received.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(answer)
+
+
+def _receiving(challenge: Challenge) -> bool:
+    return any(path.name.startswith(".upload-") for path in challenge.uploads.iterdir())
+
+
+def _stored(challenge: Challenge) -> int:
+    with challenge.database.read() as connection:
+        return connection.execute("SELECT COUNT(*) FROM submissions").fetchone()[0]
+
+
+def test_an_upload_is_received_when_its_last_byte_arrives(hosted: Hosted, tmp_path: Path) -> None:
+    body = perfect_archive(tmp_path / "a.zip").read_bytes()
+    with live_server(hosted.app()) as url, contextlib.closing(_slow_upload(url, hosted.tokens["alpha"], body)) as slow:
+        _wait_for(lambda: _receiving(hosted.challenge))
+        hosted.now[0] = START + timedelta(minutes=5)
+        assert _finish(slow, body)[0] == 202
+        mine = httpx.get(f"{url}/api/submissions/1", headers=bearer(hosted.tokens["alpha"])).json()
+    assert mine["received"] == "2026-12-01T12:05:00.000000+00:00"
+
+
+def test_an_upload_finished_after_close_is_refused_and_never_stored_or_ranked(hosted: Hosted, tmp_path: Path) -> None:
+    """A team once sent its headers and one byte, waited for the close, read its private scores, then sent the rest:
+    202, scored, first on the private board, stored as received before the close."""
+    body = perfect_archive(tmp_path / "a.zip").read_bytes()
+    with live_server(hosted.app()) as url, contextlib.closing(_slow_upload(url, hosted.tokens["alpha"], body)) as slow:
+        _wait_for(lambda: _receiving(hosted.challenge))
+        close_challenge(hosted.challenge, START + timedelta(minutes=1))
+        hosted.now[0] = START + timedelta(minutes=2)
+        status, answer = _finish(slow, body)
+        drain(hosted.challenge)
+        board = httpx.get(f"{url}/api/leaderboard").json()
+    assert status == 403 and answer["error"] == (
+        "the challenge is closed (since 2026-12-01T12:01:00+00:00): your upload finished arriving at "
+        "2026-12-01T12:02:00+00:00 and was not stored"
+    )
+    assert _stored(hosted.challenge) == 0 and not list(hosted.challenge.uploads.iterdir())
+    assert (board["part"], board["rows"]) == ("private", [])
+
+
+def test_an_upload_finished_after_its_token_was_revoked_is_refused_and_never_stored(
+    hosted: Hosted, tmp_path: Path
+) -> None:
+    body = perfect_archive(tmp_path / "a.zip").read_bytes()
+    with live_server(hosted.app()) as url, contextlib.closing(_slow_upload(url, hosted.tokens["alpha"], body)) as slow:
+        _wait_for(lambda: _receiving(hosted.challenge))
+        revoke_team(hosted.challenge, "alpha", START)
+        status, answer = _finish(slow, body)
+        drain(hosted.challenge)
+        board = httpx.get(f"{url}/api/leaderboard").json()
+    assert status == 403 and answer["error"].startswith("your team's token was revoked or replaced meanwhile")
+    assert answer["error"].endswith("was not stored")
+    assert _stored(hosted.challenge) == 0 and not list(hosted.challenge.uploads.iterdir())
+    assert board["rows"] == []
 
 
 def test_uploads_are_refused_before_the_opening_and_after_the_close(tmp_path: Path) -> None:
@@ -625,10 +805,11 @@ def test_the_serve_command_binds_to_loopback_by_default(hosted: Hosted, monkeypa
     from medico.cli import app
 
     seen = {}
-    monkeypatch.setattr("uvicorn.run", lambda app, **options: seen.update(options))
+    monkeypatch.setattr("socket.socket.bind", lambda listener, address: seen.update(address=address))
+    monkeypatch.setattr("uvicorn.Server.run", lambda server, sockets: seen.update(config=server.config))
     result = CliRunner().invoke(app, ["serve", str(hosted.challenge.folder)])
     assert result.exit_code == 0, result.output
-    assert (seen["host"], seen["port"]) == ("127.0.0.1", 8000)
+    assert seen["address"] == ("127.0.0.1", 8000) and (seen["config"].host, seen["config"].port) == ("127.0.0.1", 8000)
 
 
 def test_serve_without_the_extra_is_a_one_line_error(hosted: Hosted, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.challenge_setup import make_challenge, make_test_set, perfect_archive
+from tests.challenge_setup import make_challenge, make_test_set, perfect_archive, team_of
 
 LIGHT_COMMANDS = [["leaderboard", "--format", "csv"], ["data", "cache"], ["validate", "--help"]]
 
@@ -58,12 +58,12 @@ def test_scoring_an_archive_does_not_import_torch(workspace: Path) -> None:
 def test_the_challenge_worker_scores_without_importing_torch(tmp_path: Path) -> None:
     """The server's scoring worker validates and scores a submission without loading torch."""
     from medico.challenge.submissions import add_submission
-    from medico.challenge.teams import Team, add_team
+    from medico.challenge.teams import add_team
 
     challenge = make_challenge(tmp_path)
     now = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
     add_team(challenge, "alpha", now)
-    add_submission(challenge, Team(1, "alpha"), perfect_archive(challenge.uploads / "in.zip"), "f" * 64, now)
+    add_submission(challenge, team_of(challenge, "alpha"), perfect_archive(challenge.uploads / "in.zip"), "f" * 64, now)
     assert not _imports_torch(
         "from medico.challenge.folder import Challenge\n"
         "from medico.challenge.worker import drain\n"

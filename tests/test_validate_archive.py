@@ -5,13 +5,15 @@ from __future__ import annotations
 import io
 import os
 import stat
+import struct
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from typer.testing import CliRunner
 
 from medico.cli import app
@@ -180,6 +182,64 @@ def test_a_member_too_large_for_its_image_is_refused(tmp_path: Path, images: Pat
     noise = np.random.default_rng(0).integers(0, 256, validator.max_member_bytes(40, 30) + 1, dtype=np.uint8)
     members = {**_good_members(), "a.png": noise.tobytes()}
     assert [p.entry for p in _problems(_zip(tmp_path / "x.zip", members), images, "oversized")] == ["a.png"]
+
+
+def _chunk(kind: bytes, data: bytes = b"") -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _with_chunks(png: bytes, chunks: bytes) -> bytes:
+    """``png`` with ``chunks`` inserted after its IHDR (before the image data, where Pillow reads them on open)."""
+    return png[:33] + chunks + png[33:]
+
+
+@pytest.mark.parametrize(
+    ("data", "found"),
+    [
+        (_with_chunks(mask_png(_mask("a")), _chunk(b"zzZz") * 50_000), "more than 32 ancillary PNG chunks"),
+        (_with_chunks(mask_png(_mask("a")), _chunk(b"zzZz", bytes(300_000))), "ancillary PNG chunks of more than"),
+        (_with_chunks(mask_png(_mask("a")), _chunk(b"IDAT") * 50_000), "a PNG of more than 512 chunks"),
+        (_encode(_mask("a").astype(np.uint8) * 255, "JPEG")[:2] + b"\xff\xfe\x00\x02" * 100_000
+         + _encode(_mask("a").astype(np.uint8) * 255, "JPEG")[2:], "more than 32 JPEG APPn and COM segments"),
+    ],
+    ids=["empty-ancillary-chunks", "ancillary-bytes", "empty-image-chunks", "jpeg-comments"],
+)
+def test_a_mask_padded_with_chunks_is_refused_before_pillow_opens_it(
+    tmp_path: Path, images: Path, monkeypatch: pytest.MonkeyPatch, data: bytes, found: str
+) -> None:
+    """Each padding takes Pillow seconds per mask to open (minutes for an archive) though the zip stays small."""
+    archive = _zip(tmp_path / "x.zip", {**_good_members(), "a.png": data})
+    expected = image_sizes(images)
+    opened: list[bytes] = []
+    real_open = validator.Image.open
+
+    def spied(source: io.BytesIO, *args: object, **options: object) -> Image.Image:
+        opened.append(source.getvalue())
+        return real_open(source, *args, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(validator.Image, "open", spied)
+    report = validate_archive(archive, expected)
+    assert [(p.rule, p.entry, found in p.detail) for p in report.problems] == [("padded", "a.png", True)]
+    assert data not in opened and len(opened) == len(SIZES) - 1  # only the other masks were opened
+
+
+def test_a_mask_with_a_few_ordinary_ancillary_chunks_is_valid(tmp_path: Path, images: Path) -> None:
+    image = Image.fromarray(_mask("a").astype(np.uint8) * 255)
+    info = PngImagePlugin.PngInfo()
+    for key in ("Software", "Author", "Comment"):
+        info.add_text(key, "a tool of ours", zip=key == "Comment")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", pnginfo=info, dpi=(72, 72), icc_profile=bytes(3000))
+    members = {**_good_members(), "a.png": buffer.getvalue()}
+    assert validate_archive(_zip(tmp_path / "x.zip", members), image_sizes(images)).ok
+
+
+def test_a_wrong_size_is_refused_from_the_header_without_decoding(tmp_path: Path, images: Path) -> None:
+    """The image data after the header is garbage: the size alone refuses the mask."""
+    header = mask_png(np.zeros((21, 50), bool))[:33]
+    members = {**_good_members(), "c.png": header + _chunk(b"IDAT", b"not deflate data") + _chunk(b"IEND")}
+    (problem,) = _problems(_zip(tmp_path / "x.zip", members), images, "wrong_size")
+    assert problem.entry == "c.png" and "mask is 50x21" in problem.detail
 
 
 def test_files_that_are_not_masks_are_refused(tmp_path: Path, images: Path) -> None:

@@ -9,6 +9,11 @@ uploads left and when the next is allowed, and its submissions (after close, mar
 ``POST /api/submissions/{id}/select`` picks the submission ranked after close. ``GET /api/leaderboard`` (JSON) and
 ``GET /`` (HTML) show the standings.
 
+A token is checked once by its scrypt hash, then recognised from memory (its team's row re-read on every request, so a
+revoke counts at once); tokens not recognised are hashed only while their client address has checks left (429 beyond:
+:mod:`~medico.challenge.callers`). An upload is checked again once its body has arrived (phase, token,
+limits: :func:`add_submission`), and stored as received then.
+
 No CORS headers are sent (browsers keep other sites' pages from calling the API); every response says not to sniff
 types or frame the page.
 """
@@ -33,14 +38,16 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from medico.challenge.callers import Callers, Throttled
 from medico.challenge.client import MODEL_HEADER
 from medico.challenge.folder import Challenge
-from medico.challenge.phase import Phase, closed_at, closing_time, current_phase, phase_at
+from medico.challenge.phase import closed_at, closing_time, current_phase, phase_at, upload_refusal
 from medico.challenge.server import prepare_to_serve
 from medico.challenge.settings import ChallengeError
 from medico.challenge.standings import LiveStandings, Rendered
 from medico.challenge.submissions import (
     LimitReachedError,
+    UploadRefusedError,
     add_submission,
     select_submission,
     team_allowance,
@@ -48,7 +55,8 @@ from medico.challenge.submissions import (
     team_submissions,
 )
 from medico.challenge.supervisor import WorkerSupervisor
-from medico.challenge.teams import Team, authenticate
+from medico.challenge.teams import Team
+from medico.challenge.throttle import BURST, PER_SECOND
 from medico.challenge.uploads import TooLargeError, receive_upload
 from medico.leaderboard.participant import MAX_RUN_NUMBER
 
@@ -83,6 +91,10 @@ async def _broken(request: Request, error: Exception) -> Response:
 
 
 _UNAUTHORISED = "missing or invalid token: send Authorization: Bearer TOKEN (from medico challenge team add)"
+_THROTTLED = (
+    f"too many invalid tokens from your address (at most {BURST} at once, then {PER_SECOND:g} a second): retry in "
+    "{seconds} s"
+)
 
 
 class _SafeHeaders:
@@ -116,18 +128,26 @@ def create_app(
     # A token check is a scrypt hash (16 MiB, tens of ms of CPU): a few at a time, so a burst of uploads neither
     # starves the event loop serving the leaderboard of CPU nor takes 16 MiB per request waiting.
     checking = CapacityLimiter(max(1, (os.cpu_count() or 2) // 2))
+    # A team's requests after its first need no hash, so never wait behind made-up tokens' hashes.
+    callers = Callers(challenge, checking)
 
     def phase() -> str:
         return current_phase(challenge, clock())
 
-    async def caller(request: Request) -> Team | None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        return await to_thread.run_sync(authenticate, challenge, token.strip(), limiter=checking)
-
     def unauthorised() -> JSONResponse:
         return _error(401, _UNAUTHORISED, {"WWW-Authenticate": "Bearer"})
+
+    async def caller(request: Request) -> Team | Response:
+        """The calling team, or the answer to a caller that is none: 401 without a valid token, 429 from an address
+        that sent too many invalid ones (before hashing what it sent)."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return unauthorised()
+        address = request.client.host if request.client else ""
+        team = await callers.team(token.strip(), address, clock().timestamp())
+        if isinstance(team, Throttled):
+            return _error(429, _THROTTLED.format(seconds=team.seconds), {"Retry-After": str(team.seconds)})
+        return unauthorised() if team is None else team
 
     live = LiveStandings(challenge)
     rendering = CapacityLimiter(1)  # its own thread: a rebuild never waits behind uploads' token checks
@@ -145,13 +165,12 @@ def create_app(
 
     async def submit(request: Request) -> Response:
         team = await caller(request)
-        if team is None:
-            return unauthorised()
+        if not isinstance(team, Team):
+            return team
         now = clock()
-        closed = await run_in_threadpool(closed_at, challenge)
-        current = phase_at(settings, closed, now)
-        if current != "open":
-            return _error(403, _not_open(current, settings.opens, closing_time(settings, closed)))
+        refusal = upload_refusal(settings, await run_in_threadpool(closed_at, challenge), now)
+        if refusal is not None:
+            return _error(403, refusal)
         left = await run_in_threadpool(team_allowance, challenge, team, now)
         if not left.allowed:
             return _too_many(LimitReachedError(left), now)
@@ -174,19 +193,22 @@ def create_app(
         if upload.size == 0:
             upload.path.unlink()
             return _error(400, "the upload is empty: send the task 1 zip as the request body")
+        arrived = clock()  # checked again and stored as of now: the body may have taken minutes
         try:
             received = await run_in_threadpool(
-                add_submission, challenge, team, upload.path, upload.sha256, now, _model(request)
+                add_submission, challenge, team, upload.path, upload.sha256, arrived, _model(request)
             )
+        except UploadRefusedError as error:
+            return _error(403, str(error))
         except LimitReachedError as error:
-            return _too_many(error, now)
+            return _too_many(error, arrived)
         body = {"id": received.id, "duplicate": received.duplicate}
         return JSONResponse(body, status_code=200 if received.duplicate else 202)
 
     async def own_submissions(request: Request) -> Response:
         team = await caller(request)
-        if team is None:
-            return unauthorised()
+        if not isinstance(team, Team):
+            return team
         now = clock()
         closed = await run_in_threadpool(closed_at, challenge)
         current = phase_at(settings, closed, now)
@@ -207,16 +229,16 @@ def create_app(
 
     async def own_submission(request: Request) -> Response:
         team = await caller(request)
-        if team is None:
-            return unauthorised()
+        if not isinstance(team, Team):
+            return team
         number = _submission_number(request)
         found = None if number is None else await run_in_threadpool(team_submission, challenge, team, number, phase())
         return _not_found() if found is None else JSONResponse(found)
 
     async def select(request: Request) -> Response:
         team = await caller(request)
-        if team is None:
-            return unauthorised()
+        if not isinstance(team, Team):
+            return team
         if phase() == "closed":
             return _error(409, "the challenge is closed: selections are final")
         number = _submission_number(request)
@@ -244,13 +266,6 @@ def create_app(
 
 def _time(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
-
-
-def _not_open(phase: Phase, opens: datetime | None, closes: datetime | None) -> str:
-    """Why an upload is refused in ``phase`` (before or closed), with when the challenge opens or closed."""
-    if phase == "before":
-        return f"the challenge opens at {_time(opens)}"
-    return f"the challenge is closed (since {_time(closes)})"
 
 
 def _model(request: Request) -> str | None:

@@ -77,6 +77,13 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE submissions ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0",
     # 3: the model a participant named with the upload (X-Medico-Model, neutralised); NULL for one sent without
     "ALTER TABLE submissions ADD COLUMN model TEXT",
+    # 4: whose fault an invalid submission is (the archive's counts against its team's limits, the server's never);
+    # earlier invalid ones are the server's when their message says so
+    """
+    ALTER TABLE submissions ADD COLUMN fault TEXT CHECK (fault IN ('archive', 'server'));
+    UPDATE submissions SET fault = CASE WHEN messages LIKE '["the server could not score this archive%'
+        THEN 'server' ELSE 'archive' END WHERE state = 'invalid'
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

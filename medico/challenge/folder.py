@@ -64,11 +64,13 @@ class Challenge:
 
 
 def init_challenge(folder: Path, settings: Settings) -> Challenge:
-    """Create a challenge in ``folder`` (new or empty): check the truth covers the test images at their sizes, draw
-    and record the public/private partition, record the truth's fingerprint as scoring round 1.
+    """Create a challenge in ``folder`` (new or empty): check the truth covers the test images at their sizes and
+    is read as binary masks by the scorer, draw and record the public/private partition, record the truth's
+    fingerprint as scoring round 1. Nothing is written unless every check passes.
 
     Raises:
         ChallengeError: ``folder`` is not empty, or the truth and the test images disagree (names or sizes).
+        MedicoError: a truth mask is unreadable or not binary (the first few are named).
     """
     from medico.submission.scorer import Truth  # reads masks with numpy and torch: only for init and scoring
     from medico.submission.validator import image_sizes
@@ -83,6 +85,7 @@ def init_challenge(folder: Path, settings: Settings) -> Challenge:
         raise ChallengeError(
             f"--truth {settings.truth}: {len(wrong)} masks differ in size from their test images ({some(wrong)})"
         )
+    truth.decode()  # as the worker reads it: RGB frames or photos given as the truth are refused now, not per upload
     partition = draw_partition(images, settings.public_fraction, settings.seed)
     with atomic_folder(folder) as staging:
         (staging / SETTINGS_FILE).write_text(settings_text(settings), encoding="utf-8")

@@ -1,9 +1,12 @@
 """How many archives a team may still upload: at most ``max_per_day`` per UTC day and ``max_total`` in all.
 
-Every stored upload counts, valid or not (validate locally first with ``medico validate``); the same archive sent
-again is answered with its first submission and counts once (while the team has uploads left: one with none left is
-refused before its body is read). The count is taken inside the transaction that adds the
-upload (``BEGIN IMMEDIATE``), so concurrent uploads can never exceed a limit.
+Every stored upload counts (queued, being scored or scored) except an invalid one that is the server's fault (an
+unscorable truth, a scorer that kept crashing: :data:`~medico.challenge.queue.Fault`); one invalid by the archive's
+fault (a broken rule, a time or memory limit passed) counts unless the settings say ``count_invalid = false``: the
+default stops a team from probing the hidden truth with invalid archives, so validate locally first with ``medico
+validate``. The same archive sent again is answered with its first submission and counts once (while the team has
+uploads left: one with none left is refused before its body is read). The count is taken inside the transaction that
+adds the upload (``BEGIN IMMEDIATE``), so concurrent uploads can never exceed a limit.
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ def allowance(connection: sqlite3.Connection, settings: Settings, team_id: int, 
     """Team ``team_id``'s allowance at ``now``, counted in ``connection``'s transaction."""
     day = datetime.combine(now.astimezone(timezone.utc).date(), time(), tzinfo=timezone.utc)
     total, today = connection.execute(
-        "SELECT COUNT(*), COALESCE(SUM(received >= ?), 0) FROM submissions WHERE team_id = ?",
-        (timestamp(day), team_id),
+        "SELECT COUNT(*), COALESCE(SUM(received >= ?), 0) FROM submissions "
+        "WHERE team_id = ? AND (fault IS NULL OR (fault = 'archive' AND ?))",
+        (timestamp(day), team_id, settings.count_invalid),
     ).fetchone()
     left_total = settings.max_total - total
     left_today = None if settings.max_per_day is None else max(settings.max_per_day - today, 0)

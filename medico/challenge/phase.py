@@ -3,6 +3,7 @@ request. After close the leaderboard switches to the private part."""
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime
 from typing import Literal
 
@@ -11,15 +12,18 @@ from medico.challenge.folder import Challenge
 from medico.challenge.settings import ChallengeError, Settings
 from medico.leaderboard.participant import plain_text
 
-__all__ = ["Phase", "close_challenge", "closed_at", "closing_time", "current_phase", "phase_at"]
+__all__ = ["Phase", "close_challenge", "closed_at", "closing_time", "current_phase", "phase_at", "upload_refusal"]
 
 Phase = Literal["before", "open", "closed"]
 
 
-def closed_at(challenge: Challenge) -> datetime | None:
-    """When ``medico challenge close`` closed the challenge (None: not closed by hand)."""
-    with challenge.database.read() as connection:
-        row = connection.execute("SELECT value FROM meta WHERE key = 'closed'").fetchone()
+def closed_at(challenge: Challenge, connection: sqlite3.Connection | None = None) -> datetime | None:
+    """When ``medico challenge close`` closed the challenge (None: not closed by hand); read in ``connection``'s
+    transaction when given, so a decision taken under its write lock cannot miss a close."""
+    if connection is None:
+        with challenge.database.read() as reading:
+            return closed_at(challenge, reading)
+    row = connection.execute("SELECT value FROM meta WHERE key = 'closed'").fetchone()
     return None if row is None else _closing_time(challenge, row["value"])
 
 
@@ -57,6 +61,17 @@ def phase_at(settings: Settings, closed: datetime | None, now: datetime) -> Phas
     if settings.opens is not None and now < settings.opens:
         return "before"
     return "open"
+
+
+def upload_refusal(settings: Settings, closed: datetime | None, now: datetime) -> str | None:
+    """Why no upload is taken at ``now`` (:func:`phase_at` with ``closed``): before the opening or after the close,
+    saying when; None while the challenge is open."""
+    phase, closes = phase_at(settings, closed, now), closing_time(settings, closed)
+    if phase == "before" and settings.opens is not None:
+        return f"the challenge opens at {settings.opens.isoformat()}"
+    if phase == "closed" and closes is not None:
+        return f"the challenge is closed (since {closes.isoformat()})"
+    return None
 
 
 def close_challenge(challenge: Challenge, now: datetime) -> datetime:

@@ -5,18 +5,21 @@ A claim, a record and a rescore are each one write transaction, so several worke
 command's) never score the same submission for the same round twice, and a submission re-queued while it was being
 scored keeps its new place in the queue (its older outcome is kept as history).
 
-A submission whose worker died while scoring it (killed for memory, a crash in a native decoder) is queued again,
-and marked invalid once that happened :data:`MAX_CRASHES` times in one round, so that it cannot stop scoring for
-everyone; the count is kept in the database, as the worker that could count it is the one that died.
+A submission whose worker, or the worker's child scoring it, died while scoring it (killed for memory, a crash in a
+native decoder) is queued again, and marked invalid once that happened :data:`MAX_CRASHES` times in one round, so
+that it cannot stop scoring for everyone; the count is kept in the database, as the worker that could count it may
+be the one that died.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from medico.challenge.database import timestamp
 from medico.challenge.folder import Challenge
@@ -28,10 +31,12 @@ __all__ = [
     "SERVER_FAULT",
     "Abandoned",
     "Claim",
+    "Fault",
     "Outcome",
     "claim_next",
     "current_round",
     "partition",
+    "record_crash",
     "record_outcome",
     "release",
     "release_worker",
@@ -39,7 +44,10 @@ __all__ = [
     "start_round",
 ]
 
-SERVER_FAULT = "the server could not score this archive (its fault, not the archive's); the organiser has been told"
+SERVER_FAULT = (
+    "the server could not score this archive (its fault, not the archive's); the organiser has been told, and it does "
+    "not count against your team's limits"
+)
 MAX_CRASHES = 2
 """Times a worker may die scoring one submission in a round before the submission is marked invalid."""
 
@@ -53,14 +61,19 @@ class Claim:
     truth_fingerprint: str
 
 
+Fault = Literal["archive", "server"]
+"""Whose fault an invalid submission is: the archive's (it broke a rule or a limit) or the server's."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """A scored submission (``parts``: each part's mean scores and image count; ``images``: per-image scores) or an
-    invalid one (``messages``: the validator's findings)."""
+    invalid one (``messages``: the validator's findings, or what went wrong; ``fault``: whose fault it is)."""
 
     parts: Mapping[Part, Mapping[str, float]] | None = None
     images: Mapping[str, Mapping[str, float]] | None = None
     messages: tuple[str, ...] = ()
+    fault: Fault = "archive"
 
 
 def partition(challenge: Challenge) -> dict[str, Part]:
@@ -115,11 +128,12 @@ def record_outcome(challenge: Challenge, claim: Claim, outcome: Outcome, now: da
                 for name, scores in (outcome.images or {}).items()
             ],
         )
-        state = "scored" if outcome.parts is not None else "invalid"
+        scored = outcome.parts is not None
         connection.execute(
-            "UPDATE submissions SET state = ?, messages = ?, worker = NULL "
+            "UPDATE submissions SET state = ?, messages = ?, fault = ?, worker = NULL "
             "WHERE id = ? AND state = 'scoring' AND round = ?",
-            (state, json.dumps(list(outcome.messages)), claim.submission, claim.round),
+            ("scored" if scored else "invalid", json.dumps(list(outcome.messages)), None if scored else outcome.fault,
+             claim.submission, claim.round),
         )
 
 
@@ -145,16 +159,33 @@ def requeue_abandoned(challenge: Challenge, alive: Callable[[int], bool]) -> Aba
         for row in rows:
             if row["worker"] is not None and alive(row["worker"]):
                 continue
-            crashes = row["crashes"] + 1
-            connection.execute("UPDATE submissions SET state = 'queued', worker = NULL, crashes = ? WHERE id = ?",
-                               (crashes, row["id"]))
-            if crashes < MAX_CRASHES:
-                queued.append(row["id"])
-                continue
-            connection.execute("UPDATE submissions SET state = 'invalid', messages = ? WHERE id = ?",
-                               (json.dumps([SERVER_FAULT]), row["id"]))
-            given_up.append(row["id"])
+            (given_up if _count_crash(connection, row["id"], row["crashes"]) else queued).append(row["id"])
     return Abandoned(tuple(queued), tuple(given_up))
+
+
+def record_crash(challenge: Challenge, claim: Claim) -> bool:
+    """Queue ``claim``'s submission again after the process scoring it died (the worker's child per archive),
+    counting the crash as a dead worker's is; True when that made it invalid (:data:`MAX_CRASHES`). Nothing changes
+    when it was queued again since (a rescore)."""
+    with challenge.database.write() as connection:
+        row = connection.execute(
+            "SELECT crashes FROM submissions WHERE id = ? AND state = 'scoring' AND round = ?",
+            (claim.submission, claim.round),
+        ).fetchone()
+        return row is not None and _count_crash(connection, claim.submission, row["crashes"])
+
+
+def _count_crash(connection: sqlite3.Connection, submission: int, crashes: int) -> bool:
+    """Queue ``submission`` again with one more crash (``crashes`` so far), or, at :data:`MAX_CRASHES`, make it invalid
+    by the server's fault (never counted against its team: a crash is no proof of the archive's); True then."""
+    crashes += 1
+    connection.execute("UPDATE submissions SET state = 'queued', worker = NULL, crashes = ? WHERE id = ?",
+                       (crashes, submission))
+    if crashes < MAX_CRASHES:
+        return False
+    connection.execute("UPDATE submissions SET state = 'invalid', messages = ?, fault = 'server' WHERE id = ?",
+                       (json.dumps([SERVER_FAULT]), submission))
+    return True
 
 
 def release_worker(challenge: Challenge, worker: int) -> int:
@@ -176,7 +207,9 @@ def start_round(challenge: Challenge, truth_fingerprint: str, now: datetime) -> 
             "INSERT INTO rounds (round, truth_fingerprint, started) VALUES (?, ?, ?)",
             (number, truth_fingerprint, timestamp(now)),
         )
-        queued = connection.execute("UPDATE submissions SET state = 'queued', worker = NULL, crashes = 0").rowcount
+        queued = connection.execute(
+            "UPDATE submissions SET state = 'queued', worker = NULL, crashes = 0, fault = NULL"
+        ).rowcount
     return number, queued
 
 

@@ -24,6 +24,8 @@ __all__ = ["SETTINGS_FILE", "ChallengeError", "Settings", "parse_time", "read_se
 
 SETTINGS_FILE = "challenge.toml"
 MAX_NAME = 120
+MAX_SCORING_SECONDS = 86_400
+"""The longest time limit per archive: a day (and a whole number of seconds the system's alarm can hold)."""
 
 
 class ChallengeError(MedicoError):
@@ -31,16 +33,25 @@ class ChallengeError(MedicoError):
 
 
 def parse_time(text: str, label: str) -> datetime:
-    """``text`` (ISO 8601, e.g. ``2026-12-01T12:00``) as an aware UTC datetime; no zone means UTC."""
+    """``text`` (ISO 8601, e.g. ``2026-12-01T12:00``) as an aware UTC datetime; no zone means UTC.
+
+    Raises:
+        ChallengeError: ``text`` is not a date and time, or one whose UTC time is before year 1 or after 9999.
+    """
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ChallengeError(f"{label} {text!r}: expected a date and time such as 2026-12-01T12:00Z") from None
-    return _utc(moment)
+    return _utc(moment, label)
 
 
-def _utc(moment: datetime) -> datetime:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+def _utc(moment: datetime, label: str) -> datetime:
+    """``moment`` in UTC (no zone: UTC), refused when UTC has no such time (9999-12-31T23:59-01:00)."""
+    try:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    except OverflowError:
+        raise ChallengeError(f"{label} {moment.isoformat()}: expected a time between years 1 and 9999 in UTC, found "
+                             "one outside them") from None
 
 
 @dataclass(frozen=True)
@@ -50,9 +61,16 @@ class Settings:
     ``truth`` and ``images`` are absolute folders the server reads (never copied or served; a blank path is refused,
     never read as the current folder; in the file, a relative one is the challenge folder's); ``seed`` draws the
     public/private partition; ``max_per_day`` (per UTC day, None: no daily limit) and ``max_total`` bound each
-    team's uploads; ``max_upload_bytes`` caps one upload; ``opens``/``closes`` bound the submission period;
-    ``published`` shows the published figures of ``baselines/reported.csv`` on the leaderboard, marked, each ranked
-    in its own table (they were measured on other test sets).
+    team's uploads; ``count_invalid``: an archive invalid by its own fault counts towards them (one the server
+    failed to score never does); ``max_upload_bytes`` caps one upload; ``max_scoring_seconds`` (wall time) and
+    ``max_scoring_bytes`` (memory beyond the worker's own) bound the validation and scoring of one archive, far above
+    what an honest archive takes (160 Kvasir-SEG masks: about a second and 100 MB); ``opens``/``closes`` bound the
+    submission period; ``published`` shows the published figures of ``baselines/reported.csv`` on the leaderboard,
+    marked, each ranked in its own table (they were measured on other test sets).
+
+    ``per_image_before_close`` shows a team its per-image scores on the public images before the close (default: only
+    its aggregate public scores, as Kaggle and Codabench show, so the public images' answers cannot be probed one by
+    one); after the close every team sees its per-image scores on all images.
     """
 
     name: str
@@ -62,10 +80,14 @@ class Settings:
     seed: int = 0
     max_per_day: int | None = None
     max_total: int = 5
+    count_invalid: bool = True
     max_upload_bytes: int = MAX_ARCHIVE_BYTES
+    max_scoring_seconds: float = 120.0
+    max_scoring_bytes: int = 4 * 2**30
     opens: datetime | None = None
     closes: datetime | None = None
     published: bool = False
+    per_image_before_close: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -80,11 +102,17 @@ class Settings:
         if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
             raise ChallengeError(f"--public-fraction: expected a number strictly between 0 and 1, got {fraction!r}")
         for label, value, low in (("seed", self.seed, 0), ("max-total", self.max_total, 1),
-                                  ("max-upload-bytes", self.max_upload_bytes, 1)):
+                                  ("max-upload-bytes", self.max_upload_bytes, 1),
+                                  ("max-scoring-bytes", self.max_scoring_bytes, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**63:
                 raise ChallengeError(f"--{label}: expected a whole number of at least {low}, got {value!r}")
-        if not isinstance(self.published, bool):
-            raise ChallengeError(f"published: expected true or false, got {self.published!r}")
+        seconds = self.max_scoring_seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= MAX_SCORING_SECONDS:
+            raise ChallengeError(f"--max-scoring-seconds: expected a number of seconds above 0 and at most "
+                                 f"{MAX_SCORING_SECONDS:,}, got {seconds!r}")
+        for label in ("published", "count_invalid", "per_image_before_close"):
+            if not isinstance(getattr(self, label), bool):
+                raise ChallengeError(f"{label}: expected true or false, got {getattr(self, label)!r}")
         per_day = self.max_per_day
         if per_day is not None and (isinstance(per_day, bool) or not isinstance(per_day, int) or per_day < 1):
             raise ChallengeError(f"--max-per-day: expected a whole number of at least 1, got {per_day!r}")
@@ -93,7 +121,7 @@ class Settings:
             if value is not None and not isinstance(value, datetime):
                 raise ChallengeError(f"--{label}: expected a date and time, got {value!r}")
             if value is not None:
-                object.__setattr__(self, label, _utc(value))
+                object.__setattr__(self, label, _utc(value, f"--{label}"))
         if self.opens is not None and self.closes is not None and self.closes <= self.opens:
             raise ChallengeError(f"--closes {self.closes.isoformat()}: expected a time after --opens "
                                  f"{self.opens.isoformat()}")

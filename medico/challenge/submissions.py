@@ -1,7 +1,8 @@
 """A team's submissions: adding a received archive under the limits, and what a team may read of its own.
 
-What is shown depends on the phase: before close only public scores and public images' per-image scores exist for
-any reader (:func:`visible_parts`); private ones are read from the database only after close.
+What is shown depends on the phase: before close only public scores exist for any reader (:func:`visible_parts`), and
+per-image ones only where the challenge's ``per_image_before_close`` says so; private ones are read from the database
+only after close.
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ from medico.challenge.database import timestamp
 from medico.challenge.folder import Challenge
 from medico.challenge.limits import Allowance, allowance
 from medico.challenge.partition import PARTS, Part
-from medico.challenge.phase import Phase
+from medico.challenge.phase import Phase, closed_at, upload_refusal
 from medico.challenge.settings import ChallengeError
 from medico.challenge.standings import ranked_submissions
-from medico.challenge.teams import Team
+from medico.challenge.teams import Team, token_current
 from medico.leaderboard.entry import SCORES
 from medico.leaderboard.participant import plain_text
 
 __all__ = [
     "LimitReachedError",
     "Received",
+    "UploadRefusedError",
     "add_submission",
     "select_submission",
     "team_allowance",
@@ -43,6 +45,11 @@ class LimitReachedError(ChallengeError):
     def __init__(self, left: Allowance) -> None:
         super().__init__(left.reason())
         self.allowance = left
+
+
+class UploadRefusedError(ChallengeError):
+    """An upload finished arriving when its team could no longer submit (the challenge closed, or its token was
+    revoked or replaced, while it arrived); nothing of it was kept."""
 
 
 @dataclass(frozen=True)
@@ -62,19 +69,29 @@ def add_submission(
     challenge: Challenge, team: Team, upload: Path, sha256: str, now: datetime, model: str | None = None
 ) -> Received:
     """Add the archive received in ``upload`` (a temporary in the uploads folder) as ``team``'s submission, queued,
-    with the ``model`` its team named (participant text, stored as :func:`~medico.leaderboard.participant.plain_text`
-    makes it: capped, control and bidi characters as escapes; None or blank: not named).
+    received at ``now`` (when its last byte arrived), with the ``model`` its team named (participant text, stored as
+    :func:`~medico.leaderboard.participant.plain_text` makes it: capped, control and bidi characters as escapes; None
+    or blank: not named).
 
-    In one transaction: the same archive as one of the team's earlier ones is answered with that one (``upload``
-    deleted); a team without uploads left is refused (``upload`` deleted); else the row is added and ``upload``
-    renamed to the submission's archive.
+    In one transaction, everything checked when the request started is checked again, as the body may have taken
+    minutes: a team whose token was revoked or replaced meanwhile, or an upload finished outside the submission period,
+    is refused; the same archive as one of the team's earlier ones is answered with that one; a team without uploads
+    left is refused; else the row is added and ``upload`` renamed to the submission's archive. A refused or duplicate
+    ``upload`` is deleted.
 
     Raises:
+        UploadRefusedError: the token is no longer the team's valid one, or the challenge is not open at ``now``.
         LimitReachedError: the team's daily or total limit is reached.
     """
     named = plain_text(model.strip()) if model is not None else ""
     try:
         with challenge.database.write() as connection:
+            finished = f"your upload finished arriving at {now.isoformat()} and was not stored"
+            if not token_current(challenge, team, connection):
+                raise UploadRefusedError(f"your team's token was revoked or replaced meanwhile: {finished}")
+            closed = upload_refusal(challenge.settings, closed_at(challenge, connection), now)
+            if closed is not None:
+                raise UploadRefusedError(f"{closed}: {finished}")
             row = connection.execute(
                 "SELECT id FROM submissions WHERE team_id = ? AND sha256 = ?", (team.id, sha256)
             ).fetchone()
@@ -162,12 +179,14 @@ def team_submissions(challenge: Challenge, team: Team, phase: Phase) -> list[dic
 
 
 def team_submission(challenge: Challenge, team: Team, submission: int, phase: Phase) -> dict[str, Any] | None:
-    """Submission ``submission`` with its per-image scores, if it is ``team``'s; None otherwise (another team's
-    submission and a missing one look the same)."""
+    """Submission ``submission``, if it is ``team``'s, with its per-image scores after close (before, only when the
+    challenge's ``per_image_before_close`` says so: public images only); None otherwise (another team's submission and
+    a missing one look the same)."""
     ranked = _ranked(challenge, phase)
+    detail = phase == "closed" or challenge.settings.per_image_before_close
     with challenge.database.read() as connection:
         row = connection.execute(f"{_OWN} AND s.id = ?", (team.id, submission)).fetchone()
-        return None if row is None else _view(connection, row, visible_parts(phase), detail=True, ranked=ranked)
+        return None if row is None else _view(connection, row, visible_parts(phase), detail=detail, ranked=ranked)
 
 
 def select_submission(challenge: Challenge, team: Team, submission: int) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -19,31 +18,23 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import TracebackType
 
+from medico.challenge.bounded import exit_reason
 from medico.challenge.folder import Challenge
 from medico.challenge.queue import release_worker
 from medico.challenge.worker import worker_process
 from medico.errors import MedicoError
 
-__all__ = ["BACKOFF", "MAX_BACKOFF", "WorkerSupervisor", "exit_reason"]
+__all__ = ["BACKOFF", "GRACE", "MAX_BACKOFF", "WorkerSupervisor"]
 
 BACKOFF = 1.0
 """Seconds before the first new worker; doubled for each worker that dies soon after starting."""
 MAX_BACKOFF = 60.0
-GRACE = 30.0
-"""Seconds a stopping worker may take to finish the archive it is scoring before it is killed."""
 """The longest pause; a worker that lived this long counts as healthy, and the pause starts again at BACKOFF."""
+GRACE = 30.0
+"""Seconds a stopping worker may take to stop (it kills the child scoring an archive, and writes the record it is
+writing) before it is killed."""
 
 log = logging.getLogger("medico.challenge.supervisor")
-
-
-def exit_reason(exitcode: int | None) -> str:
-    """How a process ended, in words: ``killed by SIGKILL`` or ``exit status 1``."""
-    if exitcode is not None and exitcode < 0:
-        try:
-            return f"killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exit status {exitcode}"
 
 
 class WorkerSupervisor:

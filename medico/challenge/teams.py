@@ -1,8 +1,9 @@
 """Teams and their tokens: a token is shown once, when made; the database keeps only a salted scrypt hash of it.
 
 A token reads ``mc_<id>_<secret>``: the id finds the team's row, the secret is checked against the hash in constant
-time (:func:`hmac.compare_digest`). An unknown id costs the same hash as a known one, so timing tells nothing. Team
-names pass the leaderboard's one gate (:func:`medico.leaderboard.participant.check_team_name`).
+time (:func:`hmac.compare_digest`). An unknown id costs the same hash as a known one, so timing tells nothing (the web
+app recognises a token it verified before without the hash: :mod:`medico.challenge.callers`). Team names pass the
+leaderboard's one gate (:func:`medico.leaderboard.participant.check_team_name`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,7 +20,15 @@ from medico.challenge.folder import Challenge
 from medico.challenge.settings import ChallengeError
 from medico.leaderboard.participant import check_team_name
 
-__all__ = ["Team", "TeamInfo", "add_team", "authenticate", "list_teams", "revoke_team"]
+__all__ = [
+    "Team",
+    "TeamInfo",
+    "add_team",
+    "authenticate",
+    "list_teams",
+    "revoke_team",
+    "token_current",
+]
 
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 _DUMMY_SALT = secrets.token_bytes(16)
@@ -27,10 +37,12 @@ _PREFIX = "mc"
 
 @dataclass(frozen=True)
 class Team:
-    """An authenticated team: its row id and name."""
+    """An authenticated team: its row id, its name and the id of the token it showed (stale once the team's token is
+    revoked or replaced: :func:`token_current`)."""
 
     id: int
     name: str
+    token_id: str
 
 
 @dataclass(frozen=True)
@@ -110,4 +122,17 @@ def authenticate(challenge: Challenge, token: str | None) -> Team | None:
     digest = _hash(secret, row["salt"] if row is not None else _DUMMY_SALT)  # the same work either way
     if row is None or not hmac.compare_digest(digest, row["token_hash"]) or row["revoked"] is not None:
         return None
-    return Team(row["id"], row["name"])
+    return Team(row["id"], row["name"], token_id)
+
+
+def token_current(challenge: Challenge, team: Team, connection: sqlite3.Connection | None = None) -> bool:
+    """Whether the token ``team`` was authenticated with is still its team's valid one (neither revoked nor replaced
+    since); read in ``connection``'s transaction when given, so what a request sent is kept only if it still is."""
+    if connection is None:
+        with challenge.database.read() as reading:
+            return token_current(challenge, team, reading)
+    row = connection.execute(
+        "SELECT 1 FROM teams WHERE id = ? AND token_id = ? AND revoked IS NULL", (team.id, team.token_id)
+    ).fetchone()
+    return row is not None
+

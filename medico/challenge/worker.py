@@ -1,5 +1,6 @@
 """The scoring worker: a process beside the web server that takes queued submissions one at a time, validates and
-scores them (:mod:`medico.challenge.scoring`), and records the outcome, so the web process never scores.
+scores each in a child process within the challenge's time and memory limits (:mod:`medico.challenge.bounded`), and
+records the outcome, so the web process never scores and no archive holds or sinks the worker.
 
 It scores only against the truth its round recorded: when the truth's files changed since, it stops scoring until
 the organiser starts a new round (``medico challenge rescore``). Its log names submissions and states, never scores.
@@ -16,15 +17,15 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
 
+from medico.challenge.bounded import Crashed, Stop
 from medico.challenge.folder import Challenge
 from medico.challenge.queue import (
     MAX_CRASHES,
     SERVER_FAULT,
-    Outcome,
     claim_next,
     partition,
+    record_crash,
     record_outcome,
     release,
     release_worker,
@@ -49,52 +50,55 @@ __all__ = [
 log = logging.getLogger("medico.challenge.worker")
 
 
-class Stop(Protocol):
-    """What tells the worker to stop (a :class:`multiprocessing.Event` or a :class:`threading.Event`)."""
-
-    def is_set(self) -> bool: ...
-
-    def wait(self, timeout: float | None = None) -> bool: ...
-
-
 class TruthChangedError(ChallengeError):
     """The ground truth's files are not those the current scoring round recorded."""
 
 
-def score_next(challenge: Challenge) -> int | None:
+def score_next(challenge: Challenge, stop: Stop | None = None) -> int | None:
     """Claim, score and record the oldest queued submission; its id, or None when the queue is empty.
+
+    The archive is scored in a child process within the settings' time and memory limits
+    (:func:`~medico.challenge.bounded.score_bounded`), against the truth decoded here first, once per process. When
+    ``stop`` is set meanwhile, the child is killed and the submission goes back to the queue.
 
     Raises:
         TruthChangedError: the truth changed since the current round began (the submission stays queued).
+        MedicoError: the truth cannot be read or decoded, or no child can be started (the submission stays queued:
+            the organiser's or the server's fault never costs a team an upload).
     """
-    from medico.challenge.scoring import score_for_challenge  # scorer and pandas: loaded by the worker only
+    from medico.challenge.bounded import score_bounded  # scorer and pandas: loaded by the worker only
     from medico.submission.scorer import Truth
 
     claim = claim_next(challenge)
     if claim is None:
         return None
+    name = f"submission {claim.submission}"
     try:
         images = partition(challenge)
         truth = Truth.read(challenge.settings.truth, sorted(images))
-    except MedicoError:
+        if truth.fingerprint != claim.truth_fingerprint:
+            raise TruthChangedError(
+                f"the ground truth in {challenge.settings.truth} changed since scoring round {claim.round} began; "
+                f"run medico challenge rescore {challenge.folder} to score against it"
+            )
+        truth.decode()  # before the child is forked: every child finds it decoded
+        result = score_bounded(challenge.archive(claim.submission), truth, images, challenge.settings, name=name,
+                               stop=stop)
+    except BaseException:  # the truth, no process, or interrupted (Ctrl+C in medico challenge rescore): no crash
         release(challenge, claim)
         raise
-    if truth.fingerprint != claim.truth_fingerprint:
+    if result is None:  # the worker is stopping: the archive is scored by the next one
         release(challenge, claim)
-        raise TruthChangedError(
-            f"the ground truth in {challenge.settings.truth} changed since scoring round {claim.round} began; "
-            f"run medico challenge rescore {challenge.folder} to score against it"
-        )
-    try:
-        outcome = score_for_challenge(challenge.archive(claim.submission), truth, images)
-    except Exception:  # a fault of the server, not of the archive: logged for the organiser, never retried forever
-        log.exception("submission %d: could not be scored", claim.submission)
-        outcome = Outcome(messages=(SERVER_FAULT,))
-    except BaseException:  # interrupted (Ctrl+C in medico challenge rescore): back in the queue, not a crash
-        release(challenge, claim)
-        raise
-    record_outcome(challenge, claim, outcome, datetime.now(timezone.utc))
-    log.info("submission %d: %s (round %d)", claim.submission, "scored" if outcome.parts else "invalid", claim.round)
+        return claim.submission
+    if isinstance(result, Crashed):
+        if record_crash(challenge, claim):
+            log.error("%s: the process scoring it died (%s), %d times; marked invalid (its archive %s is the likely "
+                      "cause)", name, result.reason, MAX_CRASHES, challenge.archive(claim.submission))
+        else:
+            log.warning("%s: the process scoring it died (%s); queued again", name, result.reason)
+        return claim.submission
+    record_outcome(challenge, claim, result, datetime.now(timezone.utc))
+    log.info("%s: %s (round %d)", name, "scored" if result.parts else "invalid", claim.round)
     return claim.submission
 
 
@@ -140,7 +144,7 @@ def run_worker(folder: Path, stop: Stop, poll: float = 0.25) -> None:
                 failed = False
             requeue_dead_workers(challenge, alive)
             alive = process_alive
-            busy = score_next(challenge) is not None
+            busy = score_next(challenge, stop) is not None
         except MedicoError as error:
             log.error("%s", error)
             busy, failed = False, True

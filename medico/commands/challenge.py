@@ -48,7 +48,20 @@ def init(
     seed: Annotated[int | None, typer.Option(help="Seed of the public/private draw (default: a random one).")] = None,
     max_per_day: Annotated[int | None, typer.Option(help="Uploads per team and UTC day (default: no limit).")] = None,
     max_total: Annotated[int, typer.Option(help="Uploads per team in all.")] = 5,
+    count_invalid: Annotated[
+        bool,
+        typer.Option(
+            help="Whether an archive that fails validation (or a time or memory limit) counts towards the limits: "
+            "counting it stops probing of the hidden truth. One the server fails to score never counts.",
+        ),
+    ] = True,
     max_upload_bytes: Annotated[int, typer.Option(help="Largest upload accepted.")] = MAX_ARCHIVE_BYTES,
+    max_scoring_seconds: Annotated[
+        float, typer.Option(help="Wall time one archive's validation and scoring may take; beyond it, invalid.")
+    ] = Settings.max_scoring_seconds,
+    max_scoring_bytes: Annotated[
+        int, typer.Option(help="Memory one archive's validation and scoring may take beyond the worker's own.")
+    ] = Settings.max_scoring_bytes,
     opens: Annotated[str | None, typer.Option(help="When uploads open (ISO 8601; no zone: UTC).")] = None,
     closes: Annotated[str | None, typer.Option(help="When uploads close and the private ranking shows.")] = None,
     with_published: Annotated[
@@ -74,7 +87,10 @@ def init(
         seed=secrets.randbelow(2**32) if seed is None else seed,
         max_per_day=max_per_day,
         max_total=max_total,
+        count_invalid=count_invalid,
         max_upload_bytes=max_upload_bytes,
+        max_scoring_seconds=max_scoring_seconds,
+        max_scoring_bytes=max_scoring_bytes,
         opens=None if opens is None else parse_time(opens, "--opens"),
         closes=None if closes is None else parse_time(closes, "--closes"),
         published=with_published,

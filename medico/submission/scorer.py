@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from medico import __version__
-from medico.data.io import list_images
+from medico.data.io import ImageReadError, list_images
 from medico.data.masks import read_mask
 from medico.download import file_sha256, named_files_sha256
 from medico.engine.result import EvaluationResult
@@ -140,19 +140,43 @@ class Truth:
         Raises:
             ImageReadError: the mask file is unreadable or not a binary mask.
         """
+        packed, shape = self._packed(name)
+        return np.unpackbits(packed, count=shape[0] * shape[1]).view(bool).reshape(shape)
+
+    def _packed(self, name: str) -> tuple[np.ndarray, tuple[int, int]]:
+        """``name``'s mask packed 1 bit a pixel, and its shape: from the cache when decoded from these bytes."""
         path = self.paths[name]
         try:
             data = path.read_bytes()
-        except OSError:
-            return read_mask(path)  # refused as read_mask refuses an unreadable file, naming it
+        except OSError as error:
+            raise ImageReadError(f"{path}: cannot read image ({type(error).__name__}: {error})") from error
         digest = hashlib.sha256(data).digest()  # the bytes decoded: a file changed since the fingerprint is no match
         decoded = _decoded(self.fingerprint)
-        if name in decoded and decoded[name][0] == digest:
-            _, packed, shape = decoded[name]
-            return np.unpackbits(packed, count=shape[0] * shape[1]).view(bool).reshape(shape)
-        mask = read_mask(data, label=str(path))
-        decoded[name] = digest, np.packbits(mask), mask.shape
-        return mask
+        if name not in decoded or decoded[name][0] != digest:
+            mask = read_mask(data, label=str(path))
+            decoded[name] = digest, np.packbits(mask), mask.shape
+        return decoded[name][1], decoded[name][2]
+
+    def decode(self) -> None:
+        """Decode every mask, as the scorer reads them, into this process's cache: a truth that cannot be scored is
+        refused before any archive is scored against it, and a process forked from this one (the challenge worker's
+        child per archive) finds every mask decoded.
+
+        Raises:
+            MedicoError: masks that are unreadable or not binary (RGB frames, say); the first few are named.
+        """
+        bad: dict[str, str] = {}
+        for name in sorted(self.sizes):
+            try:
+                self._packed(name)
+            except ImageReadError as error:
+                bad[name] = str(error)
+        if bad:
+            folder = self.paths[next(iter(bad))].parent
+            raise MedicoError(
+                f"--truth {folder}: expected binary masks, but {len(bad)} of the {len(self.sizes)} masks scored "
+                f"cannot be read as one ({some(list(bad))}); the first: {next(iter(bad.values()))}"
+            )
 
 
 @functools.lru_cache(maxsize=1)

@@ -5,10 +5,12 @@ exact width x height, stored or deflated, read as binary by the organisers' rule
 and 0/1 both work). Refused, each with the offending entries: not a zip, too big, too many members (or a central
 directory too large for them), absolute paths, ``..``, symlinks, files that are not PNG/JPEG, zip bombs, oversized
 members, duplicate stems, masks for no image, missing masks, unreadable images (encrypted, compressed by another
-method than stored or deflate, a JPEG of more than :data:`MAX_JPEG_SCANS` scans), wrong sizes (a width/height swap
-is named as such) and masks that are not binary (colour, alpha-only, many grey levels).
+method than stored or deflate), padded masks (more chunks, segments, scans or metadata than
+:mod:`medico.submission.headers` allows: each would cost the decoder time), wrong sizes (a width/height swap is named as
+such) and masks that are not binary (colour, alpha-only, many grey levels).
 
-Members are read through :mod:`zipfile` into memory, one at a time, with sizes checked before decoding;
+Members are read through :mod:`zipfile` into memory, one at a time; each one's size and structure are checked from
+its bytes before Pillow sees it;
 nothing is extracted to disk. Member names are participant text: the report holds them neutralised
 (:func:`medico.leaderboard.participant.plain_text`), never raw.
 """
@@ -32,13 +34,13 @@ from medico.data.io import MAX_PIXELS, image_size, list_images
 from medico.data.masks import NotBinaryMaskError, binary_mask
 from medico.errors import MedicoError
 from medico.leaderboard.participant import plain_text
+from medico.submission.headers import MaskHeaderError, mask_header
 
 __all__ = [
     "MASK_SUFFIXES",
     "MAX_ARCHIVE_BYTES",
     "MAX_COMPRESSION_RATIO",
     "MAX_DIRECTORY_BYTES",
-    "MAX_JPEG_SCANS",
     "MAX_MEMBERS",
     "MEMBER_HEADROOM_BYTES",
     "RATIO_FLOOR_BYTES",
@@ -66,10 +68,6 @@ RATIO_FLOOR_BYTES = 2**20
 """The ratio rule applies to members that expand to more than this (tiny files may compress a lot)."""
 MEMBER_HEADROOM_BYTES = 2**20
 """Per-member limit = width x height x 4 bytes (an uncompressed RGBA image) + this headroom for headers."""
-MAX_JPEG_SCANS = 100
-"""The most scans a JPEG mask may hold (libjpeg's progressive JPEGs have 6 for grey, 10 for colour): each scan is a
-pass over every block of the image, and 50,000 scans (1 MB) take 11 s to decode at 720x576: half an hour of the
-scoring worker's time for an archive of 160 masks."""
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg")
 _IGNORED_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 _IGNORED_FOLDERS = {"__MACOSX"}
@@ -88,6 +86,7 @@ RULES: dict[str, str] = {
     "extra": "mask for no image",
     "missing": "no mask for an image",
     "unreadable": "unreadable image",
+    "padded": "more chunks, segments, scans or metadata than a mask needs (refused before decoding)",
     "wrong_size": "wrong size",
     "not_binary": "not a binary mask (colour, alpha-only or many grey levels)",
 }
@@ -199,23 +198,22 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) ->
 
 
 def _decode(data: bytes, label: str, width: int, height: int) -> tuple[np.ndarray | None, tuple[str, str] | None]:
-    """The mask as booleans, or the rule it breaks; the size is checked before the pixels are decoded."""
+    """The mask as booleans, or the rule it breaks; the size and structure are checked before Pillow opens it."""
+    try:
+        header = mask_header(data)
+    except MaskHeaderError as error:
+        return None, (error.rule, error.detail)
+    if (header.width, header.height) != (width, height):
+        found = f"mask is {header.width}x{header.height}, image is {width}x{height} (width x height)"
+        if (header.width, header.height) == (height, width):
+            return None, ("wrong_size", f"width and height are swapped: {found}")
+        return None, ("wrong_size", found)
+    if width * height > MAX_PIXELS:
+        return None, ("oversized", f"{width}x{height} exceeds {MAX_PIXELS:,} pixels")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.format not in ("PNG", "JPEG"):
-                return None, ("unreadable", f"a {image.format} image, expected PNG or JPEG")
-            if image.size != (width, height):
-                found = f"mask is {image.width}x{image.height}, image is {width}x{height} (width x height)"
-                if image.size == (height, width):
-                    return None, ("wrong_size", f"width and height are swapped: {found}")
-                return None, ("wrong_size", found)
-            if width * height > MAX_PIXELS:
-                return None, ("oversized", f"{width}x{height} exceeds {MAX_PIXELS:,} pixels")
-            # start-of-scan markers, counted before decoding (never in entropy data, where 0xFF is stuffed)
-            if image.format == "JPEG" and (scans := data.count(b"\xff\xda")) > MAX_JPEG_SCANS:
-                return None, ("unreadable", f"a JPEG of {scans} scans, at most {MAX_JPEG_SCANS} are decoded")
+            image = Image.open(io.BytesIO(data), formats=(header.format,))
             image.load()
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         return None, ("unreadable", f"{type(error).__name__}: {error}")

@@ -20,7 +20,7 @@ from medico.challenge.teams import Team, add_team
 from medico.challenge.worker import drain
 from medico.submission import mask_png
 from medico.submission.validator import validate_archive
-from tests.challenge_setup import HEIGHT, NAMES, WIDTH, make_challenge, perfect_archive, truth_mask
+from tests.challenge_setup import HEIGHT, NAMES, WIDTH, make_challenge, perfect_archive, team_of, truth_mask
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
 
@@ -46,7 +46,7 @@ def test_a_truth_mask_edited_during_one_scoring_and_put_back_never_scores_the_ne
     challenge = make_challenge(tmp_path)
     for name in ("alpha", "beta"):
         add_team(challenge, name, NOW)
-    teams = [Team(1, "alpha"), Team(2, "beta")]
+    teams = [team_of(challenge, "alpha"), team_of(challenge, "beta")]
     first = _submit(challenge, teams[0], perfect_archive(tmp_path / "a.zip"))
     second = _submit(challenge, teams[1], perfect_archive(tmp_path / "b.zip"))
     mask_file = challenge.settings.truth / "case1.png"
