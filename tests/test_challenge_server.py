@@ -935,7 +935,8 @@ def test_a_killed_scoring_worker_is_replaced_and_the_next_upload_is_scored(
         scorer = next(p for p in multiprocessing.active_children() if p.name == "medico-scorer")
         _until_idle(scorer.pid)
         os.kill(scorer.pid, signal.SIGKILL)  # as the kernel's out-of-memory killer would
-        scorer.join(10)
+        # The supervisor reaps it and reads its exit status: a join here could reap it first and leave it none.
+        _wait_for(lambda: "died" in caplog.text)
         assert _upload(client, hosted.tokens["alpha"], perfect_archive(tmp_path / "a.zip")).status_code == 202
         mine = bearer(hosted.tokens["alpha"])
         _wait_for(lambda: client.get("/api/submissions/1", headers=mine).json()["state"] == "scored")
