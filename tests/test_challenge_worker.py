@@ -345,6 +345,31 @@ def test_an_archive_the_server_failed_to_score_never_counts_against_the_teams_li
     assert _left(challenge) == 2
 
 
+def test_the_same_archive_sent_again_after_a_server_fault_is_scored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resending is how a team retries: the server's failure must not stick to the archive, whose first submission
+    (the duplicate's answer) is queued again and scored once the server works."""
+    challenge = make_challenge(tmp_path, max_total=2)
+    with monkeypatch.context() as broken:
+        broken.setattr(medico.challenge.scoring, "score_for_challenge", _fails_on_the_server)
+        _submit(challenge, perfect_archive(tmp_path / "a.zip"))
+        score_next(challenge)
+    assert _states(challenge) == ["invalid"]
+    assert _submit(challenge, perfect_archive(tmp_path / "a.zip")) == 1
+    assert _states(challenge) == ["queued"] and _messages(challenge, 1) == []
+    score_next(challenge)
+    assert _states(challenge) == ["scored"] and _left(challenge) == 1
+
+
+def test_the_same_invalid_archive_sent_again_stays_invalid(tmp_path: Path) -> None:
+    challenge = make_challenge(tmp_path, max_total=2)
+    missing = archive(tmp_path / "missing.zip", {n: truth_mask() for n in NAMES[1:]})
+    _submit(challenge, missing)
+    score_next(challenge)
+    assert _submit(challenge, missing) == 1 and _states(challenge) == ["invalid"]
+
+
 def test_a_submission_whose_scoring_killed_the_worker_twice_does_not_count(tmp_path: Path) -> None:
     challenge = make_challenge(tmp_path, max_total=2)
     _submit(challenge, perfect_archive(tmp_path / "a.zip"))

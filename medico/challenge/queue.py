@@ -41,6 +41,7 @@ __all__ = [
     "release",
     "release_worker",
     "requeue_abandoned",
+    "retry_server_fault",
     "start_round",
 ]
 
@@ -196,6 +197,16 @@ def release_worker(challenge: Challenge, worker: int) -> int:
             "UPDATE submissions SET state = 'queued', worker = NULL WHERE state = 'scoring' AND worker = ?",
             (worker,),
         ).rowcount
+
+
+def retry_server_fault(connection: sqlite3.Connection, submission: int) -> bool:
+    """Queue ``submission`` again, in ``connection``'s transaction, when the server failed to score it (its team sent
+    the same archive again: the archive was never at fault); True when it was such a submission."""
+    return connection.execute(
+        "UPDATE submissions SET state = 'queued', worker = NULL, crashes = 0, fault = NULL, messages = '[]' "
+        "WHERE id = ? AND state = 'invalid' AND fault = 'server'",
+        (submission,),
+    ).rowcount == 1
 
 
 def start_round(challenge: Challenge, truth_fingerprint: str, now: datetime) -> tuple[int, int]:

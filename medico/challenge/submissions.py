@@ -20,6 +20,7 @@ from medico.challenge.folder import Challenge
 from medico.challenge.limits import Allowance, allowance
 from medico.challenge.partition import PARTS, Part
 from medico.challenge.phase import Phase, closed_at, upload_refusal
+from medico.challenge.queue import retry_server_fault
 from medico.challenge.settings import ChallengeError
 from medico.challenge.standings import ranked_submissions
 from medico.challenge.teams import Team, token_current
@@ -75,7 +76,8 @@ def add_submission(
 
     In one transaction, everything checked when the request started is checked again, as the body may have taken
     minutes: a team whose token was revoked or replaced meanwhile, or an upload finished outside the submission period,
-    is refused; the same archive as one of the team's earlier ones is answered with that one; a team without uploads
+    is refused; the same archive as one of the team's earlier ones is answered with that one (queued again when the
+server failed to score it); a team without uploads
     left is refused; else the row is added and ``upload`` renamed to the submission's archive. A refused or duplicate
     ``upload`` is deleted.
 
@@ -95,7 +97,9 @@ def add_submission(
             row = connection.execute(
                 "SELECT id FROM submissions WHERE team_id = ? AND sha256 = ?", (team.id, sha256)
             ).fetchone()
-            if row is not None:
+            if row is not None:  # the same archive again: its first submission (scored anew if the server failed it)
+                if retry_server_fault(connection, row["id"]) and not challenge.archive(row["id"]).is_file():
+                    os.replace(upload, challenge.archive(row["id"]))
                 return Received(row["id"], True)
             left = allowance(connection, challenge.settings, team.id, now)
             if not left.allowed:
