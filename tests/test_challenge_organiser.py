@@ -390,6 +390,12 @@ def test_serve_refuses_a_port_in_use_in_one_line(tmp_path: Path) -> None:
     assert f"--port {port}: cannot listen on 127.0.0.1:{port}" in _text(result)
 
 
+def test_init_per_image_before_close_turns_per_image_public_scores_on(tmp_path: Path) -> None:
+    folder, result = _init(tmp_path, "--per-image-before-close")
+    assert result.exit_code == 0, result.output
+    assert read_settings(folder / "challenge.toml").per_image_before_close is True
+
+
 def test_per_image_before_close_is_off_in_a_new_challenge_toml_and_must_be_true_or_false(tmp_path: Path) -> None:
     challenge = make_challenge(tmp_path)
     settings = challenge.folder / "challenge.toml"

@@ -209,3 +209,13 @@ def test_the_real_test_set_gives_160_masks_at_their_sizes(workspace: Path, medic
     for frame in frames:
         mask = masks[f"{frame.stem}.png"]
         assert mask.mode == "L" and mask.size == Image.open(frame).size
+
+
+def test_submit_without_team_takes_medico_team(
+    workspace: Path, checkpoint: Path, images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As `medico run` does: a newcomer who exported MEDICO_TEAM once never types --team."""
+    monkeypatch.setenv("MEDICO_TEAM", "envteam")
+    result = _submit("--checkpoint", str(checkpoint), "--images", str(images))
+    assert result.exit_code == 0, result.output
+    assert (workspace / "submissions" / "envteam" / "envteam_task1_run1.zip").is_file()

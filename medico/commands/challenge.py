@@ -72,6 +72,14 @@ def init(
             "(measured on other test sets: never ranked with the teams).",
         ),
     ] = False,
+    per_image_before_close: Annotated[
+        bool,
+        typer.Option(
+            "--per-image-before-close",
+            help="Show each team its per-image scores on the public images before the close (default: only its "
+            "aggregate public scores, so the public answers cannot be probed image by image).",
+        ),
+    ] = False,
 ) -> None:
     """Create a challenge: its settings, database and a recorded public/private partition of the test images.
 
@@ -94,6 +102,7 @@ def init(
         opens=None if opens is None else parse_time(opens, "--opens"),
         closes=None if closes is None else parse_time(closes, "--closes"),
         published=with_published,
+        per_image_before_close=per_image_before_close,
     )
     challenge = init_challenge(folder, settings)
     with challenge.database.read() as connection:

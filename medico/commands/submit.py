@@ -15,6 +15,7 @@ from medico.data.io import list_images
 from medico.data.synthetic import synthetic_test_images
 from medico.engine.runtime import MASK_PRECISION, resolve_device
 from medico.errors import MedicoError
+from medico.leaderboard.team import TEAM_VARIABLE
 from medico.runs.members import resolve_members
 from medico.submission import MAX_RUNS, Source, SubmissionFiles, docker_commands, write_task1, write_task2
 from medico.submission.repeats import RepeatedMasksError, archive_model
@@ -83,7 +84,14 @@ def _print_next(files: SubmissionFiles) -> None:
 
 
 def submit(
-    team: Annotated[str, typer.Option("--team", help="Team name: a plain name (it becomes a folder and file name).")],
+    team: Annotated[
+        str,
+        typer.Option(
+            "--team",
+            envvar=TEAM_VARIABLE,
+            help="Team name: a plain name (it becomes a folder and file name); default: $MEDICO_TEAM.",
+        ),
+    ],
     task: Annotated[
         Literal["segmentation", "efficiency"],
         typer.Option(help="segmentation: task 1 masks archive; efficiency: task 2 Docker build context."),
