@@ -22,6 +22,7 @@ from PIL import Image
 
 from medico.challenge.app import create_app
 from medico.challenge.database import DATABASE_FILE
+from medico.challenge.folder import Challenge
 from medico.challenge.partition import draw_partition
 from medico.challenge.worker import drain
 from medico.data.io import list_images, read_rgb
@@ -166,7 +167,9 @@ def test_two_teams_submit_their_named_runs_and_the_page_shows_the_public_then_th
         assert shot.format == "PNG" and shot.width >= 400 and len(shot.convert("L").getcolors(2**16) or ()) > 2
 
 
-def test_a_hostile_team_name_shows_as_text_in_the_browser_and_runs_nothing(chromium: Any, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _served_with_one_scored_upload(tmp_path: Path) -> Iterator[tuple[Challenge, str]]:
+    """A served challenge (and its URL) where team alpha's perfect archive is scored."""
     challenge = make_challenge(tmp_path)
     token = tokens(challenge, ["alpha"], datetime.now(timezone.utc))["alpha"]
     with live_server(create_app(challenge.folder)) as url:
@@ -174,6 +177,11 @@ def test_a_hostile_team_name_shows_as_text_in_the_browser_and_runs_nothing(chrom
                             headers=bearer(token), timeout=30)
         assert upload.status_code == 202, upload.text
         drain(challenge)
+        yield challenge, url
+
+
+def test_a_hostile_team_name_shows_as_text_in_the_browser_and_runs_nothing(chromium: Any, tmp_path: Path) -> None:
+    with _served_with_one_scored_upload(tmp_path) as (challenge, url):
         with sqlite3.connect(challenge.folder / DATABASE_FILE) as connection:  # team add refuses it: written by hand
             connection.execute("UPDATE teams SET name = ? WHERE name = 'alpha'", (HOSTILE,))
         page, dialogs = _page(chromium, url)
@@ -187,13 +195,7 @@ def test_a_hostile_team_name_shows_as_text_in_the_browser_and_runs_nothing(chrom
 def test_the_page_says_under_the_table_what_each_column_means_and_why_fps_reads_a_dash(
     chromium: Any, tmp_path: Path
 ) -> None:
-    challenge = make_challenge(tmp_path)
-    token = tokens(challenge, ["alpha"], datetime.now(timezone.utc))["alpha"]
-    with live_server(create_app(challenge.folder)) as url:
-        upload = httpx.post(f"{url}/api/submissions", content=perfect_archive(tmp_path / "a.zip").read_bytes(),
-                            headers=bearer(token), timeout=30)
-        assert upload.status_code == 202, upload.text
-        drain(challenge)
+    with _served_with_one_scored_upload(tmp_path) as (_, url):
         page, _ = _page(chromium, url)
         headers = page.locator("table.leaderboard thead th").all_inner_texts()
         [row] = [row.locator("td").all_inner_texts() for row in page.locator("table.leaderboard tbody tr").all()]
