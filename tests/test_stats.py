@@ -9,7 +9,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medico.stats.per_image import StatsError, bootstrap_ci, compare_paired, describe, mean, std, wilcoxon_signed_rank
+from medico.stats.multiple_testing import holm
+from medico.stats.pairwise import pairwise_wilcoxon
+from medico.stats.per_image import (
+    StatsError,
+    bootstrap_ci,
+    compare_paired,
+    describe,
+    mean,
+    order_statistic_interval,
+    resampled_means,
+    std,
+    wilcoxon_signed_rank,
+)
 
 # per-image scores are ratios of pixel counts: fractions with a denominator of at most a few million
 score = st.integers(0, 10_000).map(lambda count: count / 10_000)
@@ -151,3 +163,86 @@ def test_a_clearly_better_model_wins_on_most_images_with_an_interval_above_zero(
 def test_unpaired_scores_are_refused() -> None:
     with pytest.raises(StatsError, match="as many scores"):
         compare_paired([0.1, 0.2], [0.1])
+
+
+@pytest.mark.parametrize(
+    ("differences", "alternative", "p_value"),
+    [
+        # |d| ranks 4, 1, 2, 3; W+ = 8, W- = 2: P(W+ >= 8) = P(W <= 2) = #{{}, {1}, {2}} / 16
+        ([0.4, 0.1, -0.2, 0.3], "greater", 3 / 16),
+        # the other side: P(W+ <= 8) = 1 - P(W+ >= 9) = 1 - P(W <= 1) = 1 - 2/16
+        ([0.4, 0.1, -0.2, 0.3], "less", 14 / 16),
+        # all positive: only the all-plus pattern reaches W+ = 10
+        ([0.1, 0.2, 0.3, 0.4], "greater", 1 / 16),
+        ([0.1, 0.2, 0.3, 0.4], "less", 1.0),
+    ],
+)
+def test_one_sided_wilcoxon_matches_small_cases_counted_by_hand(
+    differences: list[float], alternative: str, p_value: float
+) -> None:
+    assert wilcoxon_signed_rank(differences, alternative)[2] == pytest.approx(p_value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less"])
+def test_one_sided_wilcoxon_agrees_with_scipy_exact_and_approximate_with_ties_and_zeros(alternative: str) -> None:
+    from scipy import stats as scipy_stats
+
+    rng = np.random.default_rng(11)
+    cases = [rng.normal(0.02, 0.1, size) for size in (9, 40, 80, 200)]
+    tied = np.round(rng.normal(0.02, 0.1, 60), 2)  # many tied magnitudes
+    tied[:5] = 0.0  # and zeros, dropped
+    for differences in [*cases, tied]:
+        _, _, p_value, _ = wilcoxon_signed_rank(differences, alternative)  # type: ignore[arg-type]
+        reference = scipy_stats.wilcoxon(differences, alternative=alternative, correction=True)
+        assert p_value == pytest.approx(reference.pvalue, rel=1e-9, abs=1e-15)
+
+
+def test_an_unknown_alternative_is_refused_naming_the_choices() -> None:
+    with pytest.raises(StatsError, match="alternative: expected 'two-sided', 'greater' or 'less', got 'bigger'"):
+        wilcoxon_signed_rank([0.1, 0.2], "bigger")  # type: ignore[arg-type]
+
+
+def test_holm_adjusts_a_family_as_computed_by_hand() -> None:
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> made non-decreasing: 0.06 for the last
+    assert holm([0.01, 0.04, 0.03, 0.005]).tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]).tolist() == [1.0, 1.0]  # capped at 1
+    adjusted = holm(np.array([[np.nan, 0.01], [0.02, np.nan]]))  # NaN (a diagonal) is no test: a family of two
+    assert np.isnan(adjusted[0, 0]) and adjusted[0, 1] == pytest.approx(0.02) and adjusted[1, 0] == pytest.approx(0.02)
+
+
+def test_three_teams_on_four_images_are_tested_pair_by_pair_as_computed_by_hand() -> None:
+    a = [0.9, 0.6, 0.5, 0.8]
+    b = [0.5, 0.5, 0.7, 0.5]  # a - b: 0.4, 0.1, -0.2, 0.3 -> W+ 8 of 10
+    c = [0.8, 0.4, 0.2, 0.45]  # a - c all positive (W+ 10); b - c: -0.3, 0.1, 0.5, 0.05 -> ranks 3, 2, 4, 1: W+ 7
+    tests = pairwise_wilcoxon(np.array([a, b, c]))
+    raw = {(0, 1): 3 / 16, (1, 0): 14 / 16, (0, 2): 1 / 16, (2, 0): 1.0, (1, 2): 5 / 16, (2, 1): 13 / 16}
+    for (i, j), p_value in raw.items():
+        assert tests.p_values[i, j] == pytest.approx(p_value)
+    # Holm over the six: 1/16 x 6 = 0.375, 3/16 x 5 = 0.9375, the rest reach 1
+    assert tests.adjusted[0, 2] == pytest.approx(0.375) and tests.adjusted[0, 1] == pytest.approx(0.9375)
+    assert all(tests.adjusted[i, j] == 1.0 for i, j in raw if (i, j) not in {(0, 2), (0, 1)})
+    assert not tests.significant.any()  # four images can never reach p < 0.05 after adjustment
+    assert tests.test_then_rank() == [1, 1, 1]
+
+
+def test_a_team_far_better_on_many_images_is_significantly_better_and_ranks_alone_after_testing() -> None:
+    rng = np.random.default_rng(5)
+    base = rng.uniform(0.3, 0.7, 80)
+    scores = np.array([base + 0.2, base + rng.normal(0, 0.01, 80), base + rng.normal(0, 0.01, 80)])
+    tests = pairwise_wilcoxon(scores)
+    assert tests.significant[0, 1] and tests.significant[0, 2] and not tests.significant[1:, 0].any()
+    assert tests.test_then_rank() == [1, 2, 2]
+
+
+def test_resampled_rows_stay_paired_image_by_image() -> None:
+    values = np.random.default_rng(2).uniform(0, 1, 30)
+    means = resampled_means(np.array([values, values + 1.0]), 500, seed=4)
+    assert means.shape == (500, 2)
+    assert np.allclose(means[:, 1] - means[:, 0], 1.0)  # the same images in every resample for both rows
+
+
+def test_a_rows_resampled_means_give_its_bootstrap_interval() -> None:
+    values = np.random.default_rng(2).uniform(0, 1, 30)
+    interval = bootstrap_ci(values, resamples=700, seed=9)
+    column = resampled_means(np.array([np.zeros(30), values]), 700, seed=9)[:, 1]
+    assert (interval.low, interval.high) == pytest.approx(order_statistic_interval(column, 0.95), rel=1e-12)

@@ -8,10 +8,11 @@ mean), so swapping the two sides of a paired comparison negates its interval exa
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -28,6 +29,8 @@ __all__ = [
     "compare_paired",
     "describe",
     "mean",
+    "order_statistic_interval",
+    "resampled_means",
     "std",
     "wilcoxon_signed_rank",
 ]
@@ -36,6 +39,9 @@ CONFIDENCE = 0.95
 RESAMPLES = 10_000
 _CHUNK = 1_000  # resamples drawn at once: bounds memory at CHUNK x n indices for large image sets
 _EXACT_LIMIT = 50  # the Wilcoxon p-value is exact up to this many non-zero differences (without tied magnitudes)
+
+Alternative = Literal["two-sided", "greater", "less"]
+"""What a paired test looks for: any difference, or differences that are mostly positive (greater) or negative."""
 
 
 class StatsError(MedicoError):
@@ -132,15 +138,39 @@ def _order_statistic_index(resamples: int, confidence: float) -> int:
     return min(int(math.floor((1.0 - confidence) / 2.0 * resamples)), (resamples - 1) // 2)
 
 
-def _bootstrap_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarray:
-    """Sorted means of ``resamples`` resamples (with replacement, same size) of ``values``, seeded."""
+def order_statistic_interval(
+    resampled: Sequence[float] | np.ndarray, confidence: float = CONFIDENCE
+) -> tuple[float, float]:
+    """The percentile interval of bootstrap values: their k-th smallest and k-th largest, chosen symmetrically so that
+    it covers the central ``confidence`` (the rule of every interval here, of means and of ranks alike).
+
+    >>> order_statistic_interval([3, 1, 2, 5, 4], confidence=0.6)
+    (2, 4)
+    """
+    ordered = sorted(resampled)
+    k = _order_statistic_index(len(ordered), confidence)
+    return ordered[k], ordered[len(ordered) - 1 - k]
+
+
+def resampled_means(matrix: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """Means of each row of ``matrix`` over ``resamples`` bootstrap resamples of its columns (images, drawn with
+    replacement, same size), in draw order; every row is resampled with the same images, so rows stay paired.
+
+    Args:
+        matrix: scores of shape ``(k, n)``: k models (or one) on the same n images.
+        resamples: bootstrap resamples.
+        seed: seeds the draws, which depend only on the seed, ``resamples`` and n: a row's means do not depend on the
+            other rows (up to the last bit of rounding).
+
+    Returns:
+        Shape ``(resamples, k)``.
+    """
     rng = np.random.default_rng(seed)
-    n = values.size
-    means = np.empty(resamples)
+    n = matrix.shape[1]
+    means = np.empty((resamples, matrix.shape[0]))
     for start in range(0, resamples, _CHUNK):
         count = min(_CHUNK, resamples - start)
-        means[start : start + count] = values[rng.integers(0, n, size=(count, n))].mean(axis=1)
-    means.sort()
+        means[start : start + count] = matrix[:, rng.integers(0, n, size=(count, n))].mean(axis=2).T
     return means
 
 
@@ -176,9 +206,8 @@ def bootstrap_ci(
     _check_settings(confidence, resamples)
     if np.all(array == array[0]):
         return Interval(float(array[0]), float(array[0]), confidence, resamples, seed)
-    means = _bootstrap_means(array, resamples, seed)
-    k = _order_statistic_index(resamples, confidence)
-    return Interval(float(means[k]), float(means[resamples - 1 - k]), confidence, resamples, seed)
+    low, high = order_statistic_interval(resampled_means(array[np.newaxis], resamples, seed)[:, 0], confidence)
+    return Interval(float(low), float(high), confidence, resamples, seed)
 
 
 def describe(
@@ -201,27 +230,42 @@ def _average_ranks(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (last_rank - (counts - 1) / 2.0)[inverse], counts
 
 
-def _exact_lower_tail(n: int, statistic: float) -> float:
-    """P(W <= statistic) for the signed-rank sum of n untied ranks under the null (each sign equally likely)."""
+@functools.cache
+def _null_counts(n: int) -> tuple[int, ...]:
+    """How many of the 2**n sign patterns of n untied ranks give each signed-rank sum 0..n(n+1)/2 (kept per n: a
+    challenge's report tests every pair of teams on the same images)."""
     top = n * (n + 1) // 2
     counts = [1] + [0] * top  # counts[s]: subsets of {1..k} with rank sum s
     for rank in range(1, n + 1):
         for total in range(top, rank - 1, -1):
             counts[total] += counts[total - rank]
-    return sum(counts[: int(math.floor(statistic)) + 1]) / 2.0**n
+    return tuple(counts)
 
 
-def wilcoxon_signed_rank(differences: Sequence[float] | np.ndarray) -> tuple[float, float, float, str]:
-    """Wilcoxon signed-rank test of paired differences against a median of zero (two-sided).
+def _exact_lower_tail(n: int, statistic: float) -> float:
+    """P(W <= statistic) for the signed-rank sum of n untied ranks under the null (each sign equally likely)."""
+    return sum(_null_counts(n)[: int(math.floor(statistic)) + 1]) / 2.0**n
+
+
+def wilcoxon_signed_rank(
+    differences: Sequence[float] | np.ndarray, alternative: Alternative = "two-sided"
+) -> tuple[float, float, float, str]:
+    """Wilcoxon signed-rank test of paired differences against a median of zero.
 
     Zero differences are dropped (Wilcoxon's convention); tied magnitudes share their average rank. The p-value is
     exact for up to 50 non-zero, untied differences, otherwise the normal approximation with tie and continuity
-    corrections.
+    corrections (as :func:`scipy.stats.wilcoxon` with ``correction=True`` computes it).
+
+    Args:
+        differences: one paired difference per image, A - B.
+        alternative: ``two-sided``; ``greater``: A tends to score higher than B; ``less``: lower.
 
     Returns:
         ``(w_plus, w_minus, p_value, method)`` where ``method`` is ``"exact"``, ``"normal"`` or ``"none"`` (every
         difference is zero: p = 1).
     """
+    if alternative not in ("two-sided", "greater", "less"):
+        raise StatsError(f"alternative: expected 'two-sided', 'greater' or 'less', got {alternative!r}")
     array = _vector(differences, "differences")
     nonzero = array[array != 0.0]
     n = nonzero.size
@@ -231,14 +275,20 @@ def wilcoxon_signed_rank(differences: Sequence[float] | np.ndarray) -> tuple[flo
     w_plus = float(ranks[nonzero > 0].sum())
     w_minus = float(ranks[nonzero < 0].sum())
     if n <= _EXACT_LIMIT and bool(np.all(groups == 1)):
-        p_value = min(1.0, 2.0 * _exact_lower_tail(n, min(w_plus, w_minus)))
-        return w_plus, w_minus, p_value, "exact"
+        # the null distribution is symmetric: P(W+ >= w+) = P(W+ <= w-)
+        tail = {"greater": w_minus, "less": w_plus}.get(alternative, min(w_plus, w_minus))
+        p_value = _exact_lower_tail(n, tail) * (2.0 if alternative == "two-sided" else 1.0)
+        return w_plus, w_minus, min(1.0, p_value), "exact"
     expected = n * (n + 1) / 4.0
     variance = n * (n + 1) * (2 * n + 1) / 24.0 - float((groups**3 - groups).sum()) / 48.0
     if variance <= 0.0:
         return w_plus, w_minus, 1.0, "normal"
-    z = max(abs(w_plus - expected) - 0.5, 0.0) / math.sqrt(variance)
-    return w_plus, w_minus, min(1.0, math.erfc(z / math.sqrt(2.0))), "normal"
+    if alternative == "two-sided":
+        z = max(abs(w_plus - expected) - 0.5, 0.0) / math.sqrt(variance)
+        return w_plus, w_minus, min(1.0, math.erfc(z / math.sqrt(2.0))), "normal"
+    shift = w_plus - expected if alternative == "greater" else expected - w_plus
+    z = (shift - 0.5) / math.sqrt(variance)
+    return w_plus, w_minus, min(1.0, 0.5 * math.erfc(z / math.sqrt(2.0))), "normal"
 
 
 def compare_paired(
