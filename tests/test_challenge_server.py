@@ -629,6 +629,27 @@ def test_private_scores_appear_nowhere_before_close_and_rank_after(hosted: Hoste
     assert set(detail["scores"]) == {"public", "private"} and len(detail["per_image"]) == len(NAMES)
 
 
+def test_after_close_each_rank_shows_its_bootstrap_interval_and_before_it_none(hosted: Hosted, tmp_path: Path) -> None:
+    client = hosted.client()
+    _upload(client, hosted.tokens["alpha"], private_partial_archive(hosted.challenge, tmp_path / "a.zip"))
+    _upload(client, hosted.tokens["beta"], perfect_archive(tmp_path / "b.zip"))
+    drain(hosted.challenge)
+    board = client.get("/api/leaderboard").json()
+    assert board["rank_intervals"] is None and [row["rank_interval"] for row in board["rows"]] == [None, None]
+    from medico.challenge.phase import close_challenge
+
+    close_challenge(hosted.challenge, hosted.now[0])
+    board = client.get("/api/leaderboard").json()
+    assert board["rank_intervals"] == {"confidence": 0.95, "resamples": 1000, "seed": 0, "images": "private part"}
+    # beta beats alpha on every private image: no resample can reorder them
+    assert [(row["rank"], row["rank_interval"], row["team"]) for row in board["rows"]] == [
+        (1, [1, 1], "beta"), (2, [2, 2], "alpha")
+    ]
+    page = client.get("/").text
+    assert ">1 (1–1)</td>" in page and ">2 (2–2)</td>" in page
+    assert "95% interval of the rank over 1,000 bootstrap resamples of the private images" in page
+
+
 def test_after_close_a_team_is_ranked_by_the_submission_it_selected(hosted: Hosted, tmp_path: Path) -> None:
     client = hosted.client()
     alpha = hosted.tokens["alpha"]
@@ -826,7 +847,9 @@ def test_serve_without_the_extra_is_a_one_line_error(hosted: Hosted, monkeypatch
 def test_the_leaderboard_json_is_plain_json(hosted: Hosted) -> None:
     answer = hosted.client().get("/api/leaderboard")
     assert answer.headers["content-type"] == "application/json"
-    assert json.loads(answer.text) == {"challenge": "Polyp test", "phase": "open", "part": "public", "rows": []}
+    assert json.loads(answer.text) == {
+        "challenge": "Polyp test", "phase": "open", "part": "public", "rank_intervals": None, "rows": []
+    }
 
 
 def test_medico_serve_scores_uploads_in_its_worker_process(hosted: Hosted, tmp_path: Path) -> None:

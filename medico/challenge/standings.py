@@ -2,12 +2,14 @@
 submission), on the public part until close and on the private part after.
 
 Before close each team is shown with its best public submission. After close each team is ranked by the private
-scores of the submission it selected, or of its best public one when it selected none (as Kaggle does). Private
-scores are read from the database only after close.
+scores of the submission it selected, or of its best public one when it selected none (as Kaggle does), and each rank
+shows its 95% bootstrap interval over the private images (:mod:`medico.leaderboard.rank_stability`, seeded by the
+challenge's seed: the organiser's report gives the same). Private scores are read from the database only after close.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -18,6 +20,7 @@ from typing import Any
 
 from medico.challenge.database import ChangeWatch
 from medico.challenge.folder import Challenge
+from medico.challenge.image_scores import PartScores, part_scores
 from medico.challenge.partition import Part
 from medico.challenge.phase import Phase, closed_at, phase_at
 from medico.challenge.settings import ChallengeError
@@ -25,9 +28,23 @@ from medico.leaderboard.entry import SCORES, Entry, check_entry
 from medico.leaderboard.errors import LeaderboardError
 from medico.leaderboard.export import export_text
 from medico.leaderboard.published import load_published
+from medico.leaderboard.rank_stability import RANK_RESAMPLES, RankStability, bootstrap_ranks
 from medico.leaderboard.ranking import Ranked, best_per_team, rank_entries, select_view
+from medico.stats.per_image import CONFIDENCE
 
-__all__ = ["LiveStandings", "Rendered", "Standings", "ranked_submissions", "standings"]
+__all__ = [
+    "RANKED_SUBMISSION",
+    "FinalRanking",
+    "LiveStandings",
+    "Rendered",
+    "Standings",
+    "final_ranking",
+    "ranked_submissions",
+    "standings",
+]
+
+RANKED_SUBMISSION = "the submission the team selected, else its best public one (as Kaggle does)"
+"""Which submission ranks a team after close, in words (what :func:`ranked_submissions` chooses), for reports."""
 
 _SCORED = (
     "SELECT s.id, s.received, s.model, t.name AS team, sc.*, sel.submission_id AS selected, "
@@ -41,23 +58,30 @@ _SCORED = (
 
 @dataclass(frozen=True)
 class Standings:
-    """The ranked rows of one part of the test set, and the challenge they belong to."""
+    """The ranked rows of one part of the test set, and the challenge they belong to; ``seed`` drew the rows' rank
+    intervals (None: no intervals, before close)."""
 
     name: str
     part: Part
     phase: Phase
     rows: list[Ranked]
+    seed: int | None = None
 
     def records(self) -> dict[str, Any]:
-        """The leaderboard as JSON-ready data: the part shown, and per row the rank, team, submission number (the
-        team's n-th upload), the model its team named (``submission`` where none), time received and scores."""
+        """The leaderboard as JSON-ready data: the part shown, how the rank intervals were drawn (None before close),
+        and per row the rank and its interval (``[low, high]``, None where there is none), team, submission number
+        (the team's n-th upload), the model its team named (``submission`` where none), time received and scores."""
         return {
             "challenge": self.name,
             "phase": self.phase,
             "part": self.part,
+            "rank_intervals": None if self.seed is None else {
+                "confidence": CONFIDENCE, "resamples": RANK_RESAMPLES, "seed": self.seed, "images": "private part",
+            },
             "rows": [
                 {
                     "rank": row.rank,
+                    "rank_interval": None if row.interval is None else list(row.interval),
                     "team": row.entry.team,
                     "source": row.entry.source,
                     "submission": row.entry.run,
@@ -112,12 +136,15 @@ def _published(challenge: Challenge) -> list[Entry]:
         raise ChallengeError(str(error)) from None
 
 
-def _ranked_after_close(challenge: Challenge) -> list[Entry]:
+def _ranked_after_close(challenge: Challenge, connection: sqlite3.Connection | None = None) -> list[Entry]:
     """The private entry each team is ranked by after close: of the submission it selected when that one has private
-    scores, else of its best public one (as Kaggle does). Private scores are read here, so only once closed."""
-    with challenge.database.read() as connection:
-        public = _entries(connection, "public", challenge.database.path)
-        private = {entry.id: entry for entry, _ in _entries(connection, "private", challenge.database.path)}
+    scores, else of its best public one (as Kaggle does). Private scores are read here, so only once closed (in
+    ``connection``'s transaction when given)."""
+    if connection is None:
+        with challenge.database.read() as reading:
+            return _ranked_after_close(challenge, reading)
+    public = _entries(connection, "public", challenge.database.path)
+    private = {entry.id: entry for entry, _ in _entries(connection, "private", challenge.database.path)}
     selections = {row["team"]: row["selected"] for _, row in public if row["selected"] is not None}
     best = {entry.team: entry.id for entry in best_per_team([entry for entry, _ in public], "segmentation")}
     chosen = [selections[team] if selections.get(team) in private else choice for team, choice in best.items()]
@@ -130,12 +157,39 @@ def ranked_submissions(challenge: Challenge) -> set[int]:
     return {entry.id for entry in _ranked_after_close(challenge) if entry.id is not None}
 
 
+@dataclass(frozen=True)
+class FinalRanking:
+    """The teams' ranking after close (each team's ranked submission on the private part, best first) and those
+    submissions' per-image private scores, in the same order."""
+
+    rows: list[Ranked]
+    scores: PartScores
+
+    def rank_stability(self, seed: int, resamples: int = RANK_RESAMPLES) -> RankStability:
+        """The teams' ranks on ``resamples`` bootstrap resamples of the private images, seeded by ``seed``."""
+        return bootstrap_ranks(self.scores.scores["iou"], self.scores.scores["dice"], resamples=resamples, seed=seed)
+
+
+def final_ranking(challenge: Challenge) -> FinalRanking:
+    """The ranking after close and its per-image scores, read in one transaction (call it only once closed, or for
+    the organiser's preview: it reads private scores)."""
+    with challenge.database.read() as connection:
+        rows = rank_entries(_ranked_after_close(challenge, connection), "segmentation")
+        ids = [row.entry.id for row in rows]
+        return FinalRanking(rows, part_scores(connection, ids, "private", challenge.database.path))  # type: ignore[arg-type]
+
+
 def standings(challenge: Challenge, phase: Phase) -> Standings:
-    """The leaderboard for ``phase``: public before close, private (selected or best public submission) after."""
+    """The leaderboard for ``phase``: public before close, private (selected or best public submission) after, each
+    team's rank with its 95% bootstrap interval (:data:`RANK_RESAMPLES` resamples seeded by the challenge's seed, as
+    the organiser's report draws them by default)."""
     published = _published(challenge)
     if phase == "closed":
-        rows = rank_entries(_ranked_after_close(challenge) + published, "segmentation")
-        return Standings(challenge.settings.name, "private", phase, rows)
+        final = final_ranking(challenge)
+        intervals = final.rank_stability(challenge.settings.seed).intervals() if final.rows else []
+        teams = [dataclasses.replace(row, interval=interval) for row, interval in zip(final.rows, intervals)]
+        rows = sorted(teams + rank_entries(published, "segmentation"), key=lambda row: row.group)
+        return Standings(challenge.settings.name, "private", phase, rows, challenge.settings.seed)
     with challenge.database.read() as connection:
         public = _entries(connection, "public", challenge.database.path)
     rows = select_view([entry for entry, _ in public] + published, "segmentation", "best")

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from medico.leaderboard.rank_stability import RANK_RESAMPLES
 from medico.leaderboard.ranking import Ranked
 from medico.leaderboard.team import TEAM_VARIABLE
 
@@ -33,7 +34,9 @@ _UNSTATED = "-: no FPS, or a published figure that does not say"
 _MEAN = "mean over images"
 
 MEANINGS = {
-    "rank": "place within its table: by mIoU, then Dice, then the earlier entry (task 2: by FPS); ties share a rank",
+    "rank": "place within its table: by mIoU, then Dice, then the earlier entry (task 2: by FPS); ties share a rank; "
+    f"on a closed challenge, (low–high) is the 95% interval of the rank over {RANK_RESAMPLES:,} bootstrap resamples of "
+    "the private images",
     "team": f"who the row counts for: medico run's --team, else ${TEAM_VARIABLE}, else the login name; medico "
     "score's --team; a hosted challenge's team",
     "run": "the team's run number (on a hosted challenge: its n-th upload)",
@@ -85,6 +88,14 @@ def format_interval(mean: float | None, low: float | None, high: float | None) -
 
 def _text(value: object) -> str:
     return "-" if value is None or value == "" else str(value)
+
+
+def _rank_text(row: Ranked) -> str:
+    """The rank, with its bootstrap interval where the row has one: ``2 (1–3)``."""
+    if row.interval is None:
+        return _text(row.rank)
+    low, high = row.interval
+    return f"{_text(row.rank)} ({low}–{high})"
 
 
 @dataclass(frozen=True)
@@ -164,7 +175,7 @@ def display_columns(task: str, intervals: bool = False, paper: bool = False) -> 
     precision = Column("at", lambda row: row.entry.fps_precision)
     measures = [fps, precision, *scores] if task == "efficiency" else [*scores, fps, precision]
     return [
-        Column("rank", lambda row: row.rank, numeric=True),
+        Column("rank", lambda row: row.rank, numeric=True, row_text=_rank_text),
         Column("team", lambda row: row.entry.team),
         Column("run", lambda row: row.entry.run, numeric=True),
         Column("model", lambda row: row.entry.model, row_text=_model_text),

@@ -18,6 +18,7 @@ from typing import Literal
 from medico.leaderboard.entry import Entry
 
 __all__ = [
+    "SEGMENTATION_RULE",
     "Ranked",
     "View",
     "best_per_team",
@@ -25,19 +26,25 @@ __all__ = [
     "competition_ranks",
     "latest_per_team",
     "rank_entries",
+    "segmentation_ranks",
     "select_view",
 ]
 
 View = Literal["best", "all", "latest"]
 
+SEGMENTATION_RULE = "mIoU, then Dice, then the earlier entry; equal (mIoU, Dice) share a rank (1, 2, 2, 4)"
+"""Task 1's ranking rule in words (what :func:`rank_entries` and :func:`segmentation_ranks` do), for reports."""
+
 
 @dataclass(frozen=True)
 class Ranked:
-    """An entry with its rank (None: not rankable) within its comparison group (see :func:`comparison_group`)."""
+    """An entry with its rank (None: not rankable) within its comparison group (see :func:`comparison_group`), and
+    where known the 95% bootstrap interval of that rank (``(low, high)``: a hosted challenge's private ranking)."""
 
     rank: int | None
     group: str
     entry: Entry
+    interval: tuple[int, int] | None = None
 
 
 def comparison_group(entry: Entry, task: str) -> str:
@@ -55,10 +62,14 @@ def _descending(value: float | None) -> tuple[bool, float]:
     return (value is None, -value if value is not None else 0.0)
 
 
+def _segmentation_key(iou: float | None, dice: float | None) -> tuple:
+    return (_descending(iou), _descending(dice))
+
+
 def _score_key(entry: Entry, task: str) -> tuple:
     if task == "efficiency":
         return (_descending(entry.fps),)
-    return (_descending(entry.iou), _descending(entry.dice))
+    return _segmentation_key(entry.iou, entry.dice)
 
 
 def _order_key(entry: Entry, task: str) -> tuple:
@@ -88,6 +99,23 @@ def competition_ranks(keys: Sequence[object]) -> list[int]:
     ranks: list[int] = []
     for position, key in enumerate(keys):
         ranks.append(ranks[-1] if position and key == keys[position - 1] else position + 1)
+    return ranks
+
+
+def segmentation_ranks(iou: Sequence[float], dice: Sequence[float]) -> list[int]:
+    """The task 1 rank of each of several results given by their mIoU and Dice, in the order given: by mIoU, then
+    Dice, equal pairs sharing a rank (what :func:`rank_entries` gives entries, for scores that are not entries yet:
+    a bootstrap resample's means).
+
+    Example:
+        >>> segmentation_ranks([0.7, 0.8, 0.7, 0.7], [0.8, 0.9, 0.8, 0.85])
+        [3, 1, 3, 2]
+    """
+    keys = [_segmentation_key(value, other) for value, other in zip(iou, dice)]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    ranks = [0] * len(keys)
+    for index, rank in zip(order, competition_ranks([keys[index] for index in order])):
+        ranks[index] = rank
     return ranks
 
 
