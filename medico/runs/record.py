@@ -3,7 +3,7 @@
 A run folder (:class:`medico.runs.folder.RunFolder`, which names every file) holds ``config.json`` (the resolved config
 and where each value came from), ``environment.json`` (versions, device, threads, git commit), ``dataset.json``
 (:class:`medico.runs.dataset.DataRecord`: fingerprint, split name and digest, file lists), ``history.csv`` (one row
-per epoch), ``training_curve.png``, ``per_image.csv`` and ``metrics.json`` (from
+per epoch), ``training_curve.png`` (drawn by matplotlib), ``per_image.csv`` and ``metrics.json`` (from
 :meth:`medico.engine.result.EvaluationResult.write`) and ``summary.json`` (best scores, metric policy, FPS block).
 Every file is written atomically.
 """
@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
 
 import medico
 from medico.engine.runtime import cpu_class, device_name
@@ -102,64 +101,30 @@ def write_history(path: Path, history: Sequence[EpochRecord]) -> Path:
     return write_atomic(path, buffer.getvalue(), replace=True)
 
 
-_WIDTH, _PANEL, _MARGIN = 760, 260, 56
-_LOSS, _DICE, _IOU, _AXIS, _GRID = (200, 60, 40), (30, 110, 200), (40, 160, 80), (60, 60, 60), (225, 225, 225)
+_LOSS, _DICE, _IOU = "#c83c28", "#1e6ec8", "#28a050"
 
 
 def write_training_curve(path: Path, history: Sequence[EpochRecord], title: str = "") -> Path:
-    """Draw the training curve as a PNG (PIL only): training loss above, validation Dice and mIoU below."""
-    image = Image.new("RGB", (_WIDTH, 2 * _PANEL + 40), "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
-    draw.text((_MARGIN, 8), title or "training curve", fill=_AXIS, font=font)
-    epochs = [r.epoch for r in history]
-    losses = [r.train_loss for r in history]
-    top = max(losses, default=1.0) * 1.05 or 1.0
-    _panel(draw, font, 30, epochs, [("train loss", losses, _LOSS)], (0.0, top))
-    scores = [("val Dice", [r.val_dice for r in history], _DICE), ("val mIoU", [r.val_iou for r in history], _IOU)]
-    _panel(draw, font, 30 + _PANEL, epochs, scores, (0.0, 1.0))
+    """Draw the training curve as a PNG (matplotlib, loaded only here): training loss above, validation Dice and
+    mIoU below, by epoch."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7.6, 5.6), dpi=100, layout="constrained")
+    loss, scores = figure.subplots(2, 1, sharex=True)
+    figure.suptitle(title or "training curve", fontsize=10, parse_math=False)  # a run named a$b$ is no formula
+    epochs = [record.epoch for record in history]
+    loss.plot(epochs, [record.train_loss for record in history], marker="o", markersize=3, color=_LOSS,
+              label="train loss")
+    loss.set_ylim(bottom=0)
+    scores.plot(epochs, [record.val_dice for record in history], marker="o", markersize=3, color=_DICE,
+                label="val Dice")
+    scores.plot(epochs, [record.val_iou for record in history], marker="o", markersize=3, color=_IOU, label="val mIoU")
+    scores.set_ylim(0, 1)
+    scores.set_xlabel("epoch")
+    scores.xaxis.get_major_locator().set_params(integer=True)
+    for axes in (loss, scores):
+        axes.grid(color="#e1e1e1", linewidth=0.6)
+        axes.legend(loc="best", frameon=False)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    figure.savefig(buffer, format="png", metadata={"Software": None})
     return write_atomic(path, buffer.getvalue(), replace=True)
-
-
-def _panel(
-    draw: ImageDraw.ImageDraw,
-    font: ImageFont.ImageFont,
-    y0: int,
-    epochs: Sequence[int],
-    series: Sequence[tuple[str, Sequence[float], tuple[int, int, int]]],
-    y_range: tuple[float, float],
-) -> None:
-    """One chart: axes, five grid lines with labels, epoch ticks, a line per series and its legend."""
-    left, right, top, bottom = _MARGIN, _WIDTH - 20, y0 + 10, y0 + _PANEL - 40
-    low, high = y_range
-    first, last = (epochs[0], epochs[-1]) if epochs else (1, 1)
-    span = max(last - first, 1)
-
-    def xy(epoch: float, value: float) -> tuple[float, float]:
-        x = left + (epoch - first) / span * (right - left)
-        y = bottom - (value - low) / (high - low or 1.0) * (bottom - top)
-        return x, y
-
-    for i in range(5):
-        value = low + (high - low) * i / 4
-        _, y = xy(first, value)
-        draw.line([(left, y), (right, y)], fill=_GRID)
-        draw.text((6, y - 6), f"{value:.2f}", fill=_AXIS, font=font)
-    draw.line([(left, top), (left, bottom), (right, bottom)], fill=_AXIS)
-    step = max(1, round(span / 10))
-    for epoch in range(first, last + 1, step):
-        x, _ = xy(epoch, low)
-        draw.line([(x, bottom), (x, bottom + 4)], fill=_AXIS)
-        draw.text((x - 4, bottom + 6), str(epoch), fill=_AXIS, font=font)
-    draw.text((right - 40, bottom + 18), "epoch", fill=_AXIS, font=font)
-    for index, (label, values, colour) in enumerate(series):
-        points = [xy(e, v) for e, v in zip(epochs, values)]
-        if len(points) > 1:
-            draw.line(points, fill=colour, width=2)
-        for x, y in points:
-            draw.ellipse([(x - 2, y - 2), (x + 2, y + 2)], fill=colour)
-        lx = left + 10 + index * 110
-        draw.line([(lx, top + 8), (lx + 18, top + 8)], fill=colour, width=3)
-        draw.text((lx + 22, top + 2), label, fill=_AXIS, font=font)
