@@ -1,5 +1,5 @@
-"""``medico challenge init``, ``team add/list/revoke``, ``close`` and ``rescore``: an organiser hosts a challenge
-(served by ``medico serve``)."""
+"""``medico challenge init``, ``team add/list/revoke``, ``close``, ``rescore`` and ``report``: an organiser hosts a
+challenge (served by ``medico serve``) and reports on it after the close."""
 
 from __future__ import annotations
 
@@ -14,15 +14,16 @@ from rich.table import Table
 
 from medico.challenge.folder import Challenge, init_challenge
 from medico.challenge.phase import close_challenge
-from medico.challenge.settings import Settings, parse_time
+from medico.challenge.settings import ChallengeError, Settings, parse_time
 from medico.challenge.teams import add_team, list_teams, revoke_team
 from medico.console import console, err_console
+from medico.leaderboard.rank_stability import RANK_RESAMPLES
 from medico.submission.validator import MAX_ARCHIVE_BYTES
 
 __all__ = ["app"]
 
 app = typer.Typer(
-    name="challenge", help="Host a challenge: create it, manage teams and tokens, close it, re-score it.",
+    name="challenge", help="Host a challenge: create it, manage teams and tokens, close it, re-score it, report on it.",
     no_args_is_help=True,
 )
 team_app = typer.Typer(name="team", help="Add a team (prints its token once), list teams, revoke a token.",
@@ -173,3 +174,37 @@ def rescore(
     console.print(f"scoring round {number}: {queued} submissions queued")
     done = drain(challenge)
     console.print(f"[green]{done} submissions re-scored[/] (the running server's worker may have taken some)")
+
+
+@app.command()
+def report(
+    folder: Annotated[Path, typer.Argument(help="The challenge folder.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Where to write the report (default: report.html or report.json)."),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="html (a self-contained page with figures) or json.")] = "html",
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seeds the bootstrap (default: the challenge's seed, as the leaderboard's rank intervals)."),
+    ] = None,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples of the private images.")] = RANK_RESAMPLES,
+    preview: Annotated[
+        bool, typer.Option("--preview", help="Build it before the close (it holds private scores: do not publish it).")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
+) -> None:
+    """Write the organiser's report after the close: the design, the final ranking with bootstrap intervals of each
+    team's mIoU and rank, rank stability (Kendall's tau), pairwise Wilcoxon tests (Holm) and the ranks under other
+    ranking methods. Never served by medico serve: publish what you choose."""
+    from medico.challenge.report import FORMATS, analyse, report_text
+    from medico.files import check_target, write_atomic
+
+    if fmt not in FORMATS:
+        raise ChallengeError(f"--format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    path = check_target(Path(f"report.{fmt}") if out is None else out, replace=force)  # before minutes of work
+    result = analyse(Challenge.open(folder), _now(), seed=seed, resamples=resamples, preview=preview)
+    written = write_atomic(path, report_text(result, fmt), replace=force)  # type: ignore[arg-type]
+    state = "[yellow]preview[/] (not closed: do not publish)" if result.preview else "report"
+    console.print(f"{state} of {escape(result.challenge)} written to [bold]{escape(str(written))}[/]: "
+                  f"{len(result.teams)} teams, {result.resamples:,} bootstrap resamples, seed {result.seed}")
