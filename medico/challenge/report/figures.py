@@ -105,8 +105,10 @@ def _kendall(report: Report) -> Figure:
     axes = fig.subplots()
     taus = report.taus[~np.isnan(report.taus)]
     if taus.size:
-        low = max(-1.0, float(np.floor(taus.min() * 20) / 20))
-        axes.hist(taus, bins=np.linspace(low, 1.0, 31), color=_BLUE)
+        teams = len(report.teams)
+        step = 4 / (teams * (teams - 1))  # the spacing of tau's values between untied rankings: one bar for each
+        edges = np.arange(1.0 + step / 2, float(taus.min()) - step, -step)[::-1]
+        axes.hist(taus, bins=edges, color=_BLUE, rwidth=0.85)
         median = float(np.median(taus))
         axes.axvline(median, color="black", linewidth=1)
         axes.annotate(f"median {median:.3f}", (median, 1), xycoords=("data", "axes fraction"), xytext=(-4, -4),

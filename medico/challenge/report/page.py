@@ -17,6 +17,8 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: left; }
+td { white-space: nowrap; }
+table.facts td { white-space: normal; }
 th { background: #f4f4f4; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 figure { margin: 1em 0 2em; }
@@ -41,15 +43,16 @@ def _e(value: object) -> str:
     return html.escape(str(value))
 
 
-def _table(headers: list[str], rows: list[list[tuple[str, bool]]]) -> str:
-    """A table (no header row without ``headers``); each cell is ``(text, numeric)``, its text escaped here."""
+def _table(headers: list[str], rows: list[list[tuple[str, bool]]], kind: str = "numbers") -> str:
+    """A table (no header row without ``headers``) of class ``kind``; each cell is ``(text, numeric)``, its text
+    escaped here."""
     head = "<thead><tr>" + "".join(f"<th>{_e(header)}</th>" for header in headers) + "</tr></thead>" if headers else ""
     body = "".join(
         "<tr>" + "".join(f'<td class="num">{_e(text)}</td>' if numeric else f"<td>{_e(text)}</td>"
                          for text, numeric in row) + "</tr>"
         for row in rows
     )
-    return f"<table>{head}<tbody>{body}</tbody></table>"
+    return f'<table class="{kind}">{head}<tbody>{body}</tbody></table>'
 
 
 def _figure(name: str, svg: str) -> str:
@@ -68,7 +71,7 @@ def _design(report: Report) -> str:
     parts = []
     for section, facts in report.design.items():
         parts.append(f"<h3>{_e(section)}</h3>")
-        parts.append(_table([], [[(what, False), (_value(value), False)] for what, value in facts.items()]))
+        parts.append(_table([], [[(what, False), (_value(value), False)] for what, value in facts.items()], "facts"))
     return "".join(parts)
 
 
