@@ -231,6 +231,7 @@ def _slow_on(name: str, folder: Path) -> object:
 def test_an_archive_past_the_time_limit_is_invalid_naming_the_limit_and_the_next_is_scored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    monkeypatch.setattr("medico.challenge.settings.MIN_SCORING_SECONDS", 0.1)  # the mechanism, not the policy's floor
     challenge = make_challenge(tmp_path, max_scoring_seconds=0.5, max_total=3)
     slow = _submit(challenge, _another_archive(tmp_path / "slow.zip"))
     good = _submit(challenge, perfect_archive(tmp_path / "good.zip"))

@@ -26,6 +26,10 @@ SETTINGS_FILE = "challenge.toml"
 MAX_NAME = 120
 MAX_SCORING_SECONDS = 86_400
 """The longest time limit per archive: a day (and a whole number of seconds the system's alarm can hold)."""
+MIN_SCORING_SECONDS = 5.0
+MIN_SCORING_BYTES = 64 * 2**20
+"""The tightest limits per archive: an honest 160-mask archive takes about 0.25 s and a few MB on a 2-core machine, so
+a limit below these would make honest archives invalid, each spending one of its team's uploads."""
 
 
 class ChallengeError(MedicoError):
@@ -103,13 +107,15 @@ class Settings:
             raise ChallengeError(f"--public-fraction: expected a number strictly between 0 and 1, got {fraction!r}")
         for label, value, low in (("seed", self.seed, 0), ("max-total", self.max_total, 1),
                                   ("max-upload-bytes", self.max_upload_bytes, 1),
-                                  ("max-scoring-bytes", self.max_scoring_bytes, 1)):
+                                  ("max-scoring-bytes", self.max_scoring_bytes, MIN_SCORING_BYTES)):
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 2**63:
                 raise ChallengeError(f"--{label}: expected a whole number of at least {low}, got {value!r}")
         seconds = self.max_scoring_seconds
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= MAX_SCORING_SECONDS:
-            raise ChallengeError(f"--max-scoring-seconds: expected a number of seconds above 0 and at most "
-                                 f"{MAX_SCORING_SECONDS:,}, got {seconds!r}")
+        bounds = MIN_SCORING_SECONDS <= seconds <= MAX_SCORING_SECONDS if isinstance(seconds, int | float) else False
+        if isinstance(seconds, bool) or not bounds:
+            raise ChallengeError(f"--max-scoring-seconds: expected a number of seconds from {MIN_SCORING_SECONDS:g} "
+                                 f"to {MAX_SCORING_SECONDS:,} (an honest archive takes about a second), "
+                                 f"got {seconds!r}")
         for label in ("published", "count_invalid", "per_image_before_close"):
             if not isinstance(getattr(self, label), bool):
                 raise ChallengeError(f"{label}: expected true or false, got {getattr(self, label)!r}")
