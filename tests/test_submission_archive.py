@@ -145,19 +145,57 @@ def test_a_local_archive_says_it_gets_no_score_here_and_where_the_runs_score_is(
     assert "`medico leaderboard` shows the validation score of runs/1-unet (the val split" in said
 
 
-def test_the_same_masks_again_are_refused_before_predicting_and_nothing_is_written(
+def test_the_same_masks_again_are_refused_and_nothing_is_written(
     workspace: Path, checkpoint: Path, images: Path
 ) -> None:
     base = ["--team", "T", "--checkpoint", str(checkpoint), "--images", str(images)]
     assert _submit(*base).exit_code == 0
     folder = workspace / "submissions" / "T"
-    predicted: list[Path] = []
     with pytest.raises(RepeatedMasksError, match="T_task1_run1.zip already holds these masks .*--force"):
-        write_task1(checkpoint, list_images(images), workspace / "submissions", "T", progress=predicted.append)
-    assert predicted == []
+        write_task1(checkpoint, list_images(images), workspace / "submissions", "T")
     refused = _submit(*base)
     assert refused.exit_code == 2 and "pass --force to write them anyway" in _text(refused)
     assert sorted(p.name for p in folder.iterdir()) == ["T_task1_run1.json", "T_task1_run1.zip"]
+
+
+PLUGIN = """
+import os
+
+from torch import nn
+
+
+class Signed(nn.Module):
+    \"\"\"Its logits' sign is read from the environment at each call: as if its file were edited between submits.\"\"\"
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, 3, padding=1)
+
+    def forward(self, x):
+        return float(os.environ.get("SIGNED_SIGN", "1")) * self.conv(x)
+
+
+def build():
+    return Signed()
+"""
+
+
+def test_new_masks_from_the_same_checkpoint_are_a_new_run(
+    workspace: Path, images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Masks depend on more than a manifest records (a file plugin's code, medico's version, the CPU's kernels): the
+    same checkpoint, options and images with new masks are never refused as a repeat."""
+    plugin = workspace / "signed.py"
+    plugin.write_text(PLUGIN)
+    spec = f"{plugin}:build"
+    torch.manual_seed(0)
+    weights = save_checkpoint(workspace / "signed.pt", Checkpoint(spec, {}, 32, medico.create_model(spec).state_dict()))
+    base = ["--team", "T", "--checkpoint", str(weights), "--model", spec, "--images", str(images)]
+    assert _submit(*base).exit_code == 0
+    monkeypatch.setenv("SIGNED_SIGN", "-1")
+    again = _submit(*base)
+    assert again.exit_code == 0, again.output
+    assert (workspace / "submissions" / "T" / "T_task1_run2.zip").is_file()
 
 
 def test_masks_equal_to_an_earlier_archive_are_refused_before_writing_when_no_manifest_proves_it(

@@ -1,15 +1,15 @@
 """The same masks submitted twice: a team's task 1 run whose archive another of its runs already holds.
 
-Each such run would spend one of the team's few runs (five in the challenge) on nothing new. An earlier run is found
-before predicting where its manifest proves the masks equal (the same member checkpoints by SHA-256, test-time
-augmentation, threshold, precision and test images), and in any case before the new archive is written, by its
-SHA-256: archives are deterministic (fixed member dates), so the same masks give the same bytes.
+Each such run would spend one of the team's few runs (five in the challenge) on nothing new. It is found once the
+masks are predicted, before the new archive is written, by its SHA-256: archives are deterministic (fixed member
+dates), so the same masks give the same bytes. Never before predicting: what a manifest records (checkpoints, test-time
+augmentation, precision, images) does not decide the masks alone (a file plugin's code, medico's version and the
+CPU's kernels do too), and a wrong "these masks repeat" would have `submit --to` upload the earlier archive.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,8 @@ from medico.errors import MedicoError
 from medico.leaderboard.columns import model_text
 from medico.submission.names import existing_runs, run_name
 
-__all__ = ["RepeatedMasksError", "archive_model", "check_new_archive", "check_new_prediction"]
+__all__ = ["RepeatedMasksError", "archive_model", "check_new_archive"]
 
-_PROOF = ("tta", "threshold", "precision", "images_sha256")
-"""What, besides the member checkpoints, decides an archive's masks, as its manifest records it."""
 _MAX_MANIFEST_BYTES = 2**20
 
 
@@ -33,22 +31,13 @@ class RepeatedMasksError(MedicoError):
         self.archive = archive
 
 
-def _prediction(manifest: Any) -> tuple[Any, ...] | None:
-    """What decides the masks of the archive ``manifest`` describes; None where it does not record all of it."""
-    try:
-        members = tuple(member["checkpoint_sha256"] for member in manifest["members"])
-        return (members, *(manifest[name] for name in _PROOF))
-    except (KeyError, TypeError):
-        return None
-
-
 def _regular(path: Path) -> bool:
     """Whether ``path`` is a regular file itself, not a link (which could lead anywhere, to a pipe that blocks)."""
     return not path.is_symlink() and path.is_file()
 
 
 def _manifest(path: Path) -> Any:
-    """An earlier run's manifest, or None when it is missing or cannot be read (then it proves nothing)."""
+    """An earlier run's manifest, or None when it is missing or cannot be read."""
     if not _regular(path) or path.stat().st_size > _MAX_MANIFEST_BYTES:
         return None
     try:
@@ -80,21 +69,6 @@ def _refusal(archive: Path, proof: str) -> RepeatedMasksError:
         "runs; pass --force to write them anyway",
         archive,
     )
-
-
-def check_new_prediction(folder: Path, team: str, run: int, manifest: Mapping[str, Any]) -> None:
-    """Refuse, before predicting, run ``run`` of ``team`` whose manifest fields ``manifest`` (members, tta,
-    threshold, precision, images_sha256) equal those of an earlier run whose archive is still the one its manifest
-    describes.
-
-    Raises:
-        RepeatedMasksError: naming the earlier archive.
-    """
-    new = _prediction(manifest)
-    for archive in _earlier_archives(folder, team, run):
-        earlier = _manifest(archive.with_suffix(".json"))
-        if new is not None and _prediction(earlier) == new and earlier.get("archive_sha256") == file_sha256(archive):
-            raise _refusal(archive, "same checkpoints, tta, threshold, precision and test images, as its manifest says")
 
 
 def check_new_archive(folder: Path, team: str, run: int, sha256: str) -> None:

@@ -36,7 +36,7 @@ from medico.runs.checkpoint import Checkpoint
 from medico.runs.dataset import recorded_data
 from medico.runs.folder import RunFolder
 from medico.submission.names import MAX_RUNS, Task, choose_run, run_name, team_dir
-from medico.submission.repeats import check_new_archive, check_new_prediction
+from medico.submission.repeats import check_new_archive
 
 __all__ = ["Source", "SubmissionFiles", "mask_archive", "mask_png", "write_manifest", "write_task1"]
 
@@ -207,7 +207,7 @@ def write_task1(
         team: the team name (checked: a name, never a path).
         run, max_runs: the run number rules of :func:`medico.submission.names.choose_run`.
         force: overwrite run ``run`` when it exists, and write masks an earlier run of the team already holds
-            (refused otherwise, before predicting where its manifest proves it, else before writing).
+            (refused otherwise, once predicted, before anything is written).
         device, precision: where and how the model runs.
         batch_size: images per forward pass.
         progress: called with each image's path once its mask is predicted.
@@ -236,8 +236,6 @@ def write_task1(
         "threshold": predictor.threshold,
         "images_sha256": named_files_sha256({path.name: path for path in images}),
     }
-    if not force:
-        check_new_prediction(folder, team, number, settings)
 
     def named_masks() -> Iterable[tuple[str, np.ndarray]]:
         for path, mask in zip(images, predictor.predict_all((read_rgb(p) for p in images), batch_size)):
@@ -250,22 +248,26 @@ def write_task1(
     if not force:
         check_new_archive(folder, team, number, digest)
     write_atomic(archive, data, replace=force)
-    manifest = write_manifest(
-        manifest_path,
-        team=team,
-        task="segmentation",
-        run=number,
-        source=sources[0],
-        spec=specs[0],
-        replace=force,
-        **settings,
-        archive=archive.name,
-        archive_sha256=digest,
-        archive_bytes=len(data),
-        images=count,
-        device=str(predictor.device),
-        mask_format="PNG, single channel, values 0/255, each image's own width x height",
-    )
+    try:
+        manifest = write_manifest(
+            manifest_path,
+            team=team,
+            task="segmentation",
+            run=number,
+            source=sources[0],
+            spec=specs[0],
+            replace=force,
+            **settings,
+            archive=archive.name,
+            archive_sha256=digest,
+            archive_bytes=len(data),
+            images=count,
+            device=str(predictor.device),
+            mask_format="PNG, single channel, values 0/255, each image's own width x height",
+        )
+    except BaseException:  # a run is an archive and its manifest: never an archive alone (a full disk, Ctrl-C)
+        archive.unlink(missing_ok=True)
+        raise
     return SubmissionFiles(
         archive, manifest, team, "segmentation", number, count, len(data), digest,
         model=model_text(specs[0].model_spec, predictor.tta, len(specs)), sources=sources,

@@ -283,6 +283,22 @@ def test_a_submission_on_a_full_disk_is_one_line_and_leaves_no_archive(checkpoin
     assert not (workspace / "subs").exists() or leftovers(workspace / "subs") in ([], ["alice"])
 
 
+def test_a_disk_filled_between_archive_and_manifest_leaves_no_run_and_the_rerun_writes_it(
+    checkpoint, images, workspace, monkeypatch
+):
+    """The archive without its manifest would be a run of its own: the rerun, once space is freed, was refused as
+    'these masks again' and --force spent a second run on them."""
+    command = ["submit", "--team", "alice", "--checkpoint", checkpoint, "--images", images, "--out", workspace / "subs",
+               "--device", "cpu"]
+    with monkeypatch.context() as full:
+        full_disk_after(full, writes=1)  # the archive, then the disk is full
+        line = refused(invoke(*command))
+    assert "disk full" in line and "alice_task1_run1.json" in line
+    assert leftovers(workspace / "subs") == ["alice"]
+    assert invoke(*command).exit_code == 0
+    assert leftovers(workspace / "subs") == ["alice", "alice/alice_task1_run1.json", "alice/alice_task1_run1.zip"]
+
+
 def test_training_on_a_full_disk_stops_with_one_line_and_no_temporary(small_data, monkeypatch):
     def full_disk_save(obj: object, file: object, *args: object, **kwargs: object) -> None:
         if hasattr(file, "write"):
