@@ -283,10 +283,10 @@ def test_submitting_the_same_masks_again_uploads_the_archive_already_written(ser
 
 
 def test_an_uploaded_model_name_never_carries_the_folders_of_a_file_plugin(served, tmp_path: Path) -> None:
-    """The hosted page is public: `/home/me/nets/x.py:build` is shown as `x.py:build`."""
+    """The hosted page is public: `/home/me/My Nets/x.py:build` is shown as `x.py:build`."""
     challenge, url, token_file = served
     from medico.commands.status import upload_and_wait
 
-    upload_and_wait(url, token_file, perfect_archive(tmp_path / "a.zip"), "/home/me/nets/x.py:build (tta flip)")
+    upload_and_wait(url, token_file, perfect_archive(tmp_path / "a.zip"), "/home/me/My Nets/x.py:build (tta flip)")
     with urllib.request.urlopen(f"{url}/api/leaderboard") as answer:
         assert [row["model"] for row in json.loads(answer.read())["rows"]] == ["x.py:build (tta flip)"]

@@ -122,6 +122,13 @@ def test_the_summary_names_the_model_the_checkpoint_and_the_run_it_was_trained_i
     manifest = json.loads((workspace / "submissions" / "T" / "T_task1_run1.json").read_text())
     assert manifest["training_run"] == "runs/9-unet" and manifest["trained_on"] == record.description
 
+    copied = workspace / "copied.pt"  # the same checkpoint kept outside any run still says what it was trained on
+    copied.write_bytes((run / "checkpoints" / "best.pt").read_bytes())
+    result = _submit("--team", "T", "--checkpoint", str(copied), "--images", str(images), "--tta", "none")
+    assert result.exit_code == 0, result.output
+    assert f"made from {copied} (unet): no training run (a checkpoint file outside any run folder), trained on " \
+           "synthetic" in _text(result)
+
 
 def test_an_ensembles_summary_names_every_member_and_a_loose_file_as_outside_any_run(
     workspace: Path, run_dir: Path, checkpoint: Path, images: Path
@@ -131,7 +138,8 @@ def test_an_ensembles_summary_names_every_member_and_a_loose_file_as_outside_any
     said = _text(result)
     assert "model │ unet (ensemble of 2)" in said
     assert "training run runs/1-unet, its data not recorded" in said
-    assert f"made from {checkpoint} (unet): no training run (a checkpoint file outside any run folder)" in said
+    assert f"made from {checkpoint} (unet): no training run (a checkpoint file outside any run folder), its data not " \
+           "recorded" in said
 
 
 def test_a_local_archive_says_it_gets_no_score_here_and_where_the_runs_score_is(
@@ -257,3 +265,6 @@ def test_submit_without_team_takes_medico_team(
     result = _submit("--checkpoint", str(checkpoint), "--images", str(images))
     assert result.exit_code == 0, result.output
     assert (workspace / "submissions" / "envteam" / "envteam_task1_run1.zip").is_file()
+    monkeypatch.setenv("MEDICO_TEAM", "a/b")
+    refused = _submit("--checkpoint", str(checkpoint), "--images", str(images))
+    assert refused.exit_code == 2 and "$MEDICO_TEAM 'a/b'" in _text(refused) and "--team" not in _text(refused)

@@ -39,8 +39,9 @@ FINAL_STATES = ("scored", "invalid")
 PHASES = ("before", "open", "closed")
 MODEL_HEADER = "X-Medico-Model"
 """The upload's header naming the model (percent-encoded UTF-8), shown on the hosted leaderboard."""
-_FOLDERS = re.compile(r"[^\s/\\]*[/\\]")
-"""The folders of a path in a model's name (``/home/me/nets/x.py:build``): never sent, the page is public."""
+_SEPARATOR = re.compile(r"[/\\]")
+"""Splits off the folders of a path in a model's name (``/home/me/My Nets/x.py:build``): never sent, the page is
+public."""
 _MAX_SHOWN = 200
 """The most characters of a server's text (a team name, a state, a time) this client keeps."""
 
@@ -287,7 +288,7 @@ class ChallengeClient:
             body = _Progress(handle, progress or (lambda done: None))
             headers = {"Content-Type": "application/zip", "Content-Length": str(size)}
             if model:  # a file plugin's spec names its file, never the folders it lies in on this machine
-                headers[MODEL_HEADER] = urllib.parse.quote(plain_text(_FOLDERS.sub("", model)), safe=" ()+,:")
+                headers[MODEL_HEADER] = urllib.parse.quote(plain_text(_SEPARATOR.split(model)[-1]), safe=" ()+,:")
             return self._read(
                 "/api/submissions", lambda data: (_field(data, "id", int), _field(data, "duplicate", bool)),
                 "POST", body=body, headers=headers,

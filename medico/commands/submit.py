@@ -15,6 +15,7 @@ from medico.data.io import list_images
 from medico.data.synthetic import synthetic_test_images
 from medico.engine.runtime import MASK_PRECISION, resolve_device
 from medico.errors import MedicoError
+from medico.leaderboard.participant import check_team_name
 from medico.leaderboard.team import TEAM_VARIABLE
 from medico.runs.members import resolve_members
 from medico.submission import MAX_RUNS, Source, SubmissionFiles, docker_commands, write_task1, write_task2
@@ -37,9 +38,10 @@ def _source_line(source: Source) -> str:
     """One checkpoint a submission came from, as rich markup: its file and model, its training run and that run's data
     (in yellow when synthetic), or that it lies outside any run folder."""
     line = f"made from {escape(str(source.checkpoint))} ({escape(source.model)}): "
-    if source.training_run is None:
-        return line + "no training run (a checkpoint file outside any run folder)"
-    line += f"training run {escape(str(source.training_run))}, "
+    if source.training_run is None:  # a copied checkpoint still carries the record of the data it was trained on
+        line += "no training run (a checkpoint file outside any run folder), "
+    else:
+        line += f"training run {escape(str(source.training_run))}, "
     if source.trained_on is None:
         return line + "its data not recorded"
     data = f"trained on {escape(source.trained_on)}"
@@ -84,6 +86,7 @@ def _print_next(files: SubmissionFiles) -> None:
 
 
 def submit(
+    context: typer.Context,
     team: Annotated[
         str,
         typer.Option(
@@ -142,6 +145,9 @@ def submit(
     predicted when it does not); the task 1 archive is then uploaded to the hosted challenge (medico serve) with its
     model's name, and its score and the team's public rank printed once the server has scored it.
     """
+    # by name: typer vendors its own click, whose ParameterSource is not click's
+    from_environment = getattr(context.get_parameter_source("team"), "name", None) == "ENVIRONMENT"
+    check_team_name(team, f"${TEAM_VARIABLE}" if from_environment else "--team")  # the option a bad name came from
     if (to is None) != (token_file is None) or (to is not None and task != "segmentation"):
         raise MedicoError("--to and --token-file go together, and upload a task 1 (segmentation) archive")
     if to is not None and token_file is not None:
