@@ -267,6 +267,15 @@ def test_a_name_carried_by_several_runs_names_the_newest_and_says_which(workspac
     assert find_run("2").name == "2-unet" and find_run("1-alpha").name == "1-alpha"  # numbers and ids unchanged
 
 
+def test_a_models_name_picks_its_newest_unnamed_run_and_names_the_newer_named_ones(workspace: Path) -> None:
+    """`--checkpoint attunet` in a workspace whose newest attunet run is named 'first': the user may mean that one."""
+    for name, model in (("1-attunet", "attunet"), ("2-first", "attunet"), ("3-other", "unet")):
+        (_fake_run(workspace, name) / "config.json").write_text(json.dumps({"model": model}))
+    with pytest.warns(MedicoWarning, match=r"attunet is run 1-attunet, its newest run without a name; newer attunet "
+                      r"runs carry names: 2-first"):
+        assert find_run("attunet").name == "1-attunet"
+
+
 def test_a_file_named_like_a_run_name_is_refused_rather_than_guessed(workspace: Path) -> None:
     _fake_run(workspace, "1-alpha")
     (workspace / "alpha").write_bytes(b"another checkpoint")
@@ -280,6 +289,7 @@ def test_a_file_named_like_a_run_name_is_refused_rather_than_guessed(workspace: 
         ("3", "it is a number"),
         ("latest", "latest names the newest run"),
         ("2-unet", "reads as a run id"),
+        ("attunet", "it is a model's name"),  # --checkpoint attunet would pick this unet run
         ("../elsewhere", "'/'"),
         ("alpha quick", "it contains ' '"),
         ("alpha\x1b[2J", "control characters"),

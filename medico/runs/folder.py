@@ -16,6 +16,7 @@ last checkpoints of the epochs it finished: it is resumable, and ``latest`` may 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import warnings
@@ -27,6 +28,7 @@ import pandas as pd
 
 from medico.errors import MedicoError, MedicoWarning, some
 from medico.leaderboard.participant import check_team_name
+from medico.plugins import is_model
 
 __all__ = [
     "METRICS",
@@ -89,7 +91,8 @@ def check_run_name(name: str, label: str = "--name") -> str:
 
     That is a plain name (:func:`~medico.leaderboard.participant.check_team_name`: no path separator or control
     character, no leading dot...) of letters, digits, '.', '-' and '_' (kept as is in the folder's name), and not
-    one that reads as a run number (``3``), a run id (``3-unet``) or ``latest``.
+    one that reads as a run number (``3``), a run id (``3-unet``), ``latest`` or a model's name (which labels that
+    model's unnamed runs: ``--name unet`` on an attunet run would make ``--checkpoint unet`` pick it).
 
     Raises:
         TeamNameError, RunNameError: naming ``label``, what a name may be and what ``name`` holds.
@@ -107,10 +110,12 @@ def check_run_name(name: str, label: str = "--name") -> str:
         problem = "latest names the newest run"
     elif _NUMBERED.match(name):
         problem = "it reads as a run id (NUMBER-LABEL), which names that run"
+    elif is_model(name):
+        problem = "it is a model's name, which labels that model's runs without a name"
     if problem:
         raise RunNameError(
             f"{label} {name!r}: expected a run name of letters, digits, '.', '-' and '_' that is not a number, "
-            f"a run id or {_LATEST}, but {problem}"
+            f"a run id, {_LATEST} or a model's name, but {problem}"
         )
     return name
 
@@ -310,11 +315,37 @@ def find_run(run: str, root: Path | None = None) -> RunFolder:
         return named.checked()
     labelled = [r for r in runs if r.label == run]
     if labelled:
-        return _newest(run, labelled, root).checked()
+        chosen = _newest(run, labelled, root)
+        _note_newer_named_runs(run, chosen, runs)
+        return chosen.checked()
     if Path(run).is_dir():
         return RunFolder(Path(run)).checked()
     known = ", ".join(r.name for r in runs[-10:]) or "none"
     raise RunNotFoundError(f"run {run!r} not found in {root} (latest runs: {known})")
+
+
+def _note_newer_named_runs(model: str, chosen: RunFolder, runs: list[RunFolder]) -> None:
+    """Say which newer runs of ``model`` carry a name of their own, when a model's name picked ``chosen`` (its newest
+    unnamed run): the run meant may be one of them."""
+    if not is_model(model):
+        return
+    later = [r for r in runs if (r.number or 0) > (chosen.number or 0) and r.label != model]
+    newer = [r.name for r in later if _model_of(r) == model]
+    if newer:
+        warnings.warn(
+            MedicoWarning(f"{model} is run {chosen.name}, its newest run without a name; newer {model} runs carry "
+                          f"names: {some(newer)} (name one of them to use it)"),
+            stacklevel=3,
+        )
+
+
+def _model_of(run: RunFolder) -> str | None:
+    """The model a run's ``config.json`` records; None where it is missing or unreadable."""
+    try:
+        model = json.loads(run.config.read_text(encoding="utf-8")).get("model")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    return model if isinstance(model, str) else None
 
 
 def _named(run: str, runs: list[RunFolder]) -> RunFolder | None:
