@@ -66,6 +66,9 @@ def _said(text: str) -> str:
 def test_without_a_scored_test_archive_it_says_why_and_how_one_gets_a_row(workspace):
     LeaderboardStore().add(Entry(team="root", model="unet", run=1, iou=0.7, dice=0.8, fps=26.0, fps_device="cpu"))
     why = "No test-set archive is scored here: the test images have no public ground truth"
+    assert why not in _said(_invoke().stderr), "nothing was submitted: nothing to explain"
+    (workspace / "submissions" / "T").mkdir(parents=True)
+    (workspace / "submissions" / "T" / "T_task1_run1.zip").write_bytes(b"PK")  # as `medico submit` leaves one
     result = _invoke()
     assert _runs(result.stdout) == [("root", "1")]
     assert why in _said(result.stderr) and "`medico score ARCHIVE --truth DIR --team TEAM`" in _said(result.stderr)

@@ -195,9 +195,10 @@ class TeamStatus:
         """Why the server would refuse an upload now (not open yet, closed, no uploads left), with when that changes;
         None when it would take one."""
         if self.phase == "before":
-            return f"the challenge is not open yet: it opens at {self.opens}"
+            return "the challenge is not open yet" + (f": it opens at {self.opens}" if self.opens else "")
         if self.phase == "closed":
-            return f"the challenge is closed (since {self.closes}): it takes no more uploads"
+            return "the challenge is closed" + (f" (since {self.closes})" if self.closes else "") + ": it takes no " \
+                "more uploads"
         if self.left_total <= 0:
             return f"team {self.team} has no uploads left: the total limit is reached"
         if self.left_today is not None and self.left_today <= 0:

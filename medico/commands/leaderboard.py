@@ -20,6 +20,7 @@ from medico.leaderboard import (
     write_export,
 )
 from medico.leaderboard.render import legend_table
+from medico.submission.names import SUBMISSIONS
 
 
 class TaskChoice(str, Enum):
@@ -64,12 +65,14 @@ def _output_format(fmt: FormatChoice, output: Path | None) -> str:
 
 
 def _no_scored_test_archive(rows: list[Ranked], task: str, split: str | None) -> str | None:
-    """Why the segmentation leaderboard shows no test-set row of a team (a newcomer's ``medico submit`` made an archive
-    and expects to see it ranked), and where the validation scores are; None when one shows, or none is expected."""
+    """Why the segmentation leaderboard shows no test-set row of a team when ``medico submit`` wrote a task 1 archive
+    here (a newcomer expects to see it ranked), and where the validation scores are; None when one shows, or none is
+    expected."""
     if (
         task != "segmentation"
         or split == "val"
         or any(r.entry.split == "test" and r.entry.source != "published" for r in rows)
+        or not any(SUBMISSIONS.glob("*/*_task1_run*.zip"))
     ):
         return None
     validation = "; validation scores show with --split val (or without --split)" if split == "test" else ""

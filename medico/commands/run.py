@@ -15,6 +15,7 @@ from rich.table import Table
 from medico.console import console, err_console, task_progress
 from medico.engine.budget import format_duration
 from medico.engine.distributed import DistributedError, launched_by_torchrun, run_distributed
+from medico.engine.runtime import MASK_PRECISION
 from medico.engine.training import STOP_BUDGET, EpochRecord, RunProgress, Trainer, TrainingObserver, TrainingResult
 from medico.leaderboard import LeaderboardStore
 from medico.leaderboard.render import leaderboard_tables
@@ -297,6 +298,8 @@ def _print_outcome(config: RunConfig, result: TrainingResult, outcome: RunOutcom
         f"best epoch {result.best_epoch} ({stop}): val Dice {scores['dice']:.4f} ± {scores['dice_std']:.4f}, "
         f"mIoU {scores['iou']:.4f} ± {scores['iou_std']:.4f} over {scores['n_images']} images at their "
         "original resolution"
+        + ("" if result.precision == MASK_PRECISION else
+           f", in {MASK_PRECISION} as submissions are written (the epochs above validated in {result.precision})")
     )
     if outcome.speed is not None:
         speed = outcome.speed

@@ -36,9 +36,9 @@ def _phase(mine: TeamStatus) -> str | None:
     """The challenge's phase as people say it: open until X, opens at X, closed since X (None: the server does not
     say, being an older medico's)."""
     if mine.phase == "before":
-        return f"the challenge opens at {mine.opens}"
+        return "the challenge opens " + (f"at {mine.opens}" if mine.opens else "later")
     if mine.phase == "closed":
-        return f"the challenge is closed since {mine.closes}"
+        return "the challenge is closed" + (f" since {mine.closes}" if mine.closes else "")
     if mine.phase == "open":
         return "the challenge is open " + (f"until {mine.closes}" if mine.closes else "(no closing time)")
     return None

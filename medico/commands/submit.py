@@ -19,6 +19,7 @@ from medico.leaderboard.participant import check_team_name
 from medico.leaderboard.team import TEAM_VARIABLE
 from medico.runs.members import resolve_members
 from medico.submission import MAX_RUNS, Source, SubmissionFiles, docker_commands, write_task1, write_task2
+from medico.submission.names import SUBMISSIONS
 from medico.submission.repeats import RepeatedMasksError, archive_model
 from medico.weights import cache_dir
 
@@ -120,7 +121,7 @@ def submit(
             "plugin's ONNX export on (default: its run's validation images)."
         ),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Submissions folder; files go to OUT/TEAM/.")] = Path("submissions"),
+    out: Annotated[Path, typer.Option(help="Submissions folder; files go to OUT/TEAM/.")] = SUBMISSIONS,
     max_runs: Annotated[int, typer.Option(help="Most runs per team and task (the challenge allows 5).")] = MAX_RUNS,
     force: Annotated[
         bool,

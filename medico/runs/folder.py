@@ -284,8 +284,9 @@ def _newest(what: str, runs: list[RunFolder], root: Path) -> RunFolder:
     if not usable:
         among = "no run" if what == _LATEST else f"no run labelled {what}"
         raise RunNotFoundError(
-            f"{among} in {root} has a best checkpoint: {some([r.name for r in runs])} failed or were stopped "
-            "before their first epoch ended; start one with `medico run MODEL`"
+            f"{among} in {root} has a best checkpoint: {some([r.name for r in runs])} failed or "
+            f"{'was' if len(runs) == 1 else 'were'} stopped before the first epoch ended; start one with "
+            "`medico run MODEL`"
         )
     chosen = usable[-1]
     notes = []

@@ -20,6 +20,7 @@ from medico.leaderboard.participant import (
 __all__ = [
     "MAX_RUNS",
     "MAX_TEAM_NAME",
+    "SUBMISSIONS",
     "TASK_NUMBERS",
     "RunNumberError",
     "Task",
@@ -36,6 +37,8 @@ Task = Literal["segmentation", "efficiency"]
 TASK_NUMBERS: dict[str, int] = {"segmentation": 1, "efficiency": 2}
 MAX_RUNS = 5
 """The challenge rule: at most five runs per team and task."""
+SUBMISSIONS = Path("submissions")
+"""Where ``medico submit`` writes unless told otherwise: ``submissions/TEAM/TEAM_taskK_runN...``."""
 
 
 def team_dir(root: Path, team: str) -> Path:
