@@ -14,9 +14,9 @@ MaskPrecision = Annotated[
     str,
     typer.Option(
         "--precision",
-        help=f"{MASK_PRECISION} (the default for every score and written mask: the same masks on every machine and in "
-        "exported graphs), auto (bf16 where the hardware computes it: faster, a few hundred pixels per frame "
-        "differ), bf16 or fp16.",
+        help=f"{MASK_PRECISION} (the default for every score and written mask: the same masks across machines, up to "
+        "fp32's last bits, and in exported graphs), auto (bf16 where the hardware computes it: faster, a few hundred "
+        "pixels per frame differ), bf16 or fp16.",
     ),
 ]
 """``--precision`` of every command that scores or writes masks (see :data:`medico.engine.runtime.MASK_PRECISION`)."""

@@ -53,8 +53,9 @@ PRECISION_CHOICES: tuple[str, ...] = ("auto", *PRECISIONS)
 """What ``--precision`` takes: ``auto`` (:func:`default_precision`) or one precision."""
 MASK_PRECISION: Precision = "fp32"
 """The precision of every score and every written mask unless asked otherwise: ``evaluate``, ``predict``, ``show``,
-task 1 ``submit`` and the final evaluation of ``run``. fp32 gives the same masks on every CPU class and in every
-exported graph, so a validation score describes the masks a submission holds wherever either was made; bf16 masks
+task 1 ``submit`` and the final evaluation of ``run``. fp32 masks are the same on every CPU class up to fp32's last
+bits (the avx512-bf16 and avx2 classes wrote byte-identical archives; an NCHW class's Dice differed by 2e-5) and equal
+an exported graph's, so a validation score describes the masks a submission holds wherever either was made; bf16 masks
 differ from them in a few hundred pixels per Kvasir-SEG frame. Training, its per-epoch validation, ``bench`` and the
 task 2 container run at :func:`default_precision`, which is about speed."""
 
