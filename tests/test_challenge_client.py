@@ -183,9 +183,10 @@ def test_a_refused_upload_states_when_the_next_is_allowed_once(tmp_path: Path) -
         b'{"team": "alpha", "left_today": null, "left_total": 3, "submissions": [{"id": 1, "state": "scored", '
         b'"received": "now", "selected": false, "scores": {"public": {"iou": "high"}}}]}',
         b"[" * 100_000 + b"]" * 100_000,
+        b'{"team": "alpha", "left_today": null, "left_total": 3, "submissions": [' + b"0," * 9_000_000 + b"0]}",
     ],
     ids=["a list", "a number for a name", "text for a count", "a number for a submission", "an unknown phase",
-         "text for a score", "nested too deep"],
+         "text for a score", "nested too deep", "too large to read"],
 )
 def test_a_server_answering_json_of_another_shape_is_a_one_line_error(tmp_path: Path, body: bytes) -> None:
     token_file = tmp_path / "t.token"

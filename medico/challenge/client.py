@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 MAX_TOKEN_FILE = 4096
+MAX_ANSWER_BYTES = 16 * 2**20
+"""The most of a server's answer read: a team's own list, with every per-image score after close, is far smaller."""
 FINAL_STATES = ("scored", "invalid")
 PHASES = ("before", "open", "closed")
 MODEL_HEADER = "X-Medico-Model"
@@ -258,7 +260,11 @@ class ChallengeClient:
         )
         try:
             with _OPENER.open(request, timeout=self.timeout) as answer:  # http(s) only: checked when made
-                return json.loads(answer.read())
+                data = answer.read(MAX_ANSWER_BYTES + 1)
+            if len(data) > MAX_ANSWER_BYTES:
+                raise ClientError(f"{self.url}{path}: the answer exceeds {MAX_ANSWER_BYTES:,} bytes: is this a medico "
+                                  "challenge server?")
+            return json.loads(data)
         except urllib.error.HTTPError as error:
             if 300 <= error.code < 400:
                 where = plain_text(str(error.headers.get("Location", "")), 200)
