@@ -360,6 +360,19 @@ def test_throttled_checks_refill_with_time_and_spare_other_addresses(
     assert len(hashes) == BURST + 1 + 2
 
 
+def test_one_ipv6_network_is_throttled_as_one_sender(hosted: Hosted, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host holds a whole /64: a new address in it for every made-up token must not buy a new burst of hashes."""
+    hashes = _counting_hashes(monkeypatch)
+    app = hosted.app()
+    answers = [
+        TestClient(app, client=(f"2001:db8:1:2::{index:x}", 4000)).get("/api/submissions", headers=header)  # type: ignore[arg-type]
+        for index, header in enumerate(_made_up(BURST + 5), start=1)
+    ]
+    assert [answer.status_code for answer in answers].count(429) == 5 and len(hashes) == BURST
+    other = TestClient(app, client=("2001:db8:1:3::1", 4000))  # type: ignore[arg-type]
+    assert other.get("/api/submissions", headers=_made_up(1)[0]).status_code == 401  # another network: its own burst
+
+
 def test_no_cors_headers_are_sent(hosted: Hosted) -> None:
     client = hosted.client()
     origin = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
