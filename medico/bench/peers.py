@@ -11,6 +11,7 @@ per-image Dice: 1 is exact).
 
 from __future__ import annotations
 
+import functools
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -226,23 +227,32 @@ def compare(
     return results
 
 
-def matmul_peak_flops(device: torch.device, precision: str, size: int = 2048, repeats: int = 5) -> float:
+def matmul_peak_flops(
+    device: torch.device, precision: str, size: int = 2048, repeats: int = 5, enough: float = 0.1
+) -> float:
     """The machine's compute roof as measured: FLOP/s of large square matmuls in ``precision`` (median).
 
-    A ``size``-square matmul costs ``2 * size**3`` FLOPs (multiply-add = 2, as in
-    :func:`medico.bench.speed.count_flops`).
+    A ``side``-square matmul costs ``2 * side**3`` FLOPs (multiply-add = 2, as in
+    :func:`medico.bench.speed.count_flops`). The side doubles from 256 up to ``size`` until one timed run takes
+    ``enough`` seconds: large enough to reach the roof, yet a precision the hardware only emulates (bf16 on a CPU
+    without it, as ``MEDICO_CPU_CLASS`` may ask) costs about a second rather than minutes.
     On a GPU one such matmul takes tens of microseconds, about what synchronising around it costs, so each
     timed run there chains 50 of them. fp32 means true fp32 (PyTorch leaves TF32 matmuls off by default).
     """
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
     chained = 50 if device.type == "cuda" else 1
-
-    def products() -> None:
-        for _ in range(chained):
-            torch.mm(a, b)
-
-    products()
+    side = min(256, size)
+    while True:
+        a, b = (torch.randn(side, side, device=device).to(dtype) for _ in range(2))
+        products = functools.partial(_chained_products, a, b, chained)
+        products()  # warm-up
+        if side >= size or time_call(device, products) >= enough:
+            break
+        side = min(2 * side, size)
     seconds = [time_call(device, products) for _ in range(repeats)]
-    return chained * 2 * size**3 / statistics.median(seconds)
+    return chained * 2 * side**3 / statistics.median(seconds)
+
+
+def _chained_products(a: torch.Tensor, b: torch.Tensor, count: int) -> None:
+    for _ in range(count):
+        torch.mm(a, b)
